@@ -1,0 +1,260 @@
+//! Wiring: builds every stage from a validated [`Config`] and the sockets the caller bound, runs them
+//! as supervised tasks, and shuts them down together.
+//!
+//! Every task stops on the shared [`CancellationToken`]; a critical task that fails or ends early
+//! cancels the rest and [`Running::wait`] returns its cause. No stage logic lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::io::AsyncBufRead;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::catalog::Catalog;
+use crate::chat::{Intake, run_demo, run_terminal};
+use crate::config::Config;
+use crate::coord::{Alone, Coordinator};
+use crate::gate::{Gate, GatePolicy};
+use crate::http::HttpContext;
+use crate::osc::{Encoder, OscStage};
+use crate::routes_file;
+use crate::state::State;
+use crate::stats::{LinkStatus, Stats};
+
+/// How long shutdown may take before the remaining tasks are abandoned.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// A problem with the files the configuration points at (catalogue, routing file): the user must fix
+/// them, so `main` exits with the configuration status code.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
+    Routes(#[from] routes_file::RoutesFileError),
+}
+
+/// Terminal chat input: any line reader (stdin in `main`, an in-memory pipe in tests).
+pub type ChatInput = Box<dyn AsyncBufRead + Send + Unpin>;
+
+/// The edges of the process, bound or opened by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    pub http: std::net::TcpListener,
+    /// The socket OSC datagrams leave from.
+    pub osc: std::net::UdpSocket,
+}
+
+impl Listeners {
+    /// Binds `HTTP_ADDR` and an ephemeral UDP socket of the OSC targets' address family.
+    pub fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let http = std::net::TcpListener::bind(config.http_addr)
+            .with_context(|| format!("cannot listen on HTTP_ADDR {}", config.http_addr))?;
+        http.set_nonblocking(true)?;
+        let any: SocketAddr = if config.osc_targets.iter().all(SocketAddr::is_ipv6) {
+            "[::]:0".parse()?
+        } else {
+            "0.0.0.0:0".parse()?
+        };
+        let osc = std::net::UdpSocket::bind(any).context("cannot open a UDP socket for OSC")?;
+        osc.set_nonblocking(true)?;
+        Ok(Listeners { http, osc })
+    }
+}
+
+/// Options that do not come from the environment.
+#[derive(Default)]
+pub struct Extras {
+    /// Chat lines from the terminal operator.
+    pub chat_input: Option<ChatInput>,
+    /// Simulated viewers (`--demo`).
+    pub demo: bool,
+}
+
+impl std::fmt::Debug for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extras").field("chat_input", &self.chat_input.is_some()).field("demo", &self.demo).finish()
+    }
+}
+
+/// A started bot: where it listens, its intake, and the handle to wait for it.
+#[derive(Debug)]
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub intake: Intake,
+    pub stats: Arc<Stats>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    failure: Arc<Mutex<Option<anyhow::Error>>>,
+}
+
+impl Running {
+    /// Waits until shutdown is requested or a critical task fails, then stops everything within the
+    /// grace period. Returns the first failure, if any.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.shutdown.cancelled().await;
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
+            warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
+        }
+        let failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Asks every task to stop (what SIGINT does).
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[derive(Clone)]
+struct Supervisor {
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    failure: Arc<Mutex<Option<anyhow::Error>>>,
+}
+
+impl Supervisor {
+    /// Runs a task the bot cannot do without: if it fails, panics, or ends before shutdown, every
+    /// other task is cancelled and the process exits non-zero with the cause.
+    fn critical<F>(&self, name: &'static str, task: F)
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let this = self.clone();
+        let handle = tokio::spawn(task);
+        self.tracker.spawn(async move {
+            let cause = match handle.await {
+                Ok(Ok(())) if this.shutdown.is_cancelled() => None,
+                Ok(Ok(())) => Some(anyhow::anyhow!("task {name} stopped unexpectedly")),
+                Ok(Err(e)) => Some(e.context(format!("task {name} failed"))),
+                Err(join) => Some(anyhow::anyhow!("task {name} panicked: {join}")),
+            };
+            if let Some(cause) = cause {
+                error!("{cause:#}");
+                let mut slot = this.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                slot.get_or_insert(cause);
+                this.shutdown.cancel();
+            }
+        });
+    }
+
+    /// Runs a task whose end is not fatal (a chat source whose input closed).
+    fn optional<F>(&self, name: &'static str, task: F)
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let handle = tokio::spawn(task);
+        self.tracker.spawn(async move {
+            match handle.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!("{name} ended: {e:#}"),
+                Err(join) => warn!("{name} panicked: {join}"),
+            }
+        });
+    }
+}
+
+/// Builds and starts every stage. Returns once the bot is serving.
+pub async fn start(
+    config: Config,
+    listeners: Listeners,
+    extras: Extras,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    let catalog = Arc::new(Catalog::load(config.catalog_path.as_deref()).map_err(StartupError::from)?);
+    let routes = routes_file::load(&config.routing_file, &catalog).map_err(StartupError::from)?;
+    info!(
+        catalogue = %catalog.source(),
+        modules = catalog.module_count(),
+        outputs = catalog.output_count(),
+        routes = routes.len(),
+        "catalogue and routes loaded"
+    );
+    let mut state = State::default();
+    for (output, route) in routes {
+        state.seed_route(output, route);
+    }
+    let stats = Arc::new(Stats::default());
+    let instance: Arc<str> = config.instance_id.as_str().into();
+    let policy = GatePolicy {
+        user_cooldown: config.rate_limit,
+        global_per_second: config.global_rate_limit,
+        admin_users: config.admin_users.clone(),
+    };
+    let coordinator = Coordinator::new(
+        instance.clone(),
+        catalog.clone(),
+        state,
+        Gate::new(&policy, Instant::now()),
+        None,
+        Arc::new(Alone(instance.clone())),
+        stats.clone(),
+    );
+    let sup = Supervisor { tracker: TaskTracker::new(), shutdown: shutdown.clone(), failure: Arc::default() };
+    let (coord, coord_task) = coordinator.spawn(shutdown.clone());
+    sup.critical("coordinator", async move {
+        coord_task.await;
+        Ok(())
+    });
+
+    let encoder = Encoder { format: config.osc_format, value_max: catalog.value_max() };
+    let socket = tokio::net::UdpSocket::from_std(listeners.osc)?;
+    let osc = OscStage::new(socket, config.osc_targets.clone(), encoder, stats.clone(), config.output_rest_on_shutdown);
+    sup.critical("osc", osc.run(coord.clone(), shutdown.clone()));
+    sup.critical(
+        "routing-file",
+        routes_file::keep_saved(config.routing_file.clone(), catalog.clone(), coord.clone(), stats.clone(), shutdown.clone()),
+    );
+
+    let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
+    let http_addr = http_listener.local_addr()?;
+    // The Redis link will own the sender; until then the bot is local-only by design.
+    let (_redis_tx, redis_status) = watch::channel(LinkStatus::Disabled);
+    let ctx = HttpContext {
+        instance_id: instance.clone(),
+        value_max: catalog.value_max(),
+        coord: coord.clone(),
+        stats: stats.clone(),
+        redis_status,
+        overlay_dir: PathBuf::from("overlay"),
+    };
+    sup.critical("http", crate::http::serve(http_listener, ctx, shutdown.clone()));
+
+    let intake = Intake::new(catalog.clone(), coord.clone(), stats.clone());
+    if let Some(input) = extras.chat_input {
+        sup.optional("terminal chat", run_terminal(input, intake.clone(), config.operator_name.clone(), shutdown.clone()));
+    }
+    if extras.demo {
+        sup.optional("demo viewers", run_demo(intake.clone(), fastrand::u64(..), shutdown.clone()));
+    }
+    let shown = display_addr(http_addr);
+    info!(instance = %instance, "cvbot is live");
+    info!("overlay (OBS browser source): http://{shown}/overlay");
+    info!("state: http://{shown}/api/state   health: http://{shown}/healthz");
+    info!(targets = ?config.osc_targets, "OSC output");
+    Ok(Running { http_addr, intake, stats, tracker: sup.tracker, shutdown, failure: sup.failure })
+}
+
+/// Starts the bot and runs it until `shutdown` is cancelled or a critical task fails.
+pub async fn run(config: Config, listeners: Listeners, extras: Extras, shutdown: CancellationToken) -> anyhow::Result<()> {
+    start(config, listeners, extras, shutdown).await?.wait().await
+}
+
+/// An address a browser on this machine can open (`0.0.0.0` is not one).
+fn display_addr(addr: SocketAddr) -> SocketAddr {
+    let mut shown = addr;
+    if addr.ip().is_unspecified() {
+        shown.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    shown
+}

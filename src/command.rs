@@ -1,0 +1,449 @@
+//! The chat command parser: one chat line in, one [`Command`] (or a reason it is not one) out.
+//!
+//! Pure and total: no I/O, no clock, no state, never panics on any input. It knows the catalogue (to
+//! validate names) but nothing of who sent the line, rate limits, Redis or OSC.
+
+use std::fmt;
+
+use crate::catalog::{Catalog, Output, Variable, parse_small_number};
+
+/// Longest emergency-stop message kept; the rest is cut so the overlay banner stays readable.
+pub const MAX_MESSAGE_CHARS: usize = 200;
+
+/// What a chat line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// `doorway#1.threshold: 89` or `!cv doorway#1.threshold 89`.
+    Set { variable: Variable, value: u8 },
+    /// `!admin …` (and the older bot's bare routing and overlay forms).
+    Admin(AdminCommand),
+}
+
+/// Commands only broadcasters, moderators, listed admins and the terminal operator may run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminCommand {
+    Clear,
+    Overlay { enabled: bool },
+    EmergencyStop { message: Option<String> },
+    Resume,
+    Instances,
+    Route { output: Output, variable: Variable },
+    Unroute { output: Output },
+    ListRoutes,
+}
+
+impl Command {
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Command::Admin(_))
+    }
+}
+
+impl fmt::Display for AdminCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Clear => f.write_str("clear"),
+            Self::Overlay { enabled } => write!(f, "overlay {}", if *enabled { "on" } else { "off" }),
+            Self::EmergencyStop { message: Some(m) } => write!(f, "emergency stop {m}"),
+            Self::EmergencyStop { message: None } => f.write_str("emergency stop"),
+            Self::Resume => f.write_str("resume"),
+            Self::Instances => f.write_str("instances"),
+            Self::Route { output, variable } => write!(f, "{output} → {variable}"),
+            Self::Unroute { output } => write!(f, "remove {output}"),
+            Self::ListRoutes => f.write_str("routes"),
+        }
+    }
+}
+
+/// Why a line is not a command. `NotACommand` is ordinary chat; the others are attempts that failed,
+/// which are counted by reason and never answered in chat by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum ParseError {
+    #[error("not a command")]
+    NotACommand,
+    #[error("malformed command")]
+    Malformed,
+    #[error("unknown module, instance or parameter")]
+    UnknownVariable,
+    #[error("value must be a whole number from 0 to 127")]
+    BadValue,
+    #[error("unknown output")]
+    UnknownOutput,
+    #[error("unknown admin command")]
+    UnknownAdmin,
+    #[error("control characters in command")]
+    ControlCharacters,
+}
+
+impl ParseError {
+    /// A short label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotACommand => "not_a_command",
+            Self::Malformed => "malformed",
+            Self::UnknownVariable => "unknown_variable",
+            Self::BadValue => "bad_value",
+            Self::UnknownOutput => "unknown_output",
+            Self::UnknownAdmin => "unknown_admin",
+            Self::ControlCharacters => "control_characters",
+        }
+    }
+
+    /// Every reason, for registering metrics up front.
+    pub const ALL: [ParseError; 7] = [
+        Self::NotACommand,
+        Self::Malformed,
+        Self::UnknownVariable,
+        Self::BadValue,
+        Self::UnknownOutput,
+        Self::UnknownAdmin,
+        Self::ControlCharacters,
+    ];
+}
+
+/// Parses one chat line. The first command on the line counts; chatter after it is ignored, because
+/// Twitch refuses identical repeated messages and viewers append text to get around that.
+pub fn parse(line: &str, catalog: &Catalog) -> Result<Command, ParseError> {
+    let line = line.trim_start();
+    let (head, rest) = split_token(line);
+    if head.eq_ignore_ascii_case("!cv") {
+        return parse_set(rest.trim_start(), catalog, false);
+    }
+    if head.eq_ignore_ascii_case("!admin") {
+        return parse_admin(rest.trim(), catalog).map(Command::Admin);
+    }
+    if starts_with_output(line, catalog) {
+        // The older bot's bare routing form, `es9out#1 → doorway#1.threshold`, starts with an output.
+        return parse_bare_route(line, catalog)?.map(Command::Admin).ok_or(ParseError::Malformed);
+    }
+    if head.contains('#') && (head.contains('.') || head.contains(':')) {
+        return parse_set(line, catalog, true);
+    }
+    // The older bot accepted these without a prefix from its admin; they must fill the whole line so
+    // ordinary chat ("overlay on my screen is nice") is never taken as a command.
+    match parse_admin(line.trim(), catalog) {
+        Ok(cmd @ (AdminCommand::Overlay { .. } | AdminCommand::ListRoutes | AdminCommand::Unroute { .. }))
+            if is_bare_admin_phrase(line) =>
+        {
+            Ok(Command::Admin(cmd))
+        }
+        _ => Err(ParseError::NotACommand),
+    }
+}
+
+/// True when the line opens with a hardware output name (the routing form).
+fn starts_with_output(line: &str, catalog: &Catalog) -> bool {
+    let end = line.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '#' | '.' | '_'))).unwrap_or(line.len());
+    catalog.output(&line[..end]).is_some()
+}
+
+fn is_bare_admin_phrase(line: &str) -> bool {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        [w] => w.eq_ignore_ascii_case("routes"),
+        [a, b] => {
+            (a.eq_ignore_ascii_case("overlay") && (b.eq_ignore_ascii_case("on") || b.eq_ignore_ascii_case("off")))
+                || (a.eq_ignore_ascii_case("list") && b.eq_ignore_ascii_case("routes"))
+                || (a.eq_ignore_ascii_case("remove") && b.contains('#'))
+        }
+        _ => false,
+    }
+}
+
+/// Splits off the first whitespace-separated token.
+fn split_token(text: &str) -> (&str, &str) {
+    match text.find(char::is_whitespace) {
+        Some(at) => (&text[..at], &text[at..]),
+        None => (text, ""),
+    }
+}
+
+/// `module#N.parameter: value [chatter]`; with `colon_required` false (the `!cv` form) the colon may
+/// be replaced by whitespace.
+fn parse_set(text: &str, catalog: &Catalog, colon_required: bool) -> Result<Command, ParseError> {
+    let name_end = text.find(|c: char| c == ':' || c.is_whitespace()).unwrap_or(text.len());
+    let name = &text[..name_end];
+    if name.chars().any(char::is_control) {
+        return Err(ParseError::ControlCharacters);
+    }
+    let after = text[name_end..].trim_start();
+    let value_text = match after.strip_prefix(':') {
+        Some(v) => v.trim_start(),
+        None if !colon_required && !after.is_empty() && name_end < text.len() => after,
+        None => return Err(ParseError::Malformed),
+    };
+    let variable = catalog.parse_variable(name).ok_or(ParseError::UnknownVariable)?;
+    let (value_token, _chatter) = split_token(value_text);
+    if value_token.chars().any(char::is_control) {
+        return Err(ParseError::ControlCharacters);
+    }
+    let value: u8 = parse_small_number(value_token).ok_or(ParseError::BadValue)?;
+    if value > catalog.value_max() {
+        return Err(ParseError::BadValue);
+    }
+    Ok(Command::Set { variable, value })
+}
+
+/// The words after `!admin`.
+fn parse_admin(text: &str, catalog: &Catalog) -> Result<AdminCommand, ParseError> {
+    if text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+        return Err(ParseError::ControlCharacters);
+    }
+    let (verb, rest) = split_token(text);
+    let rest = rest.trim();
+    let verb_is = |w: &str| verb.eq_ignore_ascii_case(w);
+    if verb_is("clear") && rest.is_empty() {
+        return Ok(AdminCommand::Clear);
+    }
+    if verb_is("overlay") {
+        return match rest.to_ascii_lowercase().as_str() {
+            "on" => Ok(AdminCommand::Overlay { enabled: true }),
+            "off" => Ok(AdminCommand::Overlay { enabled: false }),
+            _ => Err(ParseError::UnknownAdmin),
+        };
+    }
+    if verb_is("emergency") || verb_is("estop") {
+        let message = if verb_is("emergency") {
+            let (stop, msg) = split_token(rest);
+            if !stop.eq_ignore_ascii_case("stop") {
+                return Err(ParseError::UnknownAdmin);
+            }
+            msg
+        } else {
+            rest
+        };
+        return Ok(AdminCommand::EmergencyStop { message: clean_message(message) });
+    }
+    if verb_is("resume") && rest.is_empty() {
+        return Ok(AdminCommand::Resume);
+    }
+    if verb_is("instances") && rest.is_empty() {
+        return Ok(AdminCommand::Instances);
+    }
+    if (verb_is("routes") && rest.is_empty()) || (verb_is("list") && rest.eq_ignore_ascii_case("routes")) {
+        return Ok(AdminCommand::ListRoutes);
+    }
+    if verb_is("remove") || verb_is("unroute") {
+        let output = catalog.output(rest).ok_or(ParseError::UnknownOutput)?;
+        return Ok(AdminCommand::Unroute { output });
+    }
+    if verb.contains('#') {
+        return parse_bare_route(text, catalog)?.ok_or(ParseError::UnknownAdmin);
+    }
+    Err(ParseError::UnknownAdmin)
+}
+
+/// `output → variable`, `output -> variable` or `output to variable`. `Ok(None)` means the line has
+/// no arrow at all (so it may be a viewer command instead).
+fn parse_bare_route(text: &str, catalog: &Catalog) -> Result<Option<AdminCommand>, ParseError> {
+    let text = text.trim();
+    let split = ["→", "->"]
+        .iter()
+        .find_map(|arrow| text.split_once(arrow))
+        .or_else(|| {
+            let (first, rest) = split_token(text);
+            let (word, second) = split_token(rest.trim_start());
+            word.eq_ignore_ascii_case("to").then_some((first, second))
+        });
+    let Some((output, variable)) = split else {
+        return Ok(None);
+    };
+    let (output, variable) = (output.trim(), variable.trim());
+    if variable.contains(char::is_whitespace) {
+        return Err(ParseError::Malformed);
+    }
+    let output = catalog.output(output).ok_or(ParseError::UnknownOutput)?;
+    let variable = catalog.parse_variable(variable).ok_or(ParseError::UnknownVariable)?;
+    Ok(Some(AdminCommand::Route { output, variable }))
+}
+
+/// Keeps an emergency message printable and short; an empty one becomes `None`.
+fn clean_message(text: &str) -> Option<String> {
+    let cleaned: String =
+        text.trim().chars().filter(|c| !c.is_control()).take(MAX_MESSAGE_CHARS).collect::<String>().trim_end().to_owned();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(line: &str, expected: &str) {
+        let catalog = Catalog::builtin();
+        let got = match parse(line, &catalog) {
+            Ok(Command::Set { variable, value }) => format!("set {variable} {value}"),
+            Ok(Command::Admin(a)) => format!("admin {a}"),
+            Err(e) => format!("error {}", e.label()),
+        };
+        assert_eq!(got, expected, "line {line:?}");
+    }
+
+    #[test]
+    fn viewer_commands_in_the_forms_chat_uses() {
+        let cases = [
+            ("doorway#1.threshold: 89", "set doorway#1.threshold 89"),
+            ("doorway#1.threshold:89", "set doorway#1.threshold 89"),
+            ("doorway#1.threshold : 89", "set doorway#1.threshold 89"),
+            ("  doorway#1.threshold:    0", "set doorway#1.threshold 0"),
+            ("Doorway#1.threshold: 127", "set doorway#1.threshold 127"),
+            ("doorway#1.threshold: 089", "set doorway#1.threshold 89"),
+            ("doorway#1.threshold: 89 lets goooo", "set doorway#1.threshold 89"),
+            ("doorway#1.threshold: 89 doorway#1.gain: 3", "set doorway#1.threshold 89"),
+            ("passage#1.thru#2: 64", "set passage#1.thru#2 64"),
+            ("marbleindex#2.opacityB: 5", "set marbleindex#2.opacityB 5"),
+            ("diver#1.hPhase: 100 \u{1F525}\u{1F525}", "set diver#1.hPhase 100"),
+            ("arch#1.inputJack#1: 12", "set arch#1.inputJack#1 12"),
+            ("!cv doorway#1.threshold 89", "set doorway#1.threshold 89"),
+            ("!CV doorway#1.threshold: 89", "set doorway#1.threshold 89"),
+            ("!cv doorway#1.threshold:89 kappa", "set doorway#1.threshold 89"),
+        ];
+        for (line, expected) in cases {
+            check(line, expected);
+        }
+    }
+
+    #[test]
+    fn bad_viewer_commands_are_refused_with_a_reason() {
+        let cases = [
+            ("doorway#1.threshold: 128", "error bad_value"),
+            ("doorway#1.threshold: -1", "error bad_value"),
+            ("doorway#1.threshold: 1e9", "error bad_value"),
+            ("doorway#1.threshold: 89.5", "error bad_value"),
+            ("doorway#1.threshold: abc", "error bad_value"),
+            ("doorway#1.threshold: 99999999999999999999", "error bad_value"),
+            ("doorway#1.threshold: 89lol", "error bad_value"),
+            ("doorway#1.threshold:", "error bad_value"),
+            ("doorway#1.threshold 89", "error malformed"),
+            ("doorway#1.THRESHOLD: 89", "error unknown_variable"),
+            ("doorway#0.threshold: 89", "error unknown_variable"),
+            ("doorway#99.threshold: 89", "error unknown_variable"),
+            ("nosuchmodule#1.x: 5", "error unknown_variable"),
+            ("arch#1.gain: 5", "error unknown_variable"),
+            ("doorway#1.thres\u{7}hold: 5", "error control_characters"),
+            ("doorway#1.threshold: 5\u{0}", "error control_characters"),
+            ("doorway#1.threshold: 89 -> to the moon", "set doorway#1.threshold 89"),
+            ("doorway#1: 5", "error unknown_variable"),
+            ("!cv doorway#1.threshold", "error malformed"),
+            ("!cv", "error malformed"),
+            ("#.: 1", "error unknown_variable"),
+        ];
+        for (line, expected) in cases {
+            check(line, expected);
+        }
+    }
+
+    #[test]
+    fn ordinary_chat_is_not_a_command() {
+        for line in ["hello chat", "", "   ", "overlay on my screen is nice", "lol #1 stream", "\u{1F600}", "!clip"] {
+            check(line, "error not_a_command");
+        }
+    }
+
+    #[test]
+    fn admin_commands() {
+        let cases = [
+            ("!admin clear", "admin clear"),
+            ("!ADMIN Clear", "admin clear"),
+            ("!admin overlay on", "admin overlay on"),
+            ("!admin overlay OFF", "admin overlay off"),
+            ("!admin emergency stop", "admin emergency stop"),
+            ("!admin emergency stop strobing too hard", "admin emergency stop strobing too hard"),
+            ("!admin estop", "admin emergency stop"),
+            ("!admin resume", "admin resume"),
+            ("!admin instances", "admin instances"),
+            ("!admin routes", "admin routes"),
+            ("!admin list routes", "admin routes"),
+            ("!admin es9out#1 → doorway#1.threshold", "admin es9out#1 → doorway#1.threshold"),
+            ("!admin es9out#1→doorway#1.threshold", "admin es9out#1 → doorway#1.threshold"),
+            ("!admin ES9OUT#2 -> doorway#1.gain", "admin es9out#2 → doorway#1.gain"),
+            ("!admin esx8cv#3.out#4 to passage#1.thru#1", "admin esx8cv#3.out#4 → passage#1.thru#1"),
+            ("!admin remove es9out#1", "admin remove es9out#1"),
+            ("es9out#1 → doorway#1.threshold", "admin es9out#1 → doorway#1.threshold"),
+            ("esx8cv#1.out#1 -> arch#1.inputJack#1", "admin esx8cv#1.out#1 → arch#1.inputJack#1"),
+            ("overlay off", "admin overlay off"),
+            ("routes", "admin routes"),
+            ("remove es9out#3", "admin remove es9out#3"),
+        ];
+        for (line, expected) in cases {
+            check(line, expected);
+        }
+    }
+
+    #[test]
+    fn bad_admin_commands() {
+        let cases = [
+            ("!admin", "error unknown_admin"),
+            ("!admin dance", "error unknown_admin"),
+            ("!admin overlay maybe", "error unknown_admin"),
+            ("!admin emergency go", "error unknown_admin"),
+            ("!admin clear now", "error unknown_admin"),
+            ("!admin es9out#9 → doorway#1.threshold", "error unknown_output"),
+            ("!admin es9out#1 → doorway#1.nope", "error unknown_variable"),
+            ("es9out#1", "error malformed"),
+            ("!admin remove es9out#99", "error unknown_output"),
+            ("es9out#1 → doorway#1.threshold and more", "error malformed"),
+        ];
+        for (line, expected) in cases {
+            check(line, expected);
+        }
+    }
+
+    #[test]
+    fn emergency_message_is_cleaned_and_capped() {
+        let catalog = Catalog::builtin();
+        let long = format!("!admin emergency stop {}", "x".repeat(1000));
+        let Ok(Command::Admin(AdminCommand::EmergencyStop { message: Some(m) })) = parse(&long, &catalog) else {
+            panic!("expected an emergency stop");
+        };
+        assert_eq!(m.chars().count(), MAX_MESSAGE_CHARS);
+    }
+
+    #[test]
+    fn a_ten_kilobyte_line_is_handled() {
+        let catalog = Catalog::builtin();
+        let junk = "a".repeat(10_000);
+        assert_eq!(parse(&junk, &catalog), Err(ParseError::NotACommand));
+        let cmd_with_junk = format!("doorway#1.threshold: 89 {junk}");
+        assert!(matches!(parse(&cmd_with_junk, &catalog), Ok(Command::Set { value: 89, .. })));
+        let hashes = "#.".repeat(5_000);
+        assert!(parse(&hashes, &catalog).is_err());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn never_panics_and_never_accepts_out_of_range(line in "\\PC{0,300}") {
+                let catalog = Catalog::builtin();
+                if let Ok(Command::Set { value, .. }) = parse(&line, &catalog) {
+                    prop_assert!(value <= 127);
+                }
+            }
+
+            #[test]
+            fn any_value_above_127_is_refused(value in 128u64..u64::MAX) {
+                let catalog = Catalog::builtin();
+                let line = format!("doorway#1.threshold: {value}");
+                prop_assert!(parse(&line, &catalog).is_err());
+            }
+
+            #[test]
+            fn every_in_range_value_is_accepted(value in 0u8..=127, chatter in "( [a-z]{0,10}){0,3}") {
+                let catalog = Catalog::builtin();
+                let line = format!("doorway#2.gain: {value}{chatter}");
+                let parsed = parse(&line, &catalog);
+                let got = match parsed { Ok(Command::Set { value: v, .. }) => Some(v), _ => None };
+                prop_assert_eq!(got, Some(value));
+            }
+
+            #[test]
+            fn near_commands_never_panic(line in "[a-zA-Z!#.:→> 0-9-]{0,60}") {
+                let catalog = Catalog::builtin();
+                if let Ok(Command::Set { value, .. }) = parse(&line, &catalog) {
+                    prop_assert!(value <= 127);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Configuration: the process environment (and `.env`) parsed once into a validated [`Config`].
+//!
+//! Two steps, raw then validated: [`Config::from_vars`] takes name/value pairs, so tests never touch
+//! the real environment. A bad value is one [`ConfigError`] naming the variable. Secrets live in
+//! [`Secret`], whose `Debug` and `Display` never show the value.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::osc::OscFormat;
+
+/// A bad configuration value: which variable, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+/// A value that must never be printed or logged.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_set() { "Secret(****)" } else { "Secret(unset)" })
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_set() { "****" } else { "(unset)" })
+    }
+}
+
+/// Whether the terminal is a chat source (`CHAT_STDIN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdinMode {
+    /// On when standard input is a terminal or a pipe, off otherwise (e.g. /dev/null under a service manager).
+    Auto,
+    On,
+    Off,
+}
+
+/// The validated configuration. Nothing else in the crate reads the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub instance_id: String,
+    pub http_addr: SocketAddr,
+    pub osc_targets: Vec<SocketAddr>,
+    pub osc_format: OscFormat,
+    /// `None`: the catalogue built into the binary (a copy of `data/catalog.json`).
+    pub catalog_path: Option<PathBuf>,
+    pub routing_file: PathBuf,
+    pub rate_limit: Duration,
+    pub global_rate_limit: u32,
+    /// Lower-case logins and numeric ids.
+    pub admin_users: HashSet<String>,
+    pub chat_stdin: StdinMode,
+    /// Login the terminal operator's commands are attributed to.
+    pub operator_name: String,
+    pub output_rest_on_shutdown: bool,
+    pub log_level: String,
+    /// Twitch channels to join (used by the Twitch chat source).
+    pub twitch_channels: Vec<String>,
+    pub twitch_username: Option<String>,
+    pub twitch_oauth_token: Secret,
+}
+
+/// Every variable with its default, in the order `cvbot config` and `.env.example` list them.
+pub const VARIABLES: &[(&str, &str)] = &[
+    ("INSTANCE_ID", "bot-001"),
+    ("HTTP_ADDR", "127.0.0.1:3001"),
+    ("OSC_TARGETS", "127.0.0.1:7400"),
+    ("OSC_FORMAT", "max"),
+    ("CATALOG_PATH", "(built-in data/catalog.json)"),
+    ("ROUTING_FILE", "routing_table.json"),
+    ("RATE_LIMIT_MS", "1000"),
+    ("GLOBAL_RATE_LIMIT", "50"),
+    ("ADMIN_USERS", ""),
+    ("CHAT_STDIN", "auto"),
+    ("OPERATOR_NAME", "operator"),
+    ("OUTPUT_REST_ON_SHUTDOWN", "false"),
+    ("LOG_LEVEL", "info"),
+    ("TWITCH_CHANNELS", ""),
+    ("TWITCH_USERNAME", ""),
+    ("TWITCH_OAUTH_TOKEN", ""),
+];
+
+struct Vars(HashMap<String, String>);
+
+impl Vars {
+    /// The value of `name`, treating empty as unset (an empty line in `.env` means "use the default").
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+}
+
+fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { variable, problem: problem.into() }
+}
+
+impl Config {
+    /// Builds the configuration from name/value pairs (the process environment in `main`).
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let v = Vars(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect());
+        let instance_id = v.get("INSTANCE_ID").unwrap_or("bot-001").to_owned();
+        if instance_id.len() > 64 || !instance_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(err("INSTANCE_ID", format!("{instance_id:?} must be 1-64 letters, digits, '-', '_' or '.'")));
+        }
+        let http_addr = parse_addr("HTTP_ADDR", v.get("HTTP_ADDR").unwrap_or("127.0.0.1:3001"))?;
+        let osc_targets = osc_targets(&v)?;
+        let osc_format = match v.get("OSC_FORMAT").unwrap_or("max").to_ascii_lowercase().as_str() {
+            "max" => OscFormat::Max,
+            "address" => OscFormat::Address,
+            "both" => OscFormat::Both,
+            other => return Err(err("OSC_FORMAT", format!("{other:?} is not one of max, address, both"))),
+        };
+        let mut admin_users: HashSet<String> = list(v.get("ADMIN_USERS")).map(str::to_ascii_lowercase).collect();
+        admin_users.extend(list(v.get("ADMIN_USERNAME")).map(str::to_ascii_lowercase));
+        let channels = v.get("TWITCH_CHANNELS").or_else(|| v.get("TWITCH_CHANNEL"));
+        let twitch_channels: BTreeSet<String> =
+            list(channels).map(|c| c.trim_start_matches('#').to_ascii_lowercase()).collect();
+        if let Some(bad) = twitch_channels.iter().find(|c| !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')) {
+            return Err(err("TWITCH_CHANNELS", format!("{bad:?} is not a Twitch channel name")));
+        }
+        let token = v.get("TWITCH_OAUTH_TOKEN").or_else(|| v.get("TWITCH_PASSWORD")).unwrap_or_default();
+        Ok(Config {
+            instance_id,
+            http_addr,
+            osc_targets,
+            osc_format,
+            catalog_path: v.get("CATALOG_PATH").map(PathBuf::from),
+            routing_file: PathBuf::from(v.get("ROUTING_FILE").unwrap_or("routing_table.json")),
+            rate_limit: Duration::from_millis(number("RATE_LIMIT_MS", v.get("RATE_LIMIT_MS"), 1000, 3_600_000)?),
+            global_rate_limit: u32::try_from(number("GLOBAL_RATE_LIMIT", v.get("GLOBAL_RATE_LIMIT"), 50, 100_000)?)
+                .unwrap_or(50),
+            admin_users,
+            chat_stdin: match v.get("CHAT_STDIN").unwrap_or("auto").to_ascii_lowercase().as_str() {
+                "auto" => StdinMode::Auto,
+                "on" | "true" | "1" | "yes" => StdinMode::On,
+                "off" | "false" | "0" | "no" => StdinMode::Off,
+                other => return Err(err("CHAT_STDIN", format!("{other:?} is not one of auto, on, off"))),
+            },
+            operator_name: v.get("OPERATOR_NAME").unwrap_or("operator").to_ascii_lowercase(),
+            output_rest_on_shutdown: boolean("OUTPUT_REST_ON_SHUTDOWN", v.get("OUTPUT_REST_ON_SHUTDOWN"), false)?,
+            log_level: v.get("LOG_LEVEL").unwrap_or("info").to_owned(),
+            twitch_channels: twitch_channels.into_iter().collect(),
+            twitch_username: v.get("TWITCH_USERNAME").map(str::to_ascii_lowercase),
+            twitch_oauth_token: Secret(token.trim_start_matches("oauth:").to_owned()),
+        })
+    }
+
+    /// `NAME=value` lines of the effective configuration, secrets masked, for `cvbot config`.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let join = |items: &mut dyn Iterator<Item = String>| items.collect::<Vec<_>>().join(",");
+        let mut admins: Vec<&String> = self.admin_users.iter().collect();
+        admins.sort();
+        vec![
+            ("INSTANCE_ID", self.instance_id.clone()),
+            ("HTTP_ADDR", self.http_addr.to_string()),
+            ("OSC_TARGETS", join(&mut self.osc_targets.iter().map(ToString::to_string))),
+            ("OSC_FORMAT", format!("{:?}", self.osc_format).to_ascii_lowercase()),
+            (
+                "CATALOG_PATH",
+                self.catalog_path.as_ref().map_or("(built-in data/catalog.json)".to_owned(), |p| p.display().to_string()),
+            ),
+            ("ROUTING_FILE", self.routing_file.display().to_string()),
+            ("RATE_LIMIT_MS", self.rate_limit.as_millis().to_string()),
+            ("GLOBAL_RATE_LIMIT", self.global_rate_limit.to_string()),
+            ("ADMIN_USERS", join(&mut admins.into_iter().cloned())),
+            ("CHAT_STDIN", format!("{:?}", self.chat_stdin).to_ascii_lowercase()),
+            ("OPERATOR_NAME", self.operator_name.clone()),
+            ("OUTPUT_REST_ON_SHUTDOWN", self.output_rest_on_shutdown.to_string()),
+            ("LOG_LEVEL", self.log_level.clone()),
+            ("TWITCH_CHANNELS", self.twitch_channels.join(",")),
+            ("TWITCH_USERNAME", self.twitch_username.clone().unwrap_or_default()),
+            ("TWITCH_OAUTH_TOKEN", self.twitch_oauth_token.to_string()),
+        ]
+    }
+}
+
+fn list(value: Option<&str>) -> impl Iterator<Item = &str> {
+    value.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn parse_addr(variable: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse::<SocketAddr>().map_err(|_| err(variable, format!("{text:?} is not an address like 127.0.0.1:3001")))
+}
+
+/// `host:port`, resolving names such as `localhost` once at start-up.
+fn resolve(variable: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (_, port) = text.rsplit_once(':').ok_or_else(|| err(variable, format!("{text:?} needs host:port")))?;
+    port.parse::<u16>().map_err(|_| err(variable, format!("{text:?}: {port:?} is not a port number")))?;
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| err(variable, format!("cannot resolve {text:?}")))
+}
+
+fn osc_targets(v: &Vars) -> Result<Vec<SocketAddr>, ConfigError> {
+    if let Some(targets) = v.get("OSC_TARGETS") {
+        let parsed: Result<Vec<SocketAddr>, ConfigError> = list(Some(targets)).map(|t| resolve("OSC_TARGETS", t)).collect();
+        let parsed = parsed?;
+        if parsed.is_empty() {
+            return Err(err("OSC_TARGETS", "needs at least one host:port"));
+        }
+        return Ok(parsed);
+    }
+    // The older bot's pair of variables, for existing .env files.
+    let host = v.get("MAX_OSC_HOST").unwrap_or("127.0.0.1");
+    let port = v.get("MAX_OSC_PORT").unwrap_or("7400");
+    let port: u16 =
+        port.parse().ok().filter(|p| *p != 0).ok_or_else(|| err("MAX_OSC_PORT", format!("{port:?} is not a port number")))?;
+    let target = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    Ok(vec![resolve("MAX_OSC_HOST", &target)?])
+}
+
+fn number(variable: &'static str, value: Option<&str>, default: u64, max: u64) -> Result<u64, ConfigError> {
+    let Some(text) = value else { return Ok(default) };
+    match text.parse::<u64>() {
+        Ok(n) if n <= max => Ok(n),
+        Ok(_) => Err(err(variable, format!("{text} is larger than {max}"))),
+        Err(_) => Err(err(variable, format!("{text:?} is not a whole number"))),
+    }
+}
+
+fn boolean(variable: &'static str, value: Option<&str>, default: bool) -> Result<bool, ConfigError> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(err(variable, format!("{other:?} is not true or false"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = cfg(&[]).expect("defaults are valid");
+        assert_eq!(c.instance_id, "bot-001");
+        assert_eq!(c.http_addr, "127.0.0.1:3001".parse().expect("addr"));
+        assert_eq!(c.osc_targets, vec!["127.0.0.1:7400".parse().expect("addr")]);
+        assert_eq!(c.osc_format, OscFormat::Max);
+        assert_eq!(c.rate_limit, Duration::from_secs(1));
+        assert_eq!(c.global_rate_limit, 50);
+        assert_eq!(c.chat_stdin, StdinMode::Auto);
+        assert_eq!(c.routing_file, PathBuf::from("routing_table.json"));
+        assert!(c.catalog_path.is_none());
+    }
+
+    #[test]
+    fn older_bot_names_are_accepted() {
+        let c = cfg(&[
+            ("MAX_OSC_HOST", "127.0.0.2"),
+            ("MAX_OSC_PORT", "9000"),
+            ("ADMIN_USERNAME", "TheStreamer"),
+            ("TWITCH_CHANNEL", "#MyChannel"),
+            ("TWITCH_PASSWORD", "oauth:abc123"),
+        ])
+        .expect("valid");
+        assert_eq!(c.osc_targets, vec!["127.0.0.2:9000".parse().expect("addr")]);
+        assert!(c.admin_users.contains("thestreamer"));
+        assert_eq!(c.twitch_channels, vec!["mychannel"]);
+        assert_eq!(c.twitch_oauth_token.expose(), "abc123");
+    }
+
+    #[test]
+    fn several_osc_targets() {
+        let c = cfg(&[("OSC_TARGETS", "127.0.0.1:7400, 127.0.0.1:7401,localhost:9000")]).expect("valid");
+        assert_eq!(c.osc_targets.len(), 3);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("HTTP_ADDR", "localhost", "HTTP_ADDR"),
+            ("OSC_TARGETS", "nohostport", "OSC_TARGETS"),
+            ("OSC_TARGETS", "127.0.0.1:99999", "OSC_TARGETS"),
+            ("OSC_FORMAT", "midi", "OSC_FORMAT"),
+            ("RATE_LIMIT_MS", "fast", "RATE_LIMIT_MS"),
+            ("RATE_LIMIT_MS", "-5", "RATE_LIMIT_MS"),
+            ("GLOBAL_RATE_LIMIT", "1e9", "GLOBAL_RATE_LIMIT"),
+            ("CHAT_STDIN", "sometimes", "CHAT_STDIN"),
+            ("INSTANCE_ID", "bot 1", "INSTANCE_ID"),
+            ("MAX_OSC_PORT", "0", "MAX_OSC_PORT"),
+            ("OUTPUT_REST_ON_SHUTDOWN", "maybe", "OUTPUT_REST_ON_SHUTDOWN"),
+            ("TWITCH_CHANNELS", "a b", "TWITCH_CHANNELS"),
+        ];
+        for (name, value, expected) in cases {
+            let e = cfg(&[(name, value)]).expect_err(&format!("{name}={value} must be refused"));
+            assert_eq!(e.variable, *expected);
+            assert!(!e.to_string().contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = cfg(&[("TWITCH_OAUTH_TOKEN", "oauth:supersecret")]).expect("valid");
+        assert!(!format!("{c:?}").contains("supersecret"));
+        let described = c.describe().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n");
+        assert!(!described.contains("supersecret"));
+        assert!(described.contains("TWITCH_OAUTH_TOKEN=****"));
+    }
+
+    #[test]
+    fn describe_lists_every_documented_variable() {
+        let c = cfg(&[]).expect("valid");
+        let names: Vec<&str> = c.describe().iter().map(|(k, _)| *k).collect();
+        let documented: Vec<&str> = VARIABLES.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, documented);
+    }
+}

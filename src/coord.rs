@@ -1,0 +1,436 @@
+//! The coordinator: the one task that owns [`State`]. Local commands are gated, stamped, applied and
+//! handed to the outbox; remote events take the same `apply` path through [`CoordHandle::apply_remote`]
+//! and are never handed back to the outbox.
+//!
+//! Readers never touch State: they get a snapshot and a change feed, atomically, from
+//! [`CoordHandle::subscribe`]. Knows no wire format, channel name, OSC address or HTTP route.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::catalog::Catalog;
+use crate::command::{AdminCommand, Command, ParseError};
+use crate::gate::{Denial, Gate, Sender};
+use crate::state::{Change, Event, EventKind, Hlc, Route, Stamp, State};
+use crate::stats::Stats;
+
+/// Requests waiting for the coordinator. When full, viewer commands are dropped (counted as
+/// `dropped_overload`) while admin commands and remote events wait for room: those must not be lost.
+pub const REQUEST_QUEUE: usize = 4096;
+
+/// Changes buffered per reader. A reader that falls further behind gets `Lagged` and resubscribes,
+/// receiving a fresh snapshot, so a slow reader costs itself a resync and never holds anyone back.
+pub const CHANGE_FEED: usize = 4096;
+
+/// Why a command did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Parse(ParseError),
+    #[error("{0}")]
+    Gate(Denial),
+    #[error("emergency stop is active")]
+    Emergency,
+    #[error("inputJack#{requested} needs inputJack#{} first", requested - 1)]
+    InputJackOrder { requested: u8 },
+    #[error("the bot is overloaded")]
+    Overloaded,
+    #[error("the bot is shutting down")]
+    ShuttingDown,
+}
+
+/// The result of a command: done (with an optional reply for admins) or refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done { reply: Option<String> },
+    Refused(Refusal),
+}
+
+/// A reader's starting point: the state at the moment of subscribing and every change after it.
+#[derive(Debug)]
+pub struct Subscription {
+    pub state: State,
+    pub changes: broadcast::Receiver<Change>,
+}
+
+enum Request {
+    Command { sender: Sender, command: Command, at: Instant, reply: Option<oneshot::Sender<Outcome>> },
+    Remote(Event),
+    Subscribe(oneshot::Sender<Subscription>),
+    Snapshot(oneshot::Sender<State>),
+}
+
+/// A cheap, cloneable way to talk to the coordinator task.
+#[derive(Debug, Clone)]
+pub struct CoordHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Request::Command { .. } => "Command",
+            Request::Remote(_) => "Remote",
+            Request::Subscribe(_) => "Subscribe",
+            Request::Snapshot(_) => "Snapshot",
+        })
+    }
+}
+
+impl CoordHandle {
+    /// Submits a parsed command and waits for its outcome.
+    pub async fn submit(&self, sender: Sender, command: Command, at: Instant) -> Outcome {
+        let (reply, rx) = oneshot::channel();
+        let admin = command.is_admin();
+        let request = Request::Command { sender, command, at, reply: Some(reply) };
+        if admin {
+            if self.tx.send(request).await.is_err() {
+                return Outcome::Refused(Refusal::ShuttingDown);
+            }
+        } else if let Err(e) = self.tx.try_send(request) {
+            return Outcome::Refused(match e {
+                mpsc::error::TrySendError::Full(_) => Refusal::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => Refusal::ShuttingDown,
+            });
+        }
+        rx.await.unwrap_or(Outcome::Refused(Refusal::ShuttingDown))
+    }
+
+    /// Applies an event that another instance made. Waits for room rather than dropping it.
+    pub async fn apply_remote(&self, event: Event) -> bool {
+        self.tx.send(Request::Remote(event)).await.is_ok()
+    }
+
+    /// A copy of the current state (for read-only views such as `/api/state`).
+    pub async fn snapshot(&self) -> Option<State> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Snapshot(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// The current state plus a feed of every later change, with nothing missed or doubled between.
+    pub async fn subscribe(&self) -> Option<Subscription> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Subscribe(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Answers `!admin instances`. Local-only mode knows just itself; the Redis link supplies presence.
+pub trait Presence: Send + Sync + std::fmt::Debug {
+    fn live_instances(&self) -> Vec<String>;
+}
+
+/// Presence when there is no cluster: this instance alone.
+#[derive(Debug)]
+pub struct Alone(pub Arc<str>);
+
+impl Presence for Alone {
+    fn live_instances(&self) -> Vec<String> {
+        vec![self.0.to_string()]
+    }
+}
+
+/// The coordinator's parts; [`Coordinator::spawn`] moves them into the task.
+#[derive(Debug)]
+pub struct Coordinator {
+    instance: Arc<str>,
+    catalog: Arc<Catalog>,
+    state: State,
+    hlc: Hlc,
+    gate: Gate,
+    changes: broadcast::Sender<Change>,
+    outbox: Option<mpsc::Sender<Event>>,
+    presence: Arc<dyn Presence>,
+    stats: Arc<Stats>,
+}
+
+impl Coordinator {
+    pub fn new(
+        instance: Arc<str>,
+        catalog: Arc<Catalog>,
+        state: State,
+        gate: Gate,
+        outbox: Option<mpsc::Sender<Event>>,
+        presence: Arc<dyn Presence>,
+        stats: Arc<Stats>,
+    ) -> Coordinator {
+        let (changes, _) = broadcast::channel(CHANGE_FEED);
+        Coordinator { instance, catalog, state, hlc: Hlc::default(), gate, changes, outbox, presence, stats }
+    }
+
+    /// Runs the task until `shutdown`; returns the handle and the task's future.
+    pub fn spawn(mut self, shutdown: CancellationToken) -> (CoordHandle, impl Future<Output = ()> + Send) {
+        let (tx, mut rx) = mpsc::channel(REQUEST_QUEUE);
+        let task = async move {
+            loop {
+                let request = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    r = rx.recv() => match r { Some(r) => r, None => break },
+                };
+                self.handle(request);
+            }
+            // Stop intake, then finish what was already queued so no accepted command is lost.
+            rx.close();
+            while let Ok(request) = rx.try_recv() {
+                self.handle(request);
+            }
+        };
+        (CoordHandle { tx }, task)
+    }
+
+    fn handle(&mut self, request: Request) {
+        match request {
+            Request::Command { sender, command, at, reply } => {
+                let outcome = self.handle_command(&sender, command, at, wall_ms_now());
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Request::Remote(event) => self.apply_remote(&event),
+            Request::Snapshot(reply) => {
+                let _ = reply.send(self.state.clone());
+            }
+            Request::Subscribe(reply) => {
+                let _ = reply.send(Subscription { state: self.state.clone(), changes: self.changes.subscribe() });
+            }
+        }
+    }
+
+    /// Gates, stamps and applies one local command. Time comes in as parameters for tests.
+    pub fn handle_command(&mut self, sender: &Sender, command: Command, at: Instant, wall_ms: u64) -> Outcome {
+        if let Err(denial) = self.gate.check(sender, &command, at) {
+            self.stats.count_denial(denial);
+            return Outcome::Refused(Refusal::Gate(denial));
+        }
+        let kind = match command {
+            Command::Set { variable, value } => {
+                if self.state.emergency().active {
+                    self.stats.refused_emergency.fetch_add(1, Ordering::Relaxed);
+                    return Outcome::Refused(Refusal::Emergency);
+                }
+                if let Some(k) = variable.input_jack()
+                    && k > self.state.highest_input_jack(&variable).saturating_add(1)
+                {
+                    self.stats.refused_input_jack.fetch_add(1, Ordering::Relaxed);
+                    return Outcome::Refused(Refusal::InputJackOrder { requested: k });
+                }
+                EventKind::Set { variable, value }
+            }
+            Command::Admin(admin) => match self.admin_event(admin) {
+                Ok(kind) => kind,
+                Err(reply) => return Outcome::Done { reply: Some(reply) },
+            },
+        };
+        let reply = admin_confirmation(&kind);
+        if !matches!(kind, EventKind::Set { .. }) {
+            info!(user = %sender.login, action = %reply.as_deref().unwrap_or(""), "admin command");
+        }
+        let stamp = Stamp { hlc: self.hlc.stamp(wall_ms), instance: self.instance.clone() };
+        let event = Event { stamp, wall_ms, user: sender.login.as_str().into(), kind };
+        self.apply(&event);
+        self.stats.local_applied.fetch_add(1, Ordering::Relaxed);
+        if let Some(outbox) = &self.outbox
+            && outbox.try_send(event).is_err()
+        {
+            self.stats.outbox_overflow.fetch_add(1, Ordering::Relaxed);
+            warn!("outbox full: a local event will not reach other instances");
+        }
+        Outcome::Done { reply }
+    }
+
+    /// Turns an admin command into an event, or answers a question (`Err` carries the answer).
+    fn admin_event(&self, admin: AdminCommand) -> Result<EventKind, String> {
+        Ok(match admin {
+            AdminCommand::Clear => EventKind::ClearAll,
+            AdminCommand::Overlay { enabled } => EventKind::Overlay { enabled },
+            AdminCommand::EmergencyStop { message } => EventKind::Emergency { active: true, message },
+            AdminCommand::Resume => EventKind::Emergency { active: false, message: None },
+            AdminCommand::Route { output, variable } => {
+                let range = self.catalog.output_range(&output);
+                EventKind::Route { output, route: Some(Route::new(variable, range)) }
+            }
+            AdminCommand::Unroute { output } => {
+                if self.state.route(&output).is_none() {
+                    return Err(format!("{output} is not routed"));
+                }
+                EventKind::Route { output, route: None }
+            }
+            AdminCommand::ListRoutes => return Err(self.routes_text()),
+            AdminCommand::Instances => {
+                let live = self.presence.live_instances();
+                return Err(format!("{} instance(s) online: {}", live.len(), live.join(", ")));
+            }
+        })
+    }
+
+    fn routes_text(&self) -> String {
+        let routes: Vec<String> = self.state.routes().map(|(o, r)| format!("{o} → {}", r.variable)).collect();
+        if routes.is_empty() { "no routes".to_owned() } else { format!("routes: {}", routes.join(", ")) }
+    }
+
+    /// Applies an event from another instance: the same `apply`, plus clock catch-up, no outbox.
+    pub fn apply_remote(&mut self, event: &Event) {
+        self.hlc.observe(event.stamp.hlc);
+        if self.apply(event) {
+            self.stats.remote_applied.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Applies to State and tells the readers; true when something visibly changed.
+    fn apply(&mut self, event: &Event) -> bool {
+        match self.state.apply(event) {
+            Some(change) => {
+                // No receivers is fine: in tests and while stages restart nobody may be listening.
+                let _ = self.changes.send(change);
+                true
+            }
+            None => {
+                self.stats.stale_events.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+}
+
+fn admin_confirmation(kind: &EventKind) -> Option<String> {
+    Some(match kind {
+        EventKind::Set { .. } => return None,
+        EventKind::ClearAll => "cleared all parameters".to_owned(),
+        EventKind::Overlay { enabled } => format!("overlay {}", if *enabled { "on" } else { "off" }),
+        EventKind::Emergency { active: true, message } => match message {
+            Some(m) => format!("EMERGENCY STOP: {m}"),
+            None => "EMERGENCY STOP: outputs at safe values".to_owned(),
+        },
+        EventKind::Emergency { active: false, .. } => "resumed".to_owned(),
+        EventKind::Route { output, route: Some(r) } => format!("routed {output} → {}", r.variable),
+        EventKind::Route { output, route: None } => format!("removed route {output}"),
+    })
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn wall_ms_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::parse;
+    use crate::gate::GatePolicy;
+    use std::time::Duration;
+
+    fn coordinator(outbox: Option<mpsc::Sender<Event>>) -> Coordinator {
+        let catalog = Arc::new(Catalog::builtin());
+        let policy =
+            GatePolicy { user_cooldown: Duration::from_secs(1), global_per_second: 50, admin_users: std::collections::HashSet::default() };
+        let me: Arc<str> = "bot-001".into();
+        Coordinator::new(
+            me.clone(),
+            catalog,
+            State::default(),
+            Gate::new(&policy, Instant::now()),
+            outbox,
+            Arc::new(Alone(me)),
+            Arc::new(Stats::default()),
+        )
+    }
+
+    fn run(c: &mut Coordinator, sender: &Sender, line: &str, at: Instant) -> Outcome {
+        let command = parse(line, &c.catalog).expect("valid test command");
+        c.handle_command(sender, command, at, 1_700_000_000_000)
+    }
+
+    #[test]
+    fn local_events_are_stamped_applied_and_handed_to_the_outbox() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut c = coordinator(Some(tx));
+        let t = Instant::now();
+        assert_eq!(run(&mut c, &Sender::viewer("ann"), "doorway#1.threshold: 89", t), Outcome::Done { reply: None });
+        let event = rx.try_recv().expect("an event in the outbox");
+        assert_eq!(event.stamp.instance.as_ref(), "bot-001");
+        assert!(event.stamp.hlc >= Hlc::from_wall_ms(1_700_000_000_000));
+        assert_eq!(c.state().params().next().map(|(v, p)| (v.to_string(), p.value)), Some(("doorway#1.threshold".into(), 89)));
+    }
+
+    #[test]
+    fn remote_events_are_applied_but_never_reach_the_outbox() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut c = coordinator(Some(tx));
+        let variable = c.catalog.parse_variable("doorway#1.gain").expect("variable");
+        let remote = Event {
+            stamp: Stamp { hlc: Hlc::from_wall_ms(1_800_000_000_000), instance: "bot-002".into() },
+            wall_ms: 1_800_000_000_000,
+            user: "far".into(),
+            kind: EventKind::Set { variable, value: 3 },
+        };
+        c.apply_remote(&remote);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(c.state().params().count(), 1);
+        // The clock caught up: the next local write beats the remote one even though our wall clock is behind.
+        run(&mut c, &Sender::viewer("ann"), "doorway#1.gain: 9", Instant::now());
+        assert_eq!(c.state().params().next().map(|(_, p)| p.value), Some(9));
+    }
+
+    #[test]
+    fn emergency_refuses_viewer_commands_until_resume() {
+        let mut c = coordinator(None);
+        let t = Instant::now();
+        let op = Sender::operator("op");
+        run(&mut c, &op, "!admin emergency stop strobe", t);
+        assert_eq!(run(&mut c, &Sender::viewer("v"), "doorway#1.gain: 5", t), Outcome::Refused(Refusal::Emergency));
+        run(&mut c, &op, "!admin resume", t);
+        assert_eq!(run(&mut c, &Sender::viewer("v2"), "doorway#1.gain: 5", t), Outcome::Done { reply: None });
+    }
+
+    #[test]
+    fn input_jacks_must_be_used_in_order_per_module_instance() {
+        let mut c = coordinator(None);
+        let t = Instant::now();
+        let op = Sender::operator("op");
+        let refused = Outcome::Refused(Refusal::InputJackOrder { requested: 2 });
+        assert_eq!(run(&mut c, &op, "arch#1.inputJack#2: 5", t), refused);
+        assert!(matches!(run(&mut c, &op, "arch#1.inputJack#1: 5", t), Outcome::Done { .. }));
+        assert!(matches!(run(&mut c, &op, "arch#1.inputJack#2: 5", t), Outcome::Done { .. }));
+        assert!(matches!(run(&mut c, &op, "arch#1.inputJack#1: 7", t), Outcome::Done { .. }), "reusing a jack is fine");
+        assert!(matches!(run(&mut c, &op, "arch#2.inputJack#2: 5", t), Outcome::Refused(_)), "other instance starts over");
+        run(&mut c, &op, "!admin clear", t);
+        assert!(matches!(run(&mut c, &op, "arch#1.inputJack#2: 5", t), Outcome::Refused(_)), "clear resets the sequence");
+    }
+
+    #[test]
+    fn admin_questions_are_answered_without_events() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut c = coordinator(Some(tx));
+        let op = Sender::operator("op");
+        let t = Instant::now();
+        assert_eq!(run(&mut c, &op, "!admin routes", t), Outcome::Done { reply: Some("no routes".into()) });
+        assert_eq!(run(&mut c, &op, "!admin instances", t), Outcome::Done { reply: Some("1 instance(s) online: bot-001".into()) });
+        assert_eq!(run(&mut c, &op, "!admin remove es9out#1", t), Outcome::Done { reply: Some("es9out#1 is not routed".into()) });
+        assert!(rx.try_recv().is_err());
+        run(&mut c, &op, "es9out#1 → doorway#1.threshold", t);
+        assert_eq!(run(&mut c, &op, "routes", t), Outcome::Done { reply: Some("routes: es9out#1 → doorway#1.threshold".into()) });
+    }
+
+    #[test]
+    fn a_full_outbox_is_counted_not_fatal() {
+        let (tx, _rx) = mpsc::channel(1);
+        let mut c = coordinator(Some(tx));
+        let op = Sender::operator("op");
+        for v in 0..5 {
+            run(&mut c, &op, &format!("doorway#1.gain: {v}"), Instant::now());
+        }
+        assert_eq!(c.stats.outbox_overflow.load(Ordering::Relaxed), 4);
+        assert_eq!(c.state().params().next().map(|(_, p)| p.value), Some(4));
+    }
+}

@@ -1,0 +1,46 @@
+//! # cvbot: Twitch chat plays a modular synthesizer
+//!
+//! A chat line such as `doorway#1.threshold: 89` becomes a control voltage on the Expert Sleepers
+//! output routed to that parameter, a few milliseconds later, through Max/MSP over OSC.
+//!
+//! # Layout
+//!
+//! One pipeline, one module per stage, each arrow a typed channel or a method call:
+//!
+//! ```text
+//! chat (terminal | demo)  ->  command (parse)  ->  gate (roles, rate)  ->  coord (stamp, apply)
+//!                                                                              |-> state (LWW registers)
+//!                                                                              '-> change feed
+//!                                                                                    |-> osc (UDP /cv, /routing)
+//!                                                                                    |-> routes_file (persist)
+//!                                                                                    '-> http (/api/state)
+//! ```
+//!
+//! * [`catalog`]: modules, parameters, outputs; validates names.
+//! * [`command`]: chat text to [`command::Command`]; pure.
+//! * [`gate`]: permissions and rate limits; pure, time injected.
+//! * [`state`]: last-writer-wins registers and the hybrid logical clock; pure.
+//! * [`coord`]: the one task that owns State.
+//! * [`osc`]: the OSC output stage.
+//! * [`routes_file`]: the routing file, loaded at start and kept saved.
+//! * [`chat`]: the intake and the terminal and demo chat sources.
+//! * [`http`]: warp routes.
+//! * [`config`]: environment to validated [`config::Config`].
+//! * [`stats`]: counters and the log throttle.
+//! * [`app`]: wiring and supervision: [`app::start`], [`app::run`].
+
+pub mod app;
+pub mod catalog;
+pub mod chat;
+pub mod command;
+pub mod config;
+pub mod coord;
+pub mod gate;
+pub mod http;
+pub mod osc;
+pub mod routes_file;
+pub mod state;
+pub mod stats;
+
+pub use app::{Extras, Listeners, Running, run, start};
+pub use config::Config;

@@ -1,0 +1,165 @@
+//! The `cvbot` binary: loads `.env`, sets up logging, validates the configuration, binds sockets and
+//! hands everything to [`cvbot::run`]. Nothing else here.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cvbot::app::{Extras, StartupError};
+use cvbot::config::{Config, StdinMode};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Twitch chat plays a modular synthesizer: chat commands become control voltages over OSC.
+///
+/// Configuration comes from the environment and an optional `.env` file; see `.env.example`.
+#[derive(Debug, Parser)]
+#[command(name = "cvbot", version)]
+struct Cli {
+    /// Add simulated viewers sending commands a few times a second.
+    #[arg(long)]
+    demo: bool,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the bot (the default).
+    Run {
+        /// Add simulated viewers sending commands a few times a second.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Print the effective configuration (secrets masked) and exit.
+    Config,
+}
+
+/// Exit status for configuration problems (bad variable, catalogue or routing file).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("cvbot: .env: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let vars = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()));
+    let config = match Config::from_vars(vars) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cvbot: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cli.command {
+        Some(Cmd::Config) => {
+            print_config(&config);
+            ExitCode::SUCCESS
+        }
+        Some(Cmd::Run { demo }) => serve(config, cli.demo || demo),
+        None => serve(config, cli.demo),
+    }
+}
+
+#[allow(clippy::print_stdout)] // `cvbot config` prints to stdout by design: it is the command's output.
+fn print_config(config: &Config) {
+    for (name, value) in config.describe() {
+        println!("{name}={value}");
+    }
+}
+
+fn serve(config: Config, demo: bool) -> ExitCode {
+    init_tracing(&config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cvbot: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listeners = match cvbot::Listeners::bind(&config) {
+            Ok(l) => l,
+            Err(e) => {
+                error!("{e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let chat_input = stdin_wanted(config.chat_stdin).then(|| {
+            info!("type chat commands here, e.g. `doorway#1.threshold: 89` or `!admin routes`");
+            Box::new(tokio::io::BufReader::new(tokio::io::stdin())) as cvbot::app::ChatInput
+        });
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        match cvbot::run(config, listeners, Extras { chat_input, demo }, shutdown).await {
+            Ok(()) => {
+                info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) if e.downcast_ref::<StartupError>().is_some() => {
+                error!("{e:#}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+            Err(e) => {
+                error!("exiting after a failure: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// `auto`: read chat from stdin when it is a terminal or a pipe, not when it is /dev/null or a file.
+fn stdin_wanted(mode: StdinMode) -> bool {
+    match mode {
+        StdinMode::On => true,
+        StdinMode::Off => false,
+        StdinMode::Auto => std::io::stdin().is_terminal() || stdin_is_pipe(),
+    }
+}
+
+#[cfg(unix)]
+fn stdin_is_pipe() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata("/dev/stdin").is_ok_and(|m| m.file_type().is_fifo())
+}
+
+#[cfg(not(unix))]
+fn stdin_is_pipe() -> bool {
+    false
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => info!("SIGINT: shutting down"),
+                    _ = term.recv() => info!("SIGTERM: shutting down"),
+                    () = shutdown.cancelled() => return,
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    shutdown.cancel();
+}
+
+fn init_tracing(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(format!("cvbot={level},warp=warn,{level}")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

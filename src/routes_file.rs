@@ -1,0 +1,241 @@
+//! The routing file (`ROUTING_FILE`): routes survive a restart of a lone instance.
+//!
+//! Reads the older bot's `routing_table.json` as is (`{"es9out#1": "doorway#1.threshold"}`) and an
+//! extended form per output (`{"variable": …, "range": [lo, hi], "safe": v}`); writes atomically
+//! (temporary file, then rename) so a crash mid-write never leaves half a file. Knows nothing of chat,
+//! Redis or OSC: it follows route changes from the coordinator's feed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::catalog::{Catalog, Output, VoltRange};
+use crate::coord::CoordHandle;
+use crate::state::{Change, Route};
+use crate::stats::Stats;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoutesFileError {
+    #[error("cannot read routing file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("routing file {path} line {line}, column {column}: {message}")]
+    Syntax { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("routing file {path} line {line}: {message}")]
+    Invalid { path: PathBuf, line: usize, message: String },
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum RawRoute {
+    /// The older bot's form: just the variable.
+    Variable(String),
+    Extended {
+        variable: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        range: Option<[f32; 2]>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        safe: Option<f32>,
+    },
+}
+
+/// Loads the routes; a missing file means no routes yet.
+pub fn load(path: &Path, catalog: &Catalog) -> Result<Vec<(Output, Route)>, RoutesFileError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(RoutesFileError::Read { path: path.to_path_buf(), source }),
+    };
+    parse(&text, path, catalog)
+}
+
+/// Parses routing-file text; `path` only names it in errors.
+pub fn parse(text: &str, path: &Path, catalog: &Catalog) -> Result<Vec<(Output, Route)>, RoutesFileError> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let raw: BTreeMap<String, RawRoute> = serde_json::from_str(text).map_err(|e| RoutesFileError::Syntax {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string().split(" at line ").next().unwrap_or_default().to_owned(),
+    })?;
+    let invalid = |key: &str, message: String| RoutesFileError::Invalid {
+        path: path.to_path_buf(),
+        line: text.find(&format!("\"{key}\"")).map_or(1, |at| text[..at].matches('\n').count() + 1),
+        message,
+    };
+    let mut routes = Vec::with_capacity(raw.len());
+    for (name, raw_route) in raw {
+        let output = catalog.output(&name).ok_or_else(|| invalid(&name, format!("unknown output {name:?}")))?;
+        let (variable_name, range, safe) = match raw_route {
+            RawRoute::Variable(v) => (v, None, None),
+            RawRoute::Extended { variable, range, safe } => (variable, range, safe),
+        };
+        let variable = catalog
+            .parse_variable(&variable_name)
+            .ok_or_else(|| invalid(&name, format!("{name}: unknown variable {variable_name:?}")))?;
+        let range = match range {
+            None => catalog.output_range(&output),
+            Some([low, high]) if low.is_finite() && high.is_finite() && low != high => VoltRange { low, high },
+            Some(r) => return Err(invalid(&name, format!("{name}: bad range {r:?}"))),
+        };
+        let safe = safe.unwrap_or(range.low);
+        if !safe.is_finite() || safe < range.low.min(range.high) || safe > range.low.max(range.high) {
+            return Err(invalid(&name, format!("{name}: safe value {safe} is outside the range")));
+        }
+        routes.push((output, Route { variable, range, safe }));
+    }
+    Ok(routes)
+}
+
+/// Renders routes; default ranges stay in the older bot's plain form so it can still read the file.
+pub fn render<'a>(routes: impl Iterator<Item = (&'a Output, &'a Route)>, catalog: &Catalog) -> String {
+    let map: BTreeMap<String, RawRoute> = routes
+        .map(|(output, route)| {
+            let default = catalog.output_range(output);
+            let raw = if route.range == default && route.safe == default.low {
+                RawRoute::Variable(route.variable.to_string())
+            } else {
+                RawRoute::Extended {
+                    variable: route.variable.to_string(),
+                    range: Some([route.range.low, route.range.high]),
+                    safe: Some(route.safe),
+                }
+            };
+            (output.to_string(), raw)
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&map).unwrap_or_else(|_| "{}".to_owned());
+    text.push('\n');
+    text
+}
+
+/// Writes `text` to `path` atomically: a temporary file beside it, flushed to disk, then renamed.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map_or_else(|| "routing".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Follows route changes and rewrites the file after each. A failed write is logged and counted; the
+/// routes stay live in memory.
+pub async fn keep_saved(
+    path: PathBuf,
+    catalog: Arc<Catalog>,
+    coord: CoordHandle,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(mut sub) = coord.subscribe().await else { return Ok(()) };
+    let mut routes: BTreeMap<Output, Route> = sub.state.routes().map(|(o, r)| (o.clone(), r.clone())).collect();
+    loop {
+        let change = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            c = sub.changes.recv() => c,
+        };
+        match change {
+            Ok(Change::Route { output, route }) => {
+                match route {
+                    Some(r) => routes.insert(output, r),
+                    None => routes.remove(&output),
+                };
+            }
+            Ok(_) => continue,
+            Err(RecvError::Lagged(_)) => {
+                stats.feed_resyncs.fetch_add(1, Ordering::Relaxed);
+                let Some(fresh) = coord.subscribe().await else { return Ok(()) };
+                sub = fresh;
+                routes = sub.state.routes().map(|(o, r)| (o.clone(), r.clone())).collect();
+            }
+            Err(RecvError::Closed) => return Ok(()),
+        }
+        let text = render(routes.iter(), &catalog);
+        let target = path.clone();
+        match tokio::task::spawn_blocking(move || write_atomic(&target, &text)).await {
+            Ok(Ok(())) => {
+                stats.routing_saves.fetch_add(1, Ordering::Relaxed);
+                info!(path = %path.display(), routes = routes.len(), "routing table saved");
+            }
+            Ok(Err(e)) => {
+                stats.routing_save_failures.fetch_add(1, Ordering::Relaxed);
+                warn!(path = %path.display(), error = %e, "could not save the routing table; routes stay live");
+            }
+            Err(e) => return Err(anyhow::anyhow!("routing file writer failed: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_older_bots_file_as_is() {
+        let c = Catalog::builtin();
+        let text = "{\n  \"es9out#1\": \"doorway#1.threshold\",\n  \"esx8cv#1.out#2\": \"passage#1.thru#2\"\n}";
+        let routes = parse(text, Path::new("routing_table.json"), &c).expect("valid");
+        let names: Vec<(String, String)> = routes.iter().map(|(o, r)| (o.to_string(), r.variable.to_string())).collect();
+        assert_eq!(names, [("es9out#1".into(), "doorway#1.threshold".into()), ("esx8cv#1.out#2".into(), "passage#1.thru#2".into())]);
+        assert_eq!(routes[0].1.range, VoltRange::LZX);
+        assert!(routes[0].1.safe.abs() < f32::EPSILON);
+    }
+
+    #[test]
+    fn extended_entries_keep_range_and_safe_value_and_round_trip() {
+        let c = Catalog::builtin();
+        let text = "{\"es9out#2\": {\"variable\": \"doorway#1.gain\", \"range\": [-5, 5], \"safe\": 0}, \"es9out#1\": \"doorway#1.threshold\"}";
+        let routes = parse(text, Path::new("r.json"), &c).expect("valid");
+        let rendered = render(routes.iter().map(|(o, r)| (o, r)), &c);
+        assert!(rendered.contains("\"es9out#1\": \"doorway#1.threshold\""), "{rendered}");
+        let again = parse(&rendered, Path::new("r.json"), &c).expect("valid");
+        assert_eq!(routes, again);
+    }
+
+    #[test]
+    fn bad_files_name_the_file_and_line() {
+        let c = Catalog::builtin();
+        let p = Path::new("routing_table.json");
+        let err = parse("{\n\"es9out#1\": \"doorway#1.threshold\",\n}", p, &c).expect_err("trailing comma");
+        assert!(err.to_string().starts_with("routing file routing_table.json line 3"), "{err}");
+        let err = parse("{\n\"es9out#1\": \"doorway#1.threshold\",\n\"es9out#77\": \"doorway#1.gain\"\n}", p, &c).expect_err("output");
+        assert_eq!(err.to_string(), "routing file routing_table.json line 3: unknown output \"es9out#77\"");
+        let err = parse("{\"es9out#1\": \"doorway#1.nope\"}", p, &c).expect_err("variable");
+        assert!(err.to_string().contains("unknown variable \"doorway#1.nope\""), "{err}");
+        let err = parse("{\"es9out#1\": {\"variable\": \"doorway#1.gain\", \"range\": [0, 1], \"safe\": 3}}", p, &c).expect_err("safe");
+        assert!(err.to_string().contains("outside the range"), "{err}");
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("routing_table.json");
+        write_atomic(&path, "{\"a\": 1}\n").expect("write");
+        write_atomic(&path, "{}\n").expect("write again");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{}\n");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn a_missing_file_is_no_routes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(load(&dir.path().join("nope.json"), &Catalog::builtin()).expect("ok").is_empty());
+    }
+}

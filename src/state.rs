@@ -1,0 +1,459 @@
+//! State: the convergent register set that is the single source of truth in the process.
+//!
+//! Pure: no I/O, no clock, no tokio. Every register is last-writer-wins on `(hlc, source_instance)`,
+//! so applying the same set of events in any order, any number of times, gives the same state. It
+//! knows variables and outputs, not chat, Redis, OSC or HTTP.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::catalog::{Output, Variable, VoltRange};
+
+/// A hybrid logical clock: the upper 48 bits are wall-clock milliseconds, the lower 16 a counter, so
+/// stamps follow real time where clocks agree and still order causally where they do not.
+#[derive(Debug, Clone, Default)]
+pub struct Hlc {
+    last: u64,
+}
+
+impl Hlc {
+    /// The stamp an event without one (an older bot's) gets: its `timestamp` in the same units.
+    pub fn from_wall_ms(wall_ms: u64) -> u64 {
+        wall_ms.saturating_mul(1 << 16)
+    }
+
+    /// The wall-clock milliseconds part of a stamp.
+    pub fn wall_ms(hlc: u64) -> u64 {
+        hlc >> 16
+    }
+
+    /// A fresh stamp for a local event, greater than every stamp seen so far.
+    pub fn stamp(&mut self, wall_ms: u64) -> u64 {
+        self.last = (self.last + 1).max(Self::from_wall_ms(wall_ms));
+        self.last
+    }
+
+    /// Advances past a remote stamp, so our next local write wins over what we have seen.
+    pub fn observe(&mut self, remote: u64) {
+        self.last = self.last.max(remote);
+    }
+
+    pub fn last(&self) -> u64 {
+        self.last
+    }
+}
+
+/// The order key of every register write. Derived `Ord` compares `hlc` first, then the instance name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Stamp {
+    pub hlc: u64,
+    pub instance: Arc<str>,
+}
+
+impl Stamp {
+    /// Older than every real stamp: the stamp of defaults and of routes loaded from the routing file.
+    pub fn zero() -> Stamp {
+        Stamp { hlc: 0, instance: Arc::from("") }
+    }
+}
+
+/// Where an output's voltage goes for a variable, and where it rests on an emergency stop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub variable: Variable,
+    pub range: VoltRange,
+    /// The voltage sent on emergency stop and clear; by default the bottom of the range.
+    pub safe: f32,
+}
+
+impl Route {
+    pub fn new(variable: Variable, range: VoltRange) -> Route {
+        Route { variable, range, safe: range.low }
+    }
+}
+
+/// What an event does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    Set { variable: Variable, value: u8 },
+    /// `route: None` removes the route (a tombstone, so the removal itself converges).
+    Route { output: Output, route: Option<Route> },
+    Overlay { enabled: bool },
+    Emergency { active: bool, message: Option<String> },
+    ClearAll,
+}
+
+/// One stamped state change, local or remote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub stamp: Stamp,
+    /// Wall-clock milliseconds when it was made (the envelope's `timestamp`).
+    pub wall_ms: u64,
+    pub user: Arc<str>,
+    pub kind: EventKind,
+}
+
+/// What applying an event changed, for the output stages. Stale events change nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Param { variable: Variable, value: u8, user: Arc<str>, source: Arc<str>, wall_ms: u64 },
+    Cleared { variables: Arc<[Variable]> },
+    Route { output: Output, route: Option<Route> },
+    Overlay { enabled: bool },
+    Emergency { active: bool, message: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamEntry {
+    pub value: u8,
+    pub user: Arc<str>,
+    pub stamp: Stamp,
+    pub wall_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Register<T> {
+    value: T,
+    stamp: Stamp,
+}
+
+impl<T: PartialEq> Register<T> {
+    fn new(value: T) -> Self {
+        Register { value, stamp: Stamp::zero() }
+    }
+
+    /// Writes when `stamp` is newer; returns true when the visible value changed.
+    fn write(&mut self, value: T, stamp: &Stamp) -> bool {
+        if *stamp <= self.stamp {
+            return false;
+        }
+        self.stamp = stamp.clone();
+        let changed = self.value != value;
+        self.value = value;
+        changed
+    }
+}
+
+/// The emergency latch: while active, outputs sit at their safe values and viewer commands are refused.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Emergency {
+    pub active: bool,
+    pub message: Option<String>,
+}
+
+/// The convergent state. Compare two with `==`: equal means byte-identical views.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    params: BTreeMap<Variable, ParamEntry>,
+    routes: BTreeMap<Output, Register<Option<Route>>>,
+    overlay: Register<bool>,
+    emergency: Register<Emergency>,
+    /// The newest clear-all: every parameter stamped before it is gone.
+    cleared: Stamp,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            params: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            overlay: Register::new(true),
+            emergency: Register::new(Emergency::default()),
+            cleared: Stamp::zero(),
+        }
+    }
+}
+
+impl State {
+    /// Applies one event. Idempotent and order-independent; returns what visibly changed.
+    pub fn apply(&mut self, event: &Event) -> Option<Change> {
+        let stamp = &event.stamp;
+        match &event.kind {
+            EventKind::Set { variable, value } => {
+                if *stamp <= self.cleared || self.params.get(variable).is_some_and(|p| p.stamp >= *stamp) {
+                    return None;
+                }
+                let entry =
+                    ParamEntry { value: *value, user: event.user.clone(), stamp: stamp.clone(), wall_ms: event.wall_ms };
+                self.params.insert(variable.clone(), entry);
+                Some(Change::Param {
+                    variable: variable.clone(),
+                    value: *value,
+                    user: event.user.clone(),
+                    source: stamp.instance.clone(),
+                    wall_ms: event.wall_ms,
+                })
+            }
+            EventKind::Route { output, route } => {
+                let register = self.routes.entry(output.clone()).or_insert_with(|| Register::new(None));
+                register
+                    .write(route.clone(), stamp)
+                    .then(|| Change::Route { output: output.clone(), route: route.clone() })
+            }
+            EventKind::Overlay { enabled } => {
+                self.overlay.write(*enabled, stamp).then_some(Change::Overlay { enabled: *enabled })
+            }
+            EventKind::Emergency { active, message } => {
+                let value = Emergency { active: *active, message: message.clone().filter(|_| *active) };
+                let message = value.message.clone();
+                self.emergency.write(value, stamp).then_some(Change::Emergency { active: *active, message })
+            }
+            EventKind::ClearAll => {
+                if *stamp <= self.cleared {
+                    return None;
+                }
+                self.cleared = stamp.clone();
+                let mut removed = Vec::new();
+                self.params.retain(|variable, p| {
+                    let keep = p.stamp > *stamp;
+                    if !keep {
+                        removed.push(variable.clone());
+                    }
+                    keep
+                });
+                Some(Change::Cleared { variables: removed.into() })
+            }
+        }
+    }
+
+    /// Installs a route with the oldest possible stamp (routes loaded from the routing file), so any
+    /// routing event seen later, from anywhere, wins over it.
+    pub fn seed_route(&mut self, output: Output, route: Route) {
+        self.routes.entry(output).or_insert(Register { value: Some(route), stamp: Stamp::zero() });
+    }
+
+    pub fn param(&self, variable: &Variable) -> Option<&ParamEntry> {
+        self.params.get(variable)
+    }
+
+    pub fn params(&self) -> impl Iterator<Item = (&Variable, &ParamEntry)> {
+        self.params.iter()
+    }
+
+    /// Live routes, sorted by output.
+    pub fn routes(&self) -> impl Iterator<Item = (&Output, &Route)> {
+        self.routes.iter().filter_map(|(o, r)| r.value.as_ref().map(|route| (o, route)))
+    }
+
+    pub fn route(&self, output: &Output) -> Option<&Route> {
+        self.routes.get(output).and_then(|r| r.value.as_ref())
+    }
+
+    pub fn overlay_enabled(&self) -> bool {
+        self.overlay.value
+    }
+
+    pub fn emergency(&self) -> &Emergency {
+        &self.emergency.value
+    }
+
+    /// The highest `inputJack#k` set on the module instance of `variable` (0 when none).
+    pub fn highest_input_jack(&self, variable: &Variable) -> u8 {
+        self.params.keys().filter(|v| v.same_module_instance(variable)).filter_map(Variable::input_jack).max().unwrap_or(0)
+    }
+
+    /// The JSON view served at `/api/state`. `me` decides which entries are marked `remote`.
+    pub fn view(&self, me: &str, value_max: u8) -> StateView {
+        let first_route = |variable: &Variable| self.routes().find(|(_, r)| r.variable == *variable);
+        let parameters = self
+            .params
+            .iter()
+            .map(|(variable, p)| {
+                let routed = first_route(variable);
+                let view = ParamView {
+                    value: p.value,
+                    voltage: routed.map(|(_, r)| r.range.voltage(p.value, value_max)),
+                    route: routed.map(|(o, _)| o.to_string()),
+                    user: p.user.to_string(),
+                    source_instance: p.stamp.instance.to_string(),
+                    timestamp: p.wall_ms,
+                    remote: p.stamp.instance.as_ref() != me,
+                };
+                (variable.to_string(), view)
+            })
+            .collect();
+        let routes = self.routes().map(|(o, r)| (o.to_string(), r.variable.to_string())).collect();
+        StateView {
+            parameters,
+            routes,
+            overlay_enabled: self.overlay.value,
+            emergency: EmergencyView { active: self.emergency.value.active, message: self.emergency.value.message.clone() },
+        }
+    }
+}
+
+/// One parameter as `/api/state` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParamView {
+    pub value: u8,
+    /// `null` when the variable is not routed to any output.
+    pub voltage: Option<f32>,
+    /// The (first) output carrying this variable, `null` when unrouted.
+    pub route: Option<String>,
+    pub user: String,
+    pub source_instance: String,
+    /// Wall-clock milliseconds of the winning write.
+    pub timestamp: u64,
+    pub remote: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EmergencyView {
+    pub active: bool,
+    pub message: Option<String>,
+}
+
+/// The state as JSON consumers see it; the HTTP layer adds `instance_id` and `redis`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateView {
+    pub parameters: BTreeMap<String, ParamView>,
+    pub routes: BTreeMap<String, String>,
+    pub overlay_enabled: bool,
+    pub emergency: EmergencyView,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use proptest::prelude::*;
+
+    fn var(name: &str) -> Variable {
+        Catalog::builtin().parse_variable(name).expect("test variable exists")
+    }
+
+    fn ev(hlc: u64, instance: &str, kind: EventKind) -> Event {
+        Event { stamp: Stamp { hlc, instance: instance.into() }, wall_ms: hlc >> 16, user: "u".into(), kind }
+    }
+
+    fn set(hlc: u64, instance: &str, name: &str, value: u8) -> Event {
+        ev(hlc, instance, EventKind::Set { variable: var(name), value })
+    }
+
+    #[test]
+    fn greatest_stamp_wins_and_ties_break_on_instance_name() {
+        let mut s = State::default();
+        assert!(s.apply(&set(10, "bot-b", "doorway#1.gain", 5)).is_some());
+        assert!(s.apply(&set(9, "bot-z", "doorway#1.gain", 6)).is_none(), "older hlc loses");
+        assert!(s.apply(&set(10, "bot-a", "doorway#1.gain", 7)).is_none(), "same hlc, smaller name loses");
+        assert!(s.apply(&set(10, "bot-c", "doorway#1.gain", 8)).is_some());
+        assert_eq!(s.param(&var("doorway#1.gain")).map(|p| p.value), Some(8));
+    }
+
+    #[test]
+    fn clear_resets_only_what_was_set_before_it() {
+        let mut s = State::default();
+        s.apply(&set(1, "a", "doorway#1.gain", 5));
+        s.apply(&set(3, "a", "doorway#1.threshold", 9));
+        let change = s.apply(&ev(2, "b", EventKind::ClearAll));
+        assert_eq!(change, Some(Change::Cleared { variables: vec![var("doorway#1.gain")].into() }));
+        assert!(s.apply(&set(1, "z", "doorway#1.gain", 7)).is_none(), "a write older than the clear stays cleared");
+        assert_eq!(s.params().count(), 1);
+    }
+
+    #[test]
+    fn emergency_latch_and_overlay_are_registers() {
+        let mut s = State::default();
+        assert!(s.overlay_enabled());
+        s.apply(&ev(5, "a", EventKind::Emergency { active: true, message: Some("too bright".into()) }));
+        s.apply(&ev(4, "b", EventKind::Emergency { active: false, message: None }));
+        assert!(s.emergency().active, "an older resume does not undo a newer stop");
+        s.apply(&ev(6, "b", EventKind::Emergency { active: false, message: Some("ignored".into()) }));
+        assert_eq!(*s.emergency(), Emergency { active: false, message: None });
+        s.apply(&ev(2, "a", EventKind::Overlay { enabled: false }));
+        assert!(!s.overlay_enabled());
+    }
+
+    #[test]
+    fn route_removal_is_a_tombstone() {
+        let c = Catalog::builtin();
+        let out = c.output("es9out#1").expect("output");
+        let mut s = State::default();
+        let add = ev(1, "a", EventKind::Route { output: out.clone(), route: Some(Route::new(var("doorway#1.gain"), VoltRange::LZX)) });
+        let remove = ev(2, "b", EventKind::Route { output: out.clone(), route: None });
+        s.apply(&remove);
+        assert!(s.apply(&add).is_none(), "the add is older than the removal");
+        assert!(s.route(&out).is_none());
+    }
+
+    #[test]
+    fn seeded_routes_lose_to_any_event() {
+        let c = Catalog::builtin();
+        let out = c.output("es9out#2").expect("output");
+        let mut s = State::default();
+        s.seed_route(out.clone(), Route::new(var("doorway#1.gain"), VoltRange::LZX));
+        assert!(s.apply(&ev(1, "a", EventKind::Route { output: out.clone(), route: None })).is_some());
+        assert!(s.route(&out).is_none());
+    }
+
+    #[test]
+    fn highest_input_jack_is_per_module_instance() {
+        let mut s = State::default();
+        s.apply(&set(1, "a", "arch#1.inputJack#1", 1));
+        s.apply(&set(2, "a", "arch#1.inputJack#2", 1));
+        s.apply(&set(3, "a", "arch#2.inputJack#5", 1));
+        assert_eq!(s.highest_input_jack(&var("arch#1.inputJack#9")), 2);
+        assert_eq!(s.highest_input_jack(&var("arch#2.inputJack#1")), 5);
+        assert_eq!(s.highest_input_jack(&var("doorway#1.gain")), 0);
+    }
+
+    #[test]
+    fn hlc_is_monotonic_and_follows_wall_time() {
+        let mut h = Hlc::default();
+        let a = h.stamp(1000);
+        let b = h.stamp(1000);
+        let c = h.stamp(999);
+        assert!(a < b && b < c);
+        h.observe(Hlc::from_wall_ms(5000));
+        assert!(h.stamp(1000) > Hlc::from_wall_ms(5000));
+        assert_eq!(Hlc::wall_ms(Hlc::from_wall_ms(1234)), 1234);
+    }
+
+    fn arb_event() -> impl Strategy<Value = Event> {
+        let names = ["doorway#1.gain", "doorway#1.threshold", "arch#1.inputJack#1", "passage#2.thru#1"];
+        let outputs = ["es9out#1", "es9out#2"];
+        let instances = ["bot-a", "bot-b", "bot-c"];
+        (0u64..40, 0usize..3, 0u8..6, 0usize..4, 0u8..=127, any::<bool>(), 0usize..2).prop_map(
+            move |(hlc, inst, kind, n, value, flag, o)| {
+                let c = Catalog::builtin();
+                let kind = match kind {
+                    0 | 1 => EventKind::Set { variable: var(names[n]), value },
+                    2 => EventKind::ClearAll,
+                    3 => EventKind::Overlay { enabled: flag },
+                    4 => EventKind::Emergency { active: flag, message: flag.then(|| format!("m{value}")) },
+                    _ => EventKind::Route {
+                        output: c.output(outputs[o]).expect("output"),
+                        route: flag.then(|| Route::new(var(names[n]), VoltRange::LZX)),
+                    },
+                };
+                ev(hlc, instances[inst], kind)
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_order_with_duplicates_converges(
+            events in proptest::collection::vec(arb_event(), 0..40),
+            order_a in any::<proptest::sample::Index>(),
+            seed in any::<u64>(),
+        ) {
+            // Stamps are unique per event in a real system: (hlc, instance) names one write.
+            let mut seen = std::collections::HashSet::new();
+            let events: Vec<Event> = events.into_iter().filter(|e| seen.insert(e.stamp.clone())).collect();
+            let mut forward = State::default();
+            for e in &events { forward.apply(e); }
+            let mut shuffled: Vec<Event> = events.iter().chain(events.iter().take(order_a.index(events.len().max(1)))).cloned().collect();
+            fastrand::Rng::with_seed(seed).shuffle(&mut shuffled);
+            let mut other = State::default();
+            for e in &shuffled { other.apply(e); other.apply(e); }
+            prop_assert_eq!(&forward, &other);
+            prop_assert_eq!(
+                serde_json::to_string(&forward.view("x", 127)).expect("json"),
+                serde_json::to_string(&other.view("x", 127)).expect("json")
+            );
+        }
+    }
+}
