@@ -57,11 +57,8 @@ impl Listeners {
         let http = std::net::TcpListener::bind(config.http_addr)
             .with_context(|| format!("cannot listen on HTTP_ADDR {}", config.http_addr))?;
         http.set_nonblocking(true)?;
-        let any: SocketAddr = if config.osc_targets.iter().all(SocketAddr::is_ipv6) {
-            "[::]:0".parse()?
-        } else {
-            "0.0.0.0:0".parse()?
-        };
+        let any: SocketAddr =
+            if config.osc_targets.iter().all(SocketAddr::is_ipv6) { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
         let osc = std::net::UdpSocket::bind(any).context("cannot open a UDP socket for OSC")?;
         osc.set_nonblocking(true)?;
         Ok(Listeners { http, osc })
@@ -213,7 +210,13 @@ pub async fn start(
     sup.critical("osc", osc.run(coord.clone(), shutdown.clone()));
     sup.critical(
         "routing-file",
-        routes_file::keep_saved(config.routing_file.clone(), catalog.clone(), coord.clone(), stats.clone(), shutdown.clone()),
+        routes_file::keep_saved(
+            config.routing_file.clone(),
+            catalog.clone(),
+            coord.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        ),
     );
 
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
@@ -232,7 +235,10 @@ pub async fn start(
 
     let intake = Intake::new(catalog.clone(), coord.clone(), stats.clone());
     if let Some(input) = extras.chat_input {
-        sup.optional("terminal chat", run_terminal(input, intake.clone(), config.operator_name.clone(), shutdown.clone()));
+        sup.optional(
+            "terminal chat",
+            run_terminal(input, intake.clone(), config.operator_name.clone(), shutdown.clone()),
+        );
     }
     if extras.demo {
         sup.optional("demo viewers", run_demo(intake.clone(), fastrand::u64(..), shutdown.clone()));
@@ -246,7 +252,12 @@ pub async fn start(
 }
 
 /// Starts the bot and runs it until `shutdown` is cancelled or a critical task fails.
-pub async fn run(config: Config, listeners: Listeners, extras: Extras, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    extras: Extras,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     start(config, listeners, extras, shutdown).await?.wait().await
 }
 

@@ -377,7 +377,9 @@ impl Catalog {
     pub fn modules(&self) -> BTreeMap<&str, (&str, u16, Vec<&str>)> {
         self.modules
             .values()
-            .map(|m| (m.name.as_ref(), (m.series.as_str(), m.instances, m.parameters.iter().map(AsRef::as_ref).collect())))
+            .map(|m| {
+                (m.name.as_ref(), (m.series.as_str(), m.instances, m.parameters.iter().map(AsRef::as_ref).collect()))
+            })
             .collect()
     }
 
@@ -430,7 +432,10 @@ mod tests {
     #[test]
     fn parameters_keep_catalogue_case_and_modules_do_not() {
         let c = Catalog::builtin();
-        assert_eq!(c.parse_variable("DoorWay#1.threshold").map(|v| v.to_string()).as_deref(), Some("doorway#1.threshold"));
+        assert_eq!(
+            c.parse_variable("DoorWay#1.threshold").map(|v| v.to_string()).as_deref(),
+            Some("doorway#1.threshold")
+        );
         assert!(c.parse_variable("marbleindex#1.opacitya").is_none());
         assert!(c.parse_variable("doorway#1.THRESHOLD").is_none());
     }
@@ -460,7 +465,8 @@ mod tests {
         let text = "{\"format\": 1,\n\"modules\": [\n{\"name\": \"a\", \"parameters\": [\"x\"]},\n{\"name\": \"a\"}\n],\n\"outputs\": []}";
         let err = Catalog::parse(text, CatalogSource::File("c.json".into())).expect_err("duplicate");
         assert_eq!(err.to_string(), "c.json line 3: module a listed twice");
-        let bad_range = "{\"format\": 1, \"modules\": [],\n\"outputs\": [{\"group\": \"g\", \"range\": [1, 1], \"names\": []}]}";
+        let bad_range =
+            "{\"format\": 1, \"modules\": [],\n\"outputs\": [{\"group\": \"g\", \"range\": [1, 1], \"names\": []}]}";
         let err = Catalog::parse(bad_range, CatalogSource::File("c.json".into())).expect_err("range");
         assert!(err.to_string().starts_with("c.json line 2: output group g: bad range"), "{err}");
     }

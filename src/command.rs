@@ -236,14 +236,11 @@ fn parse_admin(text: &str, catalog: &Catalog) -> Result<AdminCommand, ParseError
 /// no arrow at all (so it may be a viewer command instead).
 fn parse_bare_route(text: &str, catalog: &Catalog) -> Result<Option<AdminCommand>, ParseError> {
     let text = text.trim();
-    let split = ["→", "->"]
-        .iter()
-        .find_map(|arrow| text.split_once(arrow))
-        .or_else(|| {
-            let (first, rest) = split_token(text);
-            let (word, second) = split_token(rest.trim_start());
-            word.eq_ignore_ascii_case("to").then_some((first, second))
-        });
+    let split = ["→", "->"].iter().find_map(|arrow| text.split_once(arrow)).or_else(|| {
+        let (first, rest) = split_token(text);
+        let (word, second) = split_token(rest.trim_start());
+        word.eq_ignore_ascii_case("to").then_some((first, second))
+    });
     let Some((output, variable)) = split else {
         return Ok(None);
     };
@@ -258,8 +255,14 @@ fn parse_bare_route(text: &str, catalog: &Catalog) -> Result<Option<AdminCommand
 
 /// Keeps an emergency message printable and short; an empty one becomes `None`.
 fn clean_message(text: &str) -> Option<String> {
-    let cleaned: String =
-        text.trim().chars().filter(|c| !c.is_control()).take(MAX_MESSAGE_CHARS).collect::<String>().trim_end().to_owned();
+    let cleaned: String = text
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_MESSAGE_CHARS)
+        .collect::<String>()
+        .trim_end()
+        .to_owned();
     (!cleaned.is_empty()).then_some(cleaned)
 }
 

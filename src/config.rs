@@ -138,7 +138,8 @@ impl Config {
         let channels = v.get("TWITCH_CHANNELS").or_else(|| v.get("TWITCH_CHANNEL"));
         let twitch_channels: BTreeSet<String> =
             list(channels).map(|c| c.trim_start_matches('#').to_ascii_lowercase()).collect();
-        if let Some(bad) = twitch_channels.iter().find(|c| !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')) {
+        if let Some(bad) = twitch_channels.iter().find(|c| !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+        {
             return Err(err("TWITCH_CHANNELS", format!("{bad:?} is not a Twitch channel name")));
         }
         let token = v.get("TWITCH_OAUTH_TOKEN").or_else(|| v.get("TWITCH_PASSWORD")).unwrap_or_default();
@@ -180,7 +181,9 @@ impl Config {
             ("OSC_FORMAT", format!("{:?}", self.osc_format).to_ascii_lowercase()),
             (
                 "CATALOG_PATH",
-                self.catalog_path.as_ref().map_or("(built-in data/catalog.json)".to_owned(), |p| p.display().to_string()),
+                self.catalog_path
+                    .as_ref()
+                    .map_or("(built-in data/catalog.json)".to_owned(), |p| p.display().to_string()),
             ),
             ("ROUTING_FILE", self.routing_file.display().to_string()),
             ("RATE_LIMIT_MS", self.rate_limit.as_millis().to_string()),
@@ -220,7 +223,8 @@ fn resolve(variable: &'static str, text: &str) -> Result<SocketAddr, ConfigError
 
 fn osc_targets(v: &Vars) -> Result<Vec<SocketAddr>, ConfigError> {
     if let Some(targets) = v.get("OSC_TARGETS") {
-        let parsed: Result<Vec<SocketAddr>, ConfigError> = list(Some(targets)).map(|t| resolve("OSC_TARGETS", t)).collect();
+        let parsed: Result<Vec<SocketAddr>, ConfigError> =
+            list(Some(targets)).map(|t| resolve("OSC_TARGETS", t)).collect();
         let parsed = parsed?;
         if parsed.is_empty() {
             return Err(err("OSC_TARGETS", "needs at least one host:port"));
@@ -230,9 +234,16 @@ fn osc_targets(v: &Vars) -> Result<Vec<SocketAddr>, ConfigError> {
     // The older bot's pair of variables, for existing .env files.
     let host = v.get("MAX_OSC_HOST").unwrap_or("127.0.0.1");
     let port = v.get("MAX_OSC_PORT").unwrap_or("7400");
-    let port: u16 =
-        port.parse().ok().filter(|p| *p != 0).ok_or_else(|| err("MAX_OSC_PORT", format!("{port:?} is not a port number")))?;
-    let target = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| err("MAX_OSC_PORT", format!("{port:?} is not a port number")))?;
+    let target = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     Ok(vec![resolve("MAX_OSC_HOST", &target)?])
 }
 

@@ -205,24 +205,25 @@ impl Coordinator {
 
     /// Gates, stamps and applies one local command. Time comes in as parameters for tests.
     pub fn handle_command(&mut self, sender: &Sender, command: Command, at: Instant, wall_ms: u64) -> Outcome {
+        // State checks come before the gate so a refused command does not use up the viewer's cooldown.
+        if let Command::Set { variable, .. } = &command {
+            if self.state.emergency().active {
+                self.stats.refused_emergency.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Refused(Refusal::Emergency);
+            }
+            if let Some(k) = variable.input_jack()
+                && k > self.state.highest_input_jack(variable).saturating_add(1)
+            {
+                self.stats.refused_input_jack.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Refused(Refusal::InputJackOrder { requested: k });
+            }
+        }
         if let Err(denial) = self.gate.check(sender, &command, at) {
             self.stats.count_denial(denial);
             return Outcome::Refused(Refusal::Gate(denial));
         }
         let kind = match command {
-            Command::Set { variable, value } => {
-                if self.state.emergency().active {
-                    self.stats.refused_emergency.fetch_add(1, Ordering::Relaxed);
-                    return Outcome::Refused(Refusal::Emergency);
-                }
-                if let Some(k) = variable.input_jack()
-                    && k > self.state.highest_input_jack(&variable).saturating_add(1)
-                {
-                    self.stats.refused_input_jack.fetch_add(1, Ordering::Relaxed);
-                    return Outcome::Refused(Refusal::InputJackOrder { requested: k });
-                }
-                EventKind::Set { variable, value }
-            }
+            Command::Set { variable, value } => EventKind::Set { variable, value },
             Command::Admin(admin) => match self.admin_event(admin) {
                 Ok(kind) => kind,
                 Err(reply) => return Outcome::Done { reply: Some(reply) },
@@ -332,8 +333,11 @@ mod tests {
 
     fn coordinator(outbox: Option<mpsc::Sender<Event>>) -> Coordinator {
         let catalog = Arc::new(Catalog::builtin());
-        let policy =
-            GatePolicy { user_cooldown: Duration::from_secs(1), global_per_second: 50, admin_users: std::collections::HashSet::default() };
+        let policy = GatePolicy {
+            user_cooldown: Duration::from_secs(1),
+            global_per_second: 50,
+            admin_users: std::collections::HashSet::default(),
+        };
         let me: Arc<str> = "bot-001".into();
         Coordinator::new(
             me.clone(),
@@ -360,7 +364,10 @@ mod tests {
         let event = rx.try_recv().expect("an event in the outbox");
         assert_eq!(event.stamp.instance.as_ref(), "bot-001");
         assert!(event.stamp.hlc >= Hlc::from_wall_ms(1_700_000_000_000));
-        assert_eq!(c.state().params().next().map(|(v, p)| (v.to_string(), p.value)), Some(("doorway#1.threshold".into(), 89)));
+        assert_eq!(
+            c.state().params().next().map(|(v, p)| (v.to_string(), p.value)),
+            Some(("doorway#1.threshold".into(), 89))
+        );
     }
 
     #[test]
@@ -403,9 +410,15 @@ mod tests {
         assert!(matches!(run(&mut c, &op, "arch#1.inputJack#1: 5", t), Outcome::Done { .. }));
         assert!(matches!(run(&mut c, &op, "arch#1.inputJack#2: 5", t), Outcome::Done { .. }));
         assert!(matches!(run(&mut c, &op, "arch#1.inputJack#1: 7", t), Outcome::Done { .. }), "reusing a jack is fine");
-        assert!(matches!(run(&mut c, &op, "arch#2.inputJack#2: 5", t), Outcome::Refused(_)), "other instance starts over");
+        assert!(
+            matches!(run(&mut c, &op, "arch#2.inputJack#2: 5", t), Outcome::Refused(_)),
+            "other instance starts over"
+        );
         run(&mut c, &op, "!admin clear", t);
-        assert!(matches!(run(&mut c, &op, "arch#1.inputJack#2: 5", t), Outcome::Refused(_)), "clear resets the sequence");
+        assert!(
+            matches!(run(&mut c, &op, "arch#1.inputJack#2: 5", t), Outcome::Refused(_)),
+            "clear resets the sequence"
+        );
     }
 
     #[test]
@@ -415,11 +428,20 @@ mod tests {
         let op = Sender::operator("op");
         let t = Instant::now();
         assert_eq!(run(&mut c, &op, "!admin routes", t), Outcome::Done { reply: Some("no routes".into()) });
-        assert_eq!(run(&mut c, &op, "!admin instances", t), Outcome::Done { reply: Some("1 instance(s) online: bot-001".into()) });
-        assert_eq!(run(&mut c, &op, "!admin remove es9out#1", t), Outcome::Done { reply: Some("es9out#1 is not routed".into()) });
+        assert_eq!(
+            run(&mut c, &op, "!admin instances", t),
+            Outcome::Done { reply: Some("1 instance(s) online: bot-001".into()) }
+        );
+        assert_eq!(
+            run(&mut c, &op, "!admin remove es9out#1", t),
+            Outcome::Done { reply: Some("es9out#1 is not routed".into()) }
+        );
         assert!(rx.try_recv().is_err());
         run(&mut c, &op, "es9out#1 → doorway#1.threshold", t);
-        assert_eq!(run(&mut c, &op, "routes", t), Outcome::Done { reply: Some("routes: es9out#1 → doorway#1.threshold".into()) });
+        assert_eq!(
+            run(&mut c, &op, "routes", t),
+            Outcome::Done { reply: Some("routes: es9out#1 → doorway#1.threshold".into()) }
+        );
     }
 
     #[test]

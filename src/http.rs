@@ -53,10 +53,11 @@ fn with<T: Clone + Send>(value: T) -> impl Filter<Extract = (T,), Error = std::c
 }
 
 /// All routes; public so tests can drive them with `warp::test` as well as over real sockets.
-pub fn routes(ctx: &HttpContext) -> impl Filter<Extract = (impl warp::Reply + use<>,), Error = warp::Rejection> + Clone + use<> {
-    let healthz = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({ "status": "ok" })));
+pub fn routes(
+    ctx: &HttpContext,
+) -> impl Filter<Extract = (impl warp::Reply + use<>,), Error = warp::Rejection> + Clone + use<> {
+    let healthz =
+        warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({ "status": "ok" })));
     let state = warp::path!("api" / "state").and(warp::get()).and(with(ctx.clone())).then(api_state);
     let stats = warp::path!("api" / "stats")
         .and(warp::get())

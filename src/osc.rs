@@ -158,7 +158,15 @@ impl OscStage {
         stats: Arc<Stats>,
         rest_on_shutdown: bool,
     ) -> OscStage {
-        OscStage { socket, targets, encoder, mirror: Mirror::default(), stats, log: LogThrottle::per_minute(), rest_on_shutdown }
+        OscStage {
+            socket,
+            targets,
+            encoder,
+            mirror: Mirror::default(),
+            stats,
+            log: LogThrottle::per_minute(),
+            rest_on_shutdown,
+        }
     }
 
     /// Follows the coordinator's change feed until `shutdown`. Replays every route at start.
@@ -198,7 +206,8 @@ impl OscStage {
 
     /// Sends the whole routing table and, unless stopped, every routed value.
     async fn replay(&mut self) {
-        let gone: Vec<Output> = self.mirror.announced.iter().filter(|o| !self.mirror.routes.contains_key(*o)).cloned().collect();
+        let gone: Vec<Output> =
+            self.mirror.announced.iter().filter(|o| !self.mirror.routes.contains_key(*o)).cloned().collect();
         for output in gone {
             self.send(&Encoder::route_remove(&output)).await;
             self.mirror.announced.remove(&output);

@@ -191,8 +191,12 @@ mod tests {
         let c = Catalog::builtin();
         let text = "{\n  \"es9out#1\": \"doorway#1.threshold\",\n  \"esx8cv#1.out#2\": \"passage#1.thru#2\"\n}";
         let routes = parse(text, Path::new("routing_table.json"), &c).expect("valid");
-        let names: Vec<(String, String)> = routes.iter().map(|(o, r)| (o.to_string(), r.variable.to_string())).collect();
-        assert_eq!(names, [("es9out#1".into(), "doorway#1.threshold".into()), ("esx8cv#1.out#2".into(), "passage#1.thru#2".into())]);
+        let names: Vec<(String, String)> =
+            routes.iter().map(|(o, r)| (o.to_string(), r.variable.to_string())).collect();
+        assert_eq!(
+            names,
+            [("es9out#1".into(), "doorway#1.threshold".into()), ("esx8cv#1.out#2".into(), "passage#1.thru#2".into())]
+        );
         assert_eq!(routes[0].1.range, VoltRange::LZX);
         assert!(routes[0].1.safe.abs() < f32::EPSILON);
     }
@@ -214,11 +218,13 @@ mod tests {
         let p = Path::new("routing_table.json");
         let err = parse("{\n\"es9out#1\": \"doorway#1.threshold\",\n}", p, &c).expect_err("trailing comma");
         assert!(err.to_string().starts_with("routing file routing_table.json line 3"), "{err}");
-        let err = parse("{\n\"es9out#1\": \"doorway#1.threshold\",\n\"es9out#77\": \"doorway#1.gain\"\n}", p, &c).expect_err("output");
+        let err = parse("{\n\"es9out#1\": \"doorway#1.threshold\",\n\"es9out#77\": \"doorway#1.gain\"\n}", p, &c)
+            .expect_err("output");
         assert_eq!(err.to_string(), "routing file routing_table.json line 3: unknown output \"es9out#77\"");
         let err = parse("{\"es9out#1\": \"doorway#1.nope\"}", p, &c).expect_err("variable");
         assert!(err.to_string().contains("unknown variable \"doorway#1.nope\""), "{err}");
-        let err = parse("{\"es9out#1\": {\"variable\": \"doorway#1.gain\", \"range\": [0, 1], \"safe\": 3}}", p, &c).expect_err("safe");
+        let err = parse("{\"es9out#1\": {\"variable\": \"doorway#1.gain\", \"range\": [0, 1], \"safe\": 3}}", p, &c)
+            .expect_err("safe");
         assert!(err.to_string().contains("outside the range"), "{err}");
     }
 

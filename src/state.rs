@@ -77,11 +77,22 @@ impl Route {
 /// What an event does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
-    Set { variable: Variable, value: u8 },
+    Set {
+        variable: Variable,
+        value: u8,
+    },
     /// `route: None` removes the route (a tombstone, so the removal itself converges).
-    Route { output: Output, route: Option<Route> },
-    Overlay { enabled: bool },
-    Emergency { active: bool, message: Option<String> },
+    Route {
+        output: Output,
+        route: Option<Route>,
+    },
+    Overlay {
+        enabled: bool,
+    },
+    Emergency {
+        active: bool,
+        message: Option<String>,
+    },
     ClearAll,
 }
 
@@ -175,8 +186,12 @@ impl State {
                 if *stamp <= self.cleared || self.params.get(variable).is_some_and(|p| p.stamp >= *stamp) {
                     return None;
                 }
-                let entry =
-                    ParamEntry { value: *value, user: event.user.clone(), stamp: stamp.clone(), wall_ms: event.wall_ms };
+                let entry = ParamEntry {
+                    value: *value,
+                    user: event.user.clone(),
+                    stamp: stamp.clone(),
+                    wall_ms: event.wall_ms,
+                };
                 self.params.insert(variable.clone(), entry);
                 Some(Change::Param {
                     variable: variable.clone(),
@@ -251,7 +266,12 @@ impl State {
 
     /// The highest `inputJack#k` set on the module instance of `variable` (0 when none).
     pub fn highest_input_jack(&self, variable: &Variable) -> u8 {
-        self.params.keys().filter(|v| v.same_module_instance(variable)).filter_map(Variable::input_jack).max().unwrap_or(0)
+        self.params
+            .keys()
+            .filter(|v| v.same_module_instance(variable))
+            .filter_map(Variable::input_jack)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The JSON view served at `/api/state`. `me` decides which entries are marked `remote`.
@@ -279,7 +299,10 @@ impl State {
             parameters,
             routes,
             overlay_enabled: self.overlay.value,
-            emergency: EmergencyView { active: self.emergency.value.active, message: self.emergency.value.message.clone() },
+            emergency: EmergencyView {
+                active: self.emergency.value.active,
+                message: self.emergency.value.message.clone(),
+            },
         }
     }
 }
@@ -371,7 +394,11 @@ mod tests {
         let c = Catalog::builtin();
         let out = c.output("es9out#1").expect("output");
         let mut s = State::default();
-        let add = ev(1, "a", EventKind::Route { output: out.clone(), route: Some(Route::new(var("doorway#1.gain"), VoltRange::LZX)) });
+        let add = ev(
+            1,
+            "a",
+            EventKind::Route { output: out.clone(), route: Some(Route::new(var("doorway#1.gain"), VoltRange::LZX)) },
+        );
         let remove = ev(2, "b", EventKind::Route { output: out.clone(), route: None });
         s.apply(&remove);
         assert!(s.apply(&add).is_none(), "the add is older than the removal");

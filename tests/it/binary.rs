@@ -1,0 +1,206 @@
+//! The built `cvbot` binary as a user runs it: exit codes, messages, stdin chat, signals.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{OscReceiver, cv, routing};
+
+fn cvbot() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cvbot"));
+    // A clean environment: no developer .env or shell variables leak into the test.
+    cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("LOG_LEVEL", "info");
+    cmd
+}
+
+/// Runs the binary to completion in an empty directory and returns (status code, stderr).
+fn run_to_exit(vars: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = cvbot();
+    cmd.current_dir(dir.path()).args(args).stdin(Stdio::null());
+    for (k, v) in vars {
+        cmd.env(k, v.replace("{dir}", &dir.path().display().to_string()));
+    }
+    let out = cmd.output().expect("run cvbot");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_config_value_exits_2_with_one_line_naming_the_variable() {
+    for (name, value) in [
+        ("RATE_LIMIT_MS", "soon"),
+        ("HTTP_ADDR", "not-an-address"),
+        ("OSC_TARGETS", "127.0.0.1"),
+        ("OSC_FORMAT", "midi"),
+        ("GLOBAL_RATE_LIMIT", "-3"),
+        ("MAX_OSC_PORT", "70000"),
+        ("CHAT_STDIN", "perhaps"),
+    ] {
+        let (code, _, stderr) = run_to_exit(&[(name, value)], &[]);
+        assert_eq!(code, Some(2), "{name}={value}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line for {name}: {stderr}");
+        assert!(lines[0].contains(name), "{stderr}");
+    }
+}
+
+#[test]
+fn a_malformed_catalogue_exits_2_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("catalog.json");
+    std::fs::write(
+        &path,
+        "{\n  \"format\": 1,\n  \"modules\": [\n    {\"name\": \"doorway\" \"parameters\": []}\n  ]\n}\n",
+    )
+    .expect("write");
+    let (code, _, stderr) =
+        run_to_exit(&[("CATALOG_PATH", path.to_str().expect("utf8")), ("HTTP_ADDR", "127.0.0.1:0")], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{} line 4", path.display())), "{stderr}");
+}
+
+#[test]
+fn a_malformed_routing_file_exits_2_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("routing_table.json");
+    std::fs::write(&path, "{\n  \"es9out#1\": \"doorway#1.threshold\",\n  \"es9out#42\": \"doorway#1.gain\"\n}\n")
+        .expect("write");
+    let (code, _, stderr) =
+        run_to_exit(&[("ROUTING_FILE", path.to_str().expect("utf8")), ("HTTP_ADDR", "127.0.0.1:0")], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("routing file {} line 3: unknown output", path.display())), "{stderr}");
+}
+
+#[test]
+fn config_prints_the_effective_configuration_with_secrets_masked() {
+    let (code, stdout, _) = run_to_exit(
+        &[("TWITCH_OAUTH_TOKEN", "oauth:hunter2hunter2"), ("MAX_OSC_PORT", "9001"), ("ADMIN_USERNAME", "Streamer")],
+        &["config"],
+    );
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("OSC_TARGETS=127.0.0.1:9001"), "{stdout}");
+    assert!(stdout.contains("ADMIN_USERS=streamer"), "{stdout}");
+    assert!(stdout.contains("TWITCH_OAUTH_TOKEN=****"), "{stdout}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+}
+
+#[test]
+fn help_describes_the_commands() {
+    let (code, stdout, _) = run_to_exit(&[], &["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("config") && stdout.contains("--demo"), "{stdout}");
+}
+
+struct Bot {
+    child: Child,
+    _dir: tempfile::TempDir,
+    http: String,
+}
+
+impl Bot {
+    fn start(osc: &OscReceiver, stdin: Stdio) -> Bot {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let child = cvbot()
+            .current_dir(dir.path())
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("OSC_TARGETS", osc.addr().to_string())
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cvbot");
+        let bot = Bot { child, _dir: dir, http: format!("127.0.0.1:{port}") };
+        bot.wait_healthy();
+        bot
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if http_get(&self.http, "/healthz").is_some_and(|b| b.contains("ok")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("cvbot did not become healthy");
+    }
+
+    fn terminate(&mut self) -> (Option<i32>, Duration) {
+        let sent = Instant::now();
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let code = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status.code();
+            }
+            assert!(sent.elapsed() < Duration::from_secs(10), "cvbot did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        (code, sent.elapsed())
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A minimal HTTP/1.0 GET over a real socket, so this blocking test needs no async client.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_chat_drives_osc_and_sigterm_exits_cleanly_within_two_seconds() {
+    let osc = OscReceiver::bind().await;
+    let mut bot = Bot::start(&osc, Stdio::piped());
+    let mut stdin = bot.child.stdin.take().expect("stdin");
+    writeln!(stdin, "!admin es9out#1 → doorway#1.threshold").expect("write");
+    writeln!(stdin, "doorway#1.threshold: 89").expect("write");
+    stdin.flush().expect("flush");
+    assert_eq!(osc.recv().await, routing(&["add", "es9out#1", "doorway#1.threshold"]));
+    assert_eq!(osc.recv().await, cv("es9out#1", 89.0 / 127.0, "doorway", 1, "threshold", 89));
+
+    // EOF on stdin ends the terminal source, not the process.
+    drop(stdin);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(bot.child.try_wait().expect("try_wait").is_none(), "still running after stdin closed");
+    let state = http_get(&bot.http, "/api/state").expect("state after EOF");
+    assert!(state.contains("\"doorway#1.threshold\""), "{state}");
+
+    let (code, took) = bot.terminate();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(bot.child.stdout.as_mut().expect("stdout"), &mut stdout).expect("read stdout");
+    assert!(stdout.contains("routed es9out#1 → doorway#1.threshold"), "the operator sees replies: {stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_terminal_or_pipe_the_bot_serves_and_prints_its_urls() {
+    let osc = OscReceiver::bind().await;
+    let mut bot = Bot::start(&osc, Stdio::null());
+    let (code, _) = bot.terminate();
+    assert_eq!(code, Some(0));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(bot.child.stderr.as_mut().expect("stderr"), &mut stderr).expect("read stderr");
+    assert!(stderr.contains(&format!("http://{}/overlay", bot.http)), "{stderr}");
+    assert!(!stderr.contains("type chat commands here"), "stdin is /dev/null: no terminal chat");
+}
