@@ -95,16 +95,7 @@ impl Running {
     /// Waits until shutdown is requested or a critical task fails, then stops everything within the
     /// grace period. Returns the first failure, if any.
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.shutdown.cancelled().await;
-        self.tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
-            warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
-        }
-        let failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Supervisor { tracker: self.tracker, shutdown: self.shutdown, failure: self.failure }.wait().await
     }
 
     /// Asks every task to stop (what SIGINT does).
@@ -143,6 +134,21 @@ impl Supervisor {
                 this.shutdown.cancel();
             }
         });
+    }
+
+    /// Waits for shutdown (requested or caused by a failure), gives the tasks [`SHUTDOWN_GRACE`] to
+    /// stop, and returns the first failure.
+    async fn wait(self) -> anyhow::Result<()> {
+        self.shutdown.cancelled().await;
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
+            warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
+        }
+        let failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Runs a task whose end is not fatal (a chat source whose input closed).
@@ -268,4 +274,51 @@ fn display_addr(addr: SocketAddr) -> SocketAddr {
         shown.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
     }
     shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn supervisor() -> Supervisor {
+        Supervisor { tracker: TaskTracker::new(), shutdown: CancellationToken::new(), failure: Arc::default() }
+    }
+
+    #[tokio::test]
+    async fn a_failing_critical_task_cancels_the_rest_and_is_reported() {
+        let sup = supervisor();
+        let token = sup.shutdown.clone();
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+        sup.critical("patient", async move {
+            token.cancelled().await;
+            let _ = stopped_tx.send(());
+            Ok(())
+        });
+        sup.critical("broken", async { Err(anyhow::anyhow!("boom")) });
+        let err = sup.clone().wait().await.expect_err("the failure is reported");
+        assert_eq!(format!("{err:#}"), "task broken failed: boom");
+        assert!(stopped_rx.await.is_ok(), "the other task was cancelled and stopped");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_or_vanishing_critical_task_is_a_failure_too() {
+        let sup = supervisor();
+        sup.critical("quitter", async { Ok(()) });
+        let err = sup.wait().await.expect_err("ending early is a failure");
+        assert_eq!(err.to_string(), "task quitter stopped unexpectedly");
+
+        let sup = supervisor();
+        sup.critical("panicker", async { panic!("kaboom") });
+        let err = sup.wait().await.expect_err("a panic is a failure");
+        assert!(err.to_string().starts_with("task panicker panicked"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_optional_task_ending_is_not_a_failure() {
+        let sup = supervisor();
+        sup.optional("terminal", async { Ok(()) });
+        tokio::task::yield_now().await;
+        sup.shutdown.cancel();
+        sup.wait().await.expect("clean");
+    }
 }

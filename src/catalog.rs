@@ -430,6 +430,17 @@ mod tests {
     }
 
     #[test]
+    fn commands_md_lists_every_builtin_module_and_parameter() {
+        let doc = include_str!("../commands.md");
+        for (module, (_, _, parameters)) in Catalog::builtin().modules() {
+            assert!(doc.contains(module), "commands.md lacks module {module}");
+            for p in parameters {
+                assert!(doc.contains(p), "commands.md lacks {module}.{p}");
+            }
+        }
+    }
+
+    #[test]
     fn parameters_keep_catalogue_case_and_modules_do_not() {
         let c = Catalog::builtin();
         assert_eq!(

@@ -342,6 +342,22 @@ mod tests {
     }
 
     #[test]
+    fn env_example_lists_every_variable_with_its_default() {
+        let example = include_str!("../.env.example");
+        for (name, default) in VARIABLES {
+            let shown = if default.starts_with('(') { "" } else { default };
+            let line = format!("\n{name}={shown}\n");
+            assert!(example.contains(&line), ".env.example lacks {line:?}");
+        }
+        let c = cfg(&[]).expect("valid");
+        for (name, value) in c.describe() {
+            let documented = VARIABLES.iter().find(|(n, _)| *n == name).map(|(_, d)| *d).expect("documented");
+            let value = if value == "(unset)" { String::new() } else { value };
+            assert_eq!(value, documented, "the default of {name} in VARIABLES matches the code");
+        }
+    }
+
+    #[test]
     fn describe_lists_every_documented_variable() {
         let c = cfg(&[]).expect("valid");
         let names: Vec<&str> = c.describe().iter().map(|(k, _)| *k).collect();

@@ -164,6 +164,13 @@ impl Coordinator {
         Coordinator { instance, catalog, state, hlc: Hlc::default(), gate, changes, outbox, presence, stats }
     }
 
+    /// Replaces the change feed with one of `capacity` (tests use a tiny one to force lag).
+    #[must_use]
+    pub fn with_feed_capacity(mut self, capacity: usize) -> Coordinator {
+        self.changes = broadcast::channel(capacity).0;
+        self
+    }
+
     /// Runs the task until `shutdown`; returns the handle and the task's future.
     pub fn spawn(mut self, shutdown: CancellationToken) -> (CoordHandle, impl Future<Output = ()> + Send) {
         let (tx, mut rx) = mpsc::channel(REQUEST_QUEUE);

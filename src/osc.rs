@@ -405,3 +405,75 @@ mod tests {
         assert_eq!(jack.addr, "/lzx/arch/1/inputJack/4");
     }
 }
+
+#[cfg(test)]
+mod stage_tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::command::parse;
+    use crate::coord::{Alone, Coordinator};
+    use crate::gate::{Gate, GatePolicy, Sender};
+    use std::time::Duration;
+
+    /// Regression guard for the slow-reader policy: a stage that falls behind the change feed must
+    /// resubscribe and end up sending the latest values, not stop or keep stale ones.
+    #[tokio::test]
+    async fn a_stage_that_lags_behind_the_feed_resyncs_to_the_latest_values() {
+        let catalog = Arc::new(Catalog::builtin());
+        let stats = Arc::new(Stats::default());
+        let policy = GatePolicy {
+            user_cooldown: Duration::ZERO,
+            global_per_second: 0,
+            admin_users: std::collections::HashSet::default(),
+        };
+        let mut state = State::default();
+        let out = catalog.output("es9out#1").expect("output");
+        let variable = catalog.parse_variable("doorway#1.gain").expect("variable");
+        state.seed_route(out, Route::new(variable.clone(), crate::catalog::VoltRange::LZX));
+        let me: Arc<str> = "bot-001".into();
+        let coordinator = Coordinator::new(
+            me.clone(),
+            catalog.clone(),
+            state,
+            Gate::new(&policy, Instant::now()),
+            None,
+            Arc::new(Alone(me)),
+            stats.clone(),
+        )
+        .with_feed_capacity(2);
+        let shutdown = CancellationToken::new();
+        let (coord, task) = coordinator.spawn(shutdown.clone());
+        tokio::spawn(task);
+
+        let receiver = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let encoder = Encoder { format: OscFormat::Max, value_max: 127 };
+        let stage = OscStage::new(socket, vec![receiver.local_addr().expect("addr")], encoder, stats.clone(), false);
+        tokio::spawn(stage.run(coord.clone(), shutdown.clone()));
+
+        // Queue a burst of commands at once; the coordinator applies them faster than a 2-slot feed holds.
+        let mut burst = tokio::task::JoinSet::new();
+        for i in 0..100u8 {
+            let coord = coord.clone();
+            let command = parse(&format!("doorway#1.gain: {}", i % 128), &catalog).expect("command");
+            burst.spawn(async move { coord.submit(Sender::viewer(&format!("v{i}")), command, Instant::now()).await });
+        }
+        while burst.join_next().await.is_some() {}
+        let latest = coord.snapshot().await.expect("state").param(&variable).map(|p| p.value).expect("value");
+
+        let mut last_value = None;
+        let mut buf = vec![0u8; 2048];
+        while let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_millis(500), receiver.recv_from(&mut buf)).await
+        {
+            let (_, packet) = rosc::decoder::decode_udp(&buf[..n]).expect("osc");
+            if let OscPacket::Message(m) = packet
+                && m.addr == "/cv"
+            {
+                last_value = m.args.get(5).cloned();
+            }
+        }
+        assert!(stats.feed_resyncs.load(Ordering::Relaxed) >= 1, "the stage lagged and resynchronised");
+        assert_eq!(last_value, Some(OscType::Int(i32::from(latest))), "the output ends at the latest value");
+        shutdown.cancel();
+    }
+}

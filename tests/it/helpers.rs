@@ -107,6 +107,10 @@ impl TestApp {
     }
 
     pub async fn spawn_in(dir: tempfile::TempDir, vars: &[(&str, &str)]) -> TestApp {
+        Self::spawn_full(dir, vars, Extras::default()).await
+    }
+
+    pub async fn spawn_full(dir: tempfile::TempDir, vars: &[(&str, &str)], extras: Extras) -> TestApp {
         let osc = OscReceiver::bind().await;
         let base = dir.path().display().to_string();
         let mut env: Vec<(String, String)> = vec![
@@ -122,7 +126,7 @@ impl TestApp {
         let config = Config::from_vars(env).expect("test config is valid");
         let listeners = Listeners::bind(&config).expect("bind");
         let shutdown = CancellationToken::new();
-        let running = cvbot::start(config, listeners, Extras::default(), shutdown.clone()).await.expect("start");
+        let running = cvbot::start(config, listeners, extras, shutdown.clone()).await.expect("start");
         TestApp {
             http_addr: running.http_addr,
             osc,

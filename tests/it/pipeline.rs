@@ -259,3 +259,15 @@ async fn input_jacks_follow_the_older_bots_sequence_rule() {
     assert_eq!(app.stat("refused_input_jack").await, 1);
     tokio::time::sleep(SILENCE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_viewers_route_outputs_and_move_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extras = cvbot::Extras { demo: true, ..cvbot::Extras::default() };
+    let app = TestApp::spawn_full(dir, &[], extras).await;
+    let first = app.osc.recv_addr("/routing").await;
+    assert_eq!(first.args[0], OscType::String("add".into()));
+    let moved = app.osc.recv_addr("/cv").await;
+    assert!(matches!(moved.args[1], OscType::Float(v) if (0.0..=1.0).contains(&v)), "{moved:?}");
+    assert!(app.state().await["parameters"].as_object().is_some_and(|p| !p.is_empty()));
+}
