@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::io::AsyncBufRead;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -19,10 +19,12 @@ use tracing::{error, info, warn};
 use crate::catalog::Catalog;
 use crate::chat::{Intake, run_demo, run_terminal};
 use crate::config::Config;
-use crate::coord::{Alone, Coordinator};
+use crate::coord::{Alone, Coordinator, Presence};
 use crate::gate::{Gate, GatePolicy};
 use crate::http::HttpContext;
 use crate::osc::{Encoder, OscStage};
+use crate::redis_link::presence::ClusterPresence;
+use crate::redis_link::{LinkSettings, RedisLink};
 use crate::routes_file;
 use crate::state::State;
 use crate::stats::{LinkStatus, Stats};
@@ -194,13 +196,22 @@ pub async fn start(
         global_per_second: config.global_rate_limit,
         admin_users: config.admin_users.clone(),
     };
+    let (redis_status_tx, redis_status) = watch::channel(LinkStatus::Disabled);
+    let cluster = config.redis_enabled.then(|| {
+        let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox_capacity);
+        (outbox_tx, outbox_rx, ClusterPresence::new(&instance))
+    });
+    let presence: Arc<dyn Presence> = match &cluster {
+        Some((_, _, p)) => p.clone(),
+        None => Arc::new(Alone(instance.clone())),
+    };
     let coordinator = Coordinator::new(
         instance.clone(),
         catalog.clone(),
         state,
         Gate::new(&policy, Instant::now()),
-        None,
-        Arc::new(Alone(instance.clone())),
+        cluster.as_ref().map(|(tx, _, _)| tx.clone()),
+        presence,
         stats.clone(),
     );
     let sup = Supervisor { tracker: TaskTracker::new(), shutdown: shutdown.clone(), failure: Arc::default() };
@@ -209,6 +220,20 @@ pub async fn start(
         coord_task.await;
         Ok(())
     });
+    if let Some((_, outbox_rx, presence)) = cluster {
+        redis_status_tx.send_replace(LinkStatus::Connecting);
+        let link = RedisLink::new(
+            link_settings(&config),
+            &instance,
+            catalog.clone(),
+            coord.clone(),
+            outbox_rx,
+            redis_status_tx,
+            stats.clone(),
+            presence,
+        );
+        sup.critical("redis", link.run(shutdown.clone()));
+    }
 
     let encoder = Encoder { format: config.osc_format, value_max: catalog.value_max() };
     let socket = tokio::net::UdpSocket::from_std(listeners.osc)?;
@@ -227,8 +252,6 @@ pub async fn start(
 
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http_listener.local_addr()?;
-    // The Redis link will own the sender; until then the bot is local-only by design.
-    let (_redis_tx, redis_status) = watch::channel(LinkStatus::Disabled);
     let ctx = HttpContext {
         instance_id: instance.clone(),
         value_max: catalog.value_max(),
@@ -249,12 +272,25 @@ pub async fn start(
     if extras.demo {
         sup.optional("demo viewers", run_demo(intake.clone(), fastrand::u64(..), shutdown.clone()));
     }
-    let shown = display_addr(http_addr);
-    info!(instance = %instance, "cvbot is live");
-    info!("overlay (OBS browser source): http://{shown}/overlay");
-    info!("state: http://{shown}/api/state   health: http://{shown}/healthz");
-    info!(targets = ?config.osc_targets, "OSC output");
+    announce(&instance, http_addr, &config);
     Ok(Running { http_addr, intake, stats, tracker: sup.tracker, shutdown, failure: sup.failure })
+}
+
+fn link_settings(config: &Config) -> LinkSettings {
+    let settings = LinkSettings {
+        url: config.redis_url.expose().to_owned(),
+        key_prefix: config.redis_key_prefix.clone(),
+        publish: config.redis_publish,
+        subscribe: config.redis_subscribe,
+        history_ttl: config.event_history_ttl,
+        signing_key: config.event_signing_key.is_set().then(|| config.event_signing_key.expose().as_bytes().to_vec()),
+        outbox_capacity: config.outbox_capacity,
+        probe_interval: Duration::from_secs(2),
+        probe_deadline: Duration::from_secs(5),
+        heartbeat: Duration::from_secs(5),
+    };
+    info!(redis = %crate::config::mask_url(&settings.url), "connecting to Redis in the background");
+    settings
 }
 
 /// Starts the bot and runs it until `shutdown` is cancelled or a critical task fails.
@@ -265,6 +301,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     start(config, listeners, extras, shutdown).await?.wait().await
+}
+
+/// Tells the operator where everything is.
+fn announce(instance: &str, http_addr: SocketAddr, config: &Config) {
+    let shown = display_addr(http_addr);
+    info!(instance = %instance, "cvbot is live");
+    info!("overlay (OBS browser source): http://{shown}/overlay");
+    info!("state: http://{shown}/api/state   health: http://{shown}/healthz");
+    info!(targets = ?config.osc_targets, "OSC output");
 }
 
 /// An address a browser on this machine can open (`0.0.0.0` is not one).

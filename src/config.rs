@@ -56,6 +56,7 @@ pub enum StdinMode {
 
 /// The validated configuration. Nothing else in the crate reads the environment.
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // Each flag is an independent on/off variable users set.
 pub struct Config {
     pub instance_id: String,
     pub http_addr: SocketAddr,
@@ -77,6 +78,17 @@ pub struct Config {
     pub twitch_channels: Vec<String>,
     pub twitch_username: Option<String>,
     pub twitch_oauth_token: Secret,
+    /// `ENABLE_REDIS_EVENTS`: false runs local-only by choice.
+    pub redis_enabled: bool,
+    /// The connection URL; may hold a password, so it is a secret (shown masked).
+    pub redis_url: Secret,
+    pub redis_key_prefix: String,
+    pub redis_publish: bool,
+    pub redis_subscribe: bool,
+    pub event_history_ttl: Duration,
+    pub event_signing_key: Secret,
+    /// Unpublished local events kept while Redis is unreachable (newest per register).
+    pub outbox_capacity: usize,
 }
 
 /// Every variable with its default, in the order `cvbot config` and `.env.example` list them.
@@ -97,6 +109,14 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("TWITCH_CHANNELS", ""),
     ("TWITCH_USERNAME", ""),
     ("TWITCH_OAUTH_TOKEN", ""),
+    ("ENABLE_REDIS_EVENTS", "true"),
+    ("REDIS_URL", "redis://127.0.0.1:6379"),
+    ("REDIS_KEY_PREFIX", ""),
+    ("REDIS_ENABLE_PUBLISHING", "true"),
+    ("REDIS_ENABLE_SUBSCRIPTION", "true"),
+    ("EVENT_HISTORY_TTL", "3600"),
+    ("EVENT_SIGNING_KEY", ""),
+    ("OUTBOX_CAPACITY", "10000"),
 ];
 
 struct Vars(HashMap<String, String>);
@@ -142,6 +162,7 @@ impl Config {
         {
             return Err(err("TWITCH_CHANNELS", format!("{bad:?} is not a Twitch channel name")));
         }
+        let redis_url = redis_url(&v)?;
         let token = v.get("TWITCH_OAUTH_TOKEN").or_else(|| v.get("TWITCH_PASSWORD")).unwrap_or_default();
         Ok(Config {
             instance_id,
@@ -166,6 +187,21 @@ impl Config {
             twitch_channels: twitch_channels.into_iter().collect(),
             twitch_username: v.get("TWITCH_USERNAME").map(str::to_ascii_lowercase),
             twitch_oauth_token: Secret(token.trim_start_matches("oauth:").to_owned()),
+            redis_enabled: boolean("ENABLE_REDIS_EVENTS", v.get("ENABLE_REDIS_EVENTS"), true)?,
+            redis_url: Secret(redis_url),
+            redis_key_prefix: v.get("REDIS_KEY_PREFIX").unwrap_or_default().to_owned(),
+            redis_publish: boolean("REDIS_ENABLE_PUBLISHING", v.get("REDIS_ENABLE_PUBLISHING"), true)?,
+            redis_subscribe: boolean("REDIS_ENABLE_SUBSCRIPTION", v.get("REDIS_ENABLE_SUBSCRIPTION"), true)?,
+            event_history_ttl: Duration::from_secs(number(
+                "EVENT_HISTORY_TTL",
+                v.get("EVENT_HISTORY_TTL"),
+                3600,
+                30 * 24 * 3600,
+            )?),
+            event_signing_key: Secret(v.get("EVENT_SIGNING_KEY").unwrap_or_default().to_owned()),
+            outbox_capacity: usize::try_from(number("OUTBOX_CAPACITY", v.get("OUTBOX_CAPACITY"), 10_000, 1_000_000)?)
+                .unwrap_or(10_000)
+                .max(1),
         })
     }
 
@@ -196,7 +232,45 @@ impl Config {
             ("TWITCH_CHANNELS", self.twitch_channels.join(",")),
             ("TWITCH_USERNAME", self.twitch_username.clone().unwrap_or_default()),
             ("TWITCH_OAUTH_TOKEN", self.twitch_oauth_token.to_string()),
+            ("ENABLE_REDIS_EVENTS", self.redis_enabled.to_string()),
+            ("REDIS_URL", mask_url(self.redis_url.expose())),
+            ("REDIS_KEY_PREFIX", self.redis_key_prefix.clone()),
+            ("REDIS_ENABLE_PUBLISHING", self.redis_publish.to_string()),
+            ("REDIS_ENABLE_SUBSCRIPTION", self.redis_subscribe.to_string()),
+            ("EVENT_HISTORY_TTL", self.event_history_ttl.as_secs().to_string()),
+            ("EVENT_SIGNING_KEY", self.event_signing_key.to_string()),
+            ("OUTBOX_CAPACITY", self.outbox_capacity.to_string()),
         ]
+    }
+}
+
+/// `REDIS_URL`, or one built from `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`/`REDIS_DB`.
+fn redis_url(v: &Vars) -> Result<String, ConfigError> {
+    if let Some(url) = v.get("REDIS_URL") {
+        let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| url.starts_with(s));
+        if !scheme_ok || redis::parse_redis_url(url).is_none() && !url.contains("unix://") {
+            return Err(err("REDIS_URL", format!("{:?} is not a redis:// or rediss:// URL", mask_url(url))));
+        }
+        return Ok(url.to_owned());
+    }
+    let host = v.get("REDIS_HOST").unwrap_or("127.0.0.1");
+    let port = number("REDIS_PORT", v.get("REDIS_PORT"), 6379, 65_535)?;
+    let db = number("REDIS_DB", v.get("REDIS_DB"), 0, 1_000)?;
+    let auth = v.get("REDIS_PASSWORD").map(|p| format!(":{p}@")).unwrap_or_default();
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+    Ok(format!("redis://{auth}{host}:{port}/{db}"))
+}
+
+/// A URL with its password replaced by `****`, safe to print.
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
+            let masked = if userinfo.contains(':') { format!("{user}:****") } else { "****".to_owned() };
+            format!("{scheme}://{masked}@{host}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -333,6 +407,23 @@ mod tests {
     }
 
     #[test]
+    fn redis_settings_from_url_or_parts_with_the_password_masked() {
+        let c = cfg(&[("REDIS_URL", "rediss://bot:s3cret@redis.example:6380/2")]).expect("valid");
+        assert_eq!(c.redis_url.expose(), "rediss://bot:s3cret@redis.example:6380/2");
+        let shown: String = c.describe().iter().map(|(k, v)| format!("{k}={v}\n")).collect::<Vec<_>>().concat();
+        assert!(shown.contains("REDIS_URL=rediss://bot:****@redis.example:6380/2"), "{shown}");
+        assert!(!shown.contains("s3cret"));
+        let parts =
+            cfg(&[("REDIS_HOST", "10.0.0.5"), ("REDIS_PORT", "6390"), ("REDIS_PASSWORD", "pw"), ("REDIS_DB", "3")])
+                .expect("valid");
+        assert_eq!(parts.redis_url.expose(), "redis://:pw@10.0.0.5:6390/3");
+        assert!(cfg(&[("REDIS_URL", "http://nope")]).is_err_and(|e| e.variable == "REDIS_URL"));
+        assert!(cfg(&[("REDIS_PORT", "x")]).is_err_and(|e| e.variable == "REDIS_PORT"));
+        assert!(cfg(&[("ENABLE_REDIS_EVENTS", "perhaps")]).is_err_and(|e| e.variable == "ENABLE_REDIS_EVENTS"));
+        assert!(cfg(&[("EVENT_HISTORY_TTL", "-1")]).is_err_and(|e| e.variable == "EVENT_HISTORY_TTL"));
+    }
+
+    #[test]
     fn secrets_never_print() {
         let c = cfg(&[("TWITCH_OAUTH_TOKEN", "oauth:supersecret")]).expect("valid");
         assert!(!format!("{c:?}").contains("supersecret"));
@@ -353,6 +444,7 @@ mod tests {
         for (name, value) in c.describe() {
             let documented = VARIABLES.iter().find(|(n, _)| *n == name).map(|(_, d)| *d).expect("documented");
             let value = if value == "(unset)" { String::new() } else { value };
+            let value = if name == "REDIS_URL" { value.trim_end_matches("/0").to_owned() } else { value };
             assert_eq!(value, documented, "the default of {name} in VARIABLES matches the code");
         }
     }

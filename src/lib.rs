@@ -22,6 +22,7 @@
 //! * [`state`]: last-writer-wins registers and the hybrid logical clock; pure.
 //! * [`coord`]: the one task that owns State.
 //! * [`osc`]: the OSC output stage.
+//! * [`redis_link`]: Redis pub/sub, state hash, history, presence; the only module knowing the wire format.
 //! * [`routes_file`]: the routing file, loaded at start and kept saved.
 //! * [`chat`]: the intake and the terminal and demo chat sources.
 //! * [`http`]: warp routes.
@@ -38,6 +39,7 @@ pub mod coord;
 pub mod gate;
 pub mod http;
 pub mod osc;
+pub mod redis_link;
 pub mod routes_file;
 pub mod state;
 pub mod stats;

@@ -99,7 +99,10 @@ fn serve(config: Config, demo: bool) -> ExitCode {
                 info!("stopped");
                 ExitCode::SUCCESS
             }
-            Err(e) if e.downcast_ref::<StartupError>().is_some() => {
+            Err(e)
+                if e.downcast_ref::<StartupError>().is_some()
+                    || e.downcast_ref::<cvbot::redis_link::presence::DuplicateInstance>().is_some() =>
+            {
                 error!("{e:#}");
                 ExitCode::from(EXIT_CONFIG)
             }

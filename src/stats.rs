@@ -57,6 +57,8 @@ pub struct Stats {
     pub feed_resyncs: AtomicU64,
     pub routing_saves: AtomicU64,
     pub routing_save_failures: AtomicU64,
+    /// The Redis link's counters.
+    pub redis: crate::redis_link::LinkCounters,
 }
 
 impl Stats {
@@ -108,6 +110,7 @@ impl Stats {
         ] {
             out.insert(name.to_owned(), get(c));
         }
+        self.redis.snapshot_into(&mut out);
         out
     }
 }

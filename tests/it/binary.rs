@@ -10,6 +10,8 @@ fn cvbot() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cvbot"));
     // A clean environment: no developer .env or shell variables leak into the test.
     cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("LOG_LEVEL", "info");
+    // Never the shared Redis on 6379 that these machines run.
+    cmd.env("ENABLE_REDIS_EVENTS", "false");
     cmd
 }
 

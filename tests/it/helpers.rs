@@ -118,6 +118,8 @@ impl TestApp {
             ("OSC_TARGETS".into(), osc.addr().to_string()),
             ("ROUTING_FILE".into(), format!("{base}/routing_table.json")),
             ("CHAT_STDIN".into(), "off".into()),
+            // Never the shared Redis on 6379: tests that want Redis start their own and pass REDIS_URL.
+            ("ENABLE_REDIS_EVENTS".into(), "false".into()),
         ];
         for (k, v) in vars {
             env.retain(|(name, _)| name != k);

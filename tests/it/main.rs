@@ -2,5 +2,7 @@
 //! real UDP sockets decoded with rosc, real HTTP.
 
 mod binary;
+mod cluster;
 mod helpers;
 mod pipeline;
+mod redis_server;

@@ -1,0 +1,505 @@
+//! The wire format: the JSON envelope the older JavaScript bots already speak, plus our optional
+//! top-level additions (`v`, `id`, `seq`, `hlc`, `correlation_id`, `sig`).
+//!
+//! Pure: bytes in, a domain [`Event`] (or a [`DropReason`]) out, and back. Only this module and its
+//! parent know the envelope; the coordinator and State only ever see `Event`s.
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+
+use crate::catalog::{Catalog, VoltRange};
+use crate::state::{Event, EventKind, Hlc, Route, Stamp};
+
+/// Payloads larger than this are dropped unread.
+pub const MAX_PAYLOAD: usize = 16 * 1024;
+
+/// Schema version of our additions.
+pub const WIRE_VERSION: u64 = 1;
+
+/// The four event channels, without the key prefix.
+pub const PARAMETER_CHANNEL: &str = "cv:parameter:update";
+pub const ROUTING_CHANNEL: &str = "cv:routing:change";
+pub const SYSTEM_CHANNEL: &str = "cv:system:broadcast";
+pub const ADMIN_CHANNEL: &str = "cv:admin:command";
+
+/// Why an incoming payload was dropped. Each is counted and logged at most once a minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, thiserror::Error)]
+pub enum DropReason {
+    #[error("payload is not JSON")]
+    NotJson,
+    #[error("payload is larger than 16 KiB")]
+    TooLarge,
+    #[error("unknown event type")]
+    UnknownType,
+    #[error("missing or malformed field")]
+    Malformed,
+    #[error("unknown variable")]
+    UnknownVariable,
+    #[error("unknown output")]
+    UnknownOutput,
+    #[error("value out of range")]
+    OutOfRange,
+    #[error("missing signature")]
+    MissingSignature,
+    #[error("bad signature")]
+    BadSignature,
+}
+
+impl DropReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotJson => "not_json",
+            Self::TooLarge => "too_large",
+            Self::UnknownType => "unknown_type",
+            Self::Malformed => "malformed",
+            Self::UnknownVariable => "unknown_variable",
+            Self::UnknownOutput => "unknown_output",
+            Self::OutOfRange => "out_of_range",
+            Self::MissingSignature => "missing_signature",
+            Self::BadSignature => "bad_signature",
+        }
+    }
+
+    pub const ALL: [DropReason; 9] = [
+        Self::NotJson,
+        Self::TooLarge,
+        Self::UnknownType,
+        Self::Malformed,
+        Self::UnknownVariable,
+        Self::UnknownOutput,
+        Self::OutOfRange,
+        Self::MissingSignature,
+        Self::BadSignature,
+    ];
+}
+
+/// What an incoming payload turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// A state event to apply (`seq` when the sender is one of us, for gap detection).
+    Event { event: Event, seq: Option<u64> },
+    /// An `admin_command` audit record: logged and kept in history, never applied (the matching
+    /// `system_broadcast` or `routing_change` carries the state change).
+    Audit { source: String, command: String },
+}
+
+/// One encoded event: where to publish it and the bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub channel: &'static str,
+    pub kind: &'static str,
+    pub payload: String,
+    /// The `admin_command` audit copy that admin actions also publish, as the older bots do.
+    pub audit: Option<String>,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Signs and verifies envelopes with HMAC-SHA256 over the envelope without its `sig` field.
+#[derive(Clone)]
+pub struct Signer {
+    key: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer(****)")
+    }
+}
+
+impl Signer {
+    pub fn new(key: &[u8]) -> Signer {
+        Signer { key: key.into() }
+    }
+
+    fn mac(&self, text: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        mac.update(text.as_bytes());
+        mac
+    }
+
+    fn sign(&self, text: &str) -> String {
+        hex::encode(self.mac(text).finalize().into_bytes())
+    }
+
+    fn verify(&self, text: &str, sig_hex: &str) -> bool {
+        hex::decode(sig_hex).is_ok_and(|sig| self.mac(text).verify_slice(&sig).is_ok())
+    }
+}
+
+/// Encodes one of our events. `seq` numbers this instance's publications for gap detection.
+pub fn encode(event: &Event, seq: u64, signer: Option<&Signer>) -> Encoded {
+    let source = event.stamp.instance.as_ref();
+    let user = event.user.as_ref();
+    let (channel, kind, data, audit_command) = match &event.kind {
+        EventKind::Set { variable, value } => (
+            PARAMETER_CHANNEL,
+            "parameter_update",
+            json!({"variable": variable.to_string(), "value": value, "user": user, "source_instance": source}),
+            None,
+        ),
+        EventKind::Route { output, route } => {
+            let routing = match route {
+                Some(r) => json!({"action": "add", "output": output.to_string(), "variable": r.variable.to_string(),
+                                   "range": [r.range.low, r.range.high], "safe": r.safe}),
+                None => json!({"action": "remove", "output": output.to_string()}),
+            };
+            (
+                ROUTING_CHANNEL,
+                "routing_change",
+                json!({"routingData": routing, "admin": user, "source_instance": source}),
+                Some(("routing", None)),
+            )
+        }
+        EventKind::Overlay { enabled } => (
+            SYSTEM_CHANNEL,
+            "system_broadcast",
+            json!({"action": "overlay_toggle", "enabled": enabled, "admin": user, "source_instance": source}),
+            Some(("overlay_toggle", Some(*enabled))),
+        ),
+        EventKind::Emergency { active: true, message } => (
+            SYSTEM_CHANNEL,
+            "system_broadcast",
+            json!({"action": "emergency_stop", "message": message, "admin": user, "source_instance": source}),
+            Some(("emergency", None)),
+        ),
+        EventKind::Emergency { active: false, .. } => (
+            SYSTEM_CHANNEL,
+            "system_broadcast",
+            json!({"action": "resume", "admin": user, "source_instance": source}),
+            Some(("resume", None)),
+        ),
+        EventKind::ClearAll => (
+            SYSTEM_CHANNEL,
+            "system_broadcast",
+            json!({"action": "clear_all", "admin": user, "source_instance": source}),
+            Some(("clear", None)),
+        ),
+    };
+    let id = format!("{source}-{seq}");
+    let envelope = |kind: &str, data: Value| {
+        let mut v = json!({
+            "timestamp": event.wall_ms, "type": kind, "data": data,
+            "v": WIRE_VERSION, "id": id, "seq": seq, "hlc": event.stamp.hlc,
+        });
+        if let Some(signer) = signer {
+            let text = v.to_string();
+            v["sig"] = Value::String(signer.sign(&text));
+        }
+        v.to_string()
+    };
+    let audit = audit_command.map(|(command, enabled)| {
+        let mut data = json!({"command": command, "admin": user, "source_instance": source});
+        if let Some(enabled) = enabled {
+            data["enabled"] = Value::Bool(enabled);
+        }
+        envelope("admin_command", data)
+    });
+    Encoded { channel, kind, payload: envelope(kind, data), audit }
+}
+
+/// Decodes and validates a payload from any peer, ours or an older bot.
+pub fn decode(payload: &[u8], catalog: &Catalog, signer: Option<&Signer>) -> Result<Incoming, DropReason> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(DropReason::TooLarge);
+    }
+    let mut root: Value = serde_json::from_slice(payload).map_err(|_| DropReason::NotJson)?;
+    let obj = root.as_object_mut().ok_or(DropReason::Malformed)?;
+    if let Some(signer) = signer {
+        let sig = match obj.remove("sig") {
+            Some(Value::String(s)) => s,
+            Some(_) => return Err(DropReason::BadSignature),
+            None => return Err(DropReason::MissingSignature),
+        };
+        if !signer.verify(&Value::Object(obj.clone()).to_string(), &sig) {
+            return Err(DropReason::BadSignature);
+        }
+    }
+    let kind = obj.get("type").and_then(Value::as_str).ok_or(DropReason::Malformed)?.to_owned();
+    let timestamp = obj.get("timestamp").and_then(Value::as_u64).ok_or(DropReason::Malformed)?;
+    let data = obj.get("data").and_then(Value::as_object).ok_or(DropReason::Malformed)?;
+    let source = text(data, "source_instance")?;
+    if source.is_empty() {
+        return Err(DropReason::Malformed);
+    }
+    // Events from older bots carry no HLC: their timestamp, in HLC units, orders them.
+    let hlc = obj.get("hlc").and_then(Value::as_u64).unwrap_or_else(|| Hlc::from_wall_ms(timestamp));
+    let seq = obj.get("seq").and_then(Value::as_u64);
+    let user_field = |name: &str| data.get(name).and_then(Value::as_str).unwrap_or("unknown").to_owned();
+    let (user, kind) = match kind.as_str() {
+        "parameter_update" => {
+            let variable = catalog.parse_variable(text(data, "variable")?).ok_or(DropReason::UnknownVariable)?;
+            let value = data.get("value").and_then(Value::as_u64).ok_or(DropReason::OutOfRange)?;
+            let value = u8::try_from(value).ok().filter(|v| *v <= catalog.value_max()).ok_or(DropReason::OutOfRange)?;
+            (user_field("user"), EventKind::Set { variable, value })
+        }
+        "routing_change" => {
+            let routing = data.get("routingData").and_then(Value::as_object).ok_or(DropReason::Malformed)?;
+            (user_field("admin"), routing_kind(routing, catalog)?)
+        }
+        "system_broadcast" => {
+            let kind = match text(data, "action")? {
+                "clear_all" => EventKind::ClearAll,
+                "overlay_toggle" => EventKind::Overlay {
+                    enabled: data.get("enabled").and_then(Value::as_bool).ok_or(DropReason::Malformed)?,
+                },
+                "emergency_stop" => EventKind::Emergency {
+                    active: true,
+                    message: data.get("message").and_then(Value::as_str).map(clean_message),
+                },
+                "resume" => EventKind::Emergency { active: false, message: None },
+                _ => return Err(DropReason::UnknownType),
+            };
+            (user_field("admin"), kind)
+        }
+        "admin_command" => {
+            return Ok(Incoming::Audit { source: source.to_owned(), command: text(data, "command")?.to_owned() });
+        }
+        _ => return Err(DropReason::UnknownType),
+    };
+    let event = Event { stamp: Stamp { hlc, instance: source.into() }, wall_ms: timestamp, user: user.into(), kind };
+    Ok(Incoming::Event { event, seq })
+}
+
+fn text<'a>(data: &'a Map<String, Value>, field: &str) -> Result<&'a str, DropReason> {
+    data.get(field).and_then(Value::as_str).ok_or(DropReason::Malformed)
+}
+
+fn routing_kind(routing: &Map<String, Value>, catalog: &Catalog) -> Result<EventKind, DropReason> {
+    let output = catalog.output(text(routing, "output")?).ok_or(DropReason::UnknownOutput)?;
+    match text(routing, "action")? {
+        "remove" => Ok(EventKind::Route { output, route: None }),
+        "add" => {
+            let variable = catalog.parse_variable(text(routing, "variable")?).ok_or(DropReason::UnknownVariable)?;
+            let default = catalog.output_range(&output);
+            let range = match routing.get("range").and_then(Value::as_array).map(Vec::as_slice) {
+                None => default,
+                Some([lo, hi]) => {
+                    let (Some(low), Some(high)) = (lo.as_f64(), hi.as_f64()) else { return Err(DropReason::Malformed) };
+                    #[allow(clippy::cast_possible_truncation)] // Voltages are small; f32 is what OSC sends.
+                    let range = VoltRange { low: low as f32, high: high as f32 };
+                    if !(range.low.is_finite() && range.high.is_finite()) || range.low == range.high {
+                        return Err(DropReason::OutOfRange);
+                    }
+                    range
+                }
+                Some(_) => return Err(DropReason::Malformed),
+            };
+            #[allow(clippy::cast_possible_truncation)] // As above.
+            let safe = routing.get("safe").and_then(Value::as_f64).map_or(range.low, |s| s as f32);
+            if !safe.is_finite() || safe < range.low.min(range.high) || safe > range.low.max(range.high) {
+                return Err(DropReason::OutOfRange);
+            }
+            Ok(EventKind::Route { output, route: Some(Route { variable, range, safe }) })
+        }
+        _ => Err(DropReason::Malformed),
+    }
+}
+
+fn clean_message(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(crate::command::MAX_MESSAGE_CHARS).collect()
+}
+
+/// The register an event writes (the field of the state hash).
+pub fn register_key(kind: &EventKind) -> String {
+    match kind {
+        EventKind::Set { variable, .. } => format!("p:{variable}"),
+        EventKind::Route { output, .. } => format!("r:{output}"),
+        EventKind::Overlay { .. } => "overlay".to_owned(),
+        EventKind::Emergency { .. } => "emergency".to_owned(),
+        EventKind::ClearAll => "clear".to_owned(),
+    }
+}
+
+/// A string that orders like `(hlc, instance)` under any collation: 20 zero-padded digits, then the
+/// instance name as lower-case hex (digits and `a-f` only, so locale-aware Lua comparison agrees). The state script compares these to write only-if-newer.
+pub fn order_key(stamp: &Stamp) -> String {
+    format!("{:020}{}", stamp.hlc, hex::encode(stamp.instance.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        Catalog::builtin()
+    }
+
+    fn ev(kind: EventKind) -> Event {
+        Event {
+            stamp: Stamp { hlc: Hlc::from_wall_ms(1_703_097_600_000) + 3, instance: "bot-001".into() },
+            wall_ms: 1_703_097_600_000,
+            user: "ann".into(),
+            kind,
+        }
+    }
+
+    fn round_trip(event: &Event, signer: Option<&Signer>) -> Event {
+        let encoded = encode(event, 7, signer);
+        match decode(encoded.payload.as_bytes(), &catalog(), signer).expect("decodes") {
+            Incoming::Event { event, seq } => {
+                assert_eq!(seq, Some(7));
+                event
+            }
+            Incoming::Audit { .. } => panic!("expected an event"),
+        }
+    }
+
+    #[test]
+    fn every_event_kind_round_trips() {
+        let c = catalog();
+        let var = c.parse_variable("doorway#1.threshold").expect("var");
+        let out = c.output("es9out#1").expect("out");
+        let kinds = vec![
+            EventKind::Set { variable: var.clone(), value: 127 },
+            EventKind::Route { output: out.clone(), route: Some(Route::new(var.clone(), VoltRange::LZX)) },
+            EventKind::Route {
+                output: out.clone(),
+                route: Some(Route { variable: var, range: VoltRange { low: -5.0, high: 5.0 }, safe: 0.0 }),
+            },
+            EventKind::Route { output: out, route: None },
+            EventKind::Overlay { enabled: false },
+            EventKind::Emergency { active: true, message: Some("too bright".into()) },
+            EventKind::Emergency { active: false, message: None },
+            EventKind::ClearAll,
+        ];
+        let signer = Signer::new(b"k");
+        for kind in kinds {
+            let e = ev(kind);
+            assert_eq!(round_trip(&e, None), e);
+            assert_eq!(round_trip(&e, Some(&signer)), e);
+        }
+    }
+
+    #[test]
+    fn the_seed_envelope_is_exactly_the_older_bots_shape() {
+        let c = catalog();
+        let e = ev(EventKind::Set { variable: c.parse_variable("doorway#1.gain").expect("var"), value: 5 });
+        let v: Value = serde_json::from_str(&encode(&e, 1, None).payload).expect("json");
+        assert_eq!(v["type"], "parameter_update");
+        assert_eq!(v["timestamp"], 1_703_097_600_000u64);
+        assert_eq!(
+            v["data"],
+            json!({"variable": "doorway#1.gain", "value": 5, "user": "ann", "source_instance": "bot-001"})
+        );
+        assert_eq!(v["id"], "bot-001-1");
+    }
+
+    #[test]
+    fn an_older_bots_event_without_extensions_is_ordered_by_timestamp() {
+        let raw = r#"{"timestamp": 1703097600000, "type": "parameter_update",
+            "data": {"variable": "doorway#1.threshold", "value": 89, "user": "old", "source_instance": "js-bot"}}"#;
+        let Ok(Incoming::Event { event, seq }) = decode(raw.as_bytes(), &catalog(), None) else {
+            panic!("accepted");
+        };
+        assert_eq!(seq, None);
+        assert_eq!(event.stamp.hlc, Hlc::from_wall_ms(1_703_097_600_000));
+        assert_eq!(event.stamp.instance.as_ref(), "js-bot");
+        let raw_stop = r#"{"timestamp": 1, "type": "system_broadcast",
+            "data": {"action": "emergency_stop", "admin": "mod", "message": "Emergency stop activated", "source_instance": "js"}}"#;
+        assert!(matches!(
+            decode(raw_stop.as_bytes(), &catalog(), None),
+            Ok(Incoming::Event { event: Event { kind: EventKind::Emergency { active: true, .. }, .. }, .. })
+        ));
+    }
+
+    #[test]
+    fn admin_actions_carry_an_audit_copy_that_is_not_applied() {
+        let encoded = encode(&ev(EventKind::ClearAll), 2, None);
+        let audit = encoded.audit.expect("audit copy");
+        assert_eq!(
+            decode(audit.as_bytes(), &catalog(), None),
+            Ok(Incoming::Audit { source: "bot-001".into(), command: "clear".into() })
+        );
+    }
+
+    #[test]
+    fn poison_payloads_are_refused_with_their_reason() {
+        let c = catalog();
+        let base = |data: &str, kind: &str| format!(r#"{{"timestamp": 1, "type": "{kind}", "data": {data}}}"#);
+        let cases: Vec<(String, DropReason)> = vec![
+            ("not json at all".into(), DropReason::NotJson),
+            ("[1,2,3]".into(), DropReason::Malformed),
+            (format!("{{\"x\": \"{}\"}}", "a".repeat(17_000)), DropReason::TooLarge),
+            (base(r#"{"source_instance": "b"}"#, "dance_party"), DropReason::UnknownType),
+            (
+                base(r#"{"variable": "nope#1.x", "value": 1, "source_instance": "b"}"#, "parameter_update"),
+                DropReason::UnknownVariable,
+            ),
+            (
+                base(r#"{"variable": "doorway#1.gain", "value": 128, "source_instance": "b"}"#, "parameter_update"),
+                DropReason::OutOfRange,
+            ),
+            (
+                base(r#"{"variable": "doorway#1.gain", "value": -1, "source_instance": "b"}"#, "parameter_update"),
+                DropReason::OutOfRange,
+            ),
+            (
+                base(r#"{"variable": "doorway#1.gain", "value": "5", "source_instance": "b"}"#, "parameter_update"),
+                DropReason::OutOfRange,
+            ),
+            (base(r#"{"variable": "doorway#1.gain", "value": 5}"#, "parameter_update"), DropReason::Malformed),
+            (
+                base(
+                    r#"{"routingData": {"action": "add", "output": "es9out#99", "variable": "doorway#1.gain"}, "source_instance": "b"}"#,
+                    "routing_change",
+                ),
+                DropReason::UnknownOutput,
+            ),
+            (
+                base(r#"{"action": "launch_rockets", "source_instance": "b"}"#, "system_broadcast"),
+                DropReason::UnknownType,
+            ),
+        ];
+        for (payload, reason) in cases {
+            assert_eq!(decode(payload.as_bytes(), &c, None), Err(reason), "{payload:.80}");
+        }
+    }
+
+    #[test]
+    fn signatures_are_required_and_checked_when_a_key_is_set() {
+        let c = catalog();
+        let signer = Signer::new(b"secret");
+        let e = ev(EventKind::Overlay { enabled: true });
+        let unsigned = encode(&e, 1, None).payload;
+        assert_eq!(decode(unsigned.as_bytes(), &c, Some(&signer)), Err(DropReason::MissingSignature));
+        let wrong = encode(&e, 1, Some(&Signer::new(b"other"))).payload;
+        assert_eq!(decode(wrong.as_bytes(), &c, Some(&signer)), Err(DropReason::BadSignature));
+        let tampered = encode(&e, 1, Some(&signer)).payload.replace("\"enabled\":true", "\"enabled\":false");
+        assert_eq!(decode(tampered.as_bytes(), &c, Some(&signer)), Err(DropReason::BadSignature));
+    }
+
+    #[test]
+    fn order_keys_sort_like_stamps() {
+        let mk = |hlc, i: &str| Stamp { hlc, instance: i.into() };
+        let stamps = [mk(1, "b"), mk(1, "ba"), mk(2, "a"), mk(10, "a"), mk(u64::MAX >> 6, "z"), mk(1, "a")];
+        let mut by_stamp = stamps.to_vec();
+        by_stamp.sort();
+        let mut by_key = stamps.to_vec();
+        by_key.sort_by_key(order_key);
+        assert_eq!(by_stamp, by_key);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = decode(&bytes, &Catalog::builtin(), None);
+            }
+
+            #[test]
+            fn decode_never_panics_on_near_envelopes(t in "[a-z_]{0,20}", var in "[a-z#0-9.]{0,25}", value in any::<i64>()) {
+                let raw = format!(r#"{{"timestamp": 5, "type": "{t}", "data": {{"variable": "{var}", "value": {value}, "source_instance": "x", "action": "{t}", "routingData": {{"action": "{t}", "output": "{var}"}}}}}}"#);
+                if let Ok(Incoming::Event { event: Event { kind: EventKind::Set { value, .. }, .. }, .. }) = decode(raw.as_bytes(), &Catalog::builtin(), None) {
+                    prop_assert!(value <= 127);
+                }
+            }
+        }
+    }
+}

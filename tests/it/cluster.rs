@@ -1,0 +1,370 @@
+//! Several real instances against real `redis-server` processes: convergence, the older bots' wire
+//! format, outages, deaf subscriptions, joins, duplicates and poison events.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{TestApp, cv};
+use crate::redis_server::{Proxy, RedisServer};
+
+/// Starts an instance on `url`.
+async fn instance(id: &str, url: &str) -> TestApp {
+    instance_with(id, url, &[]).await
+}
+
+async fn instance_with(id: &str, url: &str, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars =
+        vec![("INSTANCE_ID", id), ("REDIS_URL", url), ("ENABLE_REDIS_EVENTS", "true"), ("RATE_LIMIT_MS", "0")];
+    vars.extend_from_slice(extra);
+    TestApp::spawn_with(&vars).await
+}
+
+/// Polls `check` until it is true or `limit` passes (then fails the test with `what`).
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn redis_status(app: &TestApp) -> String {
+    app.state().await["redis"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn connected(apps: &[&TestApp]) {
+    for app in apps {
+        eventually("redis connected", Duration::from_secs(15), || async { redis_status(app).await == "connected" })
+            .await;
+    }
+}
+
+/// The part of `/api/state` every instance must agree on (without who is asking and `remote`).
+async fn shared_view(app: &TestApp) -> Value {
+    let mut s = app.state().await;
+    if let Some(params) = s["parameters"].as_object_mut() {
+        for p in params.values_mut() {
+            p.as_object_mut().expect("param").remove("remote");
+        }
+    }
+    let obj = s.as_object_mut().expect("state");
+    obj.remove("instance_id");
+    obj.remove("redis");
+    s
+}
+
+async fn converged(apps: &[&TestApp]) -> bool {
+    let first = shared_view(apps[0]).await;
+    for app in &apps[1..] {
+        if shared_view(app).await != first {
+            return false;
+        }
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_with_conflicting_writes_converge_on_the_greatest_stamp() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = (
+        instance("bot-a", &redis.url()).await,
+        instance("bot-b", &redis.url()).await,
+        instance("bot-c", &redis.url()).await,
+    );
+    connected(&[&a, &b, &c]).await;
+    a.op("!admin es9out#1 → doorway#1.threshold").await;
+    let mut writers = tokio::task::JoinSet::new();
+    for (app, name) in [(a, "a"), (b, "b"), (c, "c")] {
+        writers.spawn(async move {
+            for i in 0..60u8 {
+                app.viewer(&format!("{name}{i}"), &format!("doorway#1.threshold: {}", i * 2)).await;
+                app.viewer(&format!("{name}{i}"), &format!("doorway#1.gain: {i}")).await;
+                if i % 20 == 0 {
+                    app.op(&format!("!admin overlay {}", if i % 40 == 0 { "off" } else { "on" })).await;
+                }
+            }
+            app
+        });
+    }
+    let mut apps = Vec::new();
+    while let Some(app) = writers.join_next().await {
+        apps.push(app.expect("writer"));
+    }
+    let refs: Vec<&TestApp> = apps.iter().collect();
+    eventually("byte-identical state on all three", Duration::from_secs(10), || converged(&refs)).await;
+    let agreed = shared_view(refs[0]).await;
+    assert_eq!(agreed["routes"]["es9out#1"], "doorway#1.threshold");
+
+    // The winner is the register Redis holds: the greatest (hlc, instance) written only-if-newer.
+    let mut conn = redis.conn().await;
+    let stored: String =
+        redis::cmd("HGET").arg("{cv}:state").arg("p:doorway#1.threshold").query_async(&mut conn).await.expect("hget");
+    let envelope: Value = serde_json::from_str(stored.split_once('|').expect("order key").1).expect("json");
+    let winner = &agreed["parameters"]["doorway#1.threshold"];
+    assert_eq!(winner["value"], envelope["data"]["value"]);
+    assert_eq!(winner["user"], envelope["data"]["user"]);
+    assert_eq!(winner["source_instance"], envelope["data"]["source_instance"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_bots_raw_event_is_applied_routed_to_osc_and_marked_remote() {
+    let redis = RedisServer::start().await;
+    let app = instance("bot-001", &redis.url()).await;
+    connected(&[&app]).await;
+    app.op("!admin es9out#2 → doorway#1.threshold").await;
+    app.osc.recv_addr("/routing").await;
+    let raw = r#"{"timestamp": 1703097600000, "type": "parameter_update", "data": {"variable": "doorway#1.threshold", "value": 127, "user": "oldtimer", "source_instance": "js-bot"}}"#;
+    // This event is older than anything stamped today, so it wins only where nothing newer exists.
+    assert!(redis.publish("cv:parameter:update", raw).await >= 1);
+    assert_eq!(app.osc.recv_addr("/cv").await, cv("es9out#2", 1.0, "doorway", 1, "threshold", 127));
+    let p = app.state().await["parameters"]["doorway#1.threshold"].clone();
+    assert_eq!(p["user"], "oldtimer");
+    assert_eq!(p["source_instance"], "js-bot");
+    assert_eq!(p["remote"], true);
+    // Our own events coming back are ignored, not applied twice.
+    app.viewer("me", "doorway#1.gain: 3").await;
+    eventually("own event echoed and ignored", Duration::from_secs(5), || async {
+        app.stat("redis_own_ignored").await >= 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_second_outage_loses_nothing_and_the_link_recovers_without_inbound_traffic() {
+    outage(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twenty_second_outage_loses_nothing_and_the_link_recovers_without_inbound_traffic() {
+    outage(Duration::from_secs(20)).await;
+}
+
+async fn outage(length: Duration) {
+    let mut redis = RedisServer::start().await;
+    let a = instance("bot-a", &redis.url()).await;
+    let b = instance("bot-b", &redis.url()).await;
+    connected(&[&a, &b]).await;
+    a.op("!admin es9out#1 → doorway#1.threshold").await;
+    a.viewer("before", "doorway#1.gain: 1").await;
+    eventually("b saw a's route", Duration::from_secs(5), || async { converged(&[&a, &b]).await }).await;
+
+    redis.kill();
+    eventually("a degraded", Duration::from_secs(10), || async { redis_status(&a).await == "degraded" }).await;
+    // Both keep taking commands local-only: chat, OSC and state keep working.
+    let started = Instant::now();
+    let mut i = 0u8;
+    while started.elapsed() < length {
+        a.viewer(&format!("a{i}"), &format!("doorway#1.threshold: {}", i % 128)).await;
+        b.viewer(&format!("b{i}"), &format!("doorway#1.background: {}", i % 128)).await;
+        i = i.wrapping_add(1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.op("!admin es9out#3 → doorway#1.background").await;
+    b.op("!admin emergency stop during outage").await;
+    assert_eq!(a.osc.recv_addr("/cv").await.addr, "/cv", "OSC kept flowing while Redis was down");
+    let during_a = a.state().await;
+    assert_eq!(during_a["redis"], "degraded");
+
+    redis.restart().await;
+    connected(&[&a, &b]).await;
+    eventually("converged after the outage", Duration::from_secs(10), || async { converged(&[&a, &b]).await }).await;
+    let s = shared_view(&a).await;
+    assert_eq!(s["routes"]["es9out#3"], "doorway#1.background", "a's outage routing reached b");
+    assert_eq!(s["emergency"]["active"], true, "b's outage emergency stop reached a");
+    assert_eq!(s["parameters"]["doorway#1.threshold"]["source_instance"], "bot-a");
+    assert_eq!(s["parameters"]["doorway#1.background"]["source_instance"], "bot-b");
+    assert!(a.stat("redis_reconnects").await >= 1);
+
+    // Resubscribed by itself: an event nobody on our side sent arrives.
+    let raw = format!(
+        r#"{{"timestamp": {}, "type": "system_broadcast", "data": {{"action": "resume", "admin": "js", "source_instance": "js-bot"}}}}"#,
+        cvbot::coord::wall_ms_now() + 60_000
+    );
+    redis.publish("cv:system:broadcast", &raw).await;
+    eventually("remote resume applied on both", Duration::from_secs(5), || async {
+        a.state().await["emergency"]["active"] == false && b.state().await["emergency"]["active"] == false
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_subscription_is_rebuilt() {
+    let redis = RedisServer::start().await;
+    let a = instance("bot-a", &redis.url()).await;
+    connected(&[&a]).await;
+    let mut conn = redis.conn().await;
+    let killed: u64 =
+        redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut conn).await.expect("kill");
+    assert!(killed >= 1);
+    eventually("reconnected after CLIENT KILL", Duration::from_secs(10), || async {
+        a.stat("redis_reconnects").await >= 1 && redis_status(&a).await == "connected"
+    })
+    .await;
+    let raw = r#"{"timestamp": 1, "type": "parameter_update", "data": {"variable": "doorway#1.gain", "value": 77, "user": "x", "source_instance": "js-bot"}}"#;
+    redis.publish("cv:parameter:update", raw).await;
+    eventually("event after resubscribe applied", Duration::from_secs(5), || async {
+        a.state().await["parameters"]["doorway#1.gain"]["value"] == 77
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackholed_connection_is_detected_as_deaf_within_ten_seconds_and_recovers() {
+    let redis = RedisServer::start().await;
+    let proxy = Proxy::start(format!("127.0.0.1:{}", redis.port).parse().expect("addr")).await;
+    let a = instance("bot-a", &proxy.url()).await;
+    connected(&[&a]).await;
+    proxy.set_blackhole(true);
+    let cut = Instant::now();
+    eventually("deaf detected", Duration::from_secs(10), || async { redis_status(&a).await == "degraded" }).await;
+    let detected = cut.elapsed();
+    a.viewer("during", "doorway#1.gain: 9").await;
+    proxy.set_blackhole(false);
+    connected(&[&a]).await;
+    // What was done while deaf reached Redis after healing.
+    let mut conn = redis.conn().await;
+    eventually("outage write published", Duration::from_secs(10), || {
+        let mut conn = conn.clone();
+        async move {
+            let v: Option<String> = redis::cmd("HGET")
+                .arg("{cv}:state")
+                .arg("p:doorway#1.gain")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(None);
+            v.is_some_and(|v| v.contains("\"value\":9"))
+        }
+    })
+    .await;
+    let _: Option<String> = redis::cmd("PING").query_async(&mut conn).await.ok();
+    assert!(detected < Duration::from_secs(10), "deaf detection took {detected:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_instance_joining_mid_stream_is_current_at_once() {
+    let redis = RedisServer::start().await;
+    let a = instance("bot-a", &redis.url()).await;
+    let b = instance("bot-b", &redis.url()).await;
+    connected(&[&a, &b]).await;
+    a.op("!admin es9out#1 → doorway#1.threshold").await;
+    b.viewer("v", "doorway#1.threshold: 42").await;
+    a.op("!admin overlay off").await;
+    eventually("a and b agree", Duration::from_secs(5), || async { converged(&[&a, &b]).await }).await;
+    let late = instance("bot-d", &redis.url()).await;
+    connected(&[&late]).await;
+    // Connected means the state hash was merged before the first probe came back: no waiting needed.
+    assert_eq!(shared_view(&late).await, shared_view(&a).await);
+    let replay = late.osc.drain().await;
+    assert!(replay.contains(&cv("es9out#1", 42.0 / 127.0, "doorway", 1, "threshold", 42)), "{replay:?}");
+    let reply = late.op("!admin instances").await;
+    assert!(
+        matches!(&reply, cvbot::coord::Outcome::Done { reply: Some(r) } if r.contains("bot-a") && r.contains("bot-b") && r.contains("bot-d")),
+        "{reply:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_live_instance_with_the_same_id_is_refused() {
+    let redis = RedisServer::start().await;
+    let first = instance("bot-twin", &redis.url()).await;
+    connected(&[&first]).await;
+    let mut second = instance("bot-twin", &redis.url()).await;
+    let running = second.running.take().expect("running");
+    let result = tokio::time::timeout(Duration::from_secs(10), running.wait()).await.expect("the twin stops by itself");
+    let err = result.expect_err("the twin is refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("INSTANCE_ID bot-twin is already in use"), "{text}");
+    assert!(text.contains("host"), "{text}");
+    assert!(err.downcast_ref::<cvbot::redis_link::presence::DuplicateInstance>().is_some());
+    assert_eq!(redis_status(&first).await, "connected", "the first instance is unaffected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_events_are_counted_kept_in_the_dead_letter_stream_and_harmless() {
+    let redis = RedisServer::start().await;
+    let a = instance("bot-a", &redis.url()).await;
+    connected(&[&a]).await;
+    let huge =
+        format!(r#"{{"timestamp": 1, "type": "parameter_update", "data": {{"pad": "{}"}}}}"#, "x".repeat(17_000));
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("cv:parameter:update", "{not json".into(), "redis_dropped_not_json"),
+        ("cv:system:broadcast", r#"{"timestamp": 1, "type": "party", "data": {"source_instance": "evil"}}"#.into(), "redis_dropped_unknown_type"),
+        ("cv:parameter:update", r#"{"timestamp": 1, "type": "parameter_update", "data": {"variable": "nope#1.x", "value": 1, "source_instance": "evil"}}"#.into(), "redis_dropped_unknown_variable"),
+        ("cv:parameter:update", r#"{"timestamp": 1, "type": "parameter_update", "data": {"variable": "doorway#1.gain", "value": 999, "source_instance": "evil"}}"#.into(), "redis_dropped_out_of_range"),
+        ("cv:parameter:update", huge, "redis_dropped_too_large"),
+    ];
+    for (channel, payload, _) in &cases {
+        redis.publish(channel, payload).await;
+    }
+    let good = r#"{"timestamp": 5, "type": "parameter_update", "data": {"variable": "doorway#1.gain", "value": 12, "user": "ok", "source_instance": "js-bot"}}"#;
+    redis.publish("cv:parameter:update", good).await;
+    eventually("the good event after the poison is applied", Duration::from_secs(5), || async {
+        a.state().await["parameters"]["doorway#1.gain"]["value"] == 12
+    })
+    .await;
+    for (_, _, counter) in &cases {
+        assert_eq!(a.stat(counter).await, 1, "{counter}");
+    }
+    let mut conn = redis.conn().await;
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        redis::cmd("XRANGE").arg("{cv}:dlq").arg("-").arg("+").query_async(&mut conn).await.expect("xrange");
+    let reasons: Vec<&str> = entries
+        .iter()
+        .filter_map(|(_, fields)| fields.iter().find(|(k, _)| k == "reason").map(|(_, v)| v.as_str()))
+        .collect();
+    for reason in ["not_json", "unknown_type", "unknown_variable", "out_of_range", "too_large"] {
+        assert!(reasons.contains(&reason), "{reason} in {reasons:?}");
+    }
+    assert_eq!(a.get_json("/healthz").await["status"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_signing_key_signed_events_flow_and_unsigned_ones_are_dropped() {
+    let redis = RedisServer::start().await;
+    let key = [("EVENT_SIGNING_KEY", "correct horse battery staple")];
+    let a = instance_with("bot-a", &redis.url(), &key).await;
+    let b = instance_with("bot-b", &redis.url(), &key).await;
+    connected(&[&a, &b]).await;
+    a.viewer("v", "doorway#1.gain: 33").await;
+    eventually("signed event applied on b", Duration::from_secs(5), || async {
+        b.state().await["parameters"]["doorway#1.gain"]["value"] == 33
+    })
+    .await;
+    let unsigned = r#"{"timestamp": 99999999999999, "type": "parameter_update", "data": {"variable": "doorway#1.gain", "value": 1, "user": "x", "source_instance": "js-bot"}}"#;
+    redis.publish("cv:parameter:update", unsigned).await;
+    eventually("unsigned dropped", Duration::from_secs(5), || async {
+        b.stat("redis_dropped_missing_signature").await == 1
+    })
+    .await;
+    assert_eq!(b.state().await["parameters"]["doorway#1.gain"]["value"], 33);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_keeps_deployments_apart_on_one_redis() {
+    let redis = RedisServer::start().await;
+    let a = instance_with("bot-a", &redis.url(), &[("REDIS_KEY_PREFIX", "studio1:")]).await;
+    let b = instance_with("bot-b", &redis.url(), &[("REDIS_KEY_PREFIX", "studio2:")]).await;
+    connected(&[&a, &b]).await;
+    a.viewer("v", "doorway#1.gain: 50").await;
+    let mut conn = redis.conn().await;
+    eventually("a's register under its prefix", Duration::from_secs(5), || {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("HEXISTS")
+                .arg("studio1:{cv}:state")
+                .arg("p:doorway#1.gain")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    let _: bool =
+        redis::cmd("HEXISTS").arg("studio1:{cv}:state").arg("x").query_async(&mut conn).await.expect("hexists");
+    assert!(b.state().await["parameters"].as_object().is_some_and(serde_json::Map::is_empty));
+}
