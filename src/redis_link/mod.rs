@@ -594,11 +594,15 @@ impl RedisLink {
             self.pending.clear();
             return Ok(());
         }
-        while let Some(key) = self.pending.iter().min_by_key(|(_, e)| e.stamp.clone()).map(|(k, _)| k.clone()) {
-            let event = self.pending.remove(&key).expect("the key was just found");
+        let mut queue: Vec<Event> = std::mem::take(&mut self.pending).into_values().collect();
+        queue.sort_by(|a, b| a.stamp.cmp(&b.stamp));
+        let mut queue = queue.into_iter();
+        while let Some(event) = queue.next() {
             if let Err(e) = self.publish(session, &event).await {
                 self.stats.redis.publish_failed.fetch_add(1, Ordering::Relaxed);
-                self.keep(event);
+                for unsent in std::iter::once(event).chain(queue) {
+                    self.keep(unsent);
+                }
                 return Err(format!("publish failed after retries: {e}"));
             }
         }

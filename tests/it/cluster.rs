@@ -368,3 +368,64 @@ async fn a_prefix_keeps_deployments_apart_on_one_redis() {
         redis::cmd("HEXISTS").arg("studio1:{cv}:state").arg("x").query_async(&mut conn).await.expect("hexists");
     assert!(b.state().await["parameters"].as_object().is_some_and(serde_json::Map::is_empty));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_command_channel_answers_status_and_resync() {
+    let redis = RedisServer::start().await;
+    let a = instance("bot-a", &redis.url()).await;
+    connected(&[&a]).await;
+    let mut listener = redis.client().get_async_pubsub().await.expect("pubsub");
+    listener.subscribe("cv:instance:status").await.expect("subscribe");
+    redis.publish("cv:instance:bot-a:command", r#"{"command": "status"}"#).await;
+    let mut stream = listener.on_message();
+    let report: Value = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let m = futures_util::StreamExt::next(&mut stream).await.expect("message");
+            let v: Value = serde_json::from_slice(m.get_payload_bytes()).expect("json");
+            if v["type"] == "instance_report" {
+                return v;
+            }
+        }
+    })
+    .await
+    .expect("a status report");
+    assert_eq!(report["instance"], "bot-a");
+    assert_eq!(report["status"], "connected");
+
+    // A register written behind the link's back (as if its message was missed) arrives on resync.
+    let event = r#"{"timestamp": 1700000000000, "type": "parameter_update", "data": {"variable": "doorway#1.gain", "value": 64, "user": "far", "source_instance": "bot-z"}}"#;
+    let mut conn = redis.conn().await;
+    let () = redis::cmd("HSET")
+        .arg("{cv}:state")
+        .arg("p:doorway#1.gain")
+        .arg(format!("00000000000000000000|{event}"))
+        .query_async(&mut conn)
+        .await
+        .expect("hset");
+    redis.publish("cv:instance:bot-a:command", r#"{"command": "resync"}"#).await;
+    eventually("resync merged the register", Duration::from_secs(5), || async {
+        a.state().await["parameters"]["doorway#1.gain"]["value"] == 64
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_only_and_subscribe_only_roles() {
+    let redis = RedisServer::start().await;
+    let talker = instance_with("bot-talker", &redis.url(), &[("REDIS_ENABLE_SUBSCRIPTION", "false")]).await;
+    let listener = instance_with("bot-listener", &redis.url(), &[("REDIS_ENABLE_PUBLISHING", "false")]).await;
+    connected(&[&talker, &listener]).await;
+    talker.viewer("v", "doorway#1.gain: 21").await;
+    eventually("the listener hears the talker", Duration::from_secs(5), || async {
+        listener.state().await["parameters"]["doorway#1.gain"]["value"] == 21
+    })
+    .await;
+    listener.viewer("w", "doorway#1.threshold: 5").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(talker.state().await["parameters"].get("doorway#1.threshold").is_none(), "the listener publishes nothing");
+    assert!(listener.stat("redis_unpublished").await >= 1);
+    let raw = r#"{"timestamp": 1, "type": "parameter_update", "data": {"variable": "doorway#1.x", "value": 1, "source_instance": "js"}}"#;
+    redis.publish("cv:parameter:update", raw).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(talker.stat("redis_received").await, 0, "the talker subscribes to no event channel");
+}
