@@ -33,6 +33,21 @@ enum Cmd {
     },
     /// Print the effective configuration (secrets masked) and exit.
     Config,
+    /// Measure latency, throughput and memory against the Redis/UDP floor (use a release build).
+    Bench {
+        /// A smoke run that finishes in well under a minute.
+        #[arg(long)]
+        quick: bool,
+        /// Write machine-readable results to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+        /// Draw latency distributions (floor vs cvbot) to this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<std::path::PathBuf>,
+        /// Use this Redis instead of starting a private redis-server.
+        #[arg(long, value_name = "URL")]
+        redis_url: Option<String>,
+    },
 }
 
 /// Exit status for configuration problems (bad variable, catalogue or routing file).
@@ -40,6 +55,9 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Cmd::Bench { quick, json, plot, redis_url }) = cli.command {
+        return bench(&cvbot::bench::BenchOptions { quick, json, plot, redis_url });
+    }
     if let Err(e) = dotenvy::dotenv()
         && !e.not_found()
     {
@@ -60,6 +78,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Cmd::Run { demo }) => serve(config, cli.demo || demo),
+        Some(Cmd::Bench { .. }) => ExitCode::FAILURE,
         None => serve(config, cli.demo),
     }
 }
@@ -114,6 +133,28 @@ fn serve(config: Config, demo: bool) -> ExitCode {
     })
 }
 
+#[allow(clippy::print_stdout)] // The bench's table is the command's output.
+fn bench(options: &cvbot::bench::BenchOptions) -> ExitCode {
+    init_tracing_with("cvbot::bench=info,warn");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cvbot bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cvbot::bench::run(options)) {
+        Ok(report) => {
+            print!("{}", cvbot::bench::render(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cvbot bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `auto`: read chat from stdin when it is a terminal or a pipe, not when it is /dev/null or a file.
 fn stdin_wanted(mode: StdinMode) -> bool {
     match mode {
@@ -160,9 +201,13 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 }
 
 fn init_tracing(level: &str) {
+    init_tracing_with(&format!("cvbot={level},warp=warn,{level}"));
+}
+
+fn init_tracing_with(directives: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(format!("cvbot={level},warp=warn,{level}")))
+        .or_else(|_| EnvFilter::try_new(directives))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }

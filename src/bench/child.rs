@@ -1,0 +1,111 @@
+//! A `cvbot` child process for the measurements that must be per-process (RSS, CPU), with minimal
+//! helpers to read its HTTP endpoints and `/proc`.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// A running child instance; killed on drop.
+#[derive(Debug)]
+pub struct ChildBot {
+    child: Child,
+    pub http: SocketAddr,
+}
+
+impl ChildBot {
+    /// Starts the current executable as a bot with `vars` and waits until it serves.
+    pub fn start(vars: &[(&str, String)], dir: &Path) -> anyhow::Result<ChildBot> {
+        let exe = std::env::current_exe().context("locating the cvbot executable")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let http: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let mut cmd = Command::new(exe);
+        cmd.current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HTTP_ADDR", http.to_string())
+            .env("CHAT_STDIN", "off")
+            .env("LOG_LEVEL", "warn")
+            .env("ROUTING_FILE", dir.join("routing_table.json"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().context("starting a cvbot child process")?;
+        let bot = ChildBot { child, http };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while http_get(bot.http, "/healthz").is_none() {
+            anyhow::ensure!(Instant::now() < deadline, "the child bot did not start serving");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(bot)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A JSON endpoint of the child.
+    pub fn json(&self, path: &str) -> Option<serde_json::Value> {
+        http_get(self.http, path).and_then(|body| serde_json::from_str(&body).ok())
+    }
+
+    /// One counter from `/api/stats`.
+    pub fn stat(&self, name: &str) -> u64 {
+        self.json("/api/stats").and_then(|v| v[name].as_u64()).unwrap_or(0)
+    }
+
+    /// Resident set size in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        rss_bytes(self.pid())
+    }
+
+    /// User + system CPU time used so far.
+    pub fn cpu_time(&self) -> Duration {
+        cpu_time(self.pid())
+    }
+}
+
+impl Drop for ChildBot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.0 GET, so the bench needs no HTTP client stack.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.lines().next().is_some_and(|status| status.split_whitespace().nth(1) == Some("200")).then(|| body.to_owned())
+}
+
+/// `VmRSS` of a process in bytes (0 where /proc is unavailable).
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// utime + stime of a process from /proc (clock ticks at the usual 100 Hz).
+pub fn cpu_time(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return Duration::ZERO };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of stat: indices 11 and 12 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}

@@ -1,0 +1,337 @@
+//! `cvbot bench`: measures the whole system against the physical floor, in one run.
+//!
+//! Starts its own `redis-server` (or uses `--redis-url`), runs real instances (in-process for
+//! latency, a child process for per-process CPU and memory), real UDP receivers, and prints each
+//! result beside its floor. Not a test: it reports, it does not assert timings.
+
+pub mod child;
+pub mod floor;
+pub mod measure;
+pub mod pipeline;
+pub mod plot;
+pub mod redis_process;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::net::UdpSocket;
+
+use crate::catalog::Catalog;
+use crate::state::{Event, EventKind, Hlc, Stamp};
+use measure::Summary;
+
+/// What `cvbot bench` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct BenchOptions {
+    /// A smoke run that finishes in well under a minute (CI uses it).
+    pub quick: bool,
+    pub json: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
+    /// Use this Redis instead of starting one.
+    pub redis_url: Option<String>,
+}
+
+/// Every number of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub quick: bool,
+    pub machine: String,
+    pub floor_udp: Summary,
+    pub floor_redis: Summary,
+    pub floor_redis_udp: Summary,
+    pub floor_redis_throughput_per_s: f64,
+    pub local: Summary,
+    pub cross: Vec<CrossResult>,
+    pub throughput: Throughput,
+    pub memory: Memory,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CrossResult {
+    pub rate_per_s: u32,
+    pub latency: Summary,
+    pub floor: Summary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub published: u64,
+    pub applied: u64,
+    pub osc_sent: u64,
+    pub osc_received: u64,
+    pub events_per_s: f64,
+    pub cpu_cores: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    pub idle_rss_mb: f64,
+    pub load_rss_mb: f64,
+}
+
+#[derive(Debug)]
+/// Sends at a steady rate; at rates above the timer's resolution it sends the due ones in bursts.
+pub struct Pacer {
+    start: Instant,
+    interval: Duration,
+    sent: u32,
+}
+
+impl Pacer {
+    pub fn new(rate: u32) -> Pacer {
+        Pacer { start: Instant::now(), interval: Duration::from_secs(1) / rate.max(1), sent: 0 }
+    }
+
+    pub async fn wait(&mut self) {
+        let due = self.start + self.interval * self.sent;
+        self.sent += 1;
+        let now = Instant::now();
+        if due > now + Duration::from_micros(500) {
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
+}
+
+/// A UDP socket on loopback with a large receive buffer, so bursts are not dropped by the kernel.
+pub async fn udp_receiver() -> anyhow::Result<UdpSocket> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    socket.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>()?.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(UdpSocket::from_std(socket.into())?)
+}
+
+fn progress(step: &str) {
+    tracing::info!("bench: {step}");
+}
+
+/// Runs every measurement and returns the report; prints progress while it runs.
+pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
+    let _own_redis;
+    let url = match &options.redis_url {
+        Some(url) => url.clone(),
+        None => {
+            let process = redis_process::RedisProcess::start().await?;
+            let url = process.url.clone();
+            _own_redis = process;
+            url
+        }
+    };
+    let q = options.quick;
+    let scale = |quick: usize, full: usize| if q { quick } else { full };
+    let catalog = Catalog::builtin();
+
+    progress("floor: UDP loopback one-way at 1000/s");
+    let floor_udp = floor::udp_one_way(scale(1000, 10_000), 1000).await?.summary();
+    progress("floor: Redis pub/sub one-way at 1000/s");
+    let floor_redis = floor::redis_one_way(&url, scale(1000, 10_000), 1000, false).await?.summary();
+    progress("floor: raw Redis pub/sub throughput");
+    let floor_tput = floor::redis_throughput(&url, scale(20_000, 200_000)).await?;
+
+    progress("local: chat → OSC on one instance at 1000/s");
+    let local_rx = udp_receiver().await?;
+    let a = pipeline::BenchBot::start("bench-a", Some(&url), local_rx.local_addr()?).await?;
+    let cross_rx = udp_receiver().await?;
+    let b = pipeline::BenchBot::start("bench-b", Some(&url), cross_rx.local_addr()?).await?;
+    a.connected().await?;
+    b.connected().await?;
+    let routes = pipeline::routes(&catalog, scale(16, 64));
+    pipeline::install_routes(&a, &[&b], &routes).await?;
+    pipeline::drain(&local_rx).await;
+    pipeline::drain(&cross_rx).await;
+    let (warm, local_rx) = pipeline::chat_to_osc(&a, &routes, 200, 1000, local_rx).await?;
+    drop(warm);
+    let (local, local_rx) = pipeline::chat_to_osc(&a, &routes, scale(2000, 20_000), 1000, local_rx).await?;
+    let local = local.summary();
+
+    let mut cross = Vec::new();
+    let mut cross_rx = cross_rx;
+    let mut plot_series = vec![("local chat → OSC".to_owned(), Vec::new())];
+    for rate in [100u32, 1000, 10_000] {
+        let n = match rate {
+            100 => scale(200, 2_000),
+            1000 => scale(2_000, 20_000),
+            _ => scale(10_000, 50_000),
+        };
+        progress(&format!("cross-instance: chat on A → OSC from B at {rate}/s ({n} commands)"));
+        pipeline::drain(&cross_rx).await;
+        let (samples, rx) = pipeline::chat_to_osc(&a, &routes, n, rate, cross_rx).await?;
+        cross_rx = rx;
+        progress(&format!("floor: Redis + UDP one-way at {rate}/s"));
+        let floor_samples = floor::redis_one_way(&url, n.min(scale(2_000, 20_000)), rate, true).await?;
+        if rate == 1000 {
+            plot_series.push(("cross-instance @1k/s".to_owned(), samples.sorted_us()));
+            plot_series.push(("floor: Redis + UDP @1k/s".to_owned(), floor_samples.sorted_us()));
+        }
+        cross.push(CrossResult { rate_per_s: rate, latency: samples.summary(), floor: floor_samples.summary() });
+    }
+    drop(local_rx);
+    let floor_redis_udp = cross.iter().find(|c| c.rate_per_s == 1000).map_or(floor_redis, |c| c.floor);
+    a.stop().await;
+    b.stop().await;
+
+    progress("throughput and memory: one subscribing child instance");
+    let (throughput, memory) = throughput(&url, &catalog, scale(20_000, 200_000)).await?;
+
+    let report = Report {
+        quick: q,
+        machine: machine(),
+        floor_udp,
+        floor_redis,
+        floor_redis_udp,
+        floor_redis_throughput_per_s: floor_tput,
+        local,
+        cross,
+        throughput,
+        memory,
+    };
+    if let Some(path) = &options.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    if let Some(path) = &options.plot {
+        plot_series[0].1 = Vec::new();
+        plot::latency_cdf(path, &plot_series)?;
+    }
+    Ok(report)
+}
+
+/// Publishes `n` parameter events straight into Redis and measures how fast one child instance
+/// applies them (zero loss expected), its CPU use, and its memory idle and under load.
+async fn throughput(url: &str, catalog: &Catalog, n: usize) -> anyhow::Result<(Throughput, Memory)> {
+    let dir = std::env::temp_dir().join(format!("cvbot-bench-child-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir)?;
+    let routes = pipeline::routes(catalog, 8);
+    let table: serde_json::Map<String, serde_json::Value> =
+        routes.iter().map(|(o, v)| (o.clone(), serde_json::Value::String(v.clone()))).collect();
+    std::fs::write(dir.join("routing_table.json"), serde_json::Value::Object(table).to_string())?;
+    let receiver = udp_receiver().await?;
+    let child = child::ChildBot::start(
+        &[
+            ("INSTANCE_ID", "bench-sub".to_owned()),
+            ("REDIS_URL", url.to_owned()),
+            ("OSC_TARGETS", receiver.local_addr()?.to_string()),
+        ],
+        &dir,
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.json("/api/state").is_none_or(|v| v["redis"] != "connected") {
+        anyhow::ensure!(Instant::now() < deadline, "the child instance did not connect to Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = child.rss_bytes();
+    let variables: Vec<_> = routes.iter().filter_map(|(_, v)| catalog.parse_variable(v)).collect();
+    let base = Hlc::from_wall_ms(crate::coord::wall_ms_now());
+    let payloads: Vec<String> = (0..n)
+        .map(|i| {
+            let event = Event {
+                stamp: Stamp { hlc: base + i as u64, instance: "bench-pub".into() },
+                wall_ms: crate::coord::wall_ms_now(),
+                user: "bench".into(),
+                #[allow(clippy::cast_possible_truncation)] // Modulo 128 fits a u8.
+                kind: EventKind::Set { variable: variables[i % variables.len()].clone(), value: (i % 128) as u8 },
+            };
+            crate::redis_link::wire::encode(&event, i as u64 + 1, None).payload
+        })
+        .collect();
+    let counter = tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        let mut count = 0u64;
+        let mut last = Instant::now();
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(3), receiver.recv(&mut buf)).await {
+            count += 1;
+            last = Instant::now();
+        }
+        (count, last)
+    });
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let cpu_before = child.cpu_time();
+    let started = Instant::now();
+    let mut peak_rss = idle_rss;
+    for chunk in payloads.chunks(500) {
+        let mut pipe = redis::pipe();
+        for p in chunk {
+            pipe.cmd("PUBLISH").arg("cv:parameter:update").arg(p).ignore();
+        }
+        let () = pipe.query_async(&mut conn).await?;
+        peak_rss = peak_rss.max(child.rss_bytes());
+    }
+    let (osc_received, last) = counter.await?;
+    let cpu = child.cpu_time().saturating_sub(cpu_before);
+    peak_rss = peak_rss.max(child.rss_bytes());
+    let wall = last.duration_since(started).as_secs_f64().max(1e-9);
+    let applied = child.stat("remote_applied");
+    let throughput = Throughput {
+        published: n as u64,
+        applied,
+        osc_sent: child.stat("osc_sent"),
+        osc_received,
+        events_per_s: applied as f64 / wall,
+        cpu_cores: cpu.as_secs_f64() / wall,
+    };
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((throughput, Memory { idle_rss_mb: mb(idle_rss), load_rss_mb: mb(peak_rss) }))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    format!("{cores} cores, {cpu}")
+}
+
+/// The human-readable table.
+pub fn render(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "cvbot bench{} on {}", if report.quick { " --quick" } else { "" }, report.machine);
+    let _ = writeln!(out, "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency (µs)", "p50", "p90", "p99", "p99.9", "max");
+    let row = |out: &mut String, name: &str, s: &Summary| {
+        let _ = writeln!(
+            out,
+            "{name:<40} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+            s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us
+        );
+    };
+    row(&mut out, "floor: UDP loopback one-way", &report.floor_udp);
+    row(&mut out, "floor: Redis pub/sub one-way", &report.floor_redis);
+    row(&mut out, "local: chat → OSC", &report.local);
+    for c in &report.cross {
+        row(&mut out, &format!("floor: Redis + UDP @{}/s", c.rate_per_s), &c.floor);
+        row(&mut out, &format!("cross-instance @{}/s", c.rate_per_s), &c.latency);
+        let _ = writeln!(
+            out,
+            "{:<40} {:>9.2} {:>9} {:>9.2}",
+            format!("  ratio to floor @{}/s", c.rate_per_s),
+            c.latency.p50_us / c.floor.p50_us.max(1e-9),
+            "",
+            c.latency.p99_us / c.floor.p99_us.max(1e-9)
+        );
+    }
+    let t = &report.throughput;
+    let _ = writeln!(
+        out,
+        "throughput: {:.0} remote events/s applied by one instance ({} published, {} applied, {} OSC sent, {} OSC received), {:.2} cores",
+        t.events_per_s, t.published, t.applied, t.osc_sent, t.osc_received, t.cpu_cores
+    );
+    let _ = writeln!(
+        out,
+        "  floor: raw Redis pub/sub {:.0} msg/s; ratio {:.2}",
+        report.floor_redis_throughput_per_s,
+        t.events_per_s / report.floor_redis_throughput_per_s.max(1e-9)
+    );
+    let _ = writeln!(
+        out,
+        "memory: RSS idle {:.1} MB, under load {:.1} MB",
+        report.memory.idle_rss_mb, report.memory.load_rss_mb
+    );
+    out
+}
