@@ -26,6 +26,7 @@ use crate::osc::{Encoder, OscStage};
 use crate::routes_file;
 use crate::state::State;
 use crate::stats::{LinkStatus, Stats};
+use crate::twitch::{TwitchSettings, TwitchStatus};
 
 /// How long shutdown may take before the remaining tasks are abandoned.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -86,6 +87,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub intake: Intake,
     pub stats: Arc<Stats>,
+    /// The Twitch chat connection (`Disabled` without `TWITCH_CHANNELS`), for health and tests.
+    pub twitch_status: watch::Receiver<TwitchStatus>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     failure: Arc<Mutex<Option<anyhow::Error>>>,
@@ -249,12 +252,19 @@ pub async fn start(
     if extras.demo {
         sup.optional("demo viewers", run_demo(intake.clone(), fastrand::u64(..), shutdown.clone()));
     }
+    let (twitch_tx, twitch_status) = watch::channel(TwitchStatus::Disabled);
+    if let Some(settings) = TwitchSettings::from_config(&config) {
+        // Critical: the client reconnects by itself and never ends; if it does, a show deaf to chat is
+        // worse than a restart, so the process exits non-zero for its supervisor.
+        let twitch = crate::twitch::run(settings, intake.clone(), stats.clone(), twitch_tx, shutdown.clone());
+        sup.critical("twitch chat", twitch);
+    }
     let shown = display_addr(http_addr);
     info!(instance = %instance, "cvbot is live");
     info!("overlay (OBS browser source): http://{shown}/overlay");
     info!("state: http://{shown}/api/state   health: http://{shown}/healthz");
     info!(targets = ?config.osc_targets, "OSC output");
-    Ok(Running { http_addr, intake, stats, tracker: sup.tracker, shutdown, failure: sup.failure })
+    Ok(Running { http_addr, intake, stats, twitch_status, tracker: sup.tracker, shutdown, failure: sup.failure })
 }
 
 /// Starts the bot and runs it until `shutdown` is cancelled or a critical task fails.

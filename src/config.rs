@@ -77,6 +77,10 @@ pub struct Config {
     pub twitch_channels: Vec<String>,
     pub twitch_username: Option<String>,
     pub twitch_oauth_token: Secret,
+    /// `TWITCH_IRC_ADDR`: a plain-TCP IRC server to use instead of Twitch (tests, relays).
+    pub twitch_irc_addr: Option<SocketAddr>,
+    /// `CHAT_REPLY_ERRORS`: tell viewers in chat why their command did nothing.
+    pub chat_reply_errors: bool,
 }
 
 /// Every variable with its default, in the order `cvbot config` and `.env.example` list them.
@@ -97,6 +101,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("TWITCH_CHANNELS", ""),
     ("TWITCH_USERNAME", ""),
     ("TWITCH_OAUTH_TOKEN", ""),
+    ("TWITCH_IRC_ADDR", ""),
+    ("CHAT_REPLY_ERRORS", "false"),
 ];
 
 struct Vars(HashMap<String, String>);
@@ -143,6 +149,10 @@ impl Config {
             return Err(err("TWITCH_CHANNELS", format!("{bad:?} is not a Twitch channel name")));
         }
         let token = v.get("TWITCH_OAUTH_TOKEN").or_else(|| v.get("TWITCH_PASSWORD")).unwrap_or_default();
+        if !token.is_empty() && v.get("TWITCH_USERNAME").is_none() {
+            return Err(err("TWITCH_USERNAME", "must be set with TWITCH_OAUTH_TOKEN (the bot account's login)"));
+        }
+        let twitch_irc_addr = v.get("TWITCH_IRC_ADDR").map(|a| resolve("TWITCH_IRC_ADDR", a)).transpose()?;
         Ok(Config {
             instance_id,
             http_addr,
@@ -166,6 +176,8 @@ impl Config {
             twitch_channels: twitch_channels.into_iter().collect(),
             twitch_username: v.get("TWITCH_USERNAME").map(str::to_ascii_lowercase),
             twitch_oauth_token: Secret(token.trim_start_matches("oauth:").to_owned()),
+            twitch_irc_addr,
+            chat_reply_errors: boolean("CHAT_REPLY_ERRORS", v.get("CHAT_REPLY_ERRORS"), false)?,
         })
     }
 
@@ -196,6 +208,8 @@ impl Config {
             ("TWITCH_CHANNELS", self.twitch_channels.join(",")),
             ("TWITCH_USERNAME", self.twitch_username.clone().unwrap_or_default()),
             ("TWITCH_OAUTH_TOKEN", self.twitch_oauth_token.to_string()),
+            ("TWITCH_IRC_ADDR", self.twitch_irc_addr.map(|a| a.to_string()).unwrap_or_default()),
+            ("CHAT_REPLY_ERRORS", self.chat_reply_errors.to_string()),
         ]
     }
 }
@@ -295,6 +309,7 @@ mod tests {
             ("ADMIN_USERNAME", "TheStreamer"),
             ("TWITCH_CHANNEL", "#MyChannel"),
             ("TWITCH_PASSWORD", "oauth:abc123"),
+            ("TWITCH_USERNAME", "MyBot"),
         ])
         .expect("valid");
         assert_eq!(c.osc_targets, vec!["127.0.0.2:9000".parse().expect("addr")]);
@@ -324,6 +339,10 @@ mod tests {
             ("MAX_OSC_PORT", "0", "MAX_OSC_PORT"),
             ("OUTPUT_REST_ON_SHUTDOWN", "maybe", "OUTPUT_REST_ON_SHUTDOWN"),
             ("TWITCH_CHANNELS", "a b", "TWITCH_CHANNELS"),
+            ("TWITCH_IRC_ADDR", "irc.example", "TWITCH_IRC_ADDR"),
+            ("TWITCH_IRC_ADDR", "127.0.0.1:notaport", "TWITCH_IRC_ADDR"),
+            ("CHAT_REPLY_ERRORS", "loud", "CHAT_REPLY_ERRORS"),
+            ("TWITCH_OAUTH_TOKEN", "oauth:abc", "TWITCH_USERNAME"),
         ];
         for (name, value, expected) in cases {
             let e = cfg(&[(name, value)]).expect_err(&format!("{name}={value} must be refused"));
@@ -334,7 +353,7 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let c = cfg(&[("TWITCH_OAUTH_TOKEN", "oauth:supersecret")]).expect("valid");
+        let c = cfg(&[("TWITCH_OAUTH_TOKEN", "oauth:supersecret"), ("TWITCH_USERNAME", "bot")]).expect("valid");
         assert!(!format!("{c:?}").contains("supersecret"));
         let described = c.describe().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n");
         assert!(!described.contains("supersecret"));

@@ -57,6 +57,15 @@ pub struct Stats {
     pub feed_resyncs: AtomicU64,
     pub routing_saves: AtomicU64,
     pub routing_save_failures: AtomicU64,
+    /// Twitch messages seen twice (same message id, e.g. across a reconnect) and ignored the second time.
+    pub chat_duplicates: AtomicU64,
+    /// Chat replies sent (one per 500-character part).
+    pub replies_sent: AtomicU64,
+    /// Chat replies dropped: reply queue full, over Twitch's rate limit for too long, or a viewer
+    /// error reply with no room left.
+    pub replies_dropped: AtomicU64,
+    /// Chat replies the IRC connection failed to send.
+    pub replies_failed: AtomicU64,
 }
 
 impl Stats {
@@ -105,6 +114,10 @@ impl Stats {
             ("feed_resyncs", &self.feed_resyncs),
             ("routing_saves", &self.routing_saves),
             ("routing_save_failures", &self.routing_save_failures),
+            ("chat_duplicates", &self.chat_duplicates),
+            ("replies_sent", &self.replies_sent),
+            ("replies_dropped", &self.replies_dropped),
+            ("replies_failed", &self.replies_failed),
         ] {
             out.insert(name.to_owned(), get(c));
         }
