@@ -45,6 +45,9 @@ pub const VIEWER_QUEUE: usize = 1024;
 /// Admin commands waiting for the worker, served before viewer commands. Admin commands are never
 /// dropped: when this is full (only if the coordinator is stuck) the consumer waits for room.
 pub const ADMIN_QUEUE: usize = 256;
+/// A tracing directive that keeps twitch-irc's raw-line tracing off whatever the log level, because the
+/// raw lines it traces include `PASS oauth:…`: the token must never reach a log.
+pub const LOG_DIRECTIVE: &str = "twitch_irc::connection::event_loop=debug";
 /// How often the joined state of the channels is checked for the status.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 

@@ -45,6 +45,8 @@ pub struct FakeTwitch {
 }
 
 static SHARED: OnceLock<FakeTwitch> = OnceLock::new();
+/// The server refuses this token as Twitch refuses a revoked one.
+pub const BAD_TOKEN: &str = "oauth:revoked-token";
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl FakeTwitch {
@@ -254,6 +256,7 @@ async fn serve(stream: TcpStream, channels: Channels) {
     };
     let mut nick = String::new();
     let mut had_pass = false;
+    let mut bad_token = false;
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(raw)) = lines.next_line().await {
         // Clients may tag their messages (e.g. reply-parent-msg-id); routing ignores tags.
@@ -264,7 +267,16 @@ async fn serve(stream: TcpStream, channels: Channels) {
         let (command, args) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         match command {
             "CAP" => say(format!(":tmi.twitch.tv CAP * ACK {}", args.trim_start_matches("REQ "))),
-            "PASS" => had_pass = args.starts_with("oauth:"),
+            "PASS" => {
+                had_pass = args.starts_with("oauth:");
+                bad_token = args.trim() == BAD_TOKEN;
+            }
+            "NICK" if bad_token => {
+                // What Twitch does with a revoked or mistyped token.
+                say(":tmi.twitch.tv NOTICE * :Login authentication failed".into());
+                let _ = tx.send(None);
+                break;
+            }
             "NICK" => {
                 nick = args.trim().to_ascii_lowercase();
                 for (code, text) in [

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cvbot::twitch::TwitchStatus;
 
-use crate::fake_twitch::{Channel, FakeTwitch, User};
+use crate::fake_twitch::{BAD_TOKEN, Channel, FakeTwitch, User};
 use crate::helpers::{ARRIVAL, SILENCE, TestApp, cv, routing};
 
 /// Starts a bot in `chan` with a token, plus `extra` variables (which win over the defaults).
@@ -254,4 +254,15 @@ async fn with_chat_reply_errors_viewers_learn_why_nothing_happened() {
     assert_eq!(chan.reply().await, "@rando admin commands need broadcaster, moderator or ADMIN_USERS");
     chan.say(&User::new("bob", 9103, ""), "just chatting");
     assert!(chan.replies_until_quiet(SILENCE).await.is_empty(), "ordinary chat gets no reply");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_shows_as_login_failed_and_the_bot_keeps_serving() {
+    let chan = FakeTwitch::channel("");
+    let app = bot(&chan, &[("TWITCH_OAUTH_TOKEN", BAD_TOKEN)]).await;
+    wait_status(&app, TwitchStatus::LoginFailed).await;
+    // The rest of the bot is unaffected: the terminal operator still drives the outputs.
+    app.op("!admin es9out#1 → doorway#1.gain").await;
+    assert_eq!(app.osc.recv().await, routing(&["add", "es9out#1", "doorway#1.gain"]));
+    assert_eq!(app.get_json("/healthz").await["status"], "ok");
 }
