@@ -144,9 +144,12 @@ impl Config {
         let channels = v.get("TWITCH_CHANNELS").or_else(|| v.get("TWITCH_CHANNEL"));
         let twitch_channels: BTreeSet<String> =
             list(channels).map(|c| c.trim_start_matches('#').to_ascii_lowercase()).collect();
-        if let Some(bad) = twitch_channels.iter().find(|c| !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
-        {
+        if let Some(bad) = twitch_channels.iter().find(|c| !is_twitch_login(c)) {
             return Err(err("TWITCH_CHANNELS", format!("{bad:?} is not a Twitch channel name")));
+        }
+        let twitch_username = v.get("TWITCH_USERNAME").map(str::to_ascii_lowercase);
+        if let Some(bad) = twitch_username.as_ref().filter(|u| !is_twitch_login(u)) {
+            return Err(err("TWITCH_USERNAME", format!("{bad:?} is not a Twitch login")));
         }
         let token = v.get("TWITCH_OAUTH_TOKEN").or_else(|| v.get("TWITCH_PASSWORD")).unwrap_or_default();
         if !token.is_empty() && v.get("TWITCH_USERNAME").is_none() {
@@ -174,7 +177,7 @@ impl Config {
             output_rest_on_shutdown: boolean("OUTPUT_REST_ON_SHUTDOWN", v.get("OUTPUT_REST_ON_SHUTDOWN"), false)?,
             log_level: v.get("LOG_LEVEL").unwrap_or("info").to_owned(),
             twitch_channels: twitch_channels.into_iter().collect(),
-            twitch_username: v.get("TWITCH_USERNAME").map(str::to_ascii_lowercase),
+            twitch_username,
             twitch_oauth_token: Secret(token.trim_start_matches("oauth:").to_owned()),
             twitch_irc_addr,
             chat_reply_errors: boolean("CHAT_REPLY_ERRORS", v.get("CHAT_REPLY_ERRORS"), false)?,
@@ -212,6 +215,11 @@ impl Config {
             ("CHAT_REPLY_ERRORS", self.chat_reply_errors.to_string()),
         ]
     }
+}
+
+/// Twitch logins (and so channel names): 1-25 of `a-z`, `0-9`, `_` (lower-cased before this check).
+fn is_twitch_login(name: &str) -> bool {
+    (1..=25).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn list(value: Option<&str>) -> impl Iterator<Item = &str> {
@@ -339,6 +347,8 @@ mod tests {
             ("MAX_OSC_PORT", "0", "MAX_OSC_PORT"),
             ("OUTPUT_REST_ON_SHUTDOWN", "maybe", "OUTPUT_REST_ON_SHUTDOWN"),
             ("TWITCH_CHANNELS", "a b", "TWITCH_CHANNELS"),
+            ("TWITCH_CHANNELS", "averyveryverylongchannelname", "TWITCH_CHANNELS"),
+            ("TWITCH_USERNAME", "bot account", "TWITCH_USERNAME"),
             ("TWITCH_IRC_ADDR", "irc.example", "TWITCH_IRC_ADDR"),
             ("TWITCH_IRC_ADDR", "127.0.0.1:notaport", "TWITCH_IRC_ADDR"),
             ("CHAT_REPLY_ERRORS", "loud", "CHAT_REPLY_ERRORS"),

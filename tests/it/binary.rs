@@ -40,6 +40,9 @@ fn a_bad_config_value_exits_2_with_one_line_naming_the_variable() {
         ("GLOBAL_RATE_LIMIT", "-3"),
         ("MAX_OSC_PORT", "70000"),
         ("CHAT_STDIN", "perhaps"),
+        ("TWITCH_IRC_ADDR", "nohostport"),
+        ("CHAT_REPLY_ERRORS", "loud"),
+        ("TWITCH_CHANNELS", "#not a channel"),
     ] {
         let (code, _, stderr) = run_to_exit(&[(name, value)], &[]);
         assert_eq!(code, Some(2), "{name}={value}: {stderr}");
