@@ -82,7 +82,12 @@ fn a_malformed_routing_file_exits_2_naming_the_file_and_line() {
 #[test]
 fn config_prints_the_effective_configuration_with_secrets_masked() {
     let (code, stdout, _) = run_to_exit(
-        &[("TWITCH_OAUTH_TOKEN", "oauth:hunter2hunter2"), ("MAX_OSC_PORT", "9001"), ("ADMIN_USERNAME", "Streamer")],
+        &[
+            ("TWITCH_OAUTH_TOKEN", "oauth:hunter2hunter2"),
+            ("TWITCH_USERNAME", "streambot"),
+            ("MAX_OSC_PORT", "9001"),
+            ("ADMIN_USERNAME", "Streamer"),
+        ],
         &["config"],
     );
     assert_eq!(code, Some(0));
