@@ -122,6 +122,10 @@ pub async fn run(
     };
     let mut config = ClientConfig::new_simple(credentials);
     config.tracing_identifier = Some("twitch".into());
+    // twitch-irc opens another connection when one has sent 5 messages in the last ~750 ms. Twitch
+    // limits messages per account, not per connection, and our own throttle keeps to that limit, so
+    // replies share the joined connection instead of opening (and logging in) new ones.
+    config.max_waiting_messages_per_connection = replies::ELEVATED_LIMIT;
     match settings.server {
         Some(addr) => {
             relay::use_addr(addr)?;

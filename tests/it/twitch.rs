@@ -230,6 +230,16 @@ async fn a_burst_of_10000_lines_is_consumed_without_losing_an_admin_command() {
     };
     assert_eq!(routes, outputs.len(), "every admin command in the burst was applied");
     eprintln!("10,000 Twitch lines consumed in {took:?}");
+    let confirmations = chan.replies_until_quiet(Duration::from_secs(1)).await;
+    assert_eq!(confirmations.len(), outputs.len(), "every admin command was confirmed: {confirmations:?}");
+
+    // The route list is longer than Twitch allows in one message: it comes in parts of at most 500.
+    chan.say(&moderator, "!admin routes");
+    let parts = chan.replies_until_quiet(Duration::from_secs(1)).await;
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    assert!(parts.iter().all(|p| p.chars().count() <= 500), "{parts:?}");
+    let all = parts.join(" ");
+    assert!(outputs.iter().all(|o| all.contains(&format!("{o} → doorway#1.gain"))), "{all}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
