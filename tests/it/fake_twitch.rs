@@ -175,10 +175,26 @@ impl Channel {
 
     /// Tells the joined connections to reconnect, as Twitch does before a server restart, and closes them.
     pub fn reconnect(&self) {
+        self.close_connections(Some(":tmi.twitch.tv RECONNECT\r\n"));
+    }
+
+    /// Pings the joined connections, as Twitch does every few minutes; their PONG comes back here.
+    pub fn ping(&self) {
+        self.send_lines(&["PING :tmi.twitch.tv".to_owned()]);
+    }
+
+    /// Closes the joined connections without a word, as a network failure does.
+    pub fn cut_connections(&self) {
+        self.close_connections(None);
+    }
+
+    fn close_connections(&self, last_words: Option<&str>) {
         let mut channels = self.server.channels.lock().expect("lock");
         let state = channels.get_mut(&self.name).expect("registered");
         for conn in state.conns.drain(..) {
-            let _ = conn.tx.send(Some(":tmi.twitch.tv RECONNECT\r\n".into()));
+            if let Some(text) = last_words {
+                let _ = conn.tx.send(Some(text.to_owned()));
+            }
             let _ = conn.tx.send(None);
         }
     }
@@ -257,6 +273,8 @@ async fn serve(stream: TcpStream, channels: Channels) {
     let mut nick = String::new();
     let mut had_pass = false;
     let mut bad_token = false;
+    // Channels this connection joined, where its PONGs are reported.
+    let mut joined: Vec<String> = Vec::new();
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(raw)) = lines.next_line().await {
         // Clients may tag their messages (e.g. reply-parent-msg-id); routing ignores tags.
@@ -309,6 +327,15 @@ async fn serve(stream: TcpStream, channels: Channels) {
                     "@emote-only=0;followers-only=-1;r9k=0;room-id=1;slow=0;subs-only=0 :tmi.twitch.tv ROOMSTATE #{name}"
                 ));
                 let _ = state.to_test.send(format!("JOIN #{name} nick={nick} pass={had_pass}"));
+                joined.push(name);
+            }
+            "PONG" => {
+                let map = channels.lock().expect("lock");
+                for name in &joined {
+                    if let Some(state) = map.get(name) {
+                        let _ = state.to_test.send(line.clone());
+                    }
+                }
             }
             "PRIVMSG" | "PART" => {
                 let name = args.split_whitespace().next().unwrap_or("").trim_start_matches('#').to_owned();

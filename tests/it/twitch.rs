@@ -172,13 +172,16 @@ async fn a_bot_that_moderates_the_channel_may_say_more() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_twitch_asks_to_reconnect_the_bot_rejoins_and_commands_still_flow() {
+async fn after_a_reconnect_request_or_a_dropped_connection_the_bot_rejoins_and_commands_still_flow() {
     let mut chan = FakeTwitch::channel("");
     let app = bot(&chan, &[]).await;
     chan.joined().await;
     wait_status(&app, TwitchStatus::Joined).await;
     app.op("!admin es9out#1 → doorway#1.gain").await;
     app.osc.recv().await;
+    // Twitch's keep-alive: the bot answers PING with PONG, or Twitch would drop it.
+    chan.ping();
+    assert_eq!(chan.wait_for("PONG").await, "PONG tmi.twitch.tv");
 
     chan.reconnect();
     let again = chan.joined().await;
@@ -188,6 +191,12 @@ async fn after_twitch_asks_to_reconnect_the_bot_rejoins_and_commands_still_flow(
     chan.say(&User::new("modperson", 7002, "moderator/1"), "!admin overlay off");
     assert_eq!(chan.reply().await, "overlay off", "replies flow on the new connection");
     wait_status(&app, TwitchStatus::Joined).await;
+
+    // A connection that just drops (network trouble) is rejoined the same way.
+    chan.cut_connections();
+    chan.joined().await;
+    chan.say(&User::new("bob", 7003, ""), "doorway#1.gain: 78");
+    assert_eq!(app.osc.recv().await, cv("es9out#1", 78.0 / 127.0, "doorway", 1, "gain", 78));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
