@@ -183,7 +183,7 @@ async fn run_client<T: Transport>(
         login,
         log: LogThrottle::per_minute(),
     };
-    let result = consumer.run(incoming, shutdown).await;
+    let result = consumer.run(incoming, &mut tasks, shutdown).await;
     drop(client);
     tasks.shutdown().await;
     result
@@ -214,15 +214,22 @@ struct Consumer {
 }
 
 impl Consumer {
+    /// Runs until shutdown; fails if the client or one of the `helpers` (worker, reply sender, status)
+    /// stops by itself, because chat would then go unanswered or unapplied without anyone noticing.
     async fn run(
         mut self,
         mut incoming: mpsc::UnboundedReceiver<ServerMessage>,
+        helpers: &mut JoinSet<()>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         loop {
             let message = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
+                Some(ended) = helpers.join_next() => {
+                    let how = ended.err().map_or_else(|| "returned".to_owned(), |e| e.to_string());
+                    anyhow::bail!("a Twitch helper task stopped by itself ({how})");
+                }
                 m = incoming.recv() => m.context("the Twitch client stopped by itself")?,
             };
             match message {
