@@ -250,6 +250,18 @@ mod tests {
     }
 
     #[test]
+    fn a_full_reply_queue_drops_and_counts_instead_of_growing() {
+        let stats = Arc::new(Stats::default());
+        let (tx, mut rx) = mpsc::channel(2);
+        let replies = Replies { tx, stats: stats.clone() };
+        for i in 0..5 {
+            replies.say("show", format!("reply {i}"), Priority::Admin);
+        }
+        assert_eq!(stats.replies_dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(rx.try_recv().map(|r| r.text).ok(), Some("reply 0".to_owned()), "the oldest are kept, in order");
+    }
+
+    #[test]
     fn splitting_respects_the_limit_words_and_characters() {
         assert_eq!(split("routes: none", 500, 3), vec!["routes: none"]);
         let words = "word ".repeat(250);
