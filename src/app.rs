@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use crate::catalog::Catalog;
 use crate::chat::{Intake, run_demo, run_terminal};
 use crate::config::Config;
-use crate::coord::{Alone, Coordinator, Presence};
+use crate::coord::{Alone, CoordHandle, Coordinator, Presence};
 use crate::gate::{Gate, GatePolicy};
 use crate::http::HttpContext;
 use crate::osc::{Encoder, OscStage};
@@ -28,6 +28,7 @@ use crate::redis_link::{LinkSettings, RedisLink};
 use crate::routes_file;
 use crate::state::State;
 use crate::stats::{LinkStatus, Stats};
+use crate::twitch::{TwitchSettings, TwitchStatus};
 
 /// How long shutdown may take before the remaining tasks are abandoned.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -88,6 +89,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub intake: Intake,
     pub stats: Arc<Stats>,
+    /// The Twitch chat connection (`Disabled` without `TWITCH_CHANNELS`), for health and tests.
+    pub twitch_status: watch::Receiver<TwitchStatus>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     failure: Arc<Mutex<Option<anyhow::Error>>>,
@@ -176,64 +179,11 @@ pub async fn start(
     extras: Extras,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
-    let catalog = Arc::new(Catalog::load(config.catalog_path.as_deref()).map_err(StartupError::from)?);
-    let routes = routes_file::load(&config.routing_file, &catalog).map_err(StartupError::from)?;
-    info!(
-        catalogue = %catalog.source(),
-        modules = catalog.module_count(),
-        outputs = catalog.output_count(),
-        routes = routes.len(),
-        "catalogue and routes loaded"
-    );
-    let mut state = State::default();
-    for (output, route) in routes {
-        state.seed_route(output, route);
-    }
+    let (catalog, state) = load_catalog_and_routes(&config)?;
     let stats = Arc::new(Stats::default());
     let instance: Arc<str> = config.instance_id.as_str().into();
-    let policy = GatePolicy {
-        user_cooldown: config.rate_limit,
-        global_per_second: config.global_rate_limit,
-        admin_users: config.admin_users.clone(),
-    };
-    let (redis_status_tx, redis_status) = watch::channel(LinkStatus::Disabled);
-    let cluster = config.redis_enabled.then(|| {
-        let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox_capacity);
-        (outbox_tx, outbox_rx, ClusterPresence::new(&instance))
-    });
-    let presence: Arc<dyn Presence> = match &cluster {
-        Some((_, _, p)) => p.clone(),
-        None => Arc::new(Alone(instance.clone())),
-    };
-    let coordinator = Coordinator::new(
-        instance.clone(),
-        catalog.clone(),
-        state,
-        Gate::new(&policy, Instant::now()),
-        cluster.as_ref().map(|(tx, _, _)| tx.clone()),
-        presence,
-        stats.clone(),
-    );
     let sup = Supervisor { tracker: TaskTracker::new(), shutdown: shutdown.clone(), failure: Arc::default() };
-    let (coord, coord_task) = coordinator.spawn(shutdown.clone());
-    sup.critical("coordinator", async move {
-        coord_task.await;
-        Ok(())
-    });
-    if let Some((_, outbox_rx, presence)) = cluster {
-        redis_status_tx.send_replace(LinkStatus::Connecting);
-        let link = RedisLink::new(
-            link_settings(&config),
-            &instance,
-            catalog.clone(),
-            coord.clone(),
-            outbox_rx,
-            redis_status_tx,
-            stats.clone(),
-            presence,
-        );
-        sup.critical("redis", link.run(shutdown.clone()));
-    }
+    let (coord, redis_status) = spawn_core(&config, &sup, &catalog, state, &stats);
 
     let encoder = Encoder { format: config.osc_format, value_max: catalog.value_max() };
     let socket = tokio::net::UdpSocket::from_std(listeners.osc)?;
@@ -272,8 +222,88 @@ pub async fn start(
     if extras.demo {
         sup.optional("demo viewers", run_demo(intake.clone(), fastrand::u64(..), shutdown.clone()));
     }
+    let (twitch_tx, twitch_status) = watch::channel(TwitchStatus::Disabled);
+    if let Some(settings) = TwitchSettings::from_config(&config) {
+        // Critical: the client reconnects by itself and never ends; if it does, a show deaf to chat is
+        // worse than a restart, so the process exits non-zero for its supervisor.
+        let twitch = crate::twitch::run(settings, intake.clone(), stats.clone(), twitch_tx, shutdown.clone());
+        sup.critical("twitch chat", twitch);
+    }
     announce(&instance, http_addr, &config);
-    Ok(Running { http_addr, intake, stats, tracker: sup.tracker, shutdown, failure: sup.failure })
+    Ok(Running { http_addr, intake, stats, twitch_status, tracker: sup.tracker, shutdown, failure: sup.failure })
+}
+
+/// The catalogue, and a State seeded with the routes of the routing file.
+fn load_catalog_and_routes(config: &Config) -> anyhow::Result<(Arc<Catalog>, State)> {
+    let catalog = Arc::new(Catalog::load(config.catalog_path.as_deref()).map_err(StartupError::from)?);
+    let routes = routes_file::load(&config.routing_file, &catalog).map_err(StartupError::from)?;
+    info!(
+        catalogue = %catalog.source(),
+        modules = catalog.module_count(),
+        outputs = catalog.output_count(),
+        routes = routes.len(),
+        "catalogue and routes loaded"
+    );
+    let mut state = State::default();
+    for (output, route) in routes {
+        state.seed_route(output, route);
+    }
+    Ok((catalog, state))
+}
+
+/// Starts the coordinator and, when enabled, the Redis link that drains its outbox.
+fn spawn_core(
+    config: &Config,
+    sup: &Supervisor,
+    catalog: &Arc<Catalog>,
+    state: State,
+    stats: &Arc<Stats>,
+) -> (CoordHandle, watch::Receiver<LinkStatus>) {
+    let instance: Arc<str> = config.instance_id.as_str().into();
+    let shutdown = sup.shutdown.clone();
+    let policy = GatePolicy {
+        user_cooldown: config.rate_limit,
+        global_per_second: config.global_rate_limit,
+        admin_users: config.admin_users.clone(),
+    };
+    let (redis_status_tx, redis_status) = watch::channel(LinkStatus::Disabled);
+    let cluster = config.redis_enabled.then(|| {
+        let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox_capacity);
+        (outbox_tx, outbox_rx, ClusterPresence::new(&instance))
+    });
+    let presence: Arc<dyn Presence> = match &cluster {
+        Some((_, _, p)) => p.clone(),
+        None => Arc::new(Alone(instance.clone())),
+    };
+    let coordinator = Coordinator::new(
+        instance.clone(),
+        catalog.clone(),
+        state,
+        Gate::new(&policy, Instant::now()),
+        cluster.as_ref().map(|(tx, _, _)| tx.clone()),
+        presence,
+        stats.clone(),
+    );
+    let (coord, coord_task) = coordinator.spawn(shutdown.clone());
+    sup.critical("coordinator", async move {
+        coord_task.await;
+        Ok(())
+    });
+    if let Some((_, outbox_rx, presence)) = cluster {
+        redis_status_tx.send_replace(LinkStatus::Connecting);
+        let link = RedisLink::new(
+            link_settings(config),
+            &instance,
+            catalog.clone(),
+            coord.clone(),
+            outbox_rx,
+            redis_status_tx,
+            stats.clone(),
+            presence,
+        );
+        sup.critical("redis", link.run(shutdown));
+    }
+    (coord, redis_status)
 }
 
 fn link_settings(config: &Config) -> LinkSettings {

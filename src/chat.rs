@@ -1,5 +1,6 @@
-//! Chat sources and the intake they share: every line, from the terminal, the demo viewers (and later
-//! Twitch or HTTP), goes through [`Intake::submit`]: parse, count, hand to the coordinator.
+//! Chat sources and the intake they share: every line, from the terminal, the demo viewers, Twitch (and
+//! later HTTP), goes through [`Intake::submit`] (or its two halves, [`Intake::classify`] and
+//! [`Intake::run`]): parse, count, hand to the coordinator.
 //!
 //! The terminal source is the one place that prints to stdout: it is a user interface. Knows nothing
 //! of Redis, OSC or HTTP.
@@ -38,17 +39,30 @@ impl Intake {
     /// Parses one chat line and, when it is a command, runs it. Invalid lines are counted by reason.
     pub async fn submit(&self, sender: Sender, line: &str) -> Outcome {
         let at = Instant::now();
-        self.stats.chat_lines.fetch_add(1, Ordering::Relaxed);
-        match self.parse(line) {
+        match self.classify(&sender.login, line) {
             Ok(command) => self.coord.submit(sender, command, at).await,
-            Err(reason) => {
-                if reason != ParseError::NotACommand {
-                    self.stats.count_invalid(reason);
-                    debug!(user = %sender.login, reason = reason.label(), "invalid command ignored");
-                }
-                Outcome::Refused(Refusal::Parse(reason))
-            }
+            Err(reason) => Outcome::Refused(Refusal::Parse(reason)),
         }
+    }
+
+    /// Counts and parses one chat line without waiting for anything: the first half of
+    /// [`Intake::submit`], for sources that must keep reading (Twitch) and run the command elsewhere
+    /// with [`Intake::run`]. Invalid lines are counted by reason.
+    pub fn classify(&self, login: &str, line: &str) -> Result<Command, ParseError> {
+        self.stats.chat_lines.fetch_add(1, Ordering::Relaxed);
+        let parsed = self.parse(line);
+        if let Err(reason) = parsed
+            && reason != ParseError::NotACommand
+        {
+            self.stats.count_invalid(reason);
+            debug!(user = %login, reason = reason.label(), "invalid command ignored");
+        }
+        parsed
+    }
+
+    /// Runs a command [`Intake::classify`] accepted at `at`, and waits for its outcome.
+    pub async fn run(&self, sender: Sender, command: Command, at: Instant) -> Outcome {
+        self.coord.submit(sender, command, at).await
     }
 
     /// Parses without running; used by sources that must not wait (they hand the command on).

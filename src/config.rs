@@ -89,6 +89,10 @@ pub struct Config {
     pub event_signing_key: Secret,
     /// Unpublished local events kept while Redis is unreachable (newest per register).
     pub outbox_capacity: usize,
+    /// `TWITCH_IRC_ADDR`: a plain-TCP IRC server to use instead of Twitch (tests, relays).
+    pub twitch_irc_addr: Option<SocketAddr>,
+    /// `CHAT_REPLY_ERRORS`: tell viewers in chat why their command did nothing.
+    pub chat_reply_errors: bool,
 }
 
 /// Every variable with its default, in the order `cvbot config` and `.env.example` list them.
@@ -117,6 +121,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("EVENT_HISTORY_TTL", "3600"),
     ("EVENT_SIGNING_KEY", ""),
     ("OUTBOX_CAPACITY", "10000"),
+    ("TWITCH_IRC_ADDR", ""),
+    ("CHAT_REPLY_ERRORS", "false"),
 ];
 
 struct Vars(HashMap<String, String>);
@@ -158,12 +164,19 @@ impl Config {
         let channels = v.get("TWITCH_CHANNELS").or_else(|| v.get("TWITCH_CHANNEL"));
         let twitch_channels: BTreeSet<String> =
             list(channels).map(|c| c.trim_start_matches('#').to_ascii_lowercase()).collect();
-        if let Some(bad) = twitch_channels.iter().find(|c| !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
-        {
+        if let Some(bad) = twitch_channels.iter().find(|c| !is_twitch_login(c)) {
             return Err(err("TWITCH_CHANNELS", format!("{bad:?} is not a Twitch channel name")));
         }
         let redis_url = redis_url(&v)?;
+        let twitch_username = v.get("TWITCH_USERNAME").map(str::to_ascii_lowercase);
+        if let Some(bad) = twitch_username.as_ref().filter(|u| !is_twitch_login(u)) {
+            return Err(err("TWITCH_USERNAME", format!("{bad:?} is not a Twitch login")));
+        }
         let token = v.get("TWITCH_OAUTH_TOKEN").or_else(|| v.get("TWITCH_PASSWORD")).unwrap_or_default();
+        if !token.is_empty() && v.get("TWITCH_USERNAME").is_none() {
+            return Err(err("TWITCH_USERNAME", "must be set with TWITCH_OAUTH_TOKEN (the bot account's login)"));
+        }
+        let twitch_irc_addr = v.get("TWITCH_IRC_ADDR").map(|a| resolve("TWITCH_IRC_ADDR", a)).transpose()?;
         Ok(Config {
             instance_id,
             http_addr,
@@ -185,7 +198,7 @@ impl Config {
             output_rest_on_shutdown: boolean("OUTPUT_REST_ON_SHUTDOWN", v.get("OUTPUT_REST_ON_SHUTDOWN"), false)?,
             log_level: v.get("LOG_LEVEL").unwrap_or("info").to_owned(),
             twitch_channels: twitch_channels.into_iter().collect(),
-            twitch_username: v.get("TWITCH_USERNAME").map(str::to_ascii_lowercase),
+            twitch_username,
             twitch_oauth_token: Secret(token.trim_start_matches("oauth:").to_owned()),
             redis_enabled: boolean("ENABLE_REDIS_EVENTS", v.get("ENABLE_REDIS_EVENTS"), true)?,
             redis_url: Secret(redis_url),
@@ -202,6 +215,8 @@ impl Config {
             outbox_capacity: usize::try_from(number("OUTBOX_CAPACITY", v.get("OUTBOX_CAPACITY"), 10_000, 1_000_000)?)
                 .unwrap_or(10_000)
                 .max(1),
+            twitch_irc_addr,
+            chat_reply_errors: boolean("CHAT_REPLY_ERRORS", v.get("CHAT_REPLY_ERRORS"), false)?,
         })
     }
 
@@ -240,6 +255,8 @@ impl Config {
             ("EVENT_HISTORY_TTL", self.event_history_ttl.as_secs().to_string()),
             ("EVENT_SIGNING_KEY", self.event_signing_key.to_string()),
             ("OUTBOX_CAPACITY", self.outbox_capacity.to_string()),
+            ("TWITCH_IRC_ADDR", self.twitch_irc_addr.map(|a| a.to_string()).unwrap_or_default()),
+            ("CHAT_REPLY_ERRORS", self.chat_reply_errors.to_string()),
         ]
     }
 }
@@ -272,6 +289,11 @@ pub fn mask_url(url: &str) -> String {
         }
         None => url.to_owned(),
     }
+}
+
+/// Twitch logins (and so channel names): 1-25 of `a-z`, `0-9`, `_` (lower-cased before this check).
+fn is_twitch_login(name: &str) -> bool {
+    (1..=25).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn list(value: Option<&str>) -> impl Iterator<Item = &str> {
@@ -369,6 +391,7 @@ mod tests {
             ("ADMIN_USERNAME", "TheStreamer"),
             ("TWITCH_CHANNEL", "#MyChannel"),
             ("TWITCH_PASSWORD", "oauth:abc123"),
+            ("TWITCH_USERNAME", "MyBot"),
         ])
         .expect("valid");
         assert_eq!(c.osc_targets, vec!["127.0.0.2:9000".parse().expect("addr")]);
@@ -398,6 +421,12 @@ mod tests {
             ("MAX_OSC_PORT", "0", "MAX_OSC_PORT"),
             ("OUTPUT_REST_ON_SHUTDOWN", "maybe", "OUTPUT_REST_ON_SHUTDOWN"),
             ("TWITCH_CHANNELS", "a b", "TWITCH_CHANNELS"),
+            ("TWITCH_CHANNELS", "averyveryverylongchannelname", "TWITCH_CHANNELS"),
+            ("TWITCH_USERNAME", "bot account", "TWITCH_USERNAME"),
+            ("TWITCH_IRC_ADDR", "irc.example", "TWITCH_IRC_ADDR"),
+            ("TWITCH_IRC_ADDR", "127.0.0.1:notaport", "TWITCH_IRC_ADDR"),
+            ("CHAT_REPLY_ERRORS", "loud", "CHAT_REPLY_ERRORS"),
+            ("TWITCH_OAUTH_TOKEN", "oauth:abc", "TWITCH_USERNAME"),
         ];
         for (name, value, expected) in cases {
             let e = cfg(&[(name, value)]).expect_err(&format!("{name}={value} must be refused"));
@@ -425,7 +454,7 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let c = cfg(&[("TWITCH_OAUTH_TOKEN", "oauth:supersecret")]).expect("valid");
+        let c = cfg(&[("TWITCH_OAUTH_TOKEN", "oauth:supersecret"), ("TWITCH_USERNAME", "bot")]).expect("valid");
         assert!(!format!("{c:?}").contains("supersecret"));
         let described = c.describe().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n");
         assert!(!described.contains("supersecret"));

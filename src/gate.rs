@@ -124,7 +124,9 @@ impl Gate {
         sender.operator
             || sender.broadcaster
             || sender.moderator
-            || self.admin_users.contains(&sender.login)
+            // An all-digit entry is a user id only: Twitch logins may be all digits, and a viewer whose
+            // login happens to equal an admin's id must not become an admin.
+            || (self.admin_users.contains(&sender.login) && !is_user_id(&sender.login))
             || sender.user_id.as_ref().is_some_and(|id| self.admin_users.contains(id))
     }
 
@@ -157,6 +159,10 @@ impl Gate {
         }
         Ok(())
     }
+}
+
+fn is_user_id(entry: &str) -> bool {
+    !entry.is_empty() && entry.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// One command per `cooldown`, no burst.
@@ -203,6 +209,17 @@ mod tests {
         ] {
             assert_eq!(g.check(&sender, &clear, t0), Ok(()), "{sender:?}");
         }
+    }
+
+    #[test]
+    fn a_numeric_admin_entry_matches_the_user_id_not_a_login_spelled_the_same() {
+        let t0 = Instant::now();
+        let mut g = gate(1000, 50, &["12345"], t0);
+        let clear = cmd("!admin clear");
+        let impostor = Sender { user_id: Some("999".into()), ..Sender::viewer("12345") };
+        assert_eq!(g.check(&impostor, &clear, t0), Err(Denial::NotAdmin));
+        let real = Sender { user_id: Some("12345".into()), ..Sender::viewer("someone") };
+        assert_eq!(g.check(&real, &clear, t0), Ok(()));
     }
 
     #[test]

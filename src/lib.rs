@@ -8,7 +8,7 @@
 //! One pipeline, one module per stage, each arrow a typed channel or a method call:
 //!
 //! ```text
-//! chat (terminal | demo)  ->  command (parse)  ->  gate (roles, rate)  ->  coord (stamp, apply)
+//! chat (terminal | demo | twitch)  ->  command (parse)  ->  gate (roles, rate)  ->  coord (stamp, apply)
 //!                                                                              |-> state (LWW registers)
 //!                                                                              '-> change feed
 //!                                                                                    |-> osc (UDP /cv, /routing)
@@ -25,6 +25,7 @@
 //! * [`redis_link`]: Redis pub/sub, state hash, history, presence; the only module knowing the wire format.
 //! * [`routes_file`]: the routing file, loaded at start and kept saved.
 //! * [`chat`]: the intake and the terminal and demo chat sources.
+//! * [`twitch`]: the Twitch chat source: IRC client, roles from badges, throttled replies.
 //! * [`http`]: warp routes.
 //! * [`config`]: environment to validated [`config::Config`].
 //! * [`stats`]: counters and the log throttle.
@@ -44,6 +45,7 @@ pub mod redis_link;
 pub mod routes_file;
 pub mod state;
 pub mod stats;
+pub mod twitch;
 
 pub use app::{Extras, Listeners, Running, run, start};
 pub use config::Config;

@@ -209,5 +209,10 @@ fn init_tracing_with(directives: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(directives))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Whatever the level, twitch-irc's raw-line tracing (which carries the token) stays off.
+    let filter = match cvbot::twitch::LOG_DIRECTIVE.parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }

@@ -59,6 +59,15 @@ pub struct Stats {
     pub routing_save_failures: AtomicU64,
     /// The Redis link's counters.
     pub redis: crate::redis_link::LinkCounters,
+    /// Twitch messages seen twice (same message id, e.g. across a reconnect) and ignored the second time.
+    pub chat_duplicates: AtomicU64,
+    /// Chat replies sent (one per 500-character part).
+    pub replies_sent: AtomicU64,
+    /// Chat replies dropped: reply queue full, over Twitch's rate limit for too long, or a viewer
+    /// error reply with no room left.
+    pub replies_dropped: AtomicU64,
+    /// Chat replies the IRC connection failed to send.
+    pub replies_failed: AtomicU64,
 }
 
 impl Stats {
@@ -107,6 +116,10 @@ impl Stats {
             ("feed_resyncs", &self.feed_resyncs),
             ("routing_saves", &self.routing_saves),
             ("routing_save_failures", &self.routing_save_failures),
+            ("chat_duplicates", &self.chat_duplicates),
+            ("replies_sent", &self.replies_sent),
+            ("replies_dropped", &self.replies_dropped),
+            ("replies_failed", &self.replies_failed),
         ] {
             out.insert(name.to_owned(), get(c));
         }

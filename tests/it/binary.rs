@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::fake_twitch::{FakeTwitch, User};
 use crate::helpers::{OscReceiver, cv, routing};
 
 fn cvbot() -> Command {
@@ -41,6 +42,9 @@ fn a_bad_config_value_exits_2_with_one_line_naming_the_variable() {
         ("GLOBAL_RATE_LIMIT", "-3"),
         ("MAX_OSC_PORT", "70000"),
         ("CHAT_STDIN", "perhaps"),
+        ("TWITCH_IRC_ADDR", "nohostport"),
+        ("CHAT_REPLY_ERRORS", "loud"),
+        ("TWITCH_CHANNELS", "#not a channel"),
     ] {
         let (code, _, stderr) = run_to_exit(&[(name, value)], &[]);
         assert_eq!(code, Some(2), "{name}={value}: {stderr}");
@@ -80,7 +84,12 @@ fn a_malformed_routing_file_exits_2_naming_the_file_and_line() {
 #[test]
 fn config_prints_the_effective_configuration_with_secrets_masked() {
     let (code, stdout, _) = run_to_exit(
-        &[("TWITCH_OAUTH_TOKEN", "oauth:hunter2hunter2"), ("MAX_OSC_PORT", "9001"), ("ADMIN_USERNAME", "Streamer")],
+        &[
+            ("TWITCH_OAUTH_TOKEN", "oauth:hunter2hunter2"),
+            ("TWITCH_USERNAME", "streambot"),
+            ("MAX_OSC_PORT", "9001"),
+            ("ADMIN_USERNAME", "Streamer"),
+        ],
         &["config"],
     );
     assert_eq!(code, Some(0));
@@ -105,9 +114,14 @@ struct Bot {
 
 impl Bot {
     fn start(osc: &OscReceiver, stdin: Stdio) -> Bot {
+        Self::start_with(osc, stdin, &[])
+    }
+
+    fn start_with(osc: &OscReceiver, stdin: Stdio, vars: &[(String, String)]) -> Bot {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let child = cvbot()
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             .current_dir(dir.path())
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("OSC_TARGETS", osc.addr().to_string())
@@ -205,4 +219,26 @@ async fn without_a_terminal_or_pipe_the_bot_serves_and_prints_its_urls() {
     std::io::Read::read_to_string(bot.child.stderr.as_mut().expect("stderr"), &mut stderr).expect("read stderr");
     assert!(stderr.contains(&format!("http://{}/overlay", bot.http)), "{stderr}");
     assert!(!stderr.contains("type chat commands here"), "stdin is /dev/null: no terminal chat");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_twitch_token_never_reaches_the_log_even_at_trace_level() {
+    let osc = OscReceiver::bind().await;
+    let mut chan = FakeTwitch::channel("");
+    let mut vars = chan.vars();
+    vars.retain(|(k, _)| k != "TWITCH_OAUTH_TOKEN");
+    vars.push(("TWITCH_OAUTH_TOKEN".into(), "oauth:sekrit0token0xyz".into()));
+    vars.push(("LOG_LEVEL".into(), "trace".into()));
+    let mut bot = Bot::start_with(&osc, Stdio::null(), &vars);
+    let join = chan.joined().await;
+    assert!(join.ends_with("pass=true"), "{join}");
+    chan.say(&User::new("modperson", 1, "moderator/1"), "!admin routes");
+    assert_eq!(chan.reply().await, "no routes");
+    let (code, took) = bot.terminate();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(2), "shutdown with Twitch connected took {took:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(bot.child.stderr.as_mut().expect("stderr"), &mut stderr).expect("read stderr");
+    assert!(stderr.contains("joined Twitch channel"), "{stderr}");
+    assert!(!stderr.contains("sekrit0token"), "the token leaked into the log");
 }

@@ -1,0 +1,384 @@
+//! The Twitch chat source: a twitch-irc client joined to `TWITCH_CHANNELS`, feeding chat into the shared
+//! [`Intake`] and saying admins' replies back, within Twitch's limits.
+//!
+//! Three tasks, so reading chat never waits on anything slow:
+//!
+//! * the **consumer** reads twitch-irc's (unbounded) incoming queue; per message it only de-duplicates,
+//!   works out roles and parses ([`Intake::classify`], pure and cheap). Ordinary chat is dropped there
+//!   and then; commands go on through bounded queues without waiting for the coordinator;
+//! * the **worker** runs commands ([`Intake::run`]), admin commands first, and hands replies on;
+//! * the **reply sender** ([`replies`]) keeps the bot inside Twitch's message limits.
+//!
+//! Knows Twitch IRC and the intake; nothing of State, OSC, Redis or HTTP.
+
+mod relay;
+pub mod replies;
+pub mod roles;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use twitch_irc::login::StaticLoginCredentials;
+use twitch_irc::message::{PrivmsgMessage, ServerMessage};
+use twitch_irc::transport::Transport;
+use twitch_irc::{ClientConfig, SecureTCPTransport, TwitchIRCClient};
+
+use crate::chat::Intake;
+use crate::command::{Command, ParseError};
+use crate::config::{Config, Secret};
+use crate::coord::{Outcome, Refusal};
+use crate::gate::Sender;
+use crate::stats::{LogThrottle, Stats};
+use replies::{Elevated, Priority, Replies};
+
+/// Viewer commands waiting for the worker. When full (the coordinator cannot keep up with a flood), a
+/// viewer command is dropped and counted (`dropped_overload`) at once; reading chat never waits.
+pub const VIEWER_QUEUE: usize = 1024;
+/// Admin commands waiting for the worker, served before viewer commands. Admin commands are never
+/// dropped: when this is full (only if the coordinator is stuck) the consumer waits for room.
+pub const ADMIN_QUEUE: usize = 256;
+/// A tracing directive that keeps twitch-irc's raw-line tracing off whatever the log level, because the
+/// raw lines it traces include `PASS oauth:…`: the token must never reach a log.
+pub const LOG_DIRECTIVE: &str = "twitch_irc::connection::event_loop=debug";
+/// How often the joined state of the channels is checked for the status.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// The Twitch connection as logs and health report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwitchStatus {
+    /// No `TWITCH_CHANNELS`: no Twitch chat.
+    Disabled,
+    Connecting,
+    /// Joined to every configured channel.
+    Joined,
+    /// Lost a connection or a channel (or Twitch asked to reconnect); rejoining by itself.
+    Reconnecting,
+    /// Twitch refused the token; retrying, but a person must fix `TWITCH_OAUTH_TOKEN`.
+    LoginFailed,
+}
+
+impl TwitchStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Connecting => "connecting",
+            Self::Joined => "joined",
+            Self::Reconnecting => "reconnecting",
+            Self::LoginFailed => "login_failed",
+        }
+    }
+}
+
+/// What the Twitch source needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct TwitchSettings {
+    pub channels: Vec<String>,
+    /// Login and token; `None` reads chat anonymously and never speaks.
+    pub account: Option<(String, Secret)>,
+    /// `TWITCH_IRC_ADDR`: a plain-TCP server instead of Twitch.
+    pub server: Option<SocketAddr>,
+    pub reply_errors: bool,
+}
+
+impl TwitchSettings {
+    /// `None` when no channel is configured.
+    pub fn from_config(config: &Config) -> Option<TwitchSettings> {
+        if config.twitch_channels.is_empty() {
+            return None;
+        }
+        let account = match (&config.twitch_username, config.twitch_oauth_token.is_set()) {
+            (Some(login), true) => Some((login.clone(), config.twitch_oauth_token.clone())),
+            _ => None,
+        };
+        Some(TwitchSettings {
+            channels: config.twitch_channels.clone(),
+            account,
+            server: config.twitch_irc_addr,
+            reply_errors: config.chat_reply_errors,
+        })
+    }
+}
+
+/// Runs the Twitch source until `shutdown`. Returns an error only if the client cannot start or stops
+/// by itself (it reconnects on its own, so that is a bug worth a restart).
+pub async fn run(
+    settings: TwitchSettings,
+    intake: Intake,
+    stats: Arc<Stats>,
+    status: watch::Sender<TwitchStatus>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let credentials = match &settings.account {
+        Some((login, token)) => StaticLoginCredentials::new(login.clone(), Some(token.expose().to_owned())),
+        None => StaticLoginCredentials::anonymous(),
+    };
+    let mut config = ClientConfig::new_simple(credentials);
+    config.tracing_identifier = Some("twitch".into());
+    // twitch-irc opens another connection when one has sent 5 messages in the last ~750 ms. Twitch
+    // limits messages per account, not per connection, and our own throttle keeps to that limit, so
+    // replies share the joined connection instead of opening (and logging in) new ones.
+    config.max_waiting_messages_per_connection = replies::ELEVATED_LIMIT;
+    match settings.server {
+        Some(addr) => {
+            relay::use_addr(addr)?;
+            // A test server or relay has no connection-rate limit to respect; reconnect promptly.
+            config.new_connection_every = Duration::from_millis(50);
+            config.connect_timeout = Duration::from_secs(5);
+            info!(server = %addr, "Twitch chat through a plain-TCP IRC server (TWITCH_IRC_ADDR)");
+            run_client::<relay::RelayTransport>(config, settings, intake, stats, status, shutdown).await
+        }
+        None => run_client::<SecureTCPTransport>(config, settings, intake, stats, status, shutdown).await,
+    }
+}
+
+async fn run_client<T: Transport>(
+    config: ClientConfig<StaticLoginCredentials>,
+    settings: TwitchSettings,
+    intake: Intake,
+    stats: Arc<Stats>,
+    status: watch::Sender<TwitchStatus>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let login = config.login_credentials.credentials.login.clone();
+    let (incoming, client) = TwitchIRCClient::<T, StaticLoginCredentials>::new(config);
+    let channels: HashSet<String> = settings.channels.iter().cloned().collect();
+    client.set_wanted_channels(channels.clone()).context("TWITCH_CHANNELS")?;
+    status.send_replace(TwitchStatus::Connecting);
+    let elevated = Elevated::default();
+    // Aborted when this function returns, so no helper outlives the source.
+    let mut tasks = JoinSet::new();
+    let replies = if settings.account.is_some() {
+        info!(login = %login, channels = ?settings.channels, "joining Twitch chat");
+        let (replies, sender) =
+            replies::spawn_sender(client.clone(), elevated.clone(), stats.clone(), shutdown.clone());
+        tasks.spawn(sender);
+        Some(replies)
+    } else {
+        info!(channels = ?settings.channels, "joining Twitch chat anonymously: read-only, no replies in chat");
+        None
+    };
+    let (admin_tx, admin_rx) = mpsc::channel(ADMIN_QUEUE);
+    let (viewer_tx, viewer_rx) = mpsc::channel(VIEWER_QUEUE);
+    let worker = Worker { intake: intake.clone(), replies: replies.clone(), reply_errors: settings.reply_errors };
+    tasks.spawn(worker.run(admin_rx, viewer_rx, shutdown.clone()));
+    tasks.spawn(watch_joins(client.clone(), channels, status.clone(), shutdown.clone()));
+    let consumer = Consumer {
+        intake,
+        stats,
+        recent: roles::RecentIds::default(),
+        admin_tx,
+        viewer_tx,
+        replies,
+        reply_errors: settings.reply_errors,
+        elevated,
+        status,
+        login,
+        log: LogThrottle::per_minute(),
+    };
+    let result = consumer.run(incoming, &mut tasks, shutdown).await;
+    drop(client);
+    tasks.shutdown().await;
+    result
+}
+
+/// A command on its way from the consumer to the worker.
+#[derive(Debug)]
+struct Job {
+    sender: Sender,
+    command: Command,
+    at: Instant,
+    channel: String,
+}
+
+/// Reads everything twitch-irc receives. Never awaits anything slow: see the module docs.
+struct Consumer {
+    intake: Intake,
+    stats: Arc<Stats>,
+    recent: roles::RecentIds,
+    admin_tx: mpsc::Sender<Job>,
+    viewer_tx: mpsc::Sender<Job>,
+    replies: Option<Replies>,
+    reply_errors: bool,
+    elevated: Elevated,
+    status: watch::Sender<TwitchStatus>,
+    login: String,
+    log: LogThrottle,
+}
+
+impl Consumer {
+    /// Runs until shutdown; fails if the client or one of the `helpers` (worker, reply sender, status)
+    /// stops by itself, because chat would then go unanswered or unapplied without anyone noticing.
+    async fn run(
+        mut self,
+        mut incoming: mpsc::UnboundedReceiver<ServerMessage>,
+        helpers: &mut JoinSet<()>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                Some(ended) = helpers.join_next() => {
+                    let how = ended.err().map_or_else(|| "returned".to_owned(), |e| e.to_string());
+                    anyhow::bail!("a Twitch helper task stopped by itself ({how})");
+                }
+                m = incoming.recv() => m.context("the Twitch client stopped by itself")?,
+            };
+            match message {
+                ServerMessage::Privmsg(msg) => {
+                    if let Some(job) = self.on_privmsg(&msg) {
+                        self.hand_on(job).await;
+                    }
+                }
+                ServerMessage::UserState(state) => {
+                    let is_elevated = roles::bot_is_elevated(&state);
+                    let mut set = self.elevated.lock().unwrap_or_else(PoisonError::into_inner);
+                    if is_elevated && set.insert(state.channel_login.clone()) {
+                        info!(channel = %state.channel_login, "the bot is a moderator here: up to 100 replies per 30 s");
+                    } else if !is_elevated {
+                        set.remove(&state.channel_login);
+                    }
+                }
+                ServerMessage::Join(join) if join.user_login == self.login => {
+                    info!(channel = %join.channel_login, "joined Twitch channel");
+                }
+                ServerMessage::Reconnect(_) => {
+                    info!("Twitch asked the bot to reconnect; rejoining");
+                    self.status.send_replace(TwitchStatus::Reconnecting);
+                }
+                ServerMessage::Notice(notice) => self.on_notice(notice.channel_login.as_deref(), &notice.message_text),
+                _ => {}
+            }
+        }
+    }
+
+    /// De-duplicates, works out roles, parses. Returns a command to run, or `None` for anything else.
+    fn on_privmsg(&mut self, msg: &PrivmsgMessage) -> Option<Job> {
+        if !self.recent.first_time(&msg.message_id) {
+            self.stats.chat_duplicates.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let at = Instant::now();
+        let sender = roles::sender_of(msg);
+        // A `/me` (ACTION) message is read like any other: its text is what the viewer typed after `/me`.
+        match self.intake.classify(&sender.login, &msg.message_text) {
+            Ok(command) => Some(Job { sender, command, at, channel: msg.channel_login.clone() }),
+            Err(ParseError::NotACommand) => None,
+            Err(reason) => {
+                let mod_typo = (sender.moderator || sender.broadcaster) && msg.message_text.starts_with("!admin");
+                if let Some(replies) = &self.replies
+                    && (self.reply_errors || mod_typo)
+                {
+                    let priority = if mod_typo { Priority::Admin } else { Priority::Viewer };
+                    replies.say(&msg.channel_login, format!("@{} {reason}", sender.login), priority);
+                }
+                None
+            }
+        }
+    }
+
+    /// Queues a command for the worker: viewer commands without waiting (dropped when full), admin
+    /// commands never dropped.
+    async fn hand_on(&self, job: Job) {
+        if job.command.is_admin() {
+            if let Err(mpsc::error::TrySendError::Full(job)) = self.admin_tx.try_send(job) {
+                warn!("admin command queue full; waiting for the coordinator");
+                // Closed only at shutdown, when there is nothing left to run it.
+                let _ = self.admin_tx.send(job).await;
+            }
+        } else if let Err(mpsc::error::TrySendError::Full(_)) = self.viewer_tx.try_send(job) {
+            self.stats.dropped_overload.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = self.log.allow("viewer_queue_full", Instant::now()) {
+                warn!(suppressed, "chat flood: viewer commands dropped");
+            }
+        }
+    }
+
+    fn on_notice(&self, channel: Option<&str>, text: &str) {
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("login authentication failed") || lower.contains("improperly formatted auth") {
+            self.status.send_replace(TwitchStatus::LoginFailed);
+            if self.log.allow("login_failed", Instant::now()).is_some() {
+                error!(notice = %text, "Twitch refused the login: check TWITCH_USERNAME and TWITCH_OAUTH_TOKEN");
+            }
+        } else if let Some(suppressed) = self.log.allow("notice", Instant::now()) {
+            info!(channel = channel.unwrap_or(""), notice = %text, suppressed, "notice from Twitch");
+        }
+    }
+}
+
+/// Runs commands and hands replies on.
+struct Worker {
+    intake: Intake,
+    replies: Option<Replies>,
+    reply_errors: bool,
+}
+
+impl Worker {
+    async fn run(self, mut admin: mpsc::Receiver<Job>, mut viewer: mpsc::Receiver<Job>, shutdown: CancellationToken) {
+        loop {
+            let job = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                Some(job) = admin.recv() => job,
+                Some(job) = viewer.recv() => job,
+                else => return,
+            };
+            let channel = job.channel;
+            let name = job.sender.login.clone();
+            let outcome = self.intake.run(job.sender, job.command, job.at).await;
+            let Some(replies) = &self.replies else { continue };
+            match outcome {
+                Outcome::Done { reply: Some(text) } => replies.say(&channel, text, Priority::Admin),
+                Outcome::Done { reply: None } | Outcome::Refused(Refusal::ShuttingDown) => {}
+                Outcome::Refused(reason) if self.reply_errors => {
+                    replies.say(&channel, format!("@{name} {reason}"), Priority::Viewer);
+                }
+                Outcome::Refused(_) => {}
+            }
+        }
+    }
+}
+
+/// Keeps the status true to the client's joined channels, and logs when it changes.
+async fn watch_joins<T: Transport>(
+    client: TwitchIRCClient<T, StaticLoginCredentials>,
+    channels: HashSet<String>,
+    status: watch::Sender<TwitchStatus>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut joined = 0;
+        for channel in &channels {
+            if client.get_channel_status(channel.clone()).await.1 {
+                joined += 1;
+            }
+        }
+        let now = *status.borrow();
+        let next = match now {
+            _ if joined == channels.len() => TwitchStatus::Joined,
+            TwitchStatus::Joined => TwitchStatus::Reconnecting,
+            other => other,
+        };
+        if next != now {
+            status.send_replace(next);
+            match next {
+                TwitchStatus::Joined => info!(channels = joined, "Twitch chat connected"),
+                _ => warn!(joined, wanted = channels.len(), "Twitch chat connection lost; reconnecting"),
+            }
+        }
+    }
+}
