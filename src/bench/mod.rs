@@ -197,6 +197,10 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Remote events per second offered to the subscribing instance (the target rate).
+pub const THROUGHPUT_RATE: u32 = 100_000;
+const THROUGHPUT_CHUNK: usize = 500;
+
 /// Publishes `n` parameter events straight into Redis and measures how fast one child instance
 /// applies them (zero loss expected), its CPU use, and its memory idle and under load.
 async fn throughput(url: &str, catalog: &Catalog, n: usize) -> anyhow::Result<(Throughput, Memory)> {
@@ -251,7 +255,10 @@ async fn throughput(url: &str, catalog: &Catalog, n: usize) -> anyhow::Result<(T
     let cpu_before = child.cpu_time();
     let started = Instant::now();
     let mut peak_rss = idle_rss;
-    for chunk in payloads.chunks(500) {
+    // Paced at THROUGHPUT_RATE in pipelines of THROUGHPUT_CHUNK: a sustained rate, not one burst.
+    let mut pacer = Pacer::new(THROUGHPUT_RATE / THROUGHPUT_CHUNK as u32);
+    for chunk in payloads.chunks(THROUGHPUT_CHUNK) {
+        pacer.wait().await;
         let mut pipe = redis::pipe();
         for p in chunk {
             pipe.cmd("PUBLISH").arg("cv:parameter:update").arg(p).ignore();

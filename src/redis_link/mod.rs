@@ -44,6 +44,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(5);
 const PUBLISH_RETRIES: [Duration; 3] =
     [Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(400)];
 const DLQ_MAXLEN: u64 = 10_000;
+/// Events per publish pipeline: large enough to keep up with 10,000 commands/s, small enough that a
+/// failed batch is retried quickly.
+const PUBLISH_BATCH: usize = 256;
 
 /// Settings from the validated configuration.
 #[derive(Clone)]
@@ -328,6 +331,7 @@ impl RedisLink {
         let gap = Arc::new(AtomicBool::new(false));
         let reader = tokio::spawn(read_subscription(pubsub, tx, gap.clone(), self.stats.clone()));
         let mut session = Session { cmd, messages, reader, gap };
+        self.script.prepare_invoke().load_async(&mut session.cmd).await?;
         // Subscribed first, then the snapshot: anything published in between arrives twice at worst,
         // and applying twice is harmless.
         if self.settings.subscribe {
@@ -406,8 +410,7 @@ impl RedisLink {
                 },
                 event = self.outbox.recv() => match event {
                     Some(e) => {
-                        self.keep(e);
-                        if let Err(reason) = self.flush(session).await {
+                        if let Err(reason) = self.publish_now(session, e).await {
                             return SessionEnd::Broken(reason);
                         }
                     }
@@ -431,6 +434,31 @@ impl RedisLink {
                 }
             }
         }
+    }
+
+    /// Publishes `first` and everything already waiting behind it as one pipeline, every event as
+    /// it is (no coalescing while connected: peers and the history see each one). On failure the
+    /// batch joins the pending outbox.
+    async fn publish_now(&mut self, session: &mut Session, first: Event) -> Result<(), String> {
+        let mut batch = vec![first];
+        while batch.len() < PUBLISH_BATCH {
+            match self.outbox.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        if !self.settings.publish {
+            self.stats.redis.unpublished.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            return Ok(());
+        }
+        if let Err(e) = self.publish(session, &batch).await {
+            self.stats.redis.publish_failed.fetch_add(1, Ordering::Relaxed);
+            for event in batch {
+                self.keep(event);
+            }
+            return Err(format!("publish failed after retries: {e}"));
+        }
+        Ok(())
     }
 
     /// Checks the outstanding probe and sends the next one. A probe unheard past the deadline, or a
@@ -596,51 +624,60 @@ impl RedisLink {
         }
         let mut queue: Vec<Event> = std::mem::take(&mut self.pending).into_values().collect();
         queue.sort_by(|a, b| a.stamp.cmp(&b.stamp));
-        let mut queue = queue.into_iter();
-        while let Some(event) = queue.next() {
-            if let Err(e) = self.publish(session, &event).await {
+        let mut sent = 0;
+        for batch in queue.chunks(PUBLISH_BATCH) {
+            if let Err(e) = self.publish(session, batch).await {
                 self.stats.redis.publish_failed.fetch_add(1, Ordering::Relaxed);
-                for unsent in std::iter::once(event).chain(queue) {
+                for unsent in queue.drain(sent..) {
                     self.keep(unsent);
                 }
                 return Err(format!("publish failed after retries: {e}"));
             }
+            sent += batch.len();
         }
         self.stats.redis.outbox_depth.store(0, Ordering::Relaxed);
         Ok(())
     }
 
-    /// One event, atomically: register (only if newer), history entry, publish. Retries 100 → 200 →
-    /// 400 ms.
-    async fn publish(&mut self, session: &mut Session, event: &Event) -> redis::RedisResult<()> {
-        self.seq += 1;
-        let encoded = wire::encode(event, self.seq, self.signer.as_ref());
-        let history_floor =
-            event.wall_ms.saturating_sub(u64::try_from(self.settings.history_ttl.as_millis()).unwrap_or(0));
-        let mut invocation = self.script.prepare_invoke();
-        invocation
-            .key(self.names.state())
-            .key(self.names.history())
-            .arg(wire::register_key(&event.kind))
-            .arg(wire::order_key(&event.stamp))
-            .arg(&encoded.payload)
-            .arg(self.names.channel(encoded.channel))
-            .arg(history_floor)
-            .arg(encoded.kind)
-            .arg(self.names.channel(wire::ADMIN_CHANNEL))
-            .arg(encoded.audit.as_deref().unwrap_or(""));
+    /// Events in one pipeline, each atomically: register (only if newer), history entry, publish.
+    /// Retries 100 → 200 → 400 ms; re-publishing is harmless (registers are only-if-newer).
+    async fn publish(&mut self, session: &mut Session, events: &[Event]) -> redis::RedisResult<()> {
+        let ttl_ms = u64::try_from(self.settings.history_ttl.as_millis()).unwrap_or(0);
+        let mut pipe = redis::pipe();
+        for event in events {
+            self.seq += 1;
+            let encoded = wire::encode(event, self.seq, self.signer.as_ref());
+            pipe.cmd("EVALSHA")
+                .arg(self.script.get_hash())
+                .arg(2)
+                .arg(self.names.state())
+                .arg(self.names.history())
+                .arg(wire::register_key(&event.kind))
+                .arg(wire::order_key(&event.stamp))
+                .arg(&encoded.payload)
+                .arg(self.names.channel(encoded.channel))
+                .arg(event.wall_ms.saturating_sub(ttl_ms))
+                .arg(encoded.kind)
+                .arg(self.names.channel(wire::ADMIN_CHANNEL))
+                .arg(encoded.audit.as_deref().unwrap_or(""))
+                .ignore();
+        }
         let mut last_error = None;
         for (attempt, pause) in std::iter::once(Duration::ZERO).chain(PUBLISH_RETRIES).enumerate() {
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
-            match invocation.invoke_async::<u64>(&mut session.cmd).await {
-                Ok(_) => {
-                    self.stats.redis.published.fetch_add(1, Ordering::Relaxed);
+            match pipe.query_async::<()>(&mut session.cmd).await {
+                Ok(()) => {
+                    self.stats.redis.published.fetch_add(events.len() as u64, Ordering::Relaxed);
                     return Ok(());
                 }
                 Err(e) => {
                     debug!(attempt, error = %e, "publish attempt failed");
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
+                        // Redis restarted or flushed its scripts: load ours again, then retry.
+                        let _ = self.script.prepare_invoke().load_async(&mut session.cmd).await;
+                    }
                     last_error = Some(e);
                 }
             }
