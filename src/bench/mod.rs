@@ -200,6 +200,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
 /// Remote events per second offered to the subscribing instance (the target rate).
 pub const THROUGHPUT_RATE: u32 = 100_000;
 const THROUGHPUT_CHUNK: usize = 500;
+const THROUGHPUT_CHUNK_U32: u32 = 500;
 
 /// Publishes `n` parameter events straight into Redis and measures how fast one child instance
 /// applies them (zero loss expected), its CPU use, and its memory idle and under load.
@@ -256,7 +257,7 @@ async fn throughput(url: &str, catalog: &Catalog, n: usize) -> anyhow::Result<(T
     let started = Instant::now();
     let mut peak_rss = idle_rss;
     // Paced at THROUGHPUT_RATE in pipelines of THROUGHPUT_CHUNK: a sustained rate, not one burst.
-    let mut pacer = Pacer::new(THROUGHPUT_RATE / THROUGHPUT_CHUNK as u32);
+    let mut pacer = Pacer::new(THROUGHPUT_RATE / THROUGHPUT_CHUNK_U32);
     for chunk in payloads.chunks(THROUGHPUT_CHUNK) {
         pacer.wait().await;
         let mut pipe = redis::pipe();

@@ -515,6 +515,8 @@ impl RedisLink {
             return self.refresh_presence(session).await.map_err(|e| format!("presence refresh failed: {e}"));
         }
         self.stats.redis.received.fetch_add(1, Ordering::Relaxed);
+        let base = channel.strip_prefix(self.settings.key_prefix.as_str()).unwrap_or(channel);
+        LinkCounters::count_channel(&self.stats.redis.received_on, base);
         match wire::decode(payload, &self.catalog, self.signer.as_ref()) {
             Ok(Incoming::Event { event, seq }) => {
                 if event.stamp.instance.as_ref() == self.instance {
@@ -647,6 +649,10 @@ impl RedisLink {
         for event in events {
             self.seq += 1;
             let encoded = wire::encode(event, self.seq, self.signer.as_ref());
+            LinkCounters::count_channel(&self.stats.redis.published_on, encoded.channel);
+            if encoded.audit.is_some() {
+                LinkCounters::count_channel(&self.stats.redis.published_on, wire::ADMIN_CHANNEL);
+            }
             pipe.cmd("EVALSHA")
                 .arg(self.script.get_hash())
                 .arg(2)
@@ -830,6 +836,9 @@ pub struct LinkCounters {
     pub probe_rtt_us: AtomicU64,
     pub outbox_depth: AtomicU64,
     pub outbox_coalesced: AtomicU64,
+    /// Published and received events per event channel, in [`wire::EVENT_CHANNELS`] order.
+    published_on: [AtomicU64; 4],
+    received_on: [AtomicU64; 4],
     reason: std::sync::Mutex<Option<String>>,
 }
 
@@ -842,6 +851,12 @@ impl LinkCounters {
 
     pub fn dropped(&self, reason: DropReason) -> u64 {
         DropReason::ALL.iter().position(|r| *r == reason).map_or(0, |i| self.dropped[i].load(Ordering::Relaxed))
+    }
+
+    fn count_channel(counters: &[AtomicU64; 4], channel: &str) {
+        if let Some(i) = wire::EVENT_CHANNELS.iter().position(|c| *c == channel) {
+            counters[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Why the link is degraded, if it is.
@@ -857,6 +872,11 @@ impl LinkCounters {
     pub fn snapshot_into(&self, out: &mut BTreeMap<String, u64>) {
         for reason in DropReason::ALL {
             out.insert(format!("redis_dropped_{}", reason.label()), self.dropped(reason));
+        }
+        for (i, channel) in wire::EVENT_CHANNELS.iter().enumerate() {
+            let name = channel.trim_start_matches("cv:").replace(':', "_");
+            out.insert(format!("redis_published_{name}"), self.published_on[i].load(Ordering::Relaxed));
+            out.insert(format!("redis_received_{name}"), self.received_on[i].load(Ordering::Relaxed));
         }
         for (name, c) in [
             ("redis_published", &self.published),

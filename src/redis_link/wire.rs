@@ -24,6 +24,8 @@ pub const PARAMETER_CHANNEL: &str = "cv:parameter:update";
 pub const ROUTING_CHANNEL: &str = "cv:routing:change";
 pub const SYSTEM_CHANNEL: &str = "cv:system:broadcast";
 pub const ADMIN_CHANNEL: &str = "cv:admin:command";
+/// The event channels in a fixed order (for per-channel counters).
+pub const EVENT_CHANNELS: [&str; 4] = [PARAMETER_CHANNEL, ROUTING_CHANNEL, SYSTEM_CHANNEL, ADMIN_CHANNEL];
 
 /// Why an incoming payload was dropped. Each is counted and logged at most once a minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, thiserror::Error)]

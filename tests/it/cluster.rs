@@ -132,6 +132,10 @@ async fn an_older_bots_raw_event_is_applied_routed_to_osc_and_marked_remote() {
         app.stat("redis_own_ignored").await >= 1
     })
     .await;
+    assert!(app.stat("redis_published_parameter_update").await >= 1);
+    assert!(app.stat("redis_received_parameter_update").await >= 2, "the raw event and our echo");
+    assert!(app.stat("redis_published_routing_change").await >= 1);
+    assert!(app.stat("redis_published_admin_command").await >= 1, "the routing audit copy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
