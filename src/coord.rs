@@ -113,6 +113,15 @@ impl CoordHandle {
         rx.await.ok()
     }
 
+    /// Hands over a remote event without waiting; `Full` when the coordinator is behind (the caller
+    /// counts it and resyncs later), `Closed` when it has stopped.
+    pub fn try_apply_remote(&self, event: Event) -> Result<(), mpsc::error::TrySendError<()>> {
+        self.tx.try_send(Request::Remote(event)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
+            mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
+        })
+    }
+
     /// The current state plus a feed of every later change, with nothing missed or doubled between.
     pub async fn subscribe(&self) -> Option<Subscription> {
         let (tx, rx) = oneshot::channel();

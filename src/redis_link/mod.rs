@@ -32,9 +32,10 @@ use wire::{DropReason, Incoming, Signer};
 /// Writes the register only if newer, appends to the history stream, publishes (plus the audit copy).
 const PUBLISH_SCRIPT: &str = include_str!("publish.lua");
 
-/// Messages buffered between the socket reader and the link. When full, further messages are
-/// dropped, counted (`redis_subscriber_overflow`), and a resync from the state hash repairs the gap.
-pub const SUBSCRIBER_QUEUE: usize = 8192;
+/// Control messages (probes, commands, presence, poison) buffered between the reader and the link.
+/// When full they are dropped and counted (`redis_subscriber_overflow`); a lost probe only means an
+/// early reconnect.
+pub const CONTROL_QUEUE: usize = 1024;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -133,7 +134,7 @@ enum SessionEnd {
 /// One live connection pair: commands, and the subscription's bounded message queue.
 struct Session {
     cmd: MultiplexedConnection,
-    messages: mpsc::Receiver<redis::Msg>,
+    messages: mpsc::Receiver<Control>,
     reader: JoinHandle<()>,
     gap: Arc<AtomicBool>,
 }
@@ -161,7 +162,6 @@ pub struct RedisLink {
     signer: Option<Signer>,
     script: redis::Script,
     seq: u64,
-    last_seq: HashMap<String, u64>,
     claim: Claim,
     claimed: bool,
     log: LogThrottle,
@@ -209,7 +209,6 @@ impl RedisLink {
             presence,
             script: redis::Script::new(PUBLISH_SCRIPT),
             seq: 0,
-            last_seq: HashMap::new(),
             claim,
             claimed: false,
             log: LogThrottle::per_minute(),
@@ -327,9 +326,21 @@ impl RedisLink {
         for channel in &channels {
             tokio::time::timeout(RESPONSE_TIMEOUT, pubsub.subscribe(channel)).await??;
         }
-        let (tx, messages) = mpsc::channel(SUBSCRIBER_QUEUE);
+        let (control, messages) = mpsc::channel(CONTROL_QUEUE);
         let gap = Arc::new(AtomicBool::new(false));
-        let reader = tokio::spawn(read_subscription(pubsub, tx, gap.clone(), self.stats.clone()));
+        let reader = Reader {
+            coord: self.coord.clone(),
+            catalog: self.catalog.clone(),
+            signer: self.signer.clone(),
+            instance: self.instance.clone(),
+            prefix: self.settings.key_prefix.clone(),
+            event_channels: self.names.event_channels(),
+            stats: self.stats.clone(),
+            gap: gap.clone(),
+            last_seq: HashMap::new(),
+            control,
+        };
+        let reader = tokio::spawn(reader.run(pubsub));
         let mut session = Session { cmd, messages, reader, gap };
         self.script.prepare_invoke().load_async(&mut session.cmd).await?;
         // Subscribed first, then the snapshot: anything published in between arrives twice at worst,
@@ -402,7 +413,7 @@ impl RedisLink {
                 () = shutdown.cancelled() => return SessionEnd::Shutdown,
                 message = session.messages.recv() => match message {
                     Some(m) => {
-                        if let Err(reason) = self.on_message(&m, session, &mut probe).await {
+                        if let Err(reason) = self.on_control(m, session, &mut probe).await {
                             return SessionEnd::Broken(reason);
                         }
                     }
@@ -484,12 +495,20 @@ impl RedisLink {
         }
     }
 
-    async fn on_message(
+    /// Control traffic from the reader: probes, our command channel, presence, and poison to record.
+    async fn on_control(
         &mut self,
-        message: &redis::Msg,
+        control: Control,
         session: &mut Session,
         probe: &mut Option<(String, Instant)>,
     ) -> Result<(), String> {
+        let message = match control {
+            Control::Poison { reason, channel, payload } => {
+                self.count_drop(reason, &channel, &payload, &mut session.cmd).await;
+                return Ok(());
+            }
+            Control::Message(m) => m,
+        };
         let channel = message.get_channel_name();
         let payload = message.get_payload_bytes();
         if channel == self.names.probe_channel() {
@@ -514,44 +533,8 @@ impl RedisLink {
             debug!(payload = %String::from_utf8_lossy(payload), "instance status");
             return self.refresh_presence(session).await.map_err(|e| format!("presence refresh failed: {e}"));
         }
-        self.stats.redis.received.fetch_add(1, Ordering::Relaxed);
-        let base = channel.strip_prefix(self.settings.key_prefix.as_str()).unwrap_or(channel);
-        LinkCounters::count_channel(&self.stats.redis.received_on, base);
-        match wire::decode(payload, &self.catalog, self.signer.as_ref()) {
-            Ok(Incoming::Event { event, seq }) => {
-                if event.stamp.instance.as_ref() == self.instance {
-                    self.stats.redis.own_ignored.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                if let Some(seq) = seq
-                    && self.note_seq(&event.stamp.instance, seq)
-                {
-                    session.gap.store(true, Ordering::Relaxed);
-                }
-                if !self.coord.apply_remote(event).await {
-                    return Err("coordinator stopped".into());
-                }
-            }
-            Ok(Incoming::Audit { source, command }) => {
-                if source != self.instance {
-                    info!(source = %source, command = %command, "admin action on another instance");
-                }
-            }
-            Err(reason) => self.count_drop(reason, channel, &String::from_utf8_lossy(payload), &mut session.cmd).await,
-        }
+        debug!(channel, "message on an unexpected channel ignored");
         Ok(())
-    }
-
-    /// Tracks per-source sequence numbers; true when some were skipped (a gap worth a resync).
-    fn note_seq(&mut self, source: &str, seq: u64) -> bool {
-        let last = self.last_seq.insert(source.to_owned(), seq);
-        match last {
-            Some(last) if seq > last + 1 => {
-                self.stats.redis.gaps.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            _ => false,
-        }
     }
 
     /// Commands addressed to this instance: `{"command": "resync"}` or `{"command": "status"}`.
@@ -789,24 +772,109 @@ impl RedisLink {
     }
 }
 
-/// Drains the subscription socket as fast as it delivers into a bounded queue. redis-rs buffers
-/// pub/sub messages in an unbounded channel, so nothing slow may run here: a full queue drops the
-/// message, counts it and flags a gap for a resync instead of letting memory grow.
-async fn read_subscription(
-    pubsub: redis::aio::PubSub,
-    tx: mpsc::Sender<redis::Msg>,
-    gap: Arc<AtomicBool>,
+/// What the reader hands to the link task: traffic that is not an event, and poison to record.
+enum Control {
+    Message(redis::Msg),
+    Poison { reason: DropReason, channel: String, payload: String },
+}
+
+/// Reads the subscription. redis-rs buffers pub/sub messages in an unbounded channel, so this task
+/// must keep up: it decodes each event and hands it to the coordinator without waiting (one hop, not
+/// two). When the coordinator's queue is full the event is dropped, counted
+/// (`redis_subscriber_overflow`) and a gap is flagged, so the link resyncs from the state hash:
+/// memory stays bounded and the registers still converge.
+struct Reader {
+    coord: CoordHandle,
+    catalog: Arc<Catalog>,
+    signer: Option<Signer>,
+    instance: String,
+    prefix: String,
+    event_channels: Vec<String>,
     stats: Arc<Stats>,
-) {
-    let mut stream = pubsub.into_on_message();
-    while let Some(message) = stream.next().await {
-        match tx.try_send(message) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                stats.redis.subscriber_overflow.fetch_add(1, Ordering::Relaxed);
-                gap.store(true, Ordering::Relaxed);
+    gap: Arc<AtomicBool>,
+    /// Last `seq` per source instance, for gap detection.
+    last_seq: HashMap<String, u64>,
+    control: mpsc::Sender<Control>,
+}
+
+impl Reader {
+    async fn run(mut self, pubsub: redis::aio::PubSub) {
+        let mut stream = pubsub.into_on_message();
+        while let Some(message) = stream.next().await {
+            let channel = message.get_channel_name();
+            let delivered = if self.event_channels.iter().any(|c| c == channel) {
+                self.on_event(&message)
+            } else {
+                self.hand_over(Control::Message(message))
+            };
+            if !delivered {
+                return;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+
+    /// False when the other side has gone (shutdown or a torn-down session).
+    fn hand_over(&self, control: Control) -> bool {
+        match self.control.try_send(control) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stats.redis.subscriber_overflow.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn on_event(&mut self, message: &redis::Msg) -> bool {
+        let channel = message.get_channel_name();
+        let payload = message.get_payload_bytes();
+        self.stats.redis.received.fetch_add(1, Ordering::Relaxed);
+        let base = channel.strip_prefix(self.prefix.as_str()).unwrap_or(channel);
+        LinkCounters::count_channel(&self.stats.redis.received_on, base);
+        match wire::decode(payload, &self.catalog, self.signer.as_ref()) {
+            Ok(Incoming::Event { event, seq }) => {
+                if event.stamp.instance.as_ref() == self.instance {
+                    self.stats.redis.own_ignored.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                if let Some(seq) = seq
+                    && self.note_seq(&event.stamp.instance, seq)
+                {
+                    self.gap.store(true, Ordering::Relaxed);
+                }
+                match self.coord.try_apply_remote(event) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(())) => {
+                        self.stats.redis.subscriber_overflow.fetch_add(1, Ordering::Relaxed);
+                        self.gap.store(true, Ordering::Relaxed);
+                        true
+                    }
+                    Err(mpsc::error::TrySendError::Closed(())) => false,
+                }
+            }
+            Ok(Incoming::Audit { source, command }) => {
+                if source != self.instance {
+                    debug!(source = %source, command = %command, "admin action on another instance");
+                }
+                true
+            }
+            Err(reason) => self.hand_over(Control::Poison {
+                reason,
+                channel: channel.to_owned(),
+                payload: String::from_utf8_lossy(payload).into_owned(),
+            }),
+        }
+    }
+
+    /// Tracks per-source sequence numbers; true when some were skipped (a gap worth a resync).
+    fn note_seq(&mut self, source: &str, seq: u64) -> bool {
+        let last = self.last_seq.insert(source.to_owned(), seq);
+        match last {
+            Some(last) if seq > last + 1 => {
+                self.stats.redis.gaps.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
         }
     }
 }
