@@ -433,3 +433,54 @@ async fn publish_only_and_subscribe_only_roles() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(talker.stat("redis_received").await, 0, "the talker subscribes to no event channel");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_tls_connections_work() {
+    let redis = RedisServer::start_tls().await;
+    let a = instance("bot-a", &redis.url()).await;
+    let b = instance("bot-b", &redis.url()).await;
+    connected(&[&a, &b]).await;
+    a.viewer("v", "doorway#1.gain: 44").await;
+    eventually("event crossed a TLS Redis", Duration::from_secs(5), || async {
+        b.state().await["parameters"]["doorway#1.gain"]["value"] == 44
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_users_authenticate_and_a_wrong_password_degrades_without_crashing() {
+    let args: Vec<String> =
+        ["--user", "default", "off", "--user", "bot", "on", ">s3cret", "~*", "&*", "+@all"].map(str::to_owned).to_vec();
+    let redis = RedisServer::start_with(&args, |port| format!("redis://bot:s3cret@127.0.0.1:{port}")).await;
+    let good = instance("bot-good", &redis.url()).await;
+    connected(&[&good]).await;
+    let bad_url = redis.url().replace("s3cret", "wrong");
+    let bad = instance("bot-bad", &bad_url).await;
+    eventually("a refused login is degraded", Duration::from_secs(10), || async {
+        redis_status(&bad).await == "degraded"
+    })
+    .await;
+    assert_eq!(bad.viewer("v", "doorway#1.gain: 2").await, cvbot::coord::Outcome::Done { reply: None }, "still local");
+    assert!(bad.stat("redis_reconnects").await >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_in_a_peers_sequence_triggers_a_resync() {
+    let redis = RedisServer::start().await;
+    let a = instance("bot-a", &redis.url()).await;
+    connected(&[&a]).await;
+    let resyncs_before = a.stat("redis_resyncs").await;
+    let at = cvbot::coord::wall_ms_now();
+    for seq in [1u64, 2, 6] {
+        let raw = format!(
+            r#"{{"timestamp": {at}, "hlc": {}, "seq": {seq}, "type": "parameter_update", "data": {{"variable": "doorway#1.gain", "value": {seq}, "user": "z", "source_instance": "bot-z"}}}}"#,
+            (at << 16) + seq
+        );
+        redis.publish("cv:parameter:update", &raw).await;
+    }
+    eventually("gap counted and resynced", Duration::from_secs(5), || async {
+        a.stat("redis_gaps").await == 1 && a.stat("redis_resyncs").await > resyncs_before
+    })
+    .await;
+    assert_eq!(a.state().await["parameters"]["doorway#1.gain"]["value"], 6);
+}

@@ -15,6 +15,12 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Extra server arguments (TLS, ACL users).
+    args: Vec<String>,
+    /// How clients reach it (`redis://…` or `rediss://…`, with credentials when ACLs need them).
+    url: String,
+    /// TLS certificate and key, kept as long as the server runs.
+    _certs: Option<tempfile::TempDir>,
 }
 
 fn free_port() -> u16 {
@@ -23,15 +29,56 @@ fn free_port() -> u16 {
 
 impl RedisServer {
     pub async fn start() -> RedisServer {
+        Self::start_with(&[], |port| format!("redis://127.0.0.1:{port}")).await
+    }
+
+    /// With extra arguments; `url` says how an authorised client reaches the port.
+    pub async fn start_with(args: &[String], url: impl Fn(u16) -> String) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut server = RedisServer { port: free_port(), child: None, dir };
+        let port = free_port();
+        let mut server = RedisServer { port, child: None, dir, args: args.to_vec(), url: url(port), _certs: None };
         server.launch().await;
         server
     }
 
+    /// TLS only (no plain port), with a self-signed certificate made by the openssl CLI.
+    pub async fn start_tls() -> RedisServer {
+        let certs = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+        let status = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl made a certificate");
+        let path = |p: &std::path::Path| p.display().to_string();
+        let args = vec![
+            "--tls-cert-file".to_owned(),
+            path(&cert),
+            "--tls-key-file".to_owned(),
+            path(&key),
+            "--tls-ca-cert-file".to_owned(),
+            path(&cert),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+            "--port".to_owned(),
+            "0".to_owned(),
+        ];
+        let mut server = Self::start_with(&args, |port| format!("rediss://127.0.0.1:{port}/#insecure")).await;
+        server._certs = Some(certs);
+        server
+    }
+
     async fn launch(&mut self) {
+        let port_flag = if self.url.starts_with("rediss://") { "--tls-port" } else { "--port" };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([port_flag, &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.args)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -52,7 +99,7 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.url.clone()
     }
 
     pub fn client(&self) -> redis::Client {
