@@ -20,7 +20,7 @@ pub struct RedisServer {
     /// How clients reach it (`redis://…` or `rediss://…`, with credentials when ACLs need them).
     url: String,
     /// TLS certificate and key, kept as long as the server runs.
-    _certs: Option<tempfile::TempDir>,
+    certs: Option<tempfile::TempDir>,
 }
 
 fn free_port() -> u16 {
@@ -36,7 +36,7 @@ impl RedisServer {
     pub async fn start_with(args: &[String], url: impl Fn(u16) -> String) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let mut server = RedisServer { port, child: None, dir, args: args.to_vec(), url: url(port), _certs: None };
+        let mut server = RedisServer { port, child: None, dir, args: args.to_vec(), url: url(port), certs: None };
         server.launch().await;
         server
     }
@@ -70,7 +70,7 @@ impl RedisServer {
             "0".to_owned(),
         ];
         let mut server = Self::start_with(&args, |port| format!("rediss://127.0.0.1:{port}/#insecure")).await;
-        server._certs = Some(certs);
+        server.certs = Some(certs);
         server
     }
 
