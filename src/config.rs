@@ -77,6 +77,8 @@ pub struct Config {
     pub twitch_channels: Vec<String>,
     pub twitch_username: Option<String>,
     pub twitch_oauth_token: Secret,
+    /// Bearer token for the HTTP write endpoints and the admin page; unset disables them.
+    pub admin_token: Secret,
 }
 
 /// Every variable with its default, in the order `cvbot config` and `.env.example` list them.
@@ -97,6 +99,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("TWITCH_CHANNELS", ""),
     ("TWITCH_USERNAME", ""),
     ("TWITCH_OAUTH_TOKEN", ""),
+    ("ADMIN_TOKEN", ""),
 ];
 
 struct Vars(HashMap<String, String>);
@@ -166,6 +169,7 @@ impl Config {
             twitch_channels: twitch_channels.into_iter().collect(),
             twitch_username: v.get("TWITCH_USERNAME").map(str::to_ascii_lowercase),
             twitch_oauth_token: Secret(token.trim_start_matches("oauth:").to_owned()),
+            admin_token: admin_token(v.get("ADMIN_TOKEN"))?,
         })
     }
 
@@ -196,8 +200,21 @@ impl Config {
             ("TWITCH_CHANNELS", self.twitch_channels.join(",")),
             ("TWITCH_USERNAME", self.twitch_username.clone().unwrap_or_default()),
             ("TWITCH_OAUTH_TOKEN", self.twitch_oauth_token.to_string()),
+            ("ADMIN_TOKEN", self.admin_token.to_string()),
         ]
     }
+}
+
+/// The HTTP admin token: long enough that guessing it is hopeless, and printable so it fits a header.
+fn admin_token(value: Option<&str>) -> Result<Secret, ConfigError> {
+    let Some(token) = value else { return Ok(Secret::default()) };
+    if token.len() < 16 {
+        return Err(err("ADMIN_TOKEN", "must be at least 16 characters (try `openssl rand -hex 24`)"));
+    }
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(err("ADMIN_TOKEN", "must be printable ASCII without spaces"));
+    }
+    Ok(Secret(token.to_owned()))
 }
 
 fn list(value: Option<&str>) -> impl Iterator<Item = &str> {
@@ -324,6 +341,8 @@ mod tests {
             ("MAX_OSC_PORT", "0", "MAX_OSC_PORT"),
             ("OUTPUT_REST_ON_SHUTDOWN", "maybe", "OUTPUT_REST_ON_SHUTDOWN"),
             ("TWITCH_CHANNELS", "a b", "TWITCH_CHANNELS"),
+            ("ADMIN_TOKEN", "short", "ADMIN_TOKEN"),
+            ("ADMIN_TOKEN", "with a space in it 0123456789", "ADMIN_TOKEN"),
         ];
         for (name, value, expected) in cases {
             let e = cfg(&[(name, value)]).expect_err(&format!("{name}={value} must be refused"));
@@ -334,11 +353,13 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let c = cfg(&[("TWITCH_OAUTH_TOKEN", "oauth:supersecret")]).expect("valid");
+        let c = cfg(&[("TWITCH_OAUTH_TOKEN", "oauth:supersecret"), ("ADMIN_TOKEN", "supersecret-admin-token")])
+            .expect("valid");
         assert!(!format!("{c:?}").contains("supersecret"));
         let described = c.describe().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n");
         assert!(!described.contains("supersecret"));
         assert!(described.contains("TWITCH_OAUTH_TOKEN=****"));
+        assert!(described.contains("ADMIN_TOKEN=****"));
     }
 
     #[test]
