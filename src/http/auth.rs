@@ -52,7 +52,7 @@ mod tests {
         assert_eq!(authorize(&t, Some("Basic 0123456789abcdef-token")), Err(AuthError::Missing));
         assert_eq!(authorize(&t, Some("Bearer 0123456789abcdef-tokeN")), Err(AuthError::Wrong));
         assert_eq!(authorize(&t, Some("Bearer 0123456789abcdef")), Err(AuthError::Wrong));
-        assert_eq!(authorize(&t, Some("Bearer ")), Err(AuthError::Wrong));
+        assert_eq!(authorize(&t, Some("Bearer ")), Err(AuthError::Missing));
     }
 
     #[test]

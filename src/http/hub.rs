@@ -235,24 +235,50 @@ async fn run(
         handle,
     };
     loop {
-        tokio::select! {
+        let lagged = tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
             connect = connects.recv() => match connect {
-                Some(c) => fan.connect(c),
+                // Catch up with the feed first, so a new client's snapshot includes every change
+                // applied before it connected.
+                Some(c) => match drain(&mut feed, &mut fan) {
+                    Ok(()) => {
+                        fan.connect(c);
+                        None
+                    }
+                    Err(missed) => Some((missed, Some(c))),
+                },
                 None => return Ok(()),
             },
             change = feed.recv() => match change {
-                Ok(change) => fan.publish(&change),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    hub.stats.feed_resyncs.fetch_add(1, Ordering::Relaxed);
-                    warn!(missed, "overlay hub fell behind the change feed; resynchronising from a snapshot");
-                    let Some(fresh) = hub.coord.subscribe().await else { return gone(&shutdown) };
-                    feed = fresh.changes;
-                    fan.resync(&fresh.state);
+                Ok(change) => {
+                    fan.publish(&change);
+                    None
                 }
+                Err(broadcast::error::RecvError::Lagged(missed)) => Some((missed, None)),
                 Err(broadcast::error::RecvError::Closed) => return gone(&shutdown),
             },
+        };
+        if let Some((missed, pending)) = lagged {
+            hub.stats.feed_resyncs.fetch_add(1, Ordering::Relaxed);
+            warn!(missed, "overlay hub fell behind the change feed; resynchronising from a snapshot");
+            let Some(fresh) = hub.coord.subscribe().await else { return gone(&shutdown) };
+            feed = fresh.changes;
+            fan.resync(&fresh.state);
+            if let Some(c) = pending {
+                fan.connect(c);
+            }
+        }
+    }
+}
+
+/// Publishes every change already waiting in the feed; `Err(missed)` when the feed lagged.
+fn drain(feed: &mut broadcast::Receiver<Change>, fan: &mut Fanout) -> Result<(), u64> {
+    loop {
+        match feed.try_recv() {
+            Ok(change) => fan.publish(&change),
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => return Err(missed),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => return Ok(()),
         }
     }
 }
