@@ -524,6 +524,114 @@ impl Mirror {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Catalog;
+    use crate::coord::{Alone, Coordinator};
+    use crate::gate::{Gate, GatePolicy};
+    use crate::state::{Event, EventKind, Stamp};
+    use std::time::{Duration, Instant};
+
+    /// A coordinator and a hub on the current thread, with a change feed of `feed` slots.
+    fn start(feed: usize) -> (CoordHandle, HubHandle, Arc<Stats>, Arc<Catalog>) {
+        let catalog = Arc::new(Catalog::builtin());
+        let stats = Arc::new(Stats::default());
+        let me: Arc<str> = "bot-001".into();
+        let policy = GatePolicy {
+            user_cooldown: Duration::ZERO,
+            global_per_second: 0,
+            admin_users: std::collections::HashSet::default(),
+        };
+        let coordinator = Coordinator::new(
+            me.clone(),
+            catalog.clone(),
+            State::default(),
+            Gate::new(&policy, Instant::now()),
+            None,
+            Arc::new(Alone(me.clone())),
+            stats.clone(),
+        )
+        .with_feed_capacity(feed);
+        let token = CancellationToken::new();
+        let (coord, task) = coordinator.spawn(token.clone());
+        tokio::spawn(task);
+        let (hub, hub_task) = Hub::new(me, 127, coord.clone(), stats.clone()).spawn(token);
+        tokio::spawn(hub_task);
+        (coord, hub, stats, catalog)
+    }
+
+    fn remote_set(catalog: &Catalog, hlc: u64, name: &str, value: u8) -> Event {
+        let variable = catalog.parse_variable(name).expect("test variable");
+        Event {
+            stamp: Stamp { hlc, instance: "bot-002".into() },
+            wall_ms: 1_700_000_000_000,
+            user: "remote_viewer".into(),
+            kind: EventKind::Set { variable, value },
+        }
+    }
+
+    /// Every variable of the built-in catalogue, for tests that need many distinct keys.
+    fn many_variables(catalog: &Catalog) -> Vec<String> {
+        let mut names = Vec::new();
+        for (module, (_, instances, parameters)) in catalog.modules() {
+            for i in 1..=instances {
+                names.extend(parameters.iter().map(|p| format!("{module}#{i}.{p}")));
+            }
+        }
+        names
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_slow_client_gets_a_snapshot_and_never_holds_back_a_fast_one() {
+        let (coord, hub, _, catalog) = start(4096);
+        let slow = hub.connect(None).await.expect("slow client");
+        let fast = hub.connect(None).await.expect("fast client");
+        assert_eq!(slow.queue.pop().map(|e| e.name), Some(EventName::Snapshot));
+        let first = fast.queue.pop().expect("snapshot").id;
+        let names = many_variables(&catalog);
+        let total = CLIENT_QUEUE + 44;
+        assert!(names.len() >= total, "enough distinct variables");
+        let mut fast_ids = Vec::new();
+        for (n, name) in names.iter().take(total).enumerate() {
+            assert!(coord.apply_remote(remote_set(&catalog, 1 + n as u64, name, 1)).await);
+            if n % 50 == 49 || n + 1 == total {
+                // A connect is answered only after the hub has published everything before it.
+                drop(hub.connect(None).await.expect("barrier"));
+                fast_ids.extend(std::iter::from_fn(|| fast.queue.pop()).map(|e| e.id));
+            }
+        }
+        assert_eq!(fast_ids, (first + 1..=first + total as u64).collect::<Vec<_>>(), "the fast client got everything");
+        let slow_events: Vec<HubEvent> = std::iter::from_fn(|| slow.queue.pop()).collect();
+        assert_eq!(slow_events[0].name, EventName::Snapshot, "the slow client was resynchronised");
+        assert!(slow_events[0].data.contains("remote_viewer"));
+        assert!(slow_events.len() < CLIENT_QUEUE, "its queue stayed bounded: {}", slow_events.len());
+        assert_eq!(slow_events.last().map(|e| e.id), Some(first + total as u64), "and it is current");
+        assert_eq!(hub.client_resyncs(), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_hub_that_lags_behind_the_feed_resubscribes_and_sends_a_fresh_snapshot() {
+        let (coord, hub, stats, catalog) = start(2);
+        let client = hub.connect(None).await.expect("client");
+        assert_eq!(client.queue.pop().map(|e| e.name), Some(EventName::Snapshot));
+        // Queued without yielding, so the coordinator applies all of them before the hub runs again
+        // and the two-slot feed overflows.
+        for n in 0..10u8 {
+            assert!(coord.apply_remote(remote_set(&catalog, 1 + u64::from(n), "doorway#1.gain", n)).await);
+        }
+        let snapshot = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(e) = client.queue.pop().filter(|e| e.name == EventName::Snapshot) {
+                    return e;
+                }
+                client.queue.ready().await;
+            }
+        })
+        .await
+        .expect("a fresh snapshot after the lag");
+        let state: serde_json::Value = serde_json::from_str(&snapshot.data).expect("json");
+        assert_eq!(state["parameters"]["doorway#1.gain"]["value"], 9);
+        assert_eq!(state["parameters"]["doorway#1.gain"]["remote"], true);
+        assert_eq!(stats.feed_resyncs.load(Ordering::Relaxed), 1);
+    }
 
     fn event(id: u64) -> HubEvent {
         HubEvent { id, name: EventName::Update, data: Arc::from("{}") }

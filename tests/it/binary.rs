@@ -202,5 +202,6 @@ async fn without_a_terminal_or_pipe_the_bot_serves_and_prints_its_urls() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(bot.child.stderr.as_mut().expect("stderr"), &mut stderr).expect("read stderr");
     assert!(stderr.contains(&format!("http://{}/overlay", bot.http)), "{stderr}");
+    assert!(stderr.contains(&format!("http://{}/admin", bot.http)), "{stderr}");
     assert!(!stderr.contains("type chat commands here"), "stdin is /dev/null: no terminal chat");
 }

@@ -1,4 +1,4 @@
-//! The overlay page in a real headless Chromium, driven over WebDriver (chromedriver, started by the
+//! The overlay page in a real headless Chromium, driven over `WebDriver` (`chromedriver`, started by the
 //! test on a free port): values appear within a second of a chat command, the emergency banner, names
 //! rendered as text, reconnection after a server restart on the same port, and screenshots under
 //! `target/` for a human to look at.
@@ -80,7 +80,7 @@ impl Browser {
             "goog:chromeOptions": {"binary": chromium, "args": args},
         }}});
         let created = browser.call(reqwest::Method::POST, "/session", Some(caps)).await;
-        browser.session = created["sessionId"].as_str().expect("a WebDriver session id").to_owned();
+        created["sessionId"].as_str().expect("a WebDriver session id").clone_into(&mut browser.session);
         browser
     }
 
@@ -97,7 +97,7 @@ impl Browser {
         panic!("chromedriver did not become ready within {SLOW:?}");
     }
 
-    /// One WebDriver command; returns its `value`, failing the test on a WebDriver error.
+    /// One `WebDriver` command; returns its `value`, failing the test on a `WebDriver` error.
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
@@ -168,8 +168,10 @@ fn screenshot_path(name: &str) -> PathBuf {
 }
 
 /// Paints a stand-in video frame behind the transparent page, as OBS would composite it.
-const FAKE_VIDEO: &str = "document.documentElement.style.background = \
-    'radial-gradient(circle at 30% 40%, #3a7bd5 0%, #6a3093 45%, #0f0c29 100%)'; return true;";
+const FAKE_VIDEO: &str = "const frame = document.createElement('div'); \
+    frame.style.cssText = 'position: fixed; inset: 0; z-index: -1; background: \
+    radial-gradient(circle at 30% 40%, #3a7bd5 0%, #6a3093 45%, #0f0c29 100%)'; \
+    document.body.prepend(frame); return true;";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlay_in_chromium_shows_chat_values_fast_the_estop_banner_and_names_as_text() {

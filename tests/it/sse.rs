@@ -63,11 +63,10 @@ fn parse(block: &str) -> Option<SseEvent> {
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
         let value = value.strip_prefix(' ').unwrap_or(value);
         match field {
-            "" => {} // a comment (keep-alive)
-            "event" => name = value.to_owned(),
+            "event" => value.clone_into(&mut name),
             "id" => id = Some(value.parse().expect("numeric id")),
             "data" => data.push_str(value),
-            _ => {}
+            _ => {} // a comment (keep-alive, empty field name) or `retry`
         }
     }
     if data.is_empty() {
