@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TOKEN, TestApp};
 
 /// How long a chat command may take to show on the overlay (the promise to streamers).
 const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
@@ -130,6 +130,31 @@ impl Browser {
         }
     }
 
+    /// Finds one element by CSS selector; returns its `WebDriver` reference.
+    async fn element(&self, css: &str) -> String {
+        let body = json!({"using": "css selector", "value": css});
+        let found = self.call(reqwest::Method::POST, &format!("/session/{}/element", self.session), Some(body)).await;
+        found["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {found}"))
+            .to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.element(css).await;
+        self.call(reqwest::Method::POST, &format!("/session/{}/element/{id}/click", self.session), Some(json!({})))
+            .await;
+    }
+
+    /// Clears a field and types `text` into it, as a user would.
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css).await;
+        self.call(reqwest::Method::POST, &format!("/session/{}/element/{id}/clear", self.session), Some(json!({})))
+            .await;
+        let body = json!({"text": text});
+        self.call(reqwest::Method::POST, &format!("/session/{}/element/{id}/value", self.session), Some(body)).await;
+    }
+
     async fn screenshot(&self, path: &Path) {
         let png = self.call(reqwest::Method::GET, &format!("/session/{}/screenshot", self.session), None).await;
         let bytes =
@@ -247,5 +272,79 @@ async fn overlay_in_chromium_reconnects_after_the_server_restarts_on_the_same_po
     browser.wait_until(LIVE, SLOW, "live again").await;
     let stale = browser.eval("return document.querySelector('[data-variable=\"doorway#1.gain\"]') === null;").await;
     assert_eq!(stale, true, "the old server's values are gone: the new snapshot replaced them");
+    browser.quit().await;
+}
+
+/// Polls the app's `/api/state` until `check` holds.
+async fn wait_for_state(app: &TestApp, what: &str, check: impl Fn(&Value) -> bool) {
+    let started = Instant::now();
+    loop {
+        let state = app.state().await;
+        if check(&state) {
+            return;
+        }
+        assert!(started.elapsed() < SLOW, "{what}: not seen within {SLOW:?}: {state}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_page_in_chromium_logs_in_and_every_button_works() {
+    let app = TestApp::spawn_admin().await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/admin")).await;
+    browser.type_into("#token", "not-the-token-at-all").await;
+    browser.click("#login-btn").await;
+    let refused = "return document.getElementById('login-msg').textContent === 'wrong admin token';";
+    browser.wait_until(refused, SLOW, "a wrong token is refused").await;
+    browser.type_into("#token", TOKEN).await;
+    browser.click("#login-btn").await;
+    browser
+        .wait_until("return document.getElementById('status').textContent === 'live';", SLOW, "logged in, live")
+        .await;
+
+    browser.type_into("#chat-text", "doorway#1.threshold: 77").await;
+    browser.click("#chat-btn").await;
+    wait_for_state(&app, "chat as", |s| s["parameters"]["doorway#1.threshold"]["value"] == 77).await;
+    let row =
+        "return [...document.querySelectorAll('#params td')].some(td => td.textContent === 'doorway#1.threshold');";
+    browser.wait_until(row, SLOW, "the live parameter table").await;
+
+    browser.type_into("#estop-message", "fog machine").await;
+    browser.click("#estop-btn").await;
+    wait_for_state(&app, "emergency stop", |s| s["emergency"] == json!({"active": true, "message": "fog machine"}))
+        .await;
+    browser.wait_until("return !document.getElementById('estop-banner').hidden;", SLOW, "the banner").await;
+    browser.click("#resume-btn").await;
+    wait_for_state(&app, "resume", |s| s["emergency"]["active"] == false).await;
+
+    browser.eval("document.getElementById('route-output').value = 'es9out#3'; return true;").await;
+    browser.type_into("#route-variable", "doorway#1.gain").await;
+    browser.click("#route-btn").await;
+    wait_for_state(&app, "route", |s| s["routes"]["es9out#3"] == "doorway#1.gain").await;
+    browser.wait_until("return document.querySelector('#routes button') !== null;", SLOW, "the route row").await;
+    browser.click("#routes button").await;
+    wait_for_state(&app, "route removed", |s| s["routes"] == json!({})).await;
+
+    browser.click("#overlay-btn").await;
+    wait_for_state(&app, "overlay off", |s| s["overlay_enabled"] == false).await;
+    browser
+        .wait_until("return document.getElementById('overlay-btn').textContent.includes('OFF');", SLOW, "label")
+        .await;
+    browser.click("#overlay-btn").await;
+    wait_for_state(&app, "overlay on", |s| s["overlay_enabled"] == true).await;
+
+    browser.eval("window.confirm = () => true; return true;").await;
+    browser.click("#clear-btn").await;
+    wait_for_state(&app, "clear", |s| s["parameters"] == json!({})).await;
+    let history = "return document.querySelectorAll('#history tr').length >= 5;";
+    browser.wait_until(history, SLOW, "recent events").await;
+    let instances = "return document.getElementById('instances').textContent === 'bot-001';";
+    browser.wait_until(instances, SLOW, "live instances").await;
+    browser.screenshot(&screenshot_path("admin.png")).await;
+
+    // The token is kept for the tab: a reload needs no new login.
+    browser.goto(&app.url("/admin")).await;
+    browser.wait_until("return !document.getElementById('app').hidden;", SLOW, "still logged in").await;
     browser.quit().await;
 }
