@@ -333,3 +333,29 @@ async fn read_endpoints_report_health_history_catalog_metrics_and_pages() {
         assert!(response.text().await.expect("html").contains("EventSource"), "{page} is the live page");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_the_readme_lists_exists() {
+    let app = TestApp::spawn_admin().await;
+    let readme = include_str!("../../README.md");
+    let mut checked = 0;
+    for line in readme.lines().filter(|l| l.starts_with("| `")) {
+        let Some((method, path)) = line[3..].split('`').next().and_then(|e| e.split_once(' ')) else { continue };
+        let Ok(method) = method.parse::<Method>() else { continue };
+        let path = path.split('?').next().unwrap_or(path).replace("{output}", "es9out%231");
+        if path == "/events" {
+            // A stream that never ends: the status is all there is to check.
+            let response = reqwest::get(app.url(&path)).await.expect("GET /events");
+            assert_eq!(response.status(), StatusCode::OK);
+            checked += 1;
+            continue;
+        }
+        let (status, answer) = send(&app, method.clone(), &path, Some(TOKEN), Some(&json!({}))).await;
+        assert!(
+            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            "README lists {method} {path}, which answers {status}: {answer}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "the README's endpoint tables were found ({checked} rows)");
+}

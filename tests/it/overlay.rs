@@ -250,6 +250,17 @@ async fn overlay_in_chromium_shows_chat_values_fast_the_estop_banner_and_names_a
     browser.wait_until(hidden, SLOW, "overlay off hides everything").await;
     app.op("!admin overlay on").await;
     browser.wait_until("return !document.getElementById('root').hidden;", SLOW, "overlay on shows it again").await;
+
+    // Query-string options: corner, theme, module filter, fade time, raw display.
+    browser.goto(&app.url("/overlay?corner=tl&theme=light&modules=navigator&fade=1&display=raw")).await;
+    browser.wait_until(&shows("navigator#1.rotation", 100), SLOW, "the filtered module").await;
+    let options = "return document.body.classList.contains('corner-tl') && \
+                   document.body.classList.contains('theme-light') && \
+                   document.querySelector('[data-variable=\"doorway#1.threshold\"]') === null && \
+                   !document.querySelector('.param .meta').textContent.includes(' V');";
+    browser.wait_until(options, SLOW, "corner, theme, module filter and raw display").await;
+    let faded = "return document.querySelector('[data-variable=\"navigator#1.rotation\"]').classList.contains('idle');";
+    browser.wait_until(faded, SLOW, "an untouched parameter fades after `fade` seconds").await;
     browser.quit().await;
 }
 
