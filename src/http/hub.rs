@@ -308,9 +308,13 @@ impl Fanout {
         event
     }
 
-    /// True when every update after `id` is still in the ring (or there are none).
+    /// True when every update after `id` is still in the ring (or there are none) and they fit in a
+    /// client's queue; otherwise a snapshot is both correct and shorter.
     fn can_resume(&self, id: u64) -> bool {
-        id == self.last_id || (id < self.last_id && self.ring.front().is_some_and(|e| e.id <= id + 1))
+        id == self.last_id
+            || (id < self.last_id
+                && self.last_id - id <= CLIENT_QUEUE as u64
+                && self.ring.front().is_some_and(|e| e.id <= id + 1))
     }
 
     fn connect(&mut self, connect: Connect) {
@@ -605,6 +609,25 @@ mod tests {
         assert!(slow_events.len() < CLIENT_QUEUE, "its queue stayed bounded: {}", slow_events.len());
         assert_eq!(slow_events.last().map(|e| e.id), Some(first + total as u64), "and it is current");
         assert_eq!(hub.client_resyncs(), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_resume_is_a_replay_only_while_it_fits_a_client_queue() {
+        let (coord, hub, _, catalog) = start(4096);
+        let first = hub.connect(None).await.expect("client").queue.pop().expect("snapshot").id;
+        let names = many_variables(&catalog);
+        for (n, name) in names.iter().take(CLIENT_QUEUE + 1).enumerate() {
+            assert!(coord.apply_remote(remote_set(&catalog, 1 + n as u64, name, 7)).await);
+        }
+        drop(hub.connect(None).await.expect("barrier"));
+        let behind = hub.connect(Some(first)).await.expect("client");
+        assert_eq!(behind.queue.pop().map(|e| e.name), Some(EventName::Snapshot), "too many missed: a snapshot");
+        assert!(behind.queue.pop().is_none());
+        let close = hub.connect(Some(first + 1)).await.expect("client");
+        let replayed: Vec<HubEvent> = std::iter::from_fn(|| close.queue.pop()).collect();
+        assert_eq!(replayed.len(), CLIENT_QUEUE, "exactly the missed updates");
+        assert!(replayed.iter().all(|e| e.name == EventName::Update));
+        assert_eq!(replayed.first().map(|e| e.id), Some(first + 2));
     }
 
     #[tokio::test(flavor = "current_thread")]
