@@ -231,7 +231,7 @@ pub async fn start(
     // The Redis link will own the sender; until then the bot is local-only by design.
     let (_redis_tx, redis_status) = watch::channel(LinkStatus::Disabled);
     let hub = Hub::new(instance.clone(), catalog.value_max(), coord.clone(), stats.clone());
-    let (hub, hub_task) = hub.spawn(shutdown.clone());
+    let (hub, hub_task) = hub.spawn(shutdown.clone()).await.context("the coordinator stopped during start-up")?;
     sup.critical("overlay-hub", hub_task);
     let ctx = HttpContext {
         instance_id: instance.clone(),

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::catalog::{Output, Variable};
-use crate::coord::{CoordHandle, wall_ms_now};
+use crate::coord::{CoordHandle, Subscription, wall_ms_now};
 use crate::state::{Change, Emergency, EmergencyView, ParamView, Route, State, StateView};
 use crate::stats::Stats;
 
@@ -204,24 +204,28 @@ impl Hub {
         Hub { instance, value_max, coord, stats }
     }
 
-    /// Returns the handle and the task; the task ends on `shutdown` (or fails if the feed vanishes).
-    pub fn spawn(self, shutdown: CancellationToken) -> (HubHandle, impl Future<Output = anyhow::Result<()>> + Send) {
+    /// Subscribes to the change feed now, so the history and every id start at start-up, and returns
+    /// the handle and the task; the task ends on `shutdown` (or fails if the feed vanishes). `None`
+    /// when the coordinator has already stopped.
+    pub async fn spawn(
+        self,
+        shutdown: CancellationToken,
+    ) -> Option<(HubHandle, impl Future<Output = anyhow::Result<()>> + Send)> {
+        let subscription = self.coord.subscribe().await?;
         let (tx, rx) = mpsc::channel(CONNECT_QUEUE);
         let handle = HubHandle { tx, history: Arc::default(), clients: Arc::default(), resyncs: Arc::default() };
-        let task = run(self, handle.clone(), rx, shutdown);
-        (handle, task)
+        let task = run(self, subscription, handle.clone(), rx, shutdown);
+        Some((handle, task))
     }
 }
 
 async fn run(
     hub: Hub,
+    subscription: Subscription,
     handle: HubHandle,
     mut connects: mpsc::Receiver<Connect>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Some(subscription) = hub.coord.subscribe().await else {
-        return gone(&shutdown);
-    };
     let mut feed = subscription.changes;
     // Ids keep growing across restarts (they start at the wall clock), so an id from an earlier
     // process is never mistaken for one of ours: it is older than our ring and gets a snapshot.
@@ -535,7 +539,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     /// A coordinator and a hub on the current thread, with a change feed of `feed` slots.
-    fn start(feed: usize) -> (CoordHandle, HubHandle, Arc<Stats>, Arc<Catalog>) {
+    async fn start(feed: usize) -> (CoordHandle, HubHandle, Arc<Stats>, Arc<Catalog>) {
         let catalog = Arc::new(Catalog::builtin());
         let stats = Arc::new(Stats::default());
         let me: Arc<str> = "bot-001".into();
@@ -557,7 +561,7 @@ mod tests {
         let token = CancellationToken::new();
         let (coord, task) = coordinator.spawn(token.clone());
         tokio::spawn(task);
-        let (hub, hub_task) = Hub::new(me, 127, coord.clone(), stats.clone()).spawn(token);
+        let (hub, hub_task) = Hub::new(me, 127, coord.clone(), stats.clone()).spawn(token).await.expect("hub");
         tokio::spawn(hub_task);
         (coord, hub, stats, catalog)
     }
@@ -585,7 +589,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_slow_client_gets_a_snapshot_and_never_holds_back_a_fast_one() {
-        let (coord, hub, _, catalog) = start(4096);
+        let (coord, hub, _, catalog) = start(4096).await;
         let slow = hub.connect(None).await.expect("slow client");
         let fast = hub.connect(None).await.expect("fast client");
         assert_eq!(slow.queue.pop().map(|e| e.name), Some(EventName::Snapshot));
@@ -613,7 +617,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_resume_is_a_replay_only_while_it_fits_a_client_queue() {
-        let (coord, hub, _, catalog) = start(4096);
+        let (coord, hub, _, catalog) = start(4096).await;
         let first = hub.connect(None).await.expect("client").queue.pop().expect("snapshot").id;
         let names = many_variables(&catalog);
         for (n, name) in names.iter().take(CLIENT_QUEUE + 1).enumerate() {
@@ -632,7 +636,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_hub_that_lags_behind_the_feed_resubscribes_and_sends_a_fresh_snapshot() {
-        let (coord, hub, stats, catalog) = start(2);
+        let (coord, hub, stats, catalog) = start(2).await;
         let client = hub.connect(None).await.expect("client");
         assert_eq!(client.queue.pop().map(|e| e.name), Some(EventName::Snapshot));
         // Queued without yielding, so the coordinator applies all of them before the hub runs again
