@@ -245,6 +245,7 @@ pub async fn start(
         hub,
         admin_token: config.admin_token.clone(),
         shutdown: shutdown.clone(),
+        sse_keepalive: config.sse_keepalive,
     };
     sup.critical("http", crate::http::serve(http_listener, ctx, shutdown.clone()));
 

@@ -79,6 +79,8 @@ pub struct Config {
     pub twitch_oauth_token: Secret,
     /// Bearer token for the HTTP write endpoints and the admin page; unset disables them.
     pub admin_token: Secret,
+    /// How often an idle SSE stream (overlay, admin page) gets a keep-alive comment.
+    pub sse_keepalive: Duration,
 }
 
 /// Every variable with its default, in the order `cvbot config` and `.env.example` list them.
@@ -100,6 +102,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("TWITCH_USERNAME", ""),
     ("TWITCH_OAUTH_TOKEN", ""),
     ("ADMIN_TOKEN", ""),
+    ("SSE_KEEPALIVE_SECS", "15"),
 ];
 
 struct Vars(HashMap<String, String>);
@@ -170,6 +173,7 @@ impl Config {
             twitch_username: v.get("TWITCH_USERNAME").map(str::to_ascii_lowercase),
             twitch_oauth_token: Secret(token.trim_start_matches("oauth:").to_owned()),
             admin_token: admin_token(v.get("ADMIN_TOKEN"))?,
+            sse_keepalive: Duration::from_secs(keepalive_secs(v.get("SSE_KEEPALIVE_SECS"))?),
         })
     }
 
@@ -201,6 +205,7 @@ impl Config {
             ("TWITCH_USERNAME", self.twitch_username.clone().unwrap_or_default()),
             ("TWITCH_OAUTH_TOKEN", self.twitch_oauth_token.to_string()),
             ("ADMIN_TOKEN", self.admin_token.to_string()),
+            ("SSE_KEEPALIVE_SECS", self.sse_keepalive.as_secs().to_string()),
         ]
     }
 }
@@ -215,6 +220,13 @@ fn admin_token(value: Option<&str>) -> Result<Secret, ConfigError> {
         return Err(err("ADMIN_TOKEN", "must be printable ASCII without spaces"));
     }
     Ok(Secret(token.to_owned()))
+}
+
+fn keepalive_secs(value: Option<&str>) -> Result<u64, ConfigError> {
+    match number("SSE_KEEPALIVE_SECS", value, 15, 300)? {
+        0 => Err(err("SSE_KEEPALIVE_SECS", "must be at least 1")),
+        n => Ok(n),
+    }
 }
 
 fn list(value: Option<&str>) -> impl Iterator<Item = &str> {
@@ -342,6 +354,8 @@ mod tests {
             ("OUTPUT_REST_ON_SHUTDOWN", "maybe", "OUTPUT_REST_ON_SHUTDOWN"),
             ("TWITCH_CHANNELS", "a b", "TWITCH_CHANNELS"),
             ("ADMIN_TOKEN", "short", "ADMIN_TOKEN"),
+            ("SSE_KEEPALIVE_SECS", "0", "SSE_KEEPALIVE_SECS"),
+            ("SSE_KEEPALIVE_SECS", "301", "SSE_KEEPALIVE_SECS"),
             ("ADMIN_TOKEN", "with a space in it 0123456789", "ADMIN_TOKEN"),
         ];
         for (name, value, expected) in cases {

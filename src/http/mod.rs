@@ -65,6 +65,8 @@ pub struct HttpContext {
     pub admin_token: Secret,
     /// Ends open SSE streams so a graceful shutdown is never held up by an overlay.
     pub shutdown: CancellationToken,
+    /// Interval of SSE keep-alive comments (`SSE_KEEPALIVE_SECS`).
+    pub sse_keepalive: std::time::Duration,
 }
 
 /// `/api/state`: the state view plus who is answering.
@@ -156,7 +158,7 @@ pub fn routes(
     api::routes(ctx)
         .or(admin::routes(ctx))
         .unify()
-        .or(sse::route(ctx.hub.clone(), ctx.shutdown.clone()))
+        .or(sse::route(ctx.hub.clone(), ctx.shutdown.clone(), ctx.sse_keepalive))
         .unify()
         .or(overlay)
         .unify()

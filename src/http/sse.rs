@@ -16,8 +16,6 @@ use warp::sse::Event;
 use super::hub::{Client, HubEvent, HubHandle};
 use super::with;
 
-/// How often an idle stream sends a comment, so proxies and OBS keep the connection open.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How long a browser waits before reconnecting on its own (sent with every snapshot).
 pub const RETRY: Duration = Duration::from_secs(1);
 
@@ -28,9 +26,11 @@ struct Resume {
     last_event_id: Option<String>,
 }
 
+/// `keep_alive`: how often an idle stream sends a comment, so proxies and OBS keep the connection open.
 pub fn route(
     hub: HubHandle,
     shutdown: CancellationToken,
+    keep_alive: Duration,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     warp::path!("events")
         .and(warp::get())
@@ -38,6 +38,7 @@ pub fn route(
         .and(warp::query::<Resume>().or(warp::any().map(|| Resume { last_event_id: None })).unify())
         .and(with(hub))
         .and(with(shutdown))
+        .and(with(keep_alive))
         .then(events)
 }
 
@@ -46,6 +47,7 @@ async fn events(
     query: Resume,
     hub: HubHandle,
     shutdown: CancellationToken,
+    keep_alive: Duration,
 ) -> warp::reply::Response {
     use warp::Reply;
     // An id we cannot read is treated like no id: the client gets a snapshot.
@@ -53,7 +55,7 @@ async fn events(
     match hub.connect(last).await {
         Some(client) => {
             let stream = client_stream(client, shutdown);
-            warp::sse::reply(warp::sse::keep_alive().interval(KEEP_ALIVE).text("keep-alive").stream(stream))
+            warp::sse::reply(warp::sse::keep_alive().interval(keep_alive).text("keep-alive").stream(stream))
                 .into_response()
         }
         None => warp::reply::with_status("shutting down", StatusCode::SERVICE_UNAVAILABLE).into_response(),

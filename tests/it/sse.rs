@@ -183,3 +183,21 @@ async fn open_event_streams_end_on_shutdown_and_never_hold_it_up() {
         assert!(end.is_none(), "no more events after shutdown: {end:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_gets_keep_alive_comments() {
+    let app = TestApp::spawn_with(&[("SSE_KEEPALIVE_SECS", "1")]).await;
+    let mut sse = SseClient::connect(&app, None).await;
+    assert_eq!(sse.next().await.name, "snapshot");
+    let comment = tokio::time::timeout(ARRIVAL, async {
+        loop {
+            if let Some(at) = sse.buffer.find(":keep-alive") {
+                return at;
+            }
+            let chunk = sse.response.chunk().await.expect("read").expect("stream open");
+            sse.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(comment.is_ok(), "a keep-alive comment within {ARRIVAL:?}: {:?}", sse.buffer);
+}
