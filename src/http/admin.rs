@@ -169,8 +169,8 @@ fn message(text: Option<String>) -> Option<String> {
 // ---- POST /api/events/publish ----
 
 /// The older bot's publish body: `{"type", "payload", "options": {"localOnly", "redisOnly"}}`.
+/// Unknown fields are ignored here (unlike our own bodies): older peers may send more.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PublishBody {
     #[serde(rename = "type")]
     kind: String,

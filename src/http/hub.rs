@@ -64,7 +64,9 @@ pub struct HistoryEntry {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub timestamp: u64,
-    pub remote: bool,
+    /// Whether another instance made it; `null` for admin and routing events, whose origin the change
+    /// feed does not carry.
+    pub remote: Option<bool>,
     pub data: serde_json::Value,
 }
 
@@ -378,7 +380,7 @@ impl Fanout {
         info!("overlay hub resynchronised");
     }
 
-    fn record(&self, entry: (&'static str, serde_json::Value, u64, bool)) {
+    fn record(&self, entry: Recorded) {
         let (kind, data, timestamp, remote) = entry;
         let mut history = self.handle.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if history.len() == HISTORY_RING {
@@ -387,6 +389,9 @@ impl Fanout {
         history.push_back(HistoryEntry { id: self.last_id, kind, timestamp, remote, data });
     }
 }
+
+/// A history entry before it gets its id: `type`, `data`, `timestamp`, `remote`.
+type Recorded = (&'static str, serde_json::Value, u64, Option<bool>);
 
 #[derive(Debug, Clone)]
 struct Param {
@@ -467,10 +472,7 @@ impl Mirror {
 
     /// Applies a change; returns its coalescing key, the update payload and the history entry
     /// (`type`, `data`, `timestamp`, `remote`).
-    fn apply(
-        &mut self,
-        change: &Change,
-    ) -> (Option<Key>, serde_json::Value, (&'static str, serde_json::Value, u64, bool)) {
+    fn apply(&mut self, change: &Change) -> (Option<Key>, serde_json::Value, Recorded) {
         let now = wall_ms_now();
         match change {
             Change::Param { variable, value, user, source, wall_ms } => {
@@ -481,14 +483,14 @@ impl Mirror {
                 let remote = *source != self.me;
                 let history = json!({"variable": name, "value": value, "user": user, "source_instance": source});
                 let update = json!({"type": "parameter", "variable": name, "parameter": view});
-                (Some(Key::Param(name.into())), update, ("parameter_update", history, *wall_ms, remote))
+                (Some(Key::Param(name.into())), update, ("parameter_update", history, *wall_ms, Some(remote)))
             }
             Change::Cleared { variables } => {
                 for v in variables.iter() {
                     self.params.remove(v);
                 }
                 let data = json!({"action": "clear_all", "cleared": variables.len()});
-                (Some(Key::State), self.state_update("cleared all parameters"), ("admin_command", data, now, false))
+                (Some(Key::State), self.state_update("cleared all parameters"), ("admin_command", data, now, None))
             }
             Change::Route { output, route } => {
                 let (action, text) = match route {
@@ -503,23 +505,19 @@ impl Mirror {
                 };
                 let variable = route.as_ref().map(|r| r.variable.to_string());
                 let data = json!({"action": action, "output": output.to_string(), "variable": variable});
-                (Some(Key::State), self.state_update(&text), ("routing_change", data, now, false))
+                (Some(Key::State), self.state_update(&text), ("routing_change", data, now, None))
             }
             Change::Overlay { enabled } => {
                 self.overlay = *enabled;
                 let data = json!({"action": "overlay_toggle", "enabled": enabled});
-                (
-                    Some(Key::Overlay),
-                    json!({"type": "overlay", "enabled": enabled}),
-                    ("admin_command", data, now, false),
-                )
+                (Some(Key::Overlay), json!({"type": "overlay", "enabled": enabled}), ("admin_command", data, now, None))
             }
             Change::Emergency { active, message } => {
                 self.emergency = Emergency { active: *active, message: message.clone() };
                 let action = if *active { "emergency_stop" } else { "resume" };
                 let data = json!({"action": action, "message": message});
                 let update = json!({"type": "emergency", "active": active, "message": message});
-                (Some(Key::Emergency), update, ("admin_command", data, now, false))
+                (Some(Key::Emergency), update, ("admin_command", data, now, None))
             }
         }
     }

@@ -298,6 +298,8 @@ async fn read_endpoints_report_health_history_catalog_metrics_and_pages() {
     assert_eq!(history["events"][0]["data"], json!({"action": "overlay_toggle", "enabled": false}));
     let params = app.get_json("/api/events/history?eventType=parameter_update&limit=1").await;
     assert_eq!(params["count"], 1);
+    assert_eq!(params["events"][0]["remote"], false);
+    assert_eq!(history["events"][0]["remote"], Value::Null, "admin events do not carry their origin");
     assert_eq!(
         params["events"][0]["data"],
         json!({"variable": "doorway#1.gain", "value": 3, "user": "bob", "source_instance": "bot-001"})
