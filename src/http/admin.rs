@@ -7,7 +7,6 @@
 
 use std::time::Instant;
 
-use futures_util::Stream;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -83,16 +82,8 @@ fn authorized(
             if length.and_then(|l| l.trim().parse::<usize>().ok()).is_some_and(|l| l > MAX_BODY_BYTES) {
                 return Err(ApiError::TooLarge);
             }
-            read_body(body).await
+            read_limited(body).await
         })
-}
-
-async fn read_body<S, B>(body: S) -> Result<Vec<u8>, ApiError>
-where
-    S: Stream<Item = Result<B, warp::Error>>,
-    B: warp::Buf,
-{
-    read_limited(body).await
 }
 
 /// An authorised write whose body is the JSON `T` (an empty body counts as `{}` for optional ones).

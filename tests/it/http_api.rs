@@ -361,3 +361,27 @@ async fn every_endpoint_the_readme_lists_exists() {
     }
     assert!(checked >= 20, "the README's endpoint tables were found ({checked} rows)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_without_length_is_cut_off_at_the_limit_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_admin().await;
+    let mut stream = tokio::net::TcpStream::connect(app.http_addr).await.expect("connect");
+    let head = format!(
+        "POST /api/admin/emergency-stop HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        app.http_addr
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let chunk = format!("{:x}\r\n{}\r\n", 4096, " ".repeat(4096));
+    // 20 KiB in five chunks and no final chunk: the server must answer once it has read past 16 KiB,
+    // without waiting for the end of the body (nothing is left unread, so the close is clean).
+    for _ in 0..5 {
+        stream.write_all(chunk.as_bytes()).await.expect("chunk");
+    }
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(crate::helpers::ARRIVAL, stream.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert_untouched(&app).await;
+}
