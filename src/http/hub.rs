@@ -614,6 +614,43 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn the_hubs_mirror_matches_the_coordinators_state_view() {
+        let (coord, hub, _, catalog) = start(4096).await;
+        let op = crate::gate::Sender::operator("op");
+        let lines = [
+            "!admin es9out#1 → doorway#1.threshold",
+            "doorway#1.threshold: 89",
+            "!admin esx8cv#1.out#2 → doorway#1.threshold",
+            "doorway#1.gain: 3",
+            "!admin clear",
+            "navigator#1.x: 5",
+            "!admin remove es9out#1",
+            "!admin es9out#2 → navigator#1.x",
+            "!admin overlay off",
+            "!admin emergency stop smoke",
+        ];
+        for line in lines {
+            let command = crate::command::parse(line, &catalog).expect("valid line");
+            assert!(matches!(
+                coord.submit(op.clone(), command, Instant::now()).await,
+                crate::coord::Outcome::Done { .. }
+            ));
+        }
+        assert!(coord.apply_remote(remote_set(&catalog, u64::MAX >> 1, "doorway#2.gain", 64)).await);
+        let client = hub.connect(None).await.expect("client");
+        let snapshot = client.queue.pop().expect("snapshot");
+        let mut mirrored: serde_json::Value = serde_json::from_str(&snapshot.data).expect("json");
+        assert_eq!(mirrored["instance_id"], "bot-001");
+        mirrored.as_object_mut().expect("object").remove("instance_id");
+        let state = coord.snapshot().await.expect("state");
+        // Through text, as clients see both: f32 voltages print the same way.
+        let expected: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&state.view("bot-001", 127)).expect("json")).expect("json");
+        assert_eq!(mirrored, expected);
+        assert_eq!(expected["parameters"]["doorway#2.gain"]["remote"], true, "the sequence covers remote writes");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_resume_is_a_replay_only_while_it_fits_a_client_queue() {
         let (coord, hub, _, catalog) = start(4096).await;
         let first = hub.connect(None).await.expect("client").queue.pop().expect("snapshot").id;
