@@ -21,7 +21,7 @@ use crate::chat::{Intake, run_demo, run_terminal};
 use crate::config::Config;
 use crate::coord::{Alone, CoordHandle, Coordinator, Presence};
 use crate::gate::{Gate, GatePolicy};
-use crate::http::HttpContext;
+use crate::http::{HttpContext, Hub};
 use crate::osc::{Encoder, OscStage};
 use crate::redis_link::presence::ClusterPresence;
 use crate::redis_link::{LinkSettings, RedisLink};
@@ -200,8 +200,12 @@ pub async fn start(
         ),
     );
 
+    let intake = Intake::new(catalog.clone(), coord.clone(), stats.clone());
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http_listener.local_addr()?;
+    let hub = Hub::new(instance.clone(), catalog.value_max(), coord.clone(), stats.clone());
+    let (hub, hub_task) = hub.spawn(shutdown.clone()).await.context("the coordinator stopped during start-up")?;
+    sup.critical("overlay-hub", hub_task);
     let ctx = HttpContext {
         instance_id: instance.clone(),
         value_max: catalog.value_max(),
@@ -209,10 +213,15 @@ pub async fn start(
         stats: stats.clone(),
         redis_status,
         overlay_dir: PathBuf::from("overlay"),
+        catalog: catalog.clone(),
+        intake: intake.clone(),
+        hub,
+        admin_token: config.admin_token.clone(),
+        shutdown: shutdown.clone(),
+        sse_keepalive: config.sse_keepalive,
     };
     sup.critical("http", crate::http::serve(http_listener, ctx, shutdown.clone()));
 
-    let intake = Intake::new(catalog.clone(), coord.clone(), stats.clone());
     if let Some(input) = extras.chat_input {
         sup.optional(
             "terminal chat",
@@ -339,6 +348,11 @@ fn announce(instance: &str, http_addr: SocketAddr, config: &Config) {
     info!(instance = %instance, "cvbot is live");
     info!("overlay (OBS browser source): http://{shown}/overlay");
     info!("state: http://{shown}/api/state   health: http://{shown}/healthz");
+    if config.admin_token.is_set() {
+        info!("admin page: http://{shown}/admin (log in with ADMIN_TOKEN)");
+    } else {
+        info!("admin page: http://{shown}/admin (write endpoints disabled until ADMIN_TOKEN is set)");
+    }
     info!(targets = ?config.osc_targets, "OSC output");
 }
 

@@ -93,6 +93,10 @@ pub struct Config {
     pub twitch_irc_addr: Option<SocketAddr>,
     /// `CHAT_REPLY_ERRORS`: tell viewers in chat why their command did nothing.
     pub chat_reply_errors: bool,
+    /// Bearer token for the HTTP write endpoints and the admin page; unset disables them.
+    pub admin_token: Secret,
+    /// How often an idle SSE stream (overlay, admin page) gets a keep-alive comment.
+    pub sse_keepalive: Duration,
 }
 
 /// Every variable with its default, in the order `cvbot config` and `.env.example` list them.
@@ -123,6 +127,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("OUTBOX_CAPACITY", "10000"),
     ("TWITCH_IRC_ADDR", ""),
     ("CHAT_REPLY_ERRORS", "false"),
+    ("ADMIN_TOKEN", ""),
+    ("SSE_KEEPALIVE_SECS", "15"),
 ];
 
 struct Vars(HashMap<String, String>);
@@ -217,6 +223,8 @@ impl Config {
                 .max(1),
             twitch_irc_addr,
             chat_reply_errors: boolean("CHAT_REPLY_ERRORS", v.get("CHAT_REPLY_ERRORS"), false)?,
+            admin_token: admin_token(v.get("ADMIN_TOKEN"))?,
+            sse_keepalive: Duration::from_secs(keepalive_secs(v.get("SSE_KEEPALIVE_SECS"))?),
         })
     }
 
@@ -257,6 +265,8 @@ impl Config {
             ("OUTBOX_CAPACITY", self.outbox_capacity.to_string()),
             ("TWITCH_IRC_ADDR", self.twitch_irc_addr.map(|a| a.to_string()).unwrap_or_default()),
             ("CHAT_REPLY_ERRORS", self.chat_reply_errors.to_string()),
+            ("ADMIN_TOKEN", self.admin_token.to_string()),
+            ("SSE_KEEPALIVE_SECS", self.sse_keepalive.as_secs().to_string()),
         ]
     }
 }
@@ -294,6 +304,25 @@ pub fn mask_url(url: &str) -> String {
 /// Twitch logins (and so channel names): 1-25 of `a-z`, `0-9`, `_` (lower-cased before this check).
 fn is_twitch_login(name: &str) -> bool {
     (1..=25).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The HTTP admin token: long enough that guessing it is hopeless, and printable so it fits a header.
+fn admin_token(value: Option<&str>) -> Result<Secret, ConfigError> {
+    let Some(token) = value else { return Ok(Secret::default()) };
+    if token.len() < 16 {
+        return Err(err("ADMIN_TOKEN", "must be at least 16 characters (try `openssl rand -hex 24`)"));
+    }
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(err("ADMIN_TOKEN", "must be printable ASCII without spaces"));
+    }
+    Ok(Secret(token.to_owned()))
+}
+
+fn keepalive_secs(value: Option<&str>) -> Result<u64, ConfigError> {
+    match number("SSE_KEEPALIVE_SECS", value, 15, 300)? {
+        0 => Err(err("SSE_KEEPALIVE_SECS", "must be at least 1")),
+        n => Ok(n),
+    }
 }
 
 fn list(value: Option<&str>) -> impl Iterator<Item = &str> {
@@ -427,6 +456,10 @@ mod tests {
             ("TWITCH_IRC_ADDR", "127.0.0.1:notaport", "TWITCH_IRC_ADDR"),
             ("CHAT_REPLY_ERRORS", "loud", "CHAT_REPLY_ERRORS"),
             ("TWITCH_OAUTH_TOKEN", "oauth:abc", "TWITCH_USERNAME"),
+            ("ADMIN_TOKEN", "short", "ADMIN_TOKEN"),
+            ("SSE_KEEPALIVE_SECS", "0", "SSE_KEEPALIVE_SECS"),
+            ("SSE_KEEPALIVE_SECS", "301", "SSE_KEEPALIVE_SECS"),
+            ("ADMIN_TOKEN", "with a space in it 0123456789", "ADMIN_TOKEN"),
         ];
         for (name, value, expected) in cases {
             let e = cfg(&[(name, value)]).expect_err(&format!("{name}={value} must be refused"));
@@ -454,11 +487,17 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let c = cfg(&[("TWITCH_OAUTH_TOKEN", "oauth:supersecret"), ("TWITCH_USERNAME", "bot")]).expect("valid");
+        let c = cfg(&[
+            ("TWITCH_OAUTH_TOKEN", "oauth:supersecret"),
+            ("TWITCH_USERNAME", "bot"),
+            ("ADMIN_TOKEN", "supersecret-admin-token"),
+        ])
+        .expect("valid");
         assert!(!format!("{c:?}").contains("supersecret"));
         let described = c.describe().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n");
         assert!(!described.contains("supersecret"));
         assert!(described.contains("TWITCH_OAUTH_TOKEN=****"));
+        assert!(described.contains("ADMIN_TOKEN=****"));
     }
 
     #[test]

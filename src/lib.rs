@@ -8,12 +8,12 @@
 //! One pipeline, one module per stage, each arrow a typed channel or a method call:
 //!
 //! ```text
-//! chat (terminal | demo | twitch)  ->  command (parse)  ->  gate (roles, rate)  ->  coord (stamp, apply)
-//!                                                                              |-> state (LWW registers)
-//!                                                                              '-> change feed
-//!                                                                                    |-> osc (UDP /cv, /routing)
-//!                                                                                    |-> routes_file (persist)
-//!                                                                                    '-> http (/api/state)
+//! chat (terminal | demo | twitch | HTTP) ->  command (parse)  ->  gate (roles, rate)  ->  coord (stamp, apply)
+//!                                                                                     |-> state (LWW registers)
+//!                                                                                     '-> change feed
+//!                                                                                           |-> osc (UDP /cv, /routing)
+//!                                                                                           |-> routes_file (persist)
+//!                                                                                           '-> http::hub (SSE /events)
 //! ```
 //!
 //! * [`catalog`]: modules, parameters, outputs; validates names.
@@ -27,6 +27,8 @@
 //! * [`chat`]: the intake and the terminal and demo chat sources.
 //! * [`twitch`]: the Twitch chat source: IRC client, roles from badges, throttled replies.
 //! * [`http`]: warp routes.
+//! * [`http`]: warp routes: overlay and admin pages, SSE (`/events`) through the overlay hub, the JSON
+//!   API and `/metrics`; writes become commands for the coordinator.
 //! * [`config`]: environment to validated [`config::Config`].
 //! * [`stats`]: counters and the log throttle.
 //! * [`app`]: wiring and supervision: [`app::start`], [`app::run`].

@@ -89,6 +89,7 @@ fn config_prints_the_effective_configuration_with_secrets_masked() {
             ("TWITCH_USERNAME", "streambot"),
             ("MAX_OSC_PORT", "9001"),
             ("ADMIN_USERNAME", "Streamer"),
+            ("ADMIN_TOKEN", "hunter3-admin-token-hunter3"),
         ],
         &["config"],
     );
@@ -96,7 +97,8 @@ fn config_prints_the_effective_configuration_with_secrets_masked() {
     assert!(stdout.contains("OSC_TARGETS=127.0.0.1:9001"), "{stdout}");
     assert!(stdout.contains("ADMIN_USERS=streamer"), "{stdout}");
     assert!(stdout.contains("TWITCH_OAUTH_TOKEN=****"), "{stdout}");
-    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert!(stdout.contains("ADMIN_TOKEN=****"), "{stdout}");
+    assert!(!stdout.contains("hunter2") && !stdout.contains("hunter3"), "{stdout}");
 }
 
 #[test]
@@ -213,11 +215,20 @@ async fn terminal_chat_drives_osc_and_sigterm_exits_cleanly_within_two_seconds()
 async fn without_a_terminal_or_pipe_the_bot_serves_and_prints_its_urls() {
     let osc = OscReceiver::bind().await;
     let mut bot = Bot::start(&osc, Stdio::null());
-    let (code, _) = bot.terminate();
+    // An overlay is connected: its open event stream must not hold up the exit.
+    let mut overlay = std::net::TcpStream::connect(&bot.http).expect("connect");
+    overlay.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(overlay, "GET /events HTTP/1.1\r\nHost: {}\r\n\r\n", bot.http).expect("request");
+    let mut head = [0u8; 512];
+    let n = std::io::Read::read(&mut overlay, &mut head).expect("the stream starts");
+    assert!(String::from_utf8_lossy(&head[..n]).contains("text/event-stream"));
+    let (code, took) = bot.terminate();
     assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(2), "shutdown with an open overlay took {took:?}");
     let mut stderr = String::new();
     std::io::Read::read_to_string(bot.child.stderr.as_mut().expect("stderr"), &mut stderr).expect("read stderr");
     assert!(stderr.contains(&format!("http://{}/overlay", bot.http)), "{stderr}");
+    assert!(stderr.contains(&format!("http://{}/admin", bot.http)), "{stderr}");
     assert!(!stderr.contains("type chat commands here"), "stdin is /dev/null: no terminal chat");
 }
 

@@ -182,3 +182,17 @@ impl TestApp {
         self.dir
     }
 }
+
+/// The admin token the HTTP tests configure.
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+impl TestApp {
+    /// Started with `ADMIN_TOKEN` set to [`TOKEN`] (and no cooldown, so tests can write quickly).
+    pub async fn spawn_admin() -> TestApp {
+        Self::spawn_with(&[("ADMIN_TOKEN", TOKEN), ("RATE_LIMIT_MS", "0")]).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr)
+    }
+}

@@ -1,10 +1,14 @@
 //! One integration-test binary: the real app in-process (`TestApp`) and the built `cvbot` binary,
-//! real UDP sockets decoded with rosc, real HTTP, and a local IRC server speaking Twitch's dialect.
+//! real UDP sockets decoded with rosc, real HTTP and SSE, a local IRC server speaking Twitch's dialect,
+//! and the overlay in headless Chromium.
 
 mod binary;
 mod cluster;
 mod fake_twitch;
 mod helpers;
+mod http_api;
+mod overlay;
 mod pipeline;
 mod redis_server;
+mod sse;
 mod twitch;

@@ -1,0 +1,418 @@
+//! The write endpoints, all behind `Authorization: Bearer $ADMIN_TOKEN`: publish an event, inject a
+//! chat line, edit routes, and the admin actions (clear, overlay, emergency stop, resume).
+//!
+//! The token is checked before the body is read; a refused request changes nothing. Every write is
+//! turned into a `Command` and submitted to the coordinator (chat lines go through the shared
+//! `Intake`), exactly like a chat command: HTTP never touches State. Knows no OSC or Redis wire format.
+
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use warp::Filter;
+use warp::http::Method;
+use warp::reply::Response;
+
+use super::auth::authorize;
+use super::{ApiError, HttpContext, MAX_BODY_BYTES, read_limited, respond, with};
+use crate::catalog::{Output, Variable};
+use crate::command::{AdminCommand, Command, MAX_MESSAGE_CHARS};
+use crate::coord::{Outcome, Refusal};
+use crate::gate::Sender;
+
+/// Who HTTP admin actions are attributed to on the overlay and in the logs.
+pub const HTTP_ADMIN: &str = "http-admin";
+/// Longest user name `POST /api/chat` accepts (Twitch logins are at most 25 characters).
+pub const MAX_USER_CHARS: usize = 64;
+
+pub fn routes(ctx: &HttpContext) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + use<> {
+    let session = warp::path!("api" / "admin" / "session")
+        .and(warp::get())
+        .and(authorized(ctx))
+        .map(|checked: Result<Vec<u8>, ApiError>| respond(checked.map(|_| json!({ "ok": true }))));
+    let publish = warp::path!("api" / "events" / "publish").and(warp::post()).and(write(ctx, publish));
+    let chat = warp::path!("api" / "chat").and(warp::post()).and(write(ctx, chat));
+    let clear =
+        warp::path!("api" / "admin" / "clear").and(warp::post()).and(write(ctx, |_: HttpContext, _: Empty| clear()));
+    let overlay = warp::path!("api" / "admin" / "overlay").and(warp::post()).and(write(ctx, overlay));
+    let stop = warp::path!("api" / "admin" / "emergency-stop").and(warp::post()).and(write(ctx, emergency_stop));
+    let resume =
+        warp::path!("api" / "admin" / "resume").and(warp::post()).and(write(ctx, |_: HttpContext, _: Empty| resume()));
+    let route_get = warp::path!("api" / "routes" / String)
+        .and(warp::get())
+        .and(with(ctx.clone()))
+        .then(|output: String, ctx: HttpContext| async move { respond(get_route(&ctx, &output).await) });
+    let route_write =
+        warp::path!("api" / "routes" / String).and(warp::method()).and(authorized(ctx)).and(with(ctx.clone())).then(
+            |output: String, method: Method, body: Result<Vec<u8>, ApiError>, ctx: HttpContext| async move {
+                respond(write_route(&ctx, &output, &method, body).await)
+            },
+        );
+    session
+        .or(publish)
+        .unify()
+        .or(chat)
+        .unify()
+        .or(clear)
+        .unify()
+        .or(overlay)
+        .unify()
+        .or(stop)
+        .unify()
+        .or(resume)
+        .unify()
+        .or(route_get)
+        .unify()
+        .or(route_write)
+        .unify()
+}
+
+/// The token check, then the body (at most [`MAX_BODY_BYTES`]). A refused token means the body is
+/// never read.
+fn authorized(
+    ctx: &HttpContext,
+) -> impl Filter<Extract = (Result<Vec<u8>, ApiError>,), Error = warp::Rejection> + Clone + use<> {
+    warp::header::optional::<String>("authorization")
+        .and(warp::header::optional::<String>("content-length"))
+        .and(warp::body::stream())
+        .and(with(ctx.admin_token.clone()))
+        .then(|auth: Option<String>, length: Option<String>, body, token| async move {
+            authorize(&token, auth.as_deref())?;
+            if length.and_then(|l| l.trim().parse::<usize>().ok()).is_some_and(|l| l > MAX_BODY_BYTES) {
+                return Err(ApiError::TooLarge);
+            }
+            read_limited(body).await
+        })
+}
+
+/// An authorised write whose body is the JSON `T` (an empty body counts as `{}` for optional ones).
+fn write<T, F, Fut>(
+    ctx: &HttpContext,
+    handler: F,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + use<T, F, Fut>
+where
+    T: DeserializeOwned + Send + 'static,
+    F: Fn(HttpContext, T) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, ApiError>> + Send + 'static,
+{
+    authorized(ctx).and(with(ctx.clone())).then(move |body: Result<Vec<u8>, ApiError>, ctx: HttpContext| {
+        let handler = handler.clone();
+        async move {
+            let result = async {
+                let body = parse_json::<T>(&body?)?;
+                match handler(ctx.clone(), body).await? {
+                    Action::Submit(sender, command) => submit(&ctx, sender, command).await,
+                    Action::Answer(value) => Ok(value),
+                }
+            };
+            respond(result.await)
+        }
+    })
+}
+
+/// What a write handler decided: a command to submit, or an answer already made.
+#[derive(Debug)]
+pub enum Action {
+    Submit(Sender, Command),
+    Answer(serde_json::Value),
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| ApiError::BadJson(e.to_string()))
+}
+
+fn operator(name: Option<&str>) -> Sender {
+    Sender::operator(name.filter(|n| !n.trim().is_empty()).unwrap_or(HTTP_ADMIN))
+}
+
+/// Submits through the coordinator and says what happened.
+async fn submit(ctx: &HttpContext, sender: Sender, command: Command) -> Result<serde_json::Value, ApiError> {
+    outcome(ctx.coord.submit(sender, command, Instant::now()).await)
+}
+
+fn outcome(outcome: Outcome) -> Result<serde_json::Value, ApiError> {
+    match outcome {
+        Outcome::Done { reply } => Ok(json!({ "applied": true, "reply": reply })),
+        Outcome::Refused(r @ (Refusal::Overloaded | Refusal::ShuttingDown)) => {
+            Err(ApiError::Unavailable(r.to_string()))
+        }
+        Outcome::Refused(r) => Err(ApiError::Refused(r.to_string())),
+    }
+}
+
+fn variable(ctx: &HttpContext, name: &str) -> Result<Variable, ApiError> {
+    ctx.catalog.parse_variable(name.trim()).ok_or_else(|| ApiError::BadRequest(format!("unknown variable {name:?}")))
+}
+
+fn output(ctx: &HttpContext, name: &str) -> Result<Output, ApiError> {
+    ctx.catalog.output(name.trim()).ok_or_else(|| ApiError::NotFound(format!("unknown output {name:?}")))
+}
+
+/// An emergency message as the chat parser would keep it: one line, control characters removed, cut.
+fn message(text: Option<String>) -> Option<String> {
+    let text: String = text?.chars().filter(|c| !c.is_control()).take(MAX_MESSAGE_CHARS).collect();
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+// ---- POST /api/events/publish ----
+
+/// The older bot's publish body: `{"type", "payload", "options": {"localOnly", "redisOnly"}}`.
+/// Unknown fields are ignored here (unlike our own bodies): older peers may send more.
+#[derive(Debug, Deserialize)]
+pub struct PublishBody {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    payload: serde_json::Value,
+    #[serde(default)]
+    options: PublishOptions,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishOptions {
+    #[serde(default)]
+    local_only: bool,
+    #[serde(default)]
+    redis_only: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct ParameterPayload {
+    variable: String,
+    value: serde_json::Value,
+    user: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RoutingPayload {
+    output: String,
+    variable: Option<String>,
+    action: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AdminPayload {
+    action: String,
+    enabled: Option<bool>,
+    message: Option<String>,
+    admin: Option<String>,
+}
+
+fn payload<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("bad payload: {e}")))
+}
+
+async fn publish(ctx: HttpContext, body: PublishBody) -> Result<Action, ApiError> {
+    if body.options.redis_only {
+        // Nothing would reach anyone: refuse rather than pretend.
+        return Err(ApiError::Unavailable("redisOnly: Redis is not available in this build; nothing applied".into()));
+    }
+    let _ = body.options.local_only; // Local-only is all this build does; the flag is accepted for peers.
+    let command = match body.kind.as_str() {
+        "parameter_update" => {
+            let p: ParameterPayload = payload(body.payload)?;
+            let variable = variable(&ctx, &p.variable)?;
+            let value =
+                p.value.as_u64().and_then(|v| u8::try_from(v).ok()).filter(|v| *v <= ctx.value_max).ok_or_else(
+                    || ApiError::BadRequest(format!("value must be a whole number from 0 to {}", ctx.value_max)),
+                )?;
+            return Ok(Action::Submit(operator(p.user.as_deref()), Command::Set { variable, value }));
+        }
+        "routing_change" => {
+            let p: RoutingPayload = payload(body.payload)?;
+            let output = output(&ctx, &p.output).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            match (p.action.as_deref(), p.variable) {
+                (Some("remove"), _) | (None, None) => AdminCommand::Unroute { output },
+                (Some("add") | None, Some(v)) => AdminCommand::Route { output, variable: variable(&ctx, &v)? },
+                (Some("add"), None) => return Err(ApiError::BadRequest("routing add needs a variable".into())),
+                (Some(other), _) => {
+                    return Err(ApiError::BadRequest(format!("routing action {other:?} is not add or remove")));
+                }
+            }
+        }
+        "admin_command" => {
+            let p: AdminPayload = payload(body.payload)?;
+            let command = match p.action.as_str() {
+                "clear_all" => AdminCommand::Clear,
+                "overlay_toggle" => AdminCommand::Overlay {
+                    enabled: p.enabled.ok_or_else(|| ApiError::BadRequest("overlay_toggle needs `enabled`".into()))?,
+                },
+                "emergency_stop" => AdminCommand::EmergencyStop { message: message(p.message) },
+                "resume" => AdminCommand::Resume,
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "admin action {other:?} is not clear_all, overlay_toggle, emergency_stop or resume"
+                    )));
+                }
+            };
+            return Ok(Action::Submit(operator(p.admin.as_deref()), Command::Admin(command)));
+        }
+        "system_broadcast" => {
+            return Err(ApiError::BadRequest("system_broadcast is not supported yet: nothing applied".into()));
+        }
+        other => return Err(ApiError::BadRequest(format!("unknown event type {other:?}"))),
+    };
+    Ok(Action::Submit(operator(None), Command::Admin(command)))
+}
+
+// ---- POST /api/chat ----
+
+/// A chat message from another platform (or a test): it takes the same parser and gate as Twitch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatBody {
+    user: String,
+    text: String,
+    #[serde(default)]
+    badges: Vec<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+async fn chat(ctx: HttpContext, body: ChatBody) -> Result<Action, ApiError> {
+    let user = body.user.trim();
+    if user.is_empty() || user.chars().count() > MAX_USER_CHARS || user.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!("user must be 1 to {MAX_USER_CHARS} printable characters")));
+    }
+    let mut sender = Sender::viewer(user);
+    sender.user_id = body.user_id;
+    for badge in &body.badges {
+        match badge.to_ascii_lowercase().as_str() {
+            "broadcaster" => sender.broadcaster = true,
+            "moderator" => sender.moderator = true,
+            "vip" => sender.vip = true,
+            "subscriber" => sender.subscriber = true,
+            other => return Err(ApiError::BadRequest(format!("unknown badge {other:?}"))),
+        }
+    }
+    let result = match ctx.intake.submit(sender, &body.text).await {
+        Outcome::Done { reply } => json!({ "applied": true, "reply": reply }),
+        Outcome::Refused(reason) => json!({ "applied": false, "refused": reason.to_string() }),
+    };
+    Ok(Action::Answer(result))
+}
+
+// ---- admin actions ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+#[allow(clippy::unused_async)] // Write handlers share one async signature.
+async fn clear() -> Result<Action, ApiError> {
+    Ok(Action::Submit(operator(None), Command::Admin(AdminCommand::Clear)))
+}
+
+#[allow(clippy::unused_async)] // Write handlers share one async signature.
+async fn resume() -> Result<Action, ApiError> {
+    Ok(Action::Submit(operator(None), Command::Admin(AdminCommand::Resume)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayBody {
+    enabled: bool,
+}
+
+#[allow(clippy::unused_async)] // Write handlers share one async signature.
+async fn overlay(_: HttpContext, body: OverlayBody) -> Result<Action, ApiError> {
+    Ok(Action::Submit(operator(None), Command::Admin(AdminCommand::Overlay { enabled: body.enabled })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopBody {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[allow(clippy::unused_async)] // Write handlers share one async signature.
+async fn emergency_stop(_: HttpContext, body: StopBody) -> Result<Action, ApiError> {
+    let command = AdminCommand::EmergencyStop { message: message(body.message) };
+    Ok(Action::Submit(operator(None), Command::Admin(command)))
+}
+
+// ---- /api/routes/{output} ----
+
+/// Path segments arrive percent-encoded (`es9out%231`); output names are ASCII.
+fn decode_segment(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(Some(h)), Some(Some(l))) =
+                (bytes.get(i + 1).map(|b| hex(*b)), bytes.get(i + 2).map(|b| hex(*b)))
+        {
+            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn get_route(ctx: &HttpContext, segment: &str) -> Result<serde_json::Value, ApiError> {
+    let output = output(ctx, &decode_segment(segment))?;
+    let state = ctx.coord.snapshot().await.ok_or_else(|| ApiError::Unavailable("shutting down".into()))?;
+    let route = state.route(&output);
+    Ok(json!({
+        "output": output.as_str(),
+        "variable": route.map(|r| r.variable.to_string()),
+        "range": route.map(|r| [r.range.low, r.range.high]),
+        "safe": route.map(|r| r.safe),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteBody {
+    variable: String,
+}
+
+async fn write_route(
+    ctx: &HttpContext,
+    segment: &str,
+    method: &Method,
+    body: Result<Vec<u8>, ApiError>,
+) -> Result<serde_json::Value, ApiError> {
+    let body = body?;
+    let output = output(ctx, &decode_segment(segment))?;
+    let command = match *method {
+        Method::PUT => {
+            let body: RouteBody = parse_json(&body)?;
+            AdminCommand::Route { output, variable: variable(ctx, &body.variable)? }
+        }
+        Method::DELETE => AdminCommand::Unroute { output },
+        _ => return Err(ApiError::BadRequest("use GET, PUT or DELETE".into())),
+    };
+    submit(ctx, operator(None), Command::Admin(command)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(decode_segment("es9out%231"), "es9out#1");
+        assert_eq!(decode_segment("esx8cv%232.out%233"), "esx8cv#2.out#3");
+        assert_eq!(decode_segment("plain"), "plain");
+        assert_eq!(decode_segment("bad%2"), "bad%2");
+        assert_eq!(decode_segment("%zz"), "%zz");
+    }
+
+    #[test]
+    fn messages_are_one_clean_line_of_bounded_length() {
+        assert_eq!(message(Some("  too\nbright \u{1b}[31m ".into())), Some("toobright [31m".into()));
+        assert_eq!(message(Some("   ".into())), None);
+        assert_eq!(message(Some("x".repeat(500))).map(|m| m.len()), Some(MAX_MESSAGE_CHARS));
+    }
+}

@@ -1,0 +1,203 @@
+//! The read-only endpoints: health and readiness, state, counters, catalogue, event health and
+//! history, and `/metrics` in the Prometheus text format.
+//!
+//! Reads snapshots and counters only; never submits anything. Knows no OSC, Redis wire format or chat.
+
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::json;
+use warp::Filter;
+use warp::reply::Response;
+
+use super::hub::HISTORY_RING;
+use super::{ApiError, ApiState, HttpContext, respond, with};
+use crate::stats::LinkStatus;
+
+/// Entries `/api/events/history` returns when no `limit` is given.
+pub const DEFAULT_HISTORY_LIMIT: usize = 50;
+
+pub fn routes(ctx: &HttpContext) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + use<> {
+    let get = warp::get().and(with(ctx.clone()));
+    let healthz = warp::path!("healthz").and(get.clone()).map(|_| respond(Ok(json!({ "status": "ok" }))));
+    let readyz = warp::path!("readyz").and(get.clone()).then(readyz);
+    let state = warp::path!("api" / "state")
+        .and(get.clone())
+        .then(|ctx: HttpContext| async move { respond(api_state(&ctx).await) });
+    let stats = warp::path!("api" / "stats").and(get.clone()).map(|ctx: HttpContext| respond(Ok(ctx.stats.snapshot())));
+    let catalog = warp::path!("api" / "catalog").and(get.clone()).map(|ctx: HttpContext| respond(Ok(catalog(&ctx))));
+    let health =
+        warp::path!("api" / "events" / "health").and(get.clone()).map(|ctx: HttpContext| respond(Ok(health(&ctx))));
+    let history = warp::path!("api" / "events" / "history")
+        .and(warp::query::<HistoryQuery>())
+        .and(get.clone())
+        .map(|q: HistoryQuery, ctx: HttpContext| respond(history(&ctx, &q)));
+    let metrics = warp::path!("metrics").and(get).map(|ctx: HttpContext| metrics(&ctx));
+    healthz
+        .or(readyz)
+        .unify()
+        .or(state)
+        .unify()
+        .or(stats)
+        .unify()
+        .or(catalog)
+        .unify()
+        .or(health)
+        .unify()
+        .or(history)
+        .unify()
+        .or(metrics)
+        .unify()
+}
+
+pub async fn api_state(ctx: &HttpContext) -> Result<ApiState, ApiError> {
+    let state = ctx.coord.snapshot().await.ok_or_else(|| ApiError::Unavailable("shutting down".into()))?;
+    Ok(ApiState {
+        instance_id: ctx.instance_id.to_string(),
+        state: state.view(&ctx.instance_id, ctx.value_max),
+        redis: ctx.redis_status.borrow().as_str(),
+    })
+}
+
+/// Ready when the coordinator answers (catalogue loaded, state owned) and HTTP is bound (we are
+/// answering). Redis is reported, not required: the bot serves local-only without it.
+async fn readyz(ctx: HttpContext) -> Response {
+    use warp::Reply;
+    let redis = ctx.redis_status.borrow().as_str();
+    if ctx.coord.snapshot().await.is_some() {
+        respond(Ok(json!({ "status": "ready", "catalog": true, "http": true, "redis": redis })))
+    } else {
+        let body = warp::reply::json(&json!({ "status": "shutting down", "redis": redis }));
+        warp::reply::with_status(body, warp::http::StatusCode::SERVICE_UNAVAILABLE).into_response()
+    }
+}
+
+fn catalog(ctx: &HttpContext) -> serde_json::Value {
+    let outputs: Vec<serde_json::Value> = ctx
+        .catalog
+        .outputs()
+        .iter()
+        .map(|o| {
+            let range = ctx.catalog.output_range(o);
+            json!({ "name": o.as_str(), "group": ctx.catalog.output_group(o), "range": [range.low, range.high] })
+        })
+        .collect();
+    let modules: Vec<serde_json::Value> = ctx
+        .catalog
+        .modules()
+        .into_iter()
+        .map(|(name, (series, instances, parameters))| {
+            json!({ "name": name, "series": series, "instances": instances, "parameters": parameters })
+        })
+        .collect();
+    json!({
+        "value_max": ctx.catalog.value_max(),
+        "max_input_jacks": ctx.catalog.max_input_jacks(),
+        "outputs": outputs,
+        "modules": modules,
+    })
+}
+
+/// `/api/events/health`. There is no Redis link in this build yet, so the mode is `local-only` and
+/// every Redis figure is zero or null: reported honestly rather than invented.
+fn health(ctx: &HttpContext) -> serde_json::Value {
+    let status = *ctx.redis_status.borrow();
+    let (mode, healthy) = match status {
+        LinkStatus::Connected => ("hybrid", true),
+        LinkStatus::Disabled => ("local-only", true),
+        LinkStatus::Connecting | LinkStatus::Degraded => ("local-only", false),
+    };
+    let stats = ctx.stats.snapshot();
+    let get = |name: &str| stats.get(name).copied().unwrap_or(0);
+    json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "mode": mode,
+        "instance_id": ctx.instance_id.as_ref(),
+        "instances": [ctx.instance_id.as_ref()],
+        "redis": {
+            "status": status.as_str(),
+            "connected": status == LinkStatus::Connected,
+            "probe_latency_ms": null,
+        },
+        "subscriptions": {
+            "redis_channels": 0,
+            "sse_clients": ctx.hub.clients(),
+        },
+        "events": {
+            "published": 0,
+            "publish_failed": 0,
+            "received": get("remote_applied"),
+            "applied_local": get("local_applied"),
+            "stale": get("stale_events"),
+            "outbox_overflow": get("outbox_overflow"),
+            "sse_client_resyncs": ctx.hub.client_resyncs(),
+        },
+    })
+}
+
+/// `?eventType=&limit=&source=local|redis`.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    #[serde(rename = "eventType")]
+    event_type: Option<String>,
+    limit: Option<String>,
+    source: Option<String>,
+}
+
+const EVENT_TYPES: [&str; 4] = ["parameter_update", "routing_change", "system_broadcast", "admin_command"];
+
+fn history(ctx: &HttpContext, q: &HistoryQuery) -> Result<serde_json::Value, ApiError> {
+    match q.source.as_deref().unwrap_or("local") {
+        "local" => {}
+        "redis" => {
+            return Err(ApiError::Unavailable(
+                "Redis history is not available: this build has no Redis link yet; use source=local".into(),
+            ));
+        }
+        other => return Err(ApiError::BadRequest(format!("source {other:?} is not local or redis"))),
+    }
+    let kind = q.event_type.as_deref().filter(|t| !t.is_empty());
+    if let Some(k) = kind
+        && !EVENT_TYPES.contains(&k)
+    {
+        return Err(ApiError::BadRequest(format!("eventType {k:?} is not one of {}", EVENT_TYPES.join(", "))));
+    }
+    let limit = match q.limit.as_deref() {
+        None | Some("") => DEFAULT_HISTORY_LIMIT,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=HISTORY_RING).contains(n))
+            .ok_or_else(|| ApiError::BadRequest(format!("limit must be a number from 1 to {HISTORY_RING}")))?,
+    };
+    let events = ctx.hub.history(kind, limit);
+    Ok(json!({ "source": "local", "count": events.len(), "events": events }))
+}
+
+/// `/metrics`: every `Stats` counter plus the hub's figures, read at scrape time.
+fn metrics(ctx: &HttpContext) -> Response {
+    use warp::Reply;
+    let mut registry = Registry::with_prefix("cvbot");
+    for (name, value) in ctx.stats.snapshot() {
+        let help = format!("cvbot counter {name} (see /api/stats)");
+        registry.register(name, help, ConstCounter::new(value));
+    }
+    registry.register(
+        "sse_client_resyncs",
+        "SSE clients whose queue overflowed and were sent a fresh snapshot",
+        ConstCounter::new(ctx.hub.client_resyncs()),
+    );
+    let clients = i64::try_from(ctx.hub.clients()).unwrap_or(i64::MAX);
+    registry.register("sse_clients", "SSE clients connected now", ConstGauge::new(clients));
+    let connected = i64::from(*ctx.redis_status.borrow() == LinkStatus::Connected);
+    registry.register("redis_connected", "1 while the Redis link is connected", ConstGauge::new(connected));
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+        Ok(()) => {
+            warp::reply::with_header(body, "content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                .into_response()
+        }
+        Err(e) => ApiError::Unavailable(format!("cannot encode metrics: {e}")).into_response(),
+    }
+}

@@ -1,0 +1,198 @@
+//! The HTTP server (warp, one port): the overlay and admin pages, the SSE feed, the JSON API and
+//! Prometheus metrics.
+//!
+//! Reads state through the coordinator's snapshots and the overlay hub; every write becomes a
+//! `Command` submitted to the coordinator (or a chat line through the shared `Intake`), so HTTP never
+//! mutates State itself. Knows no OSC addresses, Redis wire format or chat grammar.
+//!
+//! * [`hub`]: the overlay hub task (numbering, replay ring, history, per-client queues).
+//! * [`sse`]: `GET /events`.
+//! * [`api`]: the read-only JSON endpoints and `/metrics`.
+//! * [`admin`]: the write endpoints (bearer token).
+//! * [`auth`]: the token check.
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod hub;
+pub mod sse;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use crate::catalog::Catalog;
+use crate::chat::Intake;
+use crate::config::Secret;
+use crate::coord::CoordHandle;
+use crate::state::StateView;
+use crate::stats::{LinkStatus, Stats};
+
+pub use auth::AuthError;
+pub use hub::{Hub, HubHandle};
+
+/// The overlay page compiled in, served when `overlay/index.html` is not on disk.
+const EMBEDDED_OVERLAY: &str = include_str!("../../overlay/index.html");
+/// The admin page compiled in, served when `overlay/admin.html` is not on disk.
+const EMBEDDED_ADMIN: &str = include_str!("../../overlay/admin.html");
+
+/// Largest request body accepted by a write endpoint; larger ones get 413 and change nothing.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What the handlers need.
+#[derive(Debug, Clone)]
+pub struct HttpContext {
+    pub instance_id: Arc<str>,
+    pub value_max: u8,
+    pub coord: CoordHandle,
+    pub stats: Arc<Stats>,
+    /// The Redis link's state, as `/api/state` reports it.
+    pub redis_status: watch::Receiver<LinkStatus>,
+    pub overlay_dir: PathBuf,
+    pub catalog: Arc<Catalog>,
+    /// The shared chat front door, for `POST /api/chat`.
+    pub intake: Intake,
+    pub hub: HubHandle,
+    /// `ADMIN_TOKEN`; unset disables every write endpoint.
+    pub admin_token: Secret,
+    /// Ends open SSE streams so a graceful shutdown is never held up by an overlay.
+    pub shutdown: CancellationToken,
+    /// Interval of SSE keep-alive comments (`SSE_KEEPALIVE_SECS`).
+    pub sse_keepalive: std::time::Duration,
+}
+
+/// `/api/state`: the state view plus who is answering.
+#[derive(Debug, Serialize)]
+pub struct ApiState {
+    pub instance_id: String,
+    #[serde(flatten)]
+    pub state: StateView,
+    pub redis: &'static str,
+}
+
+/// Why a request failed, with the status it answers.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error("bad JSON: {0}")]
+    BadJson(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The coordinator refused the command (e.g. emergency stop is active).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Auth(_) => StatusCode::UNAUTHORIZED,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Refused(_) => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        use warp::Reply;
+        let status = self.status();
+        let body = warp::reply::json(&serde_json::json!({ "error": self.to_string() }));
+        let mut response = warp::reply::with_status(body, status).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert("www-authenticate", warp::http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Turns a handler's result into a response: JSON on success, `{"error": …}` with its status otherwise.
+pub fn respond<T: Serialize>(result: Result<T, ApiError>) -> Response {
+    use warp::Reply;
+    match result {
+        Ok(body) => warp::reply::json(&body).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Serves until `shutdown`; the listener is bound by the caller.
+pub async fn serve(listener: TcpListener, ctx: HttpContext, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let routes = routes(&ctx);
+    warp::serve(routes).incoming(listener).graceful(shutdown.cancelled_owned()).run().await;
+    Ok(())
+}
+
+pub(crate) fn with<T: Clone + Send>(value: T) -> impl Filter<Extract = (T,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || value.clone())
+}
+
+/// All routes; public so tests can drive them with `warp::test` as well as over real sockets.
+pub fn routes(
+    ctx: &HttpContext,
+) -> impl Filter<Extract = (impl warp::Reply + use<>,), Error = warp::Rejection> + Clone + use<> {
+    let overlay = warp::path!("overlay")
+        .and(warp::get())
+        .and(with((ctx.overlay_dir.join("index.html"), EMBEDDED_OVERLAY)))
+        .then(page);
+    let admin_page = warp::path!("admin")
+        .and(warp::get())
+        .and(with((ctx.overlay_dir.join("admin.html"), EMBEDDED_ADMIN)))
+        .then(page);
+    let static_files = warp::path("overlay").and(warp::fs::dir(ctx.overlay_dir.clone()));
+    api::routes(ctx)
+        .or(admin::routes(ctx))
+        .unify()
+        .or(sse::route(ctx.hub.clone(), ctx.shutdown.clone(), ctx.sse_keepalive))
+        .unify()
+        .or(overlay)
+        .unify()
+        .or(admin_page)
+        .unify()
+        .or(static_files)
+}
+
+/// A page from disk (so a streamer can restyle it without rebuilding), else the compiled-in copy.
+async fn page((path, embedded): (PathBuf, &'static str)) -> Response {
+    use warp::Reply;
+    let page = tokio::fs::read_to_string(path).await.unwrap_or_else(|_| embedded.to_owned());
+    warp::reply::html(page).into_response()
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`].
+pub(crate) async fn read_limited<S, B>(body: S) -> Result<Vec<u8>, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: warp::Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        if out.len() + chunk.remaining() > MAX_BODY_BYTES {
+            return Err(ApiError::TooLarge);
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            out.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(out)
+}

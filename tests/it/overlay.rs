@@ -1,0 +1,361 @@
+//! The overlay page in a real headless Chromium, driven over `WebDriver` (`chromedriver`, started by the
+//! test on a free port): values appear within a second of a chat command, the emergency banner, names
+//! rendered as text, reconnection after a server restart on the same port, and screenshots under
+//! `target/` for a human to look at.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::helpers::{TOKEN, TestApp};
+
+/// How long a chat command may take to show on the overlay (the issue's promise to streamers).
+const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
+/// Generous bound for slow steps: page load, browser start, reconnection after a restart.
+const SLOW: Duration = Duration::from_secs(20);
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).flat_map(|dir| names.iter().map(move |n| dir.join(n))).find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A headless Chromium behind its own chromedriver, with a fresh profile.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let chromedriver = find_program(&["chromedriver"]).unwrap_or_else(|| {
+            panic!(
+                "chromedriver is not installed: the overlay tests need Chromium and chromedriver \
+                 (`apt-get install chromium chromium-driver`; scripts/test does it when run as root)"
+            )
+        });
+        let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"])
+            .unwrap_or_else(|| panic!("chromium is not installed (`apt-get install chromium`; scripts/test does it)"));
+        let port = free_port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut browser = Browser {
+            driver,
+            base: format!("http://127.0.0.1:{port}"),
+            session: String::new(),
+            http: reqwest::Client::new(),
+            profile,
+        };
+        browser.wait_ready().await;
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--window-size=1920,1080",
+            &format!("--user-data-dir={}", browser.profile.path().display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+        }}});
+        let created = browser.call(reqwest::Method::POST, "/session", Some(caps)).await;
+        created["sessionId"].as_str().expect("a WebDriver session id").clone_into(&mut browser.session);
+        browser
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + SLOW;
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(format!("{}/status", self.base)).send().await
+                && r.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == true)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not become ready within {SLOW:?}");
+    }
+
+    /// One `WebDriver` command; returns its `value`, failing the test on a `WebDriver` error.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response: Value = request.send().await.expect("WebDriver request").json().await.expect("WebDriver JSON");
+        assert!(response["value"]["error"].is_null(), "WebDriver {path}: {response}");
+        response["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, &format!("/session/{}/url", self.session), Some(json!({"url": url}))).await;
+    }
+
+    /// Runs `script` (a function body that returns a value) in the page.
+    async fn eval(&self, script: &str) -> Value {
+        let body = json!({"script": script, "args": []});
+        self.call(reqwest::Method::POST, &format!("/session/{}/execute/sync", self.session), Some(body)).await
+    }
+
+    /// Polls `script` until it returns `true`; fails with `what` and the elapsed time after `limit`.
+    async fn wait_until(&self, script: &str, limit: Duration, what: &str) -> Duration {
+        let started = Instant::now();
+        loop {
+            if self.eval(script).await == Value::Bool(true) {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < limit, "{what}: not seen within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Finds one element by CSS selector; returns its `WebDriver` reference.
+    async fn element(&self, css: &str) -> String {
+        let body = json!({"using": "css selector", "value": css});
+        let found = self.call(reqwest::Method::POST, &format!("/session/{}/element", self.session), Some(body)).await;
+        found["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {found}"))
+            .to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.element(css).await;
+        self.call(reqwest::Method::POST, &format!("/session/{}/element/{id}/click", self.session), Some(json!({})))
+            .await;
+    }
+
+    /// Clears a field and types `text` into it, as a user would.
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css).await;
+        self.call(reqwest::Method::POST, &format!("/session/{}/element/{id}/clear", self.session), Some(json!({})))
+            .await;
+        let body = json!({"text": text});
+        self.call(reqwest::Method::POST, &format!("/session/{}/element/{id}/value", self.session), Some(body)).await;
+    }
+
+    async fn screenshot(&self, path: &Path) {
+        let png = self.call(reqwest::Method::GET, &format!("/session/{}/screenshot", self.session), None).await;
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(png.as_str().expect("base64 PNG")).expect("valid base64");
+        std::fs::write(path, bytes).expect("write screenshot");
+    }
+
+    async fn quit(mut self) {
+        self.call(reqwest::Method::DELETE, &format!("/session/{}", self.session), None).await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // After `quit` this is a no-op; after a failed assertion it stops the driver (and its browser).
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// True when the row of `variable` shows `value`.
+fn shows(variable: &str, value: u8) -> String {
+    format!(
+        "const v = document.querySelector('[data-variable=\"{variable}\"] .value'); \
+         return v !== null && v.textContent === '{value}';"
+    )
+}
+
+const LIVE: &str = "return document.getElementById('conn').textContent === 'live';";
+
+/// Where screenshots go: the test target directory, so `cargo clean` removes them.
+fn screenshot_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
+}
+
+/// Paints a stand-in video frame behind the transparent page, as OBS would composite it.
+const FAKE_VIDEO: &str = "const frame = document.createElement('div'); \
+    frame.style.cssText = 'position: fixed; inset: 0; z-index: -1; background: \
+    radial-gradient(circle at 30% 40%, #3a7bd5 0%, #6a3093 45%, #0f0c29 100%)'; \
+    document.body.prepend(frame); return true;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlay_in_chromium_shows_chat_values_fast_the_estop_banner_and_names_as_text() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_MS", "0")]).await;
+    app.op("!admin es9out#1 → doorway#1.threshold").await;
+    app.op("!admin es9out#2 → navigator#1.rotation").await;
+    app.viewer("lumen_fox", "navigator#1.rotation: 100").await;
+    app.viewer("synthcat", "prismaticray#1.frequency: 33").await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/overlay")).await;
+    browser.wait_until(LIVE, SLOW, "the overlay connects").await;
+    browser.wait_until(&shows("navigator#1.rotation", 100), SLOW, "the snapshot's values").await;
+    let background = browser.eval("return getComputedStyle(document.body).backgroundColor;").await;
+    assert_eq!(background, "rgba(0, 0, 0, 0)", "transparent for OBS");
+
+    let sent = Instant::now();
+    app.viewer("ann", "doorway#1.threshold: 89").await;
+    browser.wait_until(&shows("doorway#1.threshold", 89), VISIBLE_WITHIN, "a chat value on the overlay").await;
+    eprintln!("chat command → visible on the overlay in {:?}", sent.elapsed());
+
+    // Two users fighting over one parameter flash it and say so.
+    app.viewer("bob", "doorway#1.threshold: 20").await;
+    browser.wait_until(&shows("doorway#1.threshold", 20), SLOW, "bob's value").await;
+    let fight = "return document.getElementById('latest').textContent.includes('ann vs bob') && \
+                 document.querySelector('[data-variable=\"doorway#1.threshold\"]').classList.contains('fight');";
+    browser.wait_until(fight, SLOW, "the fight flash").await;
+
+    let evil = "<img src=x onerror=alert(1)>";
+    app.viewer(evil, "doorway#1.gain: 64").await;
+    browser.wait_until(&shows("doorway#1.gain", 64), SLOW, "the value set by the odd name").await;
+    let who =
+        browser.eval("return document.querySelector('[data-variable=\"doorway#1.gain\"] .who').textContent;").await;
+    assert_eq!(who, evil, "the name is shown as text");
+    assert_eq!(browser.eval("return document.querySelectorAll('img').length;").await, 0, "no element was injected");
+    assert!(browser.eval("return document.body.textContent;").await.as_str().is_some_and(|t| t.contains(evil)));
+
+    browser.eval(FAKE_VIDEO).await;
+    browser.screenshot(&screenshot_path("overlay.png")).await;
+
+    app.op("!admin emergency stop strobing too hard").await;
+    let banner = "const b = document.getElementById('estop'); return !b.hidden && b.offsetHeight > 0 && \
+                  document.getElementById('estop-message').textContent === 'strobing too hard';";
+    browser.wait_until(banner, SLOW, "the emergency banner").await;
+    browser.screenshot(&screenshot_path("overlay-estop.png")).await;
+    app.op("!admin resume").await;
+    browser.wait_until("return document.getElementById('estop').hidden;", SLOW, "the banner goes away").await;
+
+    app.op("!admin overlay off").await;
+    let hidden =
+        "return document.getElementById('root').hidden && document.getElementById('panel').offsetHeight === 0;";
+    browser.wait_until(hidden, SLOW, "overlay off hides everything").await;
+    app.op("!admin overlay on").await;
+    browser.wait_until("return !document.getElementById('root').hidden;", SLOW, "overlay on shows it again").await;
+
+    // Query-string options: corner, theme, module filter, fade time, raw display.
+    browser.goto(&app.url("/overlay?corner=tl&theme=light&modules=navigator&fade=1&display=raw")).await;
+    browser.wait_until(&shows("navigator#1.rotation", 100), SLOW, "the filtered module").await;
+    let options = "return document.body.classList.contains('corner-tl') && \
+                   document.body.classList.contains('theme-light') && \
+                   document.querySelector('[data-variable=\"doorway#1.threshold\"]') === null && \
+                   !document.querySelector('.param .meta').textContent.includes(' V');";
+    browser.wait_until(options, SLOW, "corner, theme, module filter and raw display").await;
+    let faded = "return document.querySelector('[data-variable=\"navigator#1.rotation\"]').classList.contains('idle');";
+    browser.wait_until(faded, SLOW, "an untouched parameter fades after `fade` seconds").await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlay_in_chromium_reconnects_after_the_server_restarts_on_the_same_port() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let first = TestApp::spawn_with(&[("HTTP_ADDR", &addr)]).await;
+    first.viewer("ann", "doorway#1.gain: 11").await;
+    let browser = Browser::start().await;
+    browser.goto(&first.url("/overlay")).await;
+    browser.wait_until(&shows("doorway#1.gain", 11), SLOW, "the first server's value").await;
+
+    first.stop().await;
+    let down = "return document.getElementById('conn').textContent === 'reconnecting…';";
+    browser.wait_until(down, SLOW, "the page says it is reconnecting").await;
+
+    let second = TestApp::spawn_with(&[("HTTP_ADDR", &addr)]).await;
+    second.viewer("zed", "doorway#1.threshold: 99").await;
+    browser.wait_until(&shows("doorway#1.threshold", 99), SLOW, "the new server's state after reconnecting").await;
+    browser.wait_until(LIVE, SLOW, "live again").await;
+    let stale = browser.eval("return document.querySelector('[data-variable=\"doorway#1.gain\"]') === null;").await;
+    assert_eq!(stale, true, "the old server's values are gone: the new snapshot replaced them");
+    browser.quit().await;
+}
+
+/// Polls the app's `/api/state` until `check` holds.
+async fn wait_for_state(app: &TestApp, what: &str, check: impl Fn(&Value) -> bool) {
+    let started = Instant::now();
+    loop {
+        let state = app.state().await;
+        if check(&state) {
+            return;
+        }
+        assert!(started.elapsed() < SLOW, "{what}: not seen within {SLOW:?}: {state}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_page_in_chromium_logs_in_and_every_button_works() {
+    let app = TestApp::spawn_admin().await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/admin")).await;
+    browser.type_into("#token", "not-the-token-at-all").await;
+    browser.click("#login-btn").await;
+    let refused = "return document.getElementById('login-msg').textContent === 'wrong admin token';";
+    browser.wait_until(refused, SLOW, "a wrong token is refused").await;
+    browser.type_into("#token", TOKEN).await;
+    browser.click("#login-btn").await;
+    browser
+        .wait_until("return document.getElementById('status').textContent === 'live';", SLOW, "logged in, live")
+        .await;
+
+    browser.type_into("#chat-text", "doorway#1.threshold: 77").await;
+    browser.click("#chat-btn").await;
+    wait_for_state(&app, "chat as", |s| s["parameters"]["doorway#1.threshold"]["value"] == 77).await;
+    let row =
+        "return [...document.querySelectorAll('#params td')].some(td => td.textContent === 'doorway#1.threshold');";
+    browser.wait_until(row, SLOW, "the live parameter table").await;
+
+    browser.type_into("#estop-message", "fog machine").await;
+    browser.click("#estop-btn").await;
+    wait_for_state(&app, "emergency stop", |s| s["emergency"] == json!({"active": true, "message": "fog machine"}))
+        .await;
+    browser.wait_until("return !document.getElementById('estop-banner').hidden;", SLOW, "the banner").await;
+    browser.click("#resume-btn").await;
+    wait_for_state(&app, "resume", |s| s["emergency"]["active"] == false).await;
+
+    browser.eval("document.getElementById('route-output').value = 'es9out#3'; return true;").await;
+    browser.type_into("#route-variable", "doorway#1.gain").await;
+    browser.click("#route-btn").await;
+    wait_for_state(&app, "route", |s| s["routes"]["es9out#3"] == "doorway#1.gain").await;
+    browser.wait_until("return document.querySelector('#routes button') !== null;", SLOW, "the route row").await;
+    browser.click("#routes button").await;
+    wait_for_state(&app, "route removed", |s| s["routes"] == json!({})).await;
+
+    browser.click("#overlay-btn").await;
+    wait_for_state(&app, "overlay off", |s| s["overlay_enabled"] == false).await;
+    browser
+        .wait_until("return document.getElementById('overlay-btn').textContent.includes('OFF');", SLOW, "label")
+        .await;
+    browser.click("#overlay-btn").await;
+    wait_for_state(&app, "overlay on", |s| s["overlay_enabled"] == true).await;
+
+    browser.eval("window.confirm = () => true; return true;").await;
+    browser.click("#clear-btn").await;
+    wait_for_state(&app, "clear", |s| s["parameters"] == json!({})).await;
+    let history = "return document.querySelectorAll('#history tr').length >= 5;";
+    browser.wait_until(history, SLOW, "recent events").await;
+    let instances = "return document.getElementById('instances').textContent === 'bot-001';";
+    browser.wait_until(instances, SLOW, "live instances").await;
+    browser.screenshot(&screenshot_path("admin.png")).await;
+
+    // The token is kept for the tab: a reload needs no new login.
+    browser.goto(&app.url("/admin")).await;
+    browser.wait_until("return !document.getElementById('app').hidden;", SLOW, "still logged in").await;
+    browser.quit().await;
+}
