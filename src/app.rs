@@ -23,6 +23,7 @@ use crate::coord::{Alone, CoordHandle, Coordinator, Presence};
 use crate::gate::{Gate, GatePolicy};
 use crate::http::{HttpContext, Hub};
 use crate::osc::{Encoder, OscStage};
+use crate::redis_link::history::RedisHistory;
 use crate::redis_link::presence::ClusterPresence;
 use crate::redis_link::{LinkSettings, RedisLink};
 use crate::routes_file;
@@ -183,7 +184,7 @@ pub async fn start(
     let stats = Arc::new(Stats::default());
     let instance: Arc<str> = config.instance_id.as_str().into();
     let sup = Supervisor { tracker: TaskTracker::new(), shutdown: shutdown.clone(), failure: Arc::default() };
-    let (coord, redis_status) = spawn_core(&config, &sup, &catalog, state, &stats);
+    let Core { coord, redis_status, presence } = spawn_core(&config, &sup, &catalog, state, &stats);
 
     let encoder = Encoder { format: config.osc_format, value_max: catalog.value_max() };
     let socket = tokio::net::UdpSocket::from_std(listeners.osc)?;
@@ -206,6 +207,7 @@ pub async fn start(
     let hub = Hub::new(instance.clone(), catalog.value_max(), coord.clone(), stats.clone());
     let (hub, hub_task) = hub.spawn(shutdown.clone()).await.context("the coordinator stopped during start-up")?;
     sup.critical("overlay-hub", hub_task);
+    let (twitch_tx, twitch_status) = watch::channel(TwitchStatus::Disabled);
     let ctx = HttpContext {
         instance_id: instance.clone(),
         value_max: catalog.value_max(),
@@ -219,6 +221,12 @@ pub async fn start(
         admin_token: config.admin_token.clone(),
         shutdown: shutdown.clone(),
         sse_keepalive: config.sse_keepalive,
+        presence,
+        redis_history: config
+            .redis_enabled
+            .then(|| RedisHistory::new(config.redis_url.expose(), &config.redis_key_prefix).ok())
+            .flatten(),
+        twitch_status: twitch_status.clone(),
     };
     sup.critical("http", crate::http::serve(http_listener, ctx, shutdown.clone()));
 
@@ -231,7 +239,6 @@ pub async fn start(
     if extras.demo {
         sup.optional("demo viewers", run_demo(intake.clone(), fastrand::u64(..), shutdown.clone()));
     }
-    let (twitch_tx, twitch_status) = watch::channel(TwitchStatus::Disabled);
     if let Some(settings) = TwitchSettings::from_config(&config) {
         // Critical: the client reconnects by itself and never ends; if it does, a show deaf to chat is
         // worse than a restart, so the process exits non-zero for its supervisor.
@@ -260,14 +267,15 @@ fn load_catalog_and_routes(config: &Config) -> anyhow::Result<(Arc<Catalog>, Sta
     Ok((catalog, state))
 }
 
+/// What the core hands to the outer stages.
+struct Core {
+    coord: CoordHandle,
+    redis_status: watch::Receiver<LinkStatus>,
+    presence: Arc<dyn Presence>,
+}
+
 /// Starts the coordinator and, when enabled, the Redis link that drains its outbox.
-fn spawn_core(
-    config: &Config,
-    sup: &Supervisor,
-    catalog: &Arc<Catalog>,
-    state: State,
-    stats: &Arc<Stats>,
-) -> (CoordHandle, watch::Receiver<LinkStatus>) {
+fn spawn_core(config: &Config, sup: &Supervisor, catalog: &Arc<Catalog>, state: State, stats: &Arc<Stats>) -> Core {
     let instance: Arc<str> = config.instance_id.as_str().into();
     let shutdown = sup.shutdown.clone();
     let policy = GatePolicy {
@@ -290,7 +298,7 @@ fn spawn_core(
         state,
         Gate::new(&policy, Instant::now()),
         cluster.as_ref().map(|(tx, _, _)| tx.clone()),
-        presence,
+        presence.clone(),
         stats.clone(),
     );
     let (coord, coord_task) = coordinator.spawn(shutdown.clone());
@@ -312,7 +320,7 @@ fn spawn_core(
         );
         sup.critical("redis", link.run(shutdown));
     }
-    (coord, redis_status)
+    Core { coord, redis_status, presence }
 }
 
 fn link_settings(config: &Config) -> LinkSettings {

@@ -20,6 +20,7 @@ use crate::catalog::{Output, Variable};
 use crate::command::{AdminCommand, Command, MAX_MESSAGE_CHARS};
 use crate::coord::{Outcome, Refusal};
 use crate::gate::Sender;
+use crate::stats::LinkStatus;
 
 /// Who HTTP admin actions are attributed to on the overlay and in the logs.
 pub const HTTP_ADMIN: &str = "http-admin";
@@ -207,11 +208,21 @@ fn payload<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError>
 }
 
 async fn publish(ctx: HttpContext, body: PublishBody) -> Result<Action, ApiError> {
+    // Every event is applied here and shared with every instance, which is what keeps them converged;
+    // the older API's one-sided options would break that, so they are refused rather than pretended.
+    let redis_on = *ctx.redis_status.borrow() != LinkStatus::Disabled;
     if body.options.redis_only {
-        // Nothing would reach anyone: refuse rather than pretend.
-        return Err(ApiError::Unavailable("redisOnly: Redis is not available in this build; nothing applied".into()));
+        return Err(if redis_on {
+            ApiError::BadRequest("redisOnly is not supported: events apply locally and reach every instance".into())
+        } else {
+            ApiError::Unavailable("redisOnly: Redis is disabled (ENABLE_REDIS_EVENTS=false); nothing applied".into())
+        });
     }
-    let _ = body.options.local_only; // Local-only is all this build does; the flag is accepted for peers.
+    if body.options.local_only && redis_on {
+        return Err(ApiError::BadRequest(
+            "localOnly is not supported while Redis is on: every instance must see every event to converge".into(),
+        ));
+    }
     let command = match body.kind.as_str() {
         "parameter_update" => {
             let p: ParameterPayload = payload(body.payload)?;

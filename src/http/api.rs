@@ -32,7 +32,7 @@ pub fn routes(ctx: &HttpContext) -> impl Filter<Extract = (Response,), Error = w
     let history = warp::path!("api" / "events" / "history")
         .and(warp::query::<HistoryQuery>())
         .and(get.clone())
-        .map(|q: HistoryQuery, ctx: HttpContext| respond(history(&ctx, &q)));
+        .then(|q: HistoryQuery, ctx: HttpContext| async move { respond(history(&ctx, &q).await) });
     let metrics = warp::path!("metrics").and(get).map(|ctx: HttpContext| metrics(&ctx));
     healthz
         .or(readyz)
@@ -99,8 +99,8 @@ fn catalog(ctx: &HttpContext) -> serde_json::Value {
     })
 }
 
-/// `/api/events/health`. There is no Redis link in this build yet, so the mode is `local-only` and
-/// every Redis figure is zero or null: reported honestly rather than invented.
+/// `/api/events/health`: the mode, the Redis link (status, why it is degraded, probe round trip),
+/// the live instances, subscriptions and event counts, and the Twitch connection.
 fn health(ctx: &HttpContext) -> serde_json::Value {
     let status = *ctx.redis_status.borrow();
     let (mode, healthy) = match status {
@@ -114,19 +114,28 @@ fn health(ctx: &HttpContext) -> serde_json::Value {
         "status": if healthy { "ok" } else { "degraded" },
         "mode": mode,
         "instance_id": ctx.instance_id.as_ref(),
-        "instances": [ctx.instance_id.as_ref()],
+        "instances": ctx.presence.live_instances(),
         "redis": {
             "status": status.as_str(),
             "connected": status == LinkStatus::Connected,
-            "probe_latency_ms": null,
+            "reason": ctx.stats.redis.reason(),
+            "probe_latency_ms": (status == LinkStatus::Connected).then(|| get("redis_probe_rtt_us") as f64 / 1000.0),
+            "reconnects": get("redis_reconnects"),
+            "outbox_depth": get("redis_outbox_depth"),
         },
         "subscriptions": {
-            "redis_channels": 0,
+            "redis_channels": if status == LinkStatus::Disabled { 0 } else { 4 },
             "sse_clients": ctx.hub.clients(),
         },
+        "twitch": ctx.twitch_status.borrow().as_str(),
         "events": {
-            "published": 0,
-            "publish_failed": 0,
+            "published": get("redis_published"),
+            "publish_failed": get("redis_publish_failed"),
+            "received_redis": get("redis_received"),
+            "dropped_redis": crate::redis_link::wire::DropReason::ALL
+                .iter()
+                .map(|r| get(&format!("redis_dropped_{}", r.label())))
+                .sum::<u64>(),
             "received": get("remote_applied"),
             "applied_local": get("local_applied"),
             "stale": get("stale_events"),
@@ -147,16 +156,12 @@ pub struct HistoryQuery {
 
 const EVENT_TYPES: [&str; 4] = ["parameter_update", "routing_change", "system_broadcast", "admin_command"];
 
-fn history(ctx: &HttpContext, q: &HistoryQuery) -> Result<serde_json::Value, ApiError> {
-    match q.source.as_deref().unwrap_or("local") {
-        "local" => {}
-        "redis" => {
-            return Err(ApiError::Unavailable(
-                "Redis history is not available: this build has no Redis link yet; use source=local".into(),
-            ));
-        }
+async fn history(ctx: &HttpContext, q: &HistoryQuery) -> Result<serde_json::Value, ApiError> {
+    let from_redis = match q.source.as_deref().unwrap_or("local") {
+        "local" => false,
+        "redis" => true,
         other => return Err(ApiError::BadRequest(format!("source {other:?} is not local or redis"))),
-    }
+    };
     let kind = q.event_type.as_deref().filter(|t| !t.is_empty());
     if let Some(k) = kind
         && !EVENT_TYPES.contains(&k)
@@ -171,6 +176,16 @@ fn history(ctx: &HttpContext, q: &HistoryQuery) -> Result<serde_json::Value, Api
             .filter(|n| (1..=HISTORY_RING).contains(n))
             .ok_or_else(|| ApiError::BadRequest(format!("limit must be a number from 1 to {HISTORY_RING}")))?,
     };
+    if from_redis {
+        let Some(redis) = &ctx.redis_history else {
+            return Err(ApiError::Unavailable(
+                "Redis history is not available: Redis is disabled (ENABLE_REDIS_EVENTS=false); use source=local"
+                    .into(),
+            ));
+        };
+        let events = redis.recent(kind, limit).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        return Ok(json!({ "source": "redis", "count": events.len(), "events": events }));
+    }
     let events = ctx.hub.history(kind, limit);
     Ok(json!({ "source": "local", "count": events.len(), "events": events }))
 }

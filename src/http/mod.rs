@@ -67,6 +67,12 @@ pub struct HttpContext {
     pub shutdown: CancellationToken,
     /// Interval of SSE keep-alive comments (`SSE_KEEPALIVE_SECS`).
     pub sse_keepalive: std::time::Duration,
+    /// The live instance list (this one alone when Redis is off).
+    pub presence: Arc<dyn crate::coord::Presence>,
+    /// The Redis history stream, when Redis is enabled.
+    pub redis_history: Option<crate::redis_link::history::RedisHistory>,
+    /// The Twitch connection, for health.
+    pub twitch_status: watch::Receiver<crate::twitch::TwitchStatus>,
 }
 
 /// `/api/state`: the state view plus who is answering.
@@ -134,7 +140,8 @@ pub fn respond<T: Serialize>(result: Result<T, ApiError>) -> Response {
 /// Serves until `shutdown`; the listener is bound by the caller.
 pub async fn serve(listener: TcpListener, ctx: HttpContext, shutdown: CancellationToken) -> anyhow::Result<()> {
     let routes = routes(&ctx);
-    warp::serve(routes).incoming(listener).graceful(shutdown.cancelled_owned()).run().await;
+    // Boxed: warp's server future is large, and it lives for the whole run.
+    Box::pin(warp::serve(routes).incoming(listener).graceful(shutdown.cancelled_owned()).run()).await;
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! [`CoordHandle::apply_remote`]. Recovery protocol (see ARCHITECTURE.md): subscribe, load the state
 //! hash and merge, flush the outbox, then probe our own channel to prove the subscription hears.
 
+pub mod history;
 pub mod presence;
 pub mod wire;
 

@@ -484,3 +484,52 @@ async fn a_gap_in_a_peers_sequence_triggers_a_resync() {
     .await;
     assert_eq!(a.state().await["parameters"]["doorway#1.gain"]["value"], 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_history_show_the_cluster() {
+    let redis = RedisServer::start().await;
+    let token = [("ADMIN_TOKEN", crate::helpers::TOKEN)];
+    let a = instance_with("bot-a", &redis.url(), &token).await;
+    let b = instance("bot-b", &redis.url()).await;
+    connected(&[&a, &b]).await;
+    b.viewer("far", "doorway#1.gain: 7").await;
+    a.op("!admin overlay off").await;
+    eventually("a saw b's write", Duration::from_secs(5), || async {
+        a.state().await["parameters"]["doorway#1.gain"]["value"] == 7
+    })
+    .await;
+    eventually("presence lists both", Duration::from_secs(10), || async {
+        a.get_json("/api/events/health").await["instances"] == serde_json::json!(["bot-a", "bot-b"])
+    })
+    .await;
+    let health = a.get_json("/api/events/health").await;
+    assert_eq!(health["mode"], "hybrid");
+    assert_eq!(health["redis"]["connected"], true);
+    assert!(health["redis"]["probe_latency_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{health}");
+    assert!(health["events"]["published"].as_u64().is_some_and(|n| n >= 1), "{health}");
+    assert!(health["events"]["received_redis"].as_u64().is_some_and(|n| n >= 1), "{health}");
+
+    let history = a.get_json("/api/events/history?source=redis").await;
+    assert_eq!(history["source"], "redis");
+    let events = history["events"].as_array().expect("events");
+    assert!(events.iter().any(|e| e["type"] == "parameter_update" && e["source_instance"] == "bot-b"), "{history}");
+    assert!(events.iter().any(|e| e["type"] == "admin_command" && e["source_instance"] == "bot-a"), "the audit trail");
+    let only = a.get_json("/api/events/history?source=redis&eventType=system_broadcast&limit=1").await;
+    assert_eq!(only["count"], 1);
+    assert_eq!(only["events"][0]["data"]["action"], "overlay_toggle");
+
+    // The older API's one-sided options would break convergence while Redis is on: refused, not faked.
+    let client = reqwest::Client::new();
+    for options in [serde_json::json!({"localOnly": true}), serde_json::json!({"redisOnly": true})] {
+        let body = serde_json::json!({"type": "parameter_update", "payload": {"variable": "doorway#1.gain", "value": 1}, "options": options});
+        let response = client
+            .post(a.url("/api/events/publish"))
+            .bearer_auth(crate::helpers::TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST, "{options}");
+    }
+    assert_eq!(a.state().await["parameters"]["doorway#1.gain"]["value"], 7, "nothing applied");
+}
