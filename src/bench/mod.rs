@@ -10,6 +10,7 @@ pub mod measure;
 pub mod pipeline;
 pub mod plot;
 pub mod redis_process;
+pub mod sse;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -45,6 +46,21 @@ pub struct Report {
     pub cross: Vec<CrossResult>,
     pub throughput: Throughput,
     pub memory: Memory,
+    pub overlay: Overlay,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Overlay {
+    pub clients: usize,
+    pub connected: usize,
+    pub events_per_s: u32,
+    pub latency: Summary,
+    pub rss_mb: f64,
+    pub hold_clients: usize,
+    pub hold_connected: usize,
+    /// Share of held clients that received the last update sent during the hold.
+    pub hold_delivered_pct: f64,
+    pub hold_rss_mb: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,6 +191,13 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     progress("throughput and memory: one subscribing child instance");
     let (throughput, memory) = throughput(&url, &catalog, scale(20_000, 200_000)).await?;
 
+    progress(&format!(
+        "overlay: {} SSE clients at 100 events/s, then a {}-client hold",
+        scale(1000, 1000),
+        scale(2000, 10_000)
+    ));
+    let overlay = overlay(&url, &catalog, scale(1000, 1000), scale(300, 1500), scale(2000, 10_000)).await?;
+
     let report = Report {
         quick: q,
         machine: machine(),
@@ -186,6 +209,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         cross,
         throughput,
         memory,
+        overlay,
     };
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
@@ -285,6 +309,68 @@ async fn throughput(url: &str, catalog: &Catalog, n: usize) -> anyhow::Result<(T
     Ok((throughput, Memory { idle_rss_mb: mb(idle_rss), load_rss_mb: mb(peak_rss) }))
 }
 
+/// SSE fan-out on a child instance: `clients` streams measuring event → client latency at 100
+/// events/s, then `hold` streams held open and checked to still receive updates.
+async fn overlay(url: &str, catalog: &Catalog, clients: usize, events: usize, hold: usize) -> anyhow::Result<Overlay> {
+    let dir = std::env::temp_dir().join(format!("cvbot-bench-sse-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir)?;
+    let sink = udp_receiver().await?;
+    let child = child::ChildBot::start(
+        &[
+            ("INSTANCE_ID", "bench-overlay".to_owned()),
+            ("REDIS_URL", url.to_owned()),
+            ("OSC_TARGETS", sink.local_addr()?.to_string()),
+        ],
+        &dir,
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.json("/api/state").is_none_or(|v| v["redis"] != "connected") {
+        anyhow::ensure!(Instant::now() < deadline, "the overlay child did not connect to Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let variables: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new(pipeline::routes(catalog, 8).into_iter().map(|(_, v)| v).collect());
+    let sent = sse::SentTimes::default();
+    let fleet = sse::Clients::connect(child.http, clients, variables.clone(), sent.clone()).await;
+    let connected = fleet.wait_connected(clients, Duration::from_secs(30)).await;
+    let rate = 100;
+    sse::publish_events(url, &variables, catalog, events, rate, &sent).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let latency = fleet.take_samples().summary();
+    let rss_mb = child.rss_bytes() as f64 / (1024.0 * 1024.0);
+
+    let extra = hold.saturating_sub(clients);
+    let held = sse::Clients::connect(child.http, extra, variables.clone(), sent.clone()).await;
+    let hold_connected = connected + held.wait_connected(extra, Duration::from_secs(60)).await;
+    let before = fleet.updates.load(std::sync::atomic::Ordering::Relaxed)
+        + held.updates.load(std::sync::atomic::Ordering::Relaxed);
+    sse::publish_events(url, &variables, catalog, 1, rate, &sent).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let delivered = loop {
+        let now = fleet.updates.load(std::sync::atomic::Ordering::Relaxed)
+            + held.updates.load(std::sync::atomic::Ordering::Relaxed);
+        if now - before >= hold_connected || Instant::now() > deadline {
+            break now - before;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let hold_rss_mb = child.rss_bytes() as f64 / (1024.0 * 1024.0);
+    drop(held);
+    drop(fleet);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Overlay {
+        clients,
+        connected,
+        events_per_s: rate,
+        latency,
+        rss_mb,
+        hold_clients: hold,
+        hold_connected,
+        hold_delivered_pct: delivered as f64 * 100.0 / hold_connected.max(1) as f64,
+        hold_rss_mb,
+    })
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -340,6 +426,23 @@ pub fn render(report: &Report) -> String {
         out,
         "memory: RSS idle {:.1} MB, under load {:.1} MB",
         report.memory.idle_rss_mb, report.memory.load_rss_mb
+    );
+    let o = &report.overlay;
+    let _ = writeln!(
+        out,
+        "overlay: {}/{} SSE clients at {} events/s: event → client p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; RSS {:.1} MB",
+        o.connected,
+        o.clients,
+        o.events_per_s,
+        o.latency.p50_us / 1000.0,
+        o.latency.p99_us / 1000.0,
+        o.latency.max_us / 1000.0,
+        o.rss_mb
+    );
+    let _ = writeln!(
+        out,
+        "overlay hold: {}/{} clients connected, {:.1} % got the next update, RSS {:.1} MB",
+        o.hold_connected, o.hold_clients, o.hold_delivered_pct, o.hold_rss_mb
     );
     out
 }
