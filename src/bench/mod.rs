@@ -146,7 +146,22 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     progress("floor: raw Redis pub/sub throughput");
     let floor_tput = floor::redis_throughput(&url, scale(20_000, 200_000)).await?;
 
-    progress("local: chat → OSC on one instance at 1000/s");
+    progress("local: chat → OSC on a standalone instance at 1000/s");
+    let local = {
+        let rx = udp_receiver().await?;
+        let solo = pipeline::BenchBot::start("bench-solo", None, rx.local_addr()?).await?;
+        let routes = pipeline::routes(&catalog, scale(16, 64));
+        pipeline::install_routes(&solo, &[], &routes).await?;
+        pipeline::drain(&rx).await;
+        let (_, rx) = pipeline::chat_to_osc(&solo, &routes, 200, 1000, rx).await?;
+        let (samples, _) = pipeline::chat_to_osc(&solo, &routes, scale(2000, 20_000), 1000, rx).await?;
+        solo.stop().await;
+        samples
+    };
+    let mut plot_series = vec![("local chat → OSC".to_owned(), local.sorted_us())];
+    let local = local.summary();
+
+    progress("cross-instance: two instances on Redis");
     let local_rx = udp_receiver().await?;
     let a = pipeline::BenchBot::start("bench-a", Some(&url), local_rx.local_addr()?).await?;
     let cross_rx = udp_receiver().await?;
@@ -155,16 +170,11 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     b.connected().await?;
     let routes = pipeline::routes(&catalog, scale(16, 64));
     pipeline::install_routes(&a, &[&b], &routes).await?;
-    pipeline::drain(&local_rx).await;
     pipeline::drain(&cross_rx).await;
-    let (warm, local_rx) = pipeline::chat_to_osc(&a, &routes, 200, 1000, local_rx).await?;
-    drop(warm);
-    let (local, local_rx) = pipeline::chat_to_osc(&a, &routes, scale(2000, 20_000), 1000, local_rx).await?;
-    let local = local.summary();
+    let (_, cross_rx) = pipeline::chat_to_osc(&a, &routes, 200, 1000, cross_rx).await?;
 
     let mut cross = Vec::new();
     let mut cross_rx = cross_rx;
-    let mut plot_series = vec![("local chat → OSC".to_owned(), Vec::new())];
     for rate in [100u32, 1000, 10_000] {
         let n = match rate {
             100 => scale(200, 2_000),
@@ -215,7 +225,6 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     if let Some(path) = &options.plot {
-        plot_series[0].1 = Vec::new();
         plot::latency_cdf(path, &plot_series)?;
     }
     Ok(report)
