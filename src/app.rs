@@ -340,6 +340,12 @@ fn link_settings(config: &Config) -> LinkSettings {
     settings
 }
 
+/// The async runtime the bot runs on: multi-threaded, one worker per core (the binary and the bench
+/// use the same one, so the bench measures what users run).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
 /// Starts the bot and runs it until `shutdown` is cancelled or a critical task fails.
 pub async fn run(
     config: Config,

@@ -92,7 +92,7 @@ fn print_config(config: &Config) {
 
 fn serve(config: Config, demo: bool) -> ExitCode {
     init_tracing(&config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match cvbot::app::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cvbot: cannot start the async runtime: {e}");
@@ -136,7 +136,7 @@ fn serve(config: Config, demo: bool) -> ExitCode {
 #[allow(clippy::print_stdout)] // The bench's table is the command's output.
 fn bench(options: &cvbot::bench::BenchOptions) -> ExitCode {
     init_tracing_with("cvbot::bench=info,warn");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match cvbot::app::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cvbot bench: cannot start the async runtime: {e}");

@@ -43,6 +43,8 @@ pub struct Report {
     pub floor_redis_udp: Summary,
     pub floor_redis_throughput_per_s: f64,
     pub local: Summary,
+    /// An event published straight into Redis → `/cv` from the receiving instance, at 1000/s.
+    pub remote_to_osc: Summary,
     pub cross: Vec<CrossResult>,
     pub throughput: Throughput,
     pub memory: Memory,
@@ -146,57 +148,12 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     progress("floor: raw Redis pub/sub throughput");
     let floor_tput = floor::redis_throughput(&url, scale(20_000, 200_000)).await?;
 
-    progress("local: chat → OSC on a standalone instance at 1000/s");
-    let local = {
-        let rx = udp_receiver().await?;
-        let solo = pipeline::BenchBot::start("bench-solo", None, rx.local_addr()?).await?;
-        let routes = pipeline::routes(&catalog, scale(16, 64));
-        pipeline::install_routes(&solo, &[], &routes).await?;
-        pipeline::drain(&rx).await;
-        let (_, rx) = pipeline::chat_to_osc(&solo, &routes, 200, 1000, rx).await?;
-        let (samples, _) = pipeline::chat_to_osc(&solo, &routes, scale(2000, 20_000), 1000, rx).await?;
-        solo.stop().await;
-        samples
-    };
+    let local = local_latency(&catalog, q).await?;
     let mut plot_series = vec![("local chat → OSC".to_owned(), local.sorted_us())];
     let local = local.summary();
-
-    progress("cross-instance: two instances on Redis");
-    let local_rx = udp_receiver().await?;
-    let a = pipeline::BenchBot::start("bench-a", Some(&url), local_rx.local_addr()?).await?;
-    let cross_rx = udp_receiver().await?;
-    let b = pipeline::BenchBot::start("bench-b", Some(&url), cross_rx.local_addr()?).await?;
-    a.connected().await?;
-    b.connected().await?;
-    let routes = pipeline::routes(&catalog, scale(16, 64));
-    pipeline::install_routes(&a, &[&b], &routes).await?;
-    pipeline::drain(&cross_rx).await;
-    let (_, cross_rx) = pipeline::chat_to_osc(&a, &routes, 200, 1000, cross_rx).await?;
-
-    let mut cross = Vec::new();
-    let mut cross_rx = cross_rx;
-    for rate in [100u32, 1000, 10_000] {
-        let n = match rate {
-            100 => scale(200, 2_000),
-            1000 => scale(2_000, 20_000),
-            _ => scale(10_000, 50_000),
-        };
-        progress(&format!("cross-instance: chat on A → OSC from B at {rate}/s ({n} commands)"));
-        pipeline::drain(&cross_rx).await;
-        let (samples, rx) = pipeline::chat_to_osc(&a, &routes, n, rate, cross_rx).await?;
-        cross_rx = rx;
-        progress(&format!("floor: Redis + UDP one-way at {rate}/s"));
-        let floor_samples = floor::redis_one_way(&url, n.min(scale(2_000, 20_000)), rate, true).await?;
-        if rate == 1000 {
-            plot_series.push(("cross-instance @1k/s".to_owned(), samples.sorted_us()));
-            plot_series.push(("floor: Redis + UDP @1k/s".to_owned(), floor_samples.sorted_us()));
-        }
-        cross.push(CrossResult { rate_per_s: rate, latency: samples.summary(), floor: floor_samples.summary() });
-    }
-    drop(local_rx);
+    let (cross, remote_to_osc, cross_series) = cross_instance(&url, &catalog, q).await?;
+    plot_series.extend(cross_series);
     let floor_redis_udp = cross.iter().find(|c| c.rate_per_s == 1000).map_or(floor_redis, |c| c.floor);
-    a.stop().await;
-    b.stop().await;
 
     progress("throughput and memory: one subscribing child instance");
     let (throughput, memory) = throughput(&url, &catalog, scale(20_000, 200_000)).await?;
@@ -216,6 +173,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         floor_redis_udp,
         floor_redis_throughput_per_s: floor_tput,
         local,
+        remote_to_osc,
         cross,
         throughput,
         memory,
@@ -234,6 +192,69 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
 pub const THROUGHPUT_RATE: u32 = 100_000;
 const THROUGHPUT_CHUNK: usize = 500;
 const THROUGHPUT_CHUNK_U32: u32 = 500;
+
+/// Chat line → `/cv` on a standalone instance (the pure local path) at 1000/s.
+async fn local_latency(catalog: &Catalog, q: bool) -> anyhow::Result<measure::Samples> {
+    let scale = |quick: usize, full: usize| if q { quick } else { full };
+    progress("local: chat → OSC on a standalone instance at 1000/s");
+    let rx = udp_receiver().await?;
+    let solo = pipeline::BenchBot::start("bench-solo", None, rx.local_addr()?).await?;
+    let routes = pipeline::routes(catalog, scale(16, 64));
+    pipeline::install_routes(&solo, &[], &routes).await?;
+    pipeline::drain(&rx).await;
+    let (_, rx) = pipeline::chat_to_osc(&solo, &routes, 200, 1000, rx).await?;
+    let (samples, _) = pipeline::chat_to_osc(&solo, &routes, scale(2000, 20_000), 1000, rx).await?;
+    solo.stop().await;
+    Ok(samples)
+}
+
+/// Chat on A → `/cv` from B through Redis at 100, 1,000 and 10,000 commands/s, each beside the
+/// Redis + UDP floor at the same rate; then the receiving half alone.
+async fn cross_instance(
+    url: &str,
+    catalog: &Catalog,
+    q: bool,
+) -> anyhow::Result<(Vec<CrossResult>, Summary, Vec<(String, Vec<f64>)>)> {
+    let scale = |quick: usize, full: usize| if q { quick } else { full };
+    progress("cross-instance: two instances on Redis");
+    let a_rx = udp_receiver().await?;
+    let a = pipeline::BenchBot::start("bench-a", Some(url), a_rx.local_addr()?).await?;
+    let mut rx = udp_receiver().await?;
+    let b = pipeline::BenchBot::start("bench-b", Some(url), rx.local_addr()?).await?;
+    a.connected().await?;
+    b.connected().await?;
+    let routes = pipeline::routes(catalog, scale(16, 64));
+    pipeline::install_routes(&a, &[&b], &routes).await?;
+    pipeline::drain(&rx).await;
+    (_, rx) = pipeline::chat_to_osc(&a, &routes, 200, 1000, rx).await?;
+    let mut cross = Vec::new();
+    let mut series = Vec::new();
+    for rate in [100u32, 1000, 10_000] {
+        let n = match rate {
+            100 => scale(200, 2_000),
+            1000 => scale(2_000, 20_000),
+            _ => scale(10_000, 50_000),
+        };
+        progress(&format!("cross-instance: chat on A → OSC from B at {rate}/s ({n} commands)"));
+        pipeline::drain(&rx).await;
+        let samples;
+        (samples, rx) = pipeline::chat_to_osc(&a, &routes, n, rate, rx).await?;
+        progress(&format!("floor: Redis + UDP one-way at {rate}/s"));
+        let floor_samples = floor::redis_one_way(url, n.min(scale(2_000, 20_000)), rate, true).await?;
+        if rate == 1000 {
+            series.push(("cross-instance @1k/s".to_owned(), samples.sorted_us()));
+            series.push(("floor: Redis + UDP @1k/s".to_owned(), floor_samples.sorted_us()));
+        }
+        cross.push(CrossResult { rate_per_s: rate, latency: samples.summary(), floor: floor_samples.summary() });
+    }
+    progress("receiving half: raw event in Redis → OSC from B at 1000/s");
+    pipeline::drain(&rx).await;
+    let (remote, _) = pipeline::remote_to_osc(url, catalog, &routes, scale(2_000, 20_000), 1000, rx).await?;
+    a.stop().await;
+    b.stop().await;
+    drop(a_rx);
+    Ok((cross, remote.summary(), series))
+}
 
 /// Publishes `n` parameter events straight into Redis and measures how fast one child instance
 /// applies them (zero loss expected), its CPU use, and its memory idle and under load.
@@ -407,6 +428,7 @@ pub fn render(report: &Report) -> String {
     row(&mut out, "floor: UDP loopback one-way", &report.floor_udp);
     row(&mut out, "floor: Redis pub/sub one-way", &report.floor_redis);
     row(&mut out, "local: chat → OSC", &report.local);
+    row(&mut out, "receiving half: Redis → OSC @1000/s", &report.remote_to_osc);
     for c in &report.cross {
         row(&mut out, &format!("floor: Redis + UDP @{}/s", c.rate_per_s), &c.floor);
         row(&mut out, &format!("cross-instance @{}/s", c.rate_per_s), &c.latency);

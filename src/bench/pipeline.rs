@@ -12,13 +12,16 @@ use super::Pacer;
 use super::measure::Samples;
 use crate::catalog::Catalog;
 use crate::gate::Sender;
-use crate::{Config, Extras, Listeners, Running};
+use crate::{Config, Extras, Listeners};
 
-/// An in-process instance for the bench.
+/// An in-process instance for the bench, on its own OS thread and runtime (as a separate process
+/// would be), so its tasks never share worker threads with the measuring side.
 #[derive(Debug)]
 pub struct BenchBot {
-    pub running: Running,
+    intake: crate::chat::Intake,
+    pub http_addr: std::net::SocketAddr,
     shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
     _dir: PathGuard,
 }
 
@@ -52,19 +55,41 @@ impl BenchBot {
         let config = Config::from_vars(vars)?;
         let listeners = Listeners::bind(&config)?;
         let shutdown = CancellationToken::new();
-        let running = crate::start(config, listeners, Extras::default(), shutdown.clone()).await?;
-        Ok(BenchBot { running, shutdown, _dir: PathGuard(dir) })
+        let token = shutdown.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new().name(format!("bench-{id}")).spawn(move || {
+            let runtime = match crate::app::runtime() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(anyhow::anyhow!("runtime: {e}")));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match crate::start(config, listeners, Extras::default(), token).await {
+                    Ok(running) => {
+                        let _ = ready_tx.send(Ok((running.intake.clone(), running.http_addr)));
+                        let _ = running.wait().await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        })?;
+        let (intake, http_addr) = ready_rx.await??;
+        Ok(BenchBot { intake, http_addr, shutdown, thread: Some(thread), _dir: PathGuard(dir) })
     }
 
     pub async fn say(&self, line: &str) {
-        self.running.intake.submit(Sender::operator("bench"), line).await;
+        self.intake.submit(Sender::operator("bench"), line).await;
     }
 
     /// Waits until this instance's Redis link reports connected.
     pub async fn connected(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let json = super::child::http_get(self.running.http_addr, "/api/state")
+            let json = super::child::http_get(self.http_addr, "/api/state")
                 .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
             if json.is_some_and(|v| v["redis"] == "connected") {
                 return Ok(());
@@ -74,9 +99,11 @@ impl BenchBot {
         }
     }
 
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        let _ = self.running.wait().await;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 }
 
@@ -148,7 +175,7 @@ pub async fn install_routes(bot: &BenchBot, others: &[&BenchBot], routes: &[(Str
     let deadline = Instant::now() + Duration::from_secs(10);
     for other in others {
         loop {
-            let count = super::child::http_get(other.running.http_addr, "/api/state")
+            let count = super::child::http_get(other.http_addr, "/api/state")
                 .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
                 .and_then(|v| v["routes"].as_object().map(serde_json::Map::len))
                 .unwrap_or(0);
@@ -166,4 +193,61 @@ pub async fn install_routes(bot: &BenchBot, others: &[&BenchBot], routes: &[(Str
 pub async fn drain(socket: &tokio::net::UdpSocket) {
     let mut buf = vec![0u8; 2048];
     while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut buf)).await {}
+}
+
+/// The receiving half alone: an event published straight into Redis (as another instance would) →
+/// `/cv` from `receiver`'s instance. With the cross-instance figure it splits the overhead between
+/// the sending and the receiving instance.
+pub async fn remote_to_osc(
+    url: &str,
+    catalog: &Catalog,
+    routes: &[(String, String)],
+    n: usize,
+    rate: u32,
+    receiver: tokio::net::UdpSocket,
+) -> anyhow::Result<(Samples, tokio::net::UdpSocket)> {
+    let index: HashMap<String, usize> = routes.iter().enumerate().map(|(i, (o, _))| (o.clone(), i)).collect();
+    let variables: Vec<_> = routes.iter().filter_map(|(_, v)| catalog.parse_variable(v)).collect();
+    let sent: Arc<Mutex<HashMap<(usize, u8), Instant>>> = Arc::default();
+    let pending = sent.clone();
+    let reader = tokio::spawn(async move {
+        let mut samples = Samples::with_capacity(n);
+        let mut buf = vec![0u8; 2048];
+        while samples.len() < n {
+            let Ok(Ok(len)) = tokio::time::timeout(Duration::from_secs(3), receiver.recv(&mut buf)).await else {
+                break;
+            };
+            let got = Instant::now();
+            let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) else { continue };
+            let (Some(OscType::String(output)), Some(OscType::Int(value))) = (m.args.first(), m.args.get(5)) else {
+                continue;
+            };
+            let (Some(&i), Ok(value)) = (index.get(output), u8::try_from(*value)) else { continue };
+            let started = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(i, value));
+            if let Some(started) = started {
+                samples.push(got.duration_since(started));
+            }
+        }
+        (samples, receiver)
+    });
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let base = crate::state::Hlc::from_wall_ms(crate::coord::wall_ms_now() + 60_000);
+    let mut pacer = Pacer::new(rate);
+    for seq in 0..n {
+        pacer.wait().await;
+        let i = seq % variables.len();
+        #[allow(clippy::cast_possible_truncation)] // Modulo 128 fits a u8.
+        let value = ((seq / variables.len()) % 128) as u8;
+        let event = crate::state::Event {
+            stamp: crate::state::Stamp { hlc: base + seq as u64, instance: "bench-raw".into() },
+            wall_ms: crate::coord::wall_ms_now(),
+            user: "bench".into(),
+            kind: crate::state::EventKind::Set { variable: variables[i].clone(), value },
+        };
+        let payload = crate::redis_link::wire::encode(&event, seq as u64 + 1, None).payload;
+        sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((i, value), Instant::now());
+        let _: u64 = redis::cmd("PUBLISH").arg("cv:parameter:update").arg(payload).query_async(&mut conn).await?;
+    }
+    Ok(reader.await?)
 }
