@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,16 +13,41 @@ use anyhow::Context;
 pub struct ChildBot {
     child: Child,
     pub http: SocketAddr,
+    /// The child's working directory (routing file), removed on drop.
+    dir: std::path::PathBuf,
 }
 
 impl ChildBot {
-    /// Starts the current executable as a bot with `vars` and waits until it serves.
-    pub fn start(vars: &[(&str, String)], dir: &Path) -> anyhow::Result<ChildBot> {
+    /// Starts a bot named `id` on Redis `url`, sending OSC to `osc` with `routes` in its routing file,
+    /// and waits until its Redis link is connected.
+    pub async fn start_subscribed(
+        id: &str,
+        url: &str,
+        osc: SocketAddr,
+        routes: &[(String, String)],
+    ) -> anyhow::Result<ChildBot> {
+        let dir = std::env::temp_dir().join(format!("cvbot-bench-{id}-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir)?;
+        let table: serde_json::Map<String, serde_json::Value> =
+            routes.iter().map(|(o, v)| (o.clone(), serde_json::Value::String(v.clone()))).collect();
+        std::fs::write(dir.join("routing_table.json"), serde_json::Value::Object(table).to_string())?;
+        let vars = [("INSTANCE_ID", id.to_owned()), ("REDIS_URL", url.to_owned()), ("OSC_TARGETS", osc.to_string())];
+        let child = ChildBot::start(&vars, dir)?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while child.json("/api/state").is_none_or(|v| v["redis"] != "connected") {
+            anyhow::ensure!(Instant::now() < deadline, "the child instance {id} did not connect to Redis");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(child)
+    }
+
+    /// Starts the current executable as a bot with `vars` in `dir` and waits until it serves.
+    pub fn start(vars: &[(&str, String)], dir: std::path::PathBuf) -> anyhow::Result<ChildBot> {
         let exe = std::env::current_exe().context("locating the cvbot executable")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let http: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let mut cmd = Command::new(exe);
-        cmd.current_dir(dir)
+        cmd.current_dir(&dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HTTP_ADDR", http.to_string())
@@ -37,7 +61,7 @@ impl ChildBot {
             cmd.env(k, v);
         }
         let child = cmd.spawn().context("starting a cvbot child process")?;
-        let bot = ChildBot { child, http };
+        let bot = ChildBot { child, http, dir };
         let deadline = Instant::now() + Duration::from_secs(15);
         while http_get(bot.http, "/healthz").is_none() {
             anyhow::ensure!(Instant::now() < deadline, "the child bot did not start serving");
@@ -75,6 +99,7 @@ impl Drop for ChildBot {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

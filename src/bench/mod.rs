@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::net::UdpSocket;
 
 use crate::catalog::Catalog;
-use crate::state::{Event, EventKind, Hlc, Stamp};
+use crate::state::Hlc;
 use measure::Summary;
 
 /// What `cvbot bench` was asked to do.
@@ -259,40 +259,18 @@ async fn cross_instance(
 /// Publishes `n` parameter events straight into Redis and measures how fast one child instance
 /// applies them (zero loss expected), its CPU use, and its memory idle and under load.
 async fn throughput(url: &str, catalog: &Catalog, n: usize) -> anyhow::Result<(Throughput, Memory)> {
-    let dir = std::env::temp_dir().join(format!("cvbot-bench-child-{}", fastrand::u64(..)));
-    std::fs::create_dir_all(&dir)?;
     let routes = pipeline::routes(catalog, 8);
-    let table: serde_json::Map<String, serde_json::Value> =
-        routes.iter().map(|(o, v)| (o.clone(), serde_json::Value::String(v.clone()))).collect();
-    std::fs::write(dir.join("routing_table.json"), serde_json::Value::Object(table).to_string())?;
     let receiver = udp_receiver().await?;
-    let child = child::ChildBot::start(
-        &[
-            ("INSTANCE_ID", "bench-sub".to_owned()),
-            ("REDIS_URL", url.to_owned()),
-            ("OSC_TARGETS", receiver.local_addr()?.to_string()),
-        ],
-        &dir,
-    )?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.json("/api/state").is_none_or(|v| v["redis"] != "connected") {
-        anyhow::ensure!(Instant::now() < deadline, "the child instance did not connect to Redis");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let child = child::ChildBot::start_subscribed("bench-sub", url, receiver.local_addr()?, &routes).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = child.rss_bytes();
     let variables: Vec<_> = routes.iter().filter_map(|(_, v)| catalog.parse_variable(v)).collect();
     let base = Hlc::from_wall_ms(crate::coord::wall_ms_now());
     let payloads: Vec<String> = (0..n)
         .map(|i| {
-            let event = Event {
-                stamp: Stamp { hlc: base + i as u64, instance: "bench-pub".into() },
-                wall_ms: crate::coord::wall_ms_now(),
-                user: "bench".into(),
-                #[allow(clippy::cast_possible_truncation)] // Modulo 128 fits a u8.
-                kind: EventKind::Set { variable: variables[i % variables.len()].clone(), value: (i % 128) as u8 },
-            };
-            crate::redis_link::wire::encode(&event, i as u64 + 1, None).payload
+            #[allow(clippy::cast_possible_truncation)] // Modulo 128 fits a u8.
+            let value = (i % 128) as u8;
+            pipeline::raw_set_event(&variables[i % variables.len()], value, base + i as u64, "bench-pub", i as u64 + 1)
         })
         .collect();
     let counter = tokio::spawn(async move {
@@ -335,29 +313,14 @@ async fn throughput(url: &str, catalog: &Catalog, n: usize) -> anyhow::Result<(T
         cpu_cores: cpu.as_secs_f64() / wall,
     };
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok((throughput, Memory { idle_rss_mb: mb(idle_rss), load_rss_mb: mb(peak_rss) }))
 }
 
 /// SSE fan-out on a child instance: `clients` streams measuring event → client latency at 100
 /// events/s, then `hold` streams held open and checked to still receive updates.
 async fn overlay(url: &str, catalog: &Catalog, clients: usize, events: usize, hold: usize) -> anyhow::Result<Overlay> {
-    let dir = std::env::temp_dir().join(format!("cvbot-bench-sse-{}", fastrand::u64(..)));
-    std::fs::create_dir_all(&dir)?;
     let sink = udp_receiver().await?;
-    let child = child::ChildBot::start(
-        &[
-            ("INSTANCE_ID", "bench-overlay".to_owned()),
-            ("REDIS_URL", url.to_owned()),
-            ("OSC_TARGETS", sink.local_addr()?.to_string()),
-        ],
-        &dir,
-    )?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.json("/api/state").is_none_or(|v| v["redis"] != "connected") {
-        anyhow::ensure!(Instant::now() < deadline, "the overlay child did not connect to Redis");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let child = child::ChildBot::start_subscribed("bench-overlay", url, sink.local_addr()?, &[]).await?;
     let variables: std::sync::Arc<Vec<String>> =
         std::sync::Arc::new(pipeline::routes(catalog, 8).into_iter().map(|(_, v)| v).collect());
     let sent = sse::SentTimes::default();
@@ -387,7 +350,6 @@ async fn overlay(url: &str, catalog: &Catalog, clients: usize, events: usize, ho
     let hold_rss_mb = child.rss_bytes() as f64 / (1024.0 * 1024.0);
     drop(held);
     drop(fleet);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(Overlay {
         clients,
         connected,

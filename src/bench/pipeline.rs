@@ -119,6 +119,54 @@ pub fn routes(catalog: &Catalog, k: usize) -> Vec<(String, String)> {
     outputs.iter().map(ToString::to_string).zip(variables).take(k).collect()
 }
 
+/// When each (route index, value) was sent.
+pub type SentTimes = Arc<Mutex<HashMap<(usize, u8), Instant>>>;
+
+/// Receives `/cv` datagrams until `n` are matched to a send time (or the socket is quiet for 3 s);
+/// returns the latencies and the socket for the next phase.
+async fn match_cv(
+    receiver: tokio::net::UdpSocket,
+    index: HashMap<String, usize>,
+    n: usize,
+    sent: SentTimes,
+) -> (Samples, tokio::net::UdpSocket) {
+    let mut samples = Samples::with_capacity(n);
+    let mut buf = vec![0u8; 2048];
+    while samples.len() < n {
+        let Ok(Ok(len)) = tokio::time::timeout(Duration::from_secs(3), receiver.recv(&mut buf)).await else { break };
+        let got = Instant::now();
+        let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) else { continue };
+        if m.addr != "/cv" {
+            continue;
+        }
+        let (Some(OscType::String(output)), Some(OscType::Int(value))) = (m.args.first(), m.args.get(5)) else {
+            continue;
+        };
+        let (Some(&i), Ok(value)) = (index.get(output), u8::try_from(*value)) else { continue };
+        let started = sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(i, value));
+        if let Some(started) = started {
+            samples.push(got.duration_since(started));
+        }
+    }
+    (samples, receiver)
+}
+
+/// Output name → its position in `routes`.
+fn route_index(routes: &[(String, String)]) -> HashMap<String, usize> {
+    routes.iter().enumerate().map(|(i, (o, _))| (o.clone(), i)).collect()
+}
+
+/// The wire payload of a parameter event from a made-up peer, as another instance would publish it.
+pub fn raw_set_event(variable: &crate::catalog::Variable, value: u8, hlc: u64, instance: &str, seq: u64) -> String {
+    let event = crate::state::Event {
+        stamp: crate::state::Stamp { hlc, instance: instance.into() },
+        wall_ms: crate::coord::wall_ms_now(),
+        user: "bench".into(),
+        kind: crate::state::EventKind::Set { variable: variable.clone(), value },
+    };
+    crate::redis_link::wire::encode(&event, seq, None).payload
+}
+
 /// Sends `n` commands on `sender` at `rate`, cycling over the routes and values, and measures each
 /// until its `/cv` arrives on `receiver`'s socket.
 pub async fn chat_to_osc(
@@ -128,32 +176,8 @@ pub async fn chat_to_osc(
     rate: u32,
     receiver: tokio::net::UdpSocket,
 ) -> anyhow::Result<(Samples, tokio::net::UdpSocket)> {
-    let index: HashMap<String, usize> = routes.iter().enumerate().map(|(i, (o, _))| (o.clone(), i)).collect();
-    let sent: Arc<Mutex<HashMap<(usize, u8), Instant>>> = Arc::default();
-    let pending = sent.clone();
-    let reader = tokio::spawn(async move {
-        let mut samples = Samples::with_capacity(n);
-        let mut buf = vec![0u8; 2048];
-        while samples.len() < n {
-            let Ok(Ok(len)) = tokio::time::timeout(Duration::from_secs(3), receiver.recv(&mut buf)).await else {
-                break;
-            };
-            let got = Instant::now();
-            let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) else { continue };
-            if m.addr != "/cv" {
-                continue;
-            }
-            let (Some(OscType::String(output)), Some(OscType::Int(value))) = (m.args.first(), m.args.get(5)) else {
-                continue;
-            };
-            let (Some(&i), Ok(value)) = (index.get(output), u8::try_from(*value)) else { continue };
-            let started = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(i, value));
-            if let Some(started) = started {
-                samples.push(got.duration_since(started));
-            }
-        }
-        (samples, receiver)
-    });
+    let sent = SentTimes::default();
+    let reader = tokio::spawn(match_cv(receiver, route_index(routes), n, sent.clone()));
     let mut pacer = Pacer::new(rate);
     for seq in 0..n {
         pacer.wait().await;
@@ -206,30 +230,9 @@ pub async fn remote_to_osc(
     rate: u32,
     receiver: tokio::net::UdpSocket,
 ) -> anyhow::Result<(Samples, tokio::net::UdpSocket)> {
-    let index: HashMap<String, usize> = routes.iter().enumerate().map(|(i, (o, _))| (o.clone(), i)).collect();
     let variables: Vec<_> = routes.iter().filter_map(|(_, v)| catalog.parse_variable(v)).collect();
-    let sent: Arc<Mutex<HashMap<(usize, u8), Instant>>> = Arc::default();
-    let pending = sent.clone();
-    let reader = tokio::spawn(async move {
-        let mut samples = Samples::with_capacity(n);
-        let mut buf = vec![0u8; 2048];
-        while samples.len() < n {
-            let Ok(Ok(len)) = tokio::time::timeout(Duration::from_secs(3), receiver.recv(&mut buf)).await else {
-                break;
-            };
-            let got = Instant::now();
-            let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) else { continue };
-            let (Some(OscType::String(output)), Some(OscType::Int(value))) = (m.args.first(), m.args.get(5)) else {
-                continue;
-            };
-            let (Some(&i), Ok(value)) = (index.get(output), u8::try_from(*value)) else { continue };
-            let started = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(i, value));
-            if let Some(started) = started {
-                samples.push(got.duration_since(started));
-            }
-        }
-        (samples, receiver)
-    });
+    let sent = SentTimes::default();
+    let reader = tokio::spawn(match_cv(receiver, route_index(routes), n, sent.clone()));
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let base = crate::state::Hlc::from_wall_ms(crate::coord::wall_ms_now() + 60_000);
@@ -239,13 +242,7 @@ pub async fn remote_to_osc(
         let i = seq % variables.len();
         #[allow(clippy::cast_possible_truncation)] // Modulo 128 fits a u8.
         let value = ((seq / variables.len()) % 128) as u8;
-        let event = crate::state::Event {
-            stamp: crate::state::Stamp { hlc: base + seq as u64, instance: "bench-raw".into() },
-            wall_ms: crate::coord::wall_ms_now(),
-            user: "bench".into(),
-            kind: crate::state::EventKind::Set { variable: variables[i].clone(), value },
-        };
-        let payload = crate::redis_link::wire::encode(&event, seq as u64 + 1, None).payload;
+        let payload = raw_set_event(&variables[i], value, base + seq as u64, "bench-raw", seq as u64 + 1);
         sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((i, value), Instant::now());
         let _: u64 = redis::cmd("PUBLISH").arg("cv:parameter:update").arg(payload).query_async(&mut conn).await?;
     }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Pacer;
 use super::measure::Samples;
-use crate::state::{Event, EventKind, Hlc, Stamp};
+use crate::state::Hlc;
 
 /// When each (variable index, value) was published.
 pub type SentTimes = Arc<Mutex<HashMap<(usize, u8), Instant>>>;
@@ -134,13 +134,7 @@ pub async fn publish_events(
         let k = i % parsed.len();
         #[allow(clippy::cast_possible_truncation)] // Modulo 128 fits a u8.
         let value = ((i / parsed.len()) % 128) as u8;
-        let event = Event {
-            stamp: Stamp { hlc: base + i as u64, instance: "bench-sse".into() },
-            wall_ms: crate::coord::wall_ms_now(),
-            user: "bench".into(),
-            kind: EventKind::Set { variable: parsed[k].clone(), value },
-        };
-        let payload = crate::redis_link::wire::encode(&event, i as u64 + 1, None).payload;
+        let payload = super::pipeline::raw_set_event(&parsed[k], value, base + i as u64, "bench-sse", i as u64 + 1);
         sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((k, value), Instant::now());
         let _: u64 = redis::cmd("PUBLISH").arg("cv:parameter:update").arg(payload).query_async(&mut conn).await?;
     }
