@@ -208,6 +208,16 @@ pub fn decode(payload: &[u8], catalog: &Catalog, signer: Option<&Signer>) -> Res
     if payload.len() > MAX_PAYLOAD {
         return Err(DropReason::TooLarge);
     }
+    if signer.is_none()
+        && let Some(decoded) = decode_parameter_update(payload, catalog)
+    {
+        return decoded;
+    }
+    decode_general(payload, catalog, signer)
+}
+
+/// Any envelope, through a `serde_json::Value` tree: every type, the signature, every drop reason.
+fn decode_general(payload: &[u8], catalog: &Catalog, signer: Option<&Signer>) -> Result<Incoming, DropReason> {
     let mut root: Value = serde_json::from_slice(payload).map_err(|_| DropReason::NotJson)?;
     let obj = root.as_object_mut().ok_or(DropReason::Malformed)?;
     if let Some(signer) = signer {
@@ -264,6 +274,50 @@ pub fn decode(payload: &[u8], catalog: &Catalog, signer: Option<&Signer>) -> Res
     };
     let event = Event { stamp: Stamp { hlc, instance: source.into() }, wall_ms: timestamp, user: user.into(), kind };
     Ok(Incoming::Event { event, seq })
+}
+
+/// The hot case — an unsigned `parameter_update` — decoded into borrowed typed fields, without
+/// building a `serde_json::Value` tree (which costs an allocation per key and string). `None` when
+/// the payload is anything else or anything unusual, so the general path decides (and names the
+/// reason for a drop); for every payload this accepts, both paths give the same event.
+fn decode_parameter_update(payload: &[u8], catalog: &Catalog) -> Option<Result<Incoming, DropReason>> {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+        timestamp: u64,
+        #[serde(borrow)]
+        data: Data<'a>,
+        hlc: Option<u64>,
+        seq: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data<'a> {
+        #[serde(borrow)]
+        variable: std::borrow::Cow<'a, str>,
+        value: u64,
+        #[serde(borrow, default)]
+        user: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        source_instance: std::borrow::Cow<'a, str>,
+    }
+    let envelope: Envelope<'_> = serde_json::from_slice(payload).ok()?;
+    if envelope.kind != "parameter_update" || envelope.data.source_instance.is_empty() {
+        return None;
+    }
+    let data = envelope.data;
+    let Some(variable) = catalog.parse_variable(&data.variable) else { return Some(Err(DropReason::UnknownVariable)) };
+    let Some(value) = u8::try_from(data.value).ok().filter(|v| *v <= catalog.value_max()) else {
+        return Some(Err(DropReason::OutOfRange));
+    };
+    let hlc = envelope.hlc.unwrap_or_else(|| Hlc::from_wall_ms(envelope.timestamp));
+    let event = Event {
+        stamp: Stamp { hlc, instance: data.source_instance.as_ref().into() },
+        wall_ms: envelope.timestamp,
+        user: data.user.as_deref().unwrap_or("unknown").into(),
+        kind: EventKind::Set { variable, value },
+    };
+    Some(Ok(Incoming::Event { event, seq: envelope.seq }))
 }
 
 fn text<'a>(data: &'a Map<String, Value>, field: &str) -> Result<&'a str, DropReason> {
@@ -490,6 +544,25 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
+            #[test]
+            fn the_fast_path_agrees_with_the_general_one(
+                var in "(doorway#[0-9]\\.(gain|threshold)|nope#1\\.x)", value in 0u64..300,
+                user in proptest::option::of("[a-z\\\\\"]{0,8}"), hlc in proptest::option::of(0u64..u64::MAX),
+                seq in proptest::option::of(0u64..10),
+            ) {
+                let mut v = serde_json::json!({"timestamp": 1_700_000_000_000u64, "type": "parameter_update",
+                    "data": {"variable": var, "value": value, "source_instance": "peer"}});
+                if let Some(u) = &user { v["data"]["user"] = serde_json::Value::String(u.clone()); }
+                if let Some(h) = hlc { v["hlc"] = h.into(); }
+                if let Some(s) = seq { v["seq"] = s.into(); }
+                let payload = v.to_string();
+                let catalog = Catalog::builtin();
+                let fast = decode_parameter_update(payload.as_bytes(), &catalog);
+                let general = decode_general(payload.as_bytes(), &catalog, None);
+                prop_assert!(fast.is_some());
+                prop_assert_eq!(fast.expect("fast path taken"), general);
+            }
+
             #[test]
             fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
                 let _ = decode(&bytes, &Catalog::builtin(), None);
