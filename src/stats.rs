@@ -10,6 +10,30 @@ use std::time::{Duration, Instant};
 use crate::command::ParseError;
 use crate::gate::Denial;
 
+/// One counter per entry of a fixed key list (parse errors, drop reasons, channels), so a reason
+/// enum's `ALL` array is the only place its order is written down.
+#[derive(Debug)]
+pub struct Tally<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Tally<N> {
+    fn default() -> Self {
+        Tally(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> Tally<N> {
+    /// Counts one `key`; a key not in `keys` is ignored.
+    pub fn add<K: PartialEq>(&self, keys: &[K; N], key: &K) {
+        if let Some(i) = keys.iter().position(|k| k == key) {
+            self.0[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get<K: PartialEq>(&self, keys: &[K; N], key: &K) -> u64 {
+        keys.iter().position(|k| k == key).map_or(0, |i| self.0[i].load(Ordering::Relaxed))
+    }
+}
+
 /// The Redis link's state as health and `/api/state` report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkStatus {
@@ -37,7 +61,7 @@ impl LinkStatus {
 pub struct Stats {
     pub chat_lines: AtomicU64,
     /// Lines that were attempts at a command but invalid, by [`ParseError`] (index = position in `ALL`).
-    invalid: [AtomicU64; ParseError::ALL.len()],
+    invalid: Tally<{ ParseError::ALL.len() }>,
     pub denied_not_admin: AtomicU64,
     pub denied_cooldown: AtomicU64,
     pub denied_global_limit: AtomicU64,
@@ -72,13 +96,11 @@ pub struct Stats {
 
 impl Stats {
     pub fn count_invalid(&self, reason: ParseError) {
-        if let Some(i) = ParseError::ALL.iter().position(|r| *r == reason) {
-            self.invalid[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.invalid.add(&ParseError::ALL, &reason);
     }
 
     pub fn invalid(&self, reason: ParseError) -> u64 {
-        ParseError::ALL.iter().position(|r| *r == reason).map_or(0, |i| self.invalid[i].load(Ordering::Relaxed))
+        self.invalid.get(&ParseError::ALL, &reason)
     }
 
     pub fn count_denial(&self, denial: Denial) {

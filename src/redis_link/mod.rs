@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::catalog::Catalog;
 use crate::coord::{CoordHandle, wall_ms_now};
 use crate::state::Event;
-use crate::stats::{LinkStatus, LogThrottle, Stats};
+use crate::stats::{LinkStatus, LogThrottle, Stats, Tally};
 use presence::{Claim, ClaimError, ClusterPresence};
 use wire::{DropReason, Incoming, Signer};
 
@@ -895,7 +895,7 @@ pub struct LinkCounters {
     pub unpublished: AtomicU64,
     pub received: AtomicU64,
     pub own_ignored: AtomicU64,
-    dropped: [AtomicU64; DropReason::ALL.len()],
+    dropped: Tally<{ DropReason::ALL.len() }>,
     pub dlq_written: AtomicU64,
     pub reconnects: AtomicU64,
     pub resyncs: AtomicU64,
@@ -906,26 +906,22 @@ pub struct LinkCounters {
     pub outbox_depth: AtomicU64,
     pub outbox_coalesced: AtomicU64,
     /// Published and received events per event channel, in [`wire::EVENT_CHANNELS`] order.
-    published_on: [AtomicU64; 4],
-    received_on: [AtomicU64; 4],
+    published_on: Tally<4>,
+    received_on: Tally<4>,
     reason: std::sync::Mutex<Option<String>>,
 }
 
 impl LinkCounters {
     pub fn count_drop(&self, reason: DropReason) {
-        if let Some(i) = DropReason::ALL.iter().position(|r| *r == reason) {
-            self.dropped[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.dropped.add(&DropReason::ALL, &reason);
     }
 
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        DropReason::ALL.iter().position(|r| *r == reason).map_or(0, |i| self.dropped[i].load(Ordering::Relaxed))
+        self.dropped.get(&DropReason::ALL, &reason)
     }
 
-    fn count_channel(counters: &[AtomicU64; 4], channel: &str) {
-        if let Some(i) = wire::EVENT_CHANNELS.iter().position(|c| *c == channel) {
-            counters[i].fetch_add(1, Ordering::Relaxed);
-        }
+    fn count_channel(counters: &Tally<4>, channel: &str) {
+        counters.add(&wire::EVENT_CHANNELS, &channel);
     }
 
     /// Why the link is degraded, if it is.
@@ -942,10 +938,10 @@ impl LinkCounters {
         for reason in DropReason::ALL {
             out.insert(format!("redis_dropped_{}", reason.label()), self.dropped(reason));
         }
-        for (i, channel) in wire::EVENT_CHANNELS.iter().enumerate() {
+        for channel in &wire::EVENT_CHANNELS {
             let name = channel.trim_start_matches("cv:").replace(':', "_");
-            out.insert(format!("redis_published_{name}"), self.published_on[i].load(Ordering::Relaxed));
-            out.insert(format!("redis_received_{name}"), self.received_on[i].load(Ordering::Relaxed));
+            out.insert(format!("redis_published_{name}"), self.published_on.get(&wire::EVENT_CHANNELS, channel));
+            out.insert(format!("redis_received_{name}"), self.received_on.get(&wire::EVENT_CHANNELS, channel));
         }
         for (name, c) in [
             ("redis_published", &self.published),
