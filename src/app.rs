@@ -184,12 +184,16 @@ pub async fn start(
     let stats = Arc::new(Stats::default());
     let instance: Arc<str> = config.instance_id.as_str().into();
     let sup = Supervisor { tracker: TaskTracker::new(), shutdown: shutdown.clone(), failure: Arc::default() };
-    let Core { coord, redis_status, presence } = spawn_core(&config, &sup, &catalog, state, &stats);
-
     let encoder = Encoder { format: config.osc_format, value_max: catalog.value_max() };
-    let socket = tokio::net::UdpSocket::from_std(listeners.osc)?;
-    let osc = OscStage::new(socket, config.osc_targets.clone(), encoder, stats.clone(), config.output_rest_on_shutdown);
-    sup.critical("osc", osc.run(coord.clone(), shutdown.clone()));
+    let osc = OscStage::new(
+        listeners.osc,
+        config.osc_targets.clone(),
+        encoder,
+        stats.clone(),
+        config.output_rest_on_shutdown,
+    )?;
+    let Core { coord, redis_status, presence } = spawn_core(&config, &sup, &catalog, state, osc, &stats);
+
     sup.critical(
         "routing-file",
         routes_file::keep_saved(
@@ -205,7 +209,7 @@ pub async fn start(
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http_listener.local_addr()?;
     let hub = Hub::new(instance.clone(), catalog.value_max(), coord.clone(), stats.clone());
-    let (hub, hub_task) = hub.spawn(shutdown.clone()).await.context("the coordinator stopped during start-up")?;
+    let (hub, hub_task) = hub.spawn(shutdown.clone()).context("the coordinator stopped during start-up")?;
     sup.critical("overlay-hub", hub_task);
     let (twitch_tx, twitch_status) = watch::channel(TwitchStatus::Disabled);
     let ctx = HttpContext {
@@ -275,7 +279,14 @@ struct Core {
 }
 
 /// Starts the coordinator and, when enabled, the Redis link that drains its outbox.
-fn spawn_core(config: &Config, sup: &Supervisor, catalog: &Arc<Catalog>, state: State, stats: &Arc<Stats>) -> Core {
+fn spawn_core(
+    config: &Config,
+    sup: &Supervisor,
+    catalog: &Arc<Catalog>,
+    state: State,
+    osc: OscStage,
+    stats: &Arc<Stats>,
+) -> Core {
     let instance: Arc<str> = config.instance_id.as_str().into();
     let shutdown = sup.shutdown.clone();
     let policy = GatePolicy {
@@ -300,7 +311,8 @@ fn spawn_core(config: &Config, sup: &Supervisor, catalog: &Arc<Catalog>, state: 
         cluster.as_ref().map(|(tx, _, _)| tx.clone()),
         presence.clone(),
         stats.clone(),
-    );
+    )
+    .with_osc(osc);
     let (coord, coord_task) = coordinator.spawn(shutdown.clone());
     sup.critical("coordinator", async move {
         coord_task.await;

@@ -37,10 +37,10 @@ impl Intake {
     }
 
     /// Parses one chat line and, when it is a command, runs it. Invalid lines are counted by reason.
-    pub async fn submit(&self, sender: Sender, line: &str) -> Outcome {
+    pub fn submit(&self, sender: &Sender, line: &str) -> Outcome {
         let at = Instant::now();
         match self.classify(&sender.login, line) {
-            Ok(command) => self.coord.submit(sender, command, at).await,
+            Ok(command) => self.coord.submit(sender, command, at),
             Err(reason) => Outcome::Refused(Refusal::Parse(reason)),
         }
     }
@@ -60,9 +60,9 @@ impl Intake {
         parsed
     }
 
-    /// Runs a command [`Intake::classify`] accepted at `at`, and waits for its outcome.
-    pub async fn run(&self, sender: Sender, command: Command, at: Instant) -> Outcome {
-        self.coord.submit(sender, command, at).await
+    /// Runs a command [`Intake::classify`] accepted at `at`.
+    pub fn run(&self, sender: &Sender, command: Command, at: Instant) -> Outcome {
+        self.coord.submit(sender, command, at)
     }
 
     /// Parses without running; used by sources that must not wait (they hand the command on).
@@ -117,7 +117,7 @@ pub async fn run_terminal<R: AsyncBufRead + Unpin>(
         if line.trim().is_empty() {
             continue;
         }
-        let outcome = intake.submit(sender.clone(), &line).await;
+        let outcome = intake.submit(&sender, &line);
         print_outcome(&line, &outcome);
     }
 }
@@ -149,12 +149,12 @@ pub async fn run_demo(intake: Intake, seed: u64, shutdown: CancellationToken) ->
     const INVALID: [&str; 4] = ["doorway#1.threshold: 300", "doorway#9.nope: 5", "doorway#1.gain: abc", "hello chat!"];
     let mut rng = fastrand::Rng::with_seed(seed);
     let director = Sender::operator("demo-director");
-    if let Outcome::Done { reply: Some(routes) } = intake.submit(director.clone(), "!admin routes").await
+    if let Outcome::Done { reply: Some(routes) } = intake.submit(&director, "!admin routes")
         && routes == "no routes"
     {
         for (i, variable) in VARIABLES.iter().take(4).enumerate() {
             let line = format!("!admin es9out#{} → {variable}", i + 1);
-            intake.submit(director.clone(), &line).await;
+            intake.submit(&director, &line);
         }
         info!("demo: routed es9out#1-4 (remove them with `!admin remove es9out#1` …)");
     }
@@ -171,7 +171,7 @@ pub async fn run_demo(intake: Intake, seed: u64, shutdown: CancellationToken) ->
         } else {
             format!("{}: {}", VARIABLES[rng.usize(0..VARIABLES.len())], rng.u8(0..=127))
         };
-        intake.submit(viewer, &line).await;
+        intake.submit(&viewer, &line);
     }
 }
 

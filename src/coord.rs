@@ -1,27 +1,27 @@
-//! The coordinator: the one task that owns [`State`]. Local commands are gated, stamped, applied and
+//! The coordinator: the one owner of [`State`]. Local commands are gated, stamped, applied and
 //! handed to the outbox; remote events take the same `apply` path through [`CoordHandle::apply_remote`]
 //! and are never handed back to the outbox.
 //!
-//! Readers never touch State: they get a snapshot and a change feed, atomically, from
-//! [`CoordHandle::subscribe`]. Knows no wire format, channel name, OSC address or HTTP route.
+//! Every call runs in the caller's task, under one short lock: a chat line or a Redis message is
+//! applied and its OSC datagram is on the wire before the call returns, with no task hand-off in
+//! between (each hand-off costs tens of microseconds on a small VM; see BENCHMARKS.md). The lock is
+//! never held across an `.await`. Readers never touch State: they get a snapshot and a change feed,
+//! atomically, from [`CoordHandle::subscribe`]. Knows no wire format, channel name or HTTP route.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::catalog::Catalog;
 use crate::command::{AdminCommand, Command, ParseError};
 use crate::gate::{Denial, Gate, Sender};
+use crate::osc::OscStage;
 use crate::state::{Change, Event, EventKind, Hlc, Route, Stamp, State};
 use crate::stats::Stats;
-
-/// Requests waiting for the coordinator. When full, viewer commands are dropped (counted as
-/// `dropped_overload`) while admin commands and remote events wait for room: those must not be lost.
-pub const REQUEST_QUEUE: usize = 4096;
 
 /// Changes buffered per reader. A reader that falls further behind gets `Lagged` and resubscribes,
 /// receiving a fresh snapshot, so a slow reader costs itself a resync and never holds anyone back.
@@ -58,75 +58,63 @@ pub struct Subscription {
     pub changes: broadcast::Receiver<Change>,
 }
 
-enum Request {
-    Command { sender: Sender, command: Command, at: Instant, reply: Option<oneshot::Sender<Outcome>> },
-    Remote(Event),
-    Subscribe(oneshot::Sender<Subscription>),
-    Snapshot(oneshot::Sender<State>),
-}
-
-/// A cheap, cloneable way to talk to the coordinator task.
+/// A cheap, cloneable way to reach the coordinator. Every method returns at once: the work is a few
+/// microseconds under the lock.
 #[derive(Debug, Clone)]
 pub struct CoordHandle {
-    tx: mpsc::Sender<Request>,
-}
-
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Request::Command { .. } => "Command",
-            Request::Remote(_) => "Remote",
-            Request::Subscribe(_) => "Subscribe",
-            Request::Snapshot(_) => "Snapshot",
-        })
-    }
+    core: Arc<Mutex<Coordinator>>,
 }
 
 impl CoordHandle {
-    /// Submits a parsed command and waits for its outcome.
-    pub async fn submit(&self, sender: Sender, command: Command, at: Instant) -> Outcome {
-        let (reply, rx) = oneshot::channel();
-        let admin = command.is_admin();
-        let request = Request::Command { sender, command, at, reply: Some(reply) };
-        if admin {
-            if self.tx.send(request).await.is_err() {
-                return Outcome::Refused(Refusal::ShuttingDown);
-            }
-        } else if let Err(e) = self.tx.try_send(request) {
-            return Outcome::Refused(match e {
-                mpsc::error::TrySendError::Full(_) => Refusal::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => Refusal::ShuttingDown,
-            });
-        }
-        rx.await.unwrap_or(Outcome::Refused(Refusal::ShuttingDown))
+    fn lock(&self) -> MutexGuard<'_, Coordinator> {
+        // A panic while holding the lock would be a bug; the show is better served by carrying on
+        // with the state as it stands than by refusing every later command.
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies an event that another instance made. Waits for room rather than dropping it.
-    pub async fn apply_remote(&self, event: Event) -> bool {
-        self.tx.send(Request::Remote(event)).await.is_ok()
+    /// Runs a parsed command and returns its outcome.
+    pub fn submit(&self, sender: &Sender, command: Command, at: Instant) -> Outcome {
+        let wall_ms = wall_ms_now();
+        let mut core = self.lock();
+        if core.closed {
+            return Outcome::Refused(Refusal::ShuttingDown);
+        }
+        core.handle_command(sender, command, at, wall_ms)
+    }
+
+    /// Applies an event that another instance made; false once the coordinator has shut down.
+    pub fn apply_remote(&self, event: &Event) -> bool {
+        let mut core = self.lock();
+        if core.closed {
+            return false;
+        }
+        core.apply_remote(event);
+        true
+    }
+
+    /// Applies events that arrived together (one socket read). OSC output for a variable set several
+    /// times in the batch is coalesced to its last value (counted as `osc_coalesced`); State, the
+    /// change feed and the overlay still see every event.
+    pub fn apply_remote_batch(&self, events: &[Event]) -> bool {
+        let mut core = self.lock();
+        if core.closed {
+            return false;
+        }
+        core.apply_remote_batch(events);
+        true
     }
 
     /// A copy of the current state (for read-only views such as `/api/state`).
-    pub async fn snapshot(&self) -> Option<State> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Request::Snapshot(tx)).await.ok()?;
-        rx.await.ok()
-    }
-
-    /// Hands over a remote event without waiting; `Full` when the coordinator is behind (the caller
-    /// counts it and resyncs later), `Closed` when it has stopped.
-    pub fn try_apply_remote(&self, event: Event) -> Result<(), mpsc::error::TrySendError<()>> {
-        self.tx.try_send(Request::Remote(event)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
-            mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
-        })
+    pub fn snapshot(&self) -> Option<State> {
+        let core = self.lock();
+        (!core.closed).then(|| core.state.clone())
     }
 
     /// The current state plus a feed of every later change, with nothing missed or doubled between.
-    pub async fn subscribe(&self) -> Option<Subscription> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Request::Subscribe(tx)).await.ok()?;
-        rx.await.ok()
+    pub fn subscribe(&self) -> Option<Subscription> {
+        let core = self.lock();
+        let changes = core.changes.as_ref()?.subscribe();
+        Some(Subscription { state: core.state.clone(), changes })
     }
 }
 
@@ -145,7 +133,7 @@ impl Presence for Alone {
     }
 }
 
-/// The coordinator's parts; [`Coordinator::spawn`] moves them into the task.
+/// The coordinator's parts: State and everything that must see its changes in order.
 #[derive(Debug)]
 pub struct Coordinator {
     instance: Arc<str>,
@@ -153,10 +141,13 @@ pub struct Coordinator {
     state: State,
     hlc: Hlc,
     gate: Gate,
-    changes: broadcast::Sender<Change>,
+    /// `None` once shut down, which ends every reader's feed.
+    changes: Option<broadcast::Sender<Change>>,
     outbox: Option<mpsc::Sender<Event>>,
+    osc: Option<OscStage>,
     presence: Arc<dyn Presence>,
     stats: Arc<Stats>,
+    closed: bool,
 }
 
 impl Coordinator {
@@ -170,53 +161,56 @@ impl Coordinator {
         stats: Arc<Stats>,
     ) -> Coordinator {
         let (changes, _) = broadcast::channel(CHANGE_FEED);
-        Coordinator { instance, catalog, state, hlc: Hlc::default(), gate, changes, outbox, presence, stats }
+        Coordinator {
+            instance,
+            catalog,
+            state,
+            hlc: Hlc::default(),
+            gate,
+            changes: Some(changes),
+            outbox,
+            osc: None,
+            presence,
+            stats,
+            closed: false,
+        }
     }
 
     /// Replaces the change feed with one of `capacity` (tests use a tiny one to force lag).
     #[must_use]
     pub fn with_feed_capacity(mut self, capacity: usize) -> Coordinator {
-        self.changes = broadcast::channel(capacity).0;
+        self.changes = Some(broadcast::channel(capacity).0);
         self
     }
 
-    /// Runs the task until `shutdown`; returns the handle and the task's future.
-    pub fn spawn(mut self, shutdown: CancellationToken) -> (CoordHandle, impl Future<Output = ()> + Send) {
-        let (tx, mut rx) = mpsc::channel(REQUEST_QUEUE);
-        let task = async move {
-            loop {
-                let request = tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => break,
-                    r = rx.recv() => match r { Some(r) => r, None => break },
-                };
-                self.handle(request);
-            }
-            // Stop intake, then finish what was already queued so no accepted command is lost.
-            rx.close();
-            while let Ok(request) = rx.try_recv() {
-                self.handle(request);
-            }
-        };
-        (CoordHandle { tx }, task)
+    /// Sends every change to `osc` as it is applied, in the caller's task. The stage is told the
+    /// whole state when the coordinator starts.
+    #[must_use]
+    pub fn with_osc(mut self, osc: OscStage) -> Coordinator {
+        self.osc = Some(osc);
+        self
     }
 
-    fn handle(&mut self, request: Request) {
-        match request {
-            Request::Command { sender, command, at, reply } => {
-                let outcome = self.handle_command(&sender, command, at, wall_ms_now());
-                if let Some(reply) = reply {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Request::Remote(event) => self.apply_remote(&event),
-            Request::Snapshot(reply) => {
-                let _ = reply.send(self.state.clone());
-            }
-            Request::Subscribe(reply) => {
-                let _ = reply.send(Subscription { state: self.state.clone(), changes: self.changes.subscribe() });
-            }
+    /// Starts serving. Returns the handle and a future that, once `shutdown` fires, closes the
+    /// coordinator: later calls are refused, readers' feeds end, and the OSC stage rests its outputs
+    /// when configured to.
+    pub fn spawn(mut self, shutdown: CancellationToken) -> (CoordHandle, impl Future<Output = ()> + Send) {
+        if let Some(osc) = &mut self.osc {
+            osc.replay(&self.state);
         }
+        let handle = CoordHandle { core: Arc::new(Mutex::new(self)) };
+        let closer = handle.clone();
+        let task = async move {
+            shutdown.cancelled().await;
+            let mut core = closer.lock();
+            core.closed = true;
+            core.changes = None;
+            let Coordinator { osc, state, .. } = &mut *core;
+            if let Some(osc) = osc {
+                osc.shut_down(state);
+            }
+        };
+        (handle, task)
     }
 
     /// Gates, stamps and applies one local command. Time comes in as parameters for tests.
@@ -300,12 +294,38 @@ impl Coordinator {
         }
     }
 
-    /// Applies to State and tells the readers; true when something visibly changed.
+    /// Applies a batch of remote events with the OSC output for each variable coalesced to its last
+    /// value within the batch.
+    pub fn apply_remote_batch(&mut self, events: &[Event]) {
+        if let Some(osc) = &mut self.osc {
+            osc.begin_batch();
+        }
+        for event in events {
+            self.apply_remote(event);
+        }
+        if let Some(osc) = &mut self.osc {
+            osc.end_batch(&self.state);
+        }
+    }
+
+    /// Applies to State, sends the OSC output, then tells the readers; true when something visibly
+    /// changed. OSC goes first: it is the output a performer hears.
     fn apply(&mut self, event: &Event) -> bool {
+        if !matches!(event.kind, EventKind::Set { .. })
+            && let Some(osc) = &mut self.osc
+        {
+            // Values held back in a batch go out as they stood before a route, clear or stop changes them.
+            osc.flush_deferred(&self.state);
+        }
         match self.state.apply(event) {
             Some(change) => {
+                if let Some(osc) = &mut self.osc {
+                    osc.on_change(&change, &self.state);
+                }
                 // No receivers is fine: in tests and while stages restart nobody may be listening.
-                let _ = self.changes.send(change);
+                if let Some(changes) = &self.changes {
+                    let _ = changes.send(change);
+                }
                 true
             }
             None => {

@@ -1,23 +1,20 @@
 //! The OSC output stage: turns state changes into UDP datagrams for Max/MSP (or any OSC receiver).
 //!
-//! The only module that knows OSC addresses and argument lists. It keeps a mirror of routes and values
-//! built from the coordinator's change feed, so it never reads State; when it falls behind the feed it
-//! resubscribes and reconciles from a fresh snapshot. A failed send is counted and logged, never fatal.
+//! The only module that knows OSC addresses and argument lists. The stage is owned by the
+//! coordinator and called under its lock with each change and the state after it, so a datagram
+//! leaves in the same call that applied the command: no queue, no mirror, nothing to fall behind.
+//! A failed send is counted and logged, never fatal.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::collections::{BTreeSet, HashSet};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use rosc::{OscMessage, OscPacket, OscType};
-use tokio::net::UdpSocket;
-use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::catalog::{Output, Parameter, Variable};
-use crate::coord::CoordHandle;
 use crate::state::{Change, Route, State};
 use crate::stats::{LogThrottle, Stats};
 
@@ -112,225 +109,207 @@ impl Encoder {
     }
 }
 
-/// What the stage believes the receiver has: routes, values, the emergency latch.
-#[derive(Debug, Default)]
-struct Mirror {
-    routes: BTreeMap<Output, Route>,
-    values: HashMap<Variable, u8>,
-    emergency: bool,
-    /// Routes the receiver was told about, so a replay can also send the removals it missed.
-    announced: BTreeSet<Output>,
-}
-
-impl Mirror {
-    fn from_state(state: &State) -> Mirror {
-        Mirror {
-            routes: state.routes().map(|(o, r)| (o.clone(), r.clone())).collect(),
-            values: state.params().map(|(v, p)| (v.clone(), p.value)).collect(),
-            emergency: state.emergency().active,
-            announced: BTreeSet::new(),
-        }
-    }
-
-    fn outputs_for<'a>(&'a self, variable: &'a Variable) -> impl Iterator<Item = (&'a Output, &'a Route)> + 'a {
-        self.routes.iter().filter(move |(_, r)| r.variable == *variable)
-    }
-}
-
-/// The running stage: a socket, its targets, the encoder and the mirror.
+/// The output stage: a socket, its targets and the encoder. It lives inside the coordinator and is
+/// called under its lock with each change and the state after it, so its output is always in the
+/// order State applied and it never needs a mirror of its own.
 #[derive(Debug)]
 pub struct OscStage {
     socket: UdpSocket,
     targets: Vec<SocketAddr>,
     encoder: Encoder,
-    mirror: Mirror,
     stats: Arc<Stats>,
     log: LogThrottle,
     /// Send every route's safe value when the process shuts down (`OUTPUT_REST_ON_SHUTDOWN`).
     rest_on_shutdown: bool,
+    /// Routes the receiver was told about, so a replay can also send the removals it missed.
+    announced: BTreeSet<Output>,
+    /// While a batch is applied: variables whose values are sent once, at the end of the batch.
+    deferred: Option<HashSet<Variable>>,
 }
 
 impl OscStage {
+    /// `socket` is switched to non-blocking: a send that would block is counted as failed, never waited for.
     pub fn new(
         socket: UdpSocket,
         targets: Vec<SocketAddr>,
         encoder: Encoder,
         stats: Arc<Stats>,
         rest_on_shutdown: bool,
-    ) -> OscStage {
-        OscStage {
+    ) -> std::io::Result<OscStage> {
+        socket.set_nonblocking(true)?;
+        Ok(OscStage {
             socket,
             targets,
             encoder,
-            mirror: Mirror::default(),
             stats,
             log: LogThrottle::per_minute(),
             rest_on_shutdown,
-        }
+            announced: BTreeSet::new(),
+            deferred: None,
+        })
     }
 
-    /// Follows the coordinator's change feed until `shutdown`. Replays every route at start.
-    pub async fn run(mut self, coord: CoordHandle, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Some(mut sub) = coord.subscribe().await else { return Ok(()) };
-        self.resync(&sub.state).await;
-        loop {
-            let change = tokio::select! {
-                () = shutdown.cancelled() => break,
-                c = sub.changes.recv() => c,
-            };
-            match change {
-                Ok(change) => self.on_change(change).await,
-                Err(RecvError::Lagged(missed)) => {
-                    warn!(missed, "OSC stage fell behind; resynchronising outputs from a snapshot");
-                    self.stats.feed_resyncs.fetch_add(1, Ordering::Relaxed);
-                    let Some(fresh) = coord.subscribe().await else { break };
-                    sub = fresh;
-                    self.resync(&sub.state).await;
-                }
-                Err(RecvError::Closed) => break,
-            }
-        }
-        if self.rest_on_shutdown {
-            self.send_safe_values().await;
-        }
-        Ok(())
-    }
-
-    /// Rebuilds the mirror from `state` and tells the receiver everything again.
-    async fn resync(&mut self, state: &State) {
-        let announced = std::mem::take(&mut self.mirror.announced);
-        self.mirror = Mirror::from_state(state);
-        self.mirror.announced = announced;
-        self.replay().await;
-    }
-
-    /// Sends the whole routing table and, unless stopped, every routed value.
-    async fn replay(&mut self) {
-        let gone: Vec<Output> =
-            self.mirror.announced.iter().filter(|o| !self.mirror.routes.contains_key(*o)).cloned().collect();
+    /// Sends the whole routing table (and the removals of routes the receiver may still hold) and,
+    /// unless stopped, every routed value: at start, and when an emergency stop is lifted.
+    pub fn replay(&mut self, state: &State) {
+        let gone: Vec<Output> = self.announced.iter().filter(|o| state.route(o).is_none()).cloned().collect();
         for output in gone {
-            self.send(&Encoder::route_remove(&output)).await;
-            self.mirror.announced.remove(&output);
+            self.send(Encoder::route_remove(&output));
+            self.announced.remove(&output);
         }
-        let routes: Vec<(Output, Route)> = self.mirror.routes.iter().map(|(o, r)| (o.clone(), r.clone())).collect();
-        for (output, route) in &routes {
+        for (output, route) in state.routes() {
             if self.encoder.format.max() {
-                self.send(&Encoder::route_add(output, &route.variable)).await;
+                self.send(Encoder::route_add(output, &route.variable));
             }
-            self.mirror.announced.insert(output.clone());
+            self.announced.insert(output.clone());
         }
-        if self.mirror.emergency {
-            self.send_safe_values().await;
+        if state.emergency().active {
+            self.send_safe_values(state);
             return;
         }
-        for (output, route) in &routes {
-            if let Some(&value) = self.mirror.values.get(&route.variable) {
-                self.send_cv(output, route, value).await;
+        for (output, route) in state.routes() {
+            if let Some(entry) = state.param(&route.variable) {
+                self.send_cv(output, route, entry.value);
             }
         }
         if self.encoder.format.address() {
-            let values: Vec<(Variable, u8)> = self.mirror.values.iter().map(|(v, x)| (v.clone(), *x)).collect();
-            for (variable, value) in values {
-                self.send(&self.encoder.address(&variable, value)).await;
+            for (variable, entry) in state.params() {
+                self.send(self.encoder.address(variable, entry.value));
             }
         }
     }
 
-    async fn on_change(&mut self, change: Change) {
-        match change {
-            Change::Param { variable, value, .. } => {
-                self.mirror.values.insert(variable.clone(), value);
-                if self.mirror.emergency {
-                    return;
-                }
-                let routed: Vec<(Output, Route)> =
-                    self.mirror.outputs_for(&variable).map(|(o, r)| (o.clone(), r.clone())).collect();
-                for (output, route) in &routed {
-                    self.send_cv(output, route, value).await;
-                }
-                if routed.is_empty() {
-                    debug!(%variable, value, "unrouted variable updated; no /cv sent");
-                }
-                if self.encoder.format.address() {
-                    self.send(&self.encoder.address(&variable, value)).await;
-                }
+    /// From now until [`OscStage::end_batch`], parameter values are sent once per variable.
+    pub fn begin_batch(&mut self) {
+        self.deferred = Some(HashSet::new());
+    }
+
+    /// Sends the latest value of every variable set during the batch.
+    pub fn end_batch(&mut self, state: &State) {
+        self.flush_deferred(state);
+        self.deferred = None;
+    }
+
+    /// Sends the values held back so far in the batch, as `state` has them.
+    pub fn flush_deferred(&mut self, state: &State) {
+        let Some(deferred) = self.deferred.as_mut() else { return };
+        if deferred.is_empty() {
+            return;
+        }
+        let variables: Vec<Variable> = deferred.drain().collect();
+        for variable in &variables {
+            if let Some(entry) = state.param(variable) {
+                self.send_value(variable, entry.value, state);
             }
-            Change::Cleared { variables } => {
-                for variable in variables.iter() {
-                    self.mirror.values.remove(variable);
+        }
+    }
+
+    /// Sends what `change` (already applied to `state`) means for the receiver.
+    pub fn on_change(&mut self, change: &Change, state: &State) {
+        if let Change::Param { variable, value, .. } = change {
+            if let Some(deferred) = self.deferred.as_mut() {
+                if !deferred.insert(variable.clone()) {
+                    self.stats.osc_coalesced.fetch_add(1, Ordering::Relaxed);
                 }
-                if self.mirror.emergency {
+            } else {
+                self.send_value(variable, *value, state);
+            }
+            return;
+        }
+        match change {
+            Change::Param { .. } | Change::Overlay { .. } => {}
+            Change::Cleared { variables } => {
+                if state.emergency().active {
                     return;
                 }
                 for variable in variables.iter() {
-                    let routed: Vec<(Output, Route)> =
-                        self.mirror.outputs_for(variable).map(|(o, r)| (o.clone(), r.clone())).collect();
-                    for (output, route) in &routed {
-                        self.send(&self.encoder.cv_safe(output, route)).await;
+                    for (output, route) in Self::routed(state, variable) {
+                        self.send(self.encoder.cv_safe(output, route));
                     }
                     if self.encoder.format.address() {
-                        self.send(&self.encoder.address(variable, 0)).await;
+                        self.send(self.encoder.address(variable, 0));
                     }
                 }
             }
-            Change::Route { output, route } => self.on_route(output, route).await,
+            Change::Route { output, route } => self.on_route(output, route.as_ref(), state),
             Change::Emergency { active, .. } => {
-                self.mirror.emergency = active;
-                if active {
-                    self.send_safe_values().await;
+                if *active {
+                    self.send_safe_values(state);
                 } else {
                     // Resume: outputs go back to what State (and the overlay) shows.
-                    self.replay().await;
+                    self.replay(state);
                 }
             }
-            Change::Overlay { .. } => {}
         }
     }
 
-    async fn on_route(&mut self, output: Output, route: Option<Route>) {
+    /// The process is stopping: rest every routed output if configured to.
+    pub fn shut_down(&mut self, state: &State) {
+        if self.rest_on_shutdown {
+            self.send_safe_values(state);
+        }
+    }
+
+    fn routed<'a>(state: &'a State, variable: &'a Variable) -> impl Iterator<Item = (&'a Output, &'a Route)> + 'a {
+        state.routes().filter(move |(_, r)| r.variable == *variable)
+    }
+
+    fn send_value(&mut self, variable: &Variable, value: u8, state: &State) {
+        if state.emergency().active {
+            return;
+        }
+        let mut routed = false;
+        for (output, route) in Self::routed(state, variable) {
+            routed = true;
+            self.send_cv(output, route, value);
+        }
+        if !routed {
+            debug!(%variable, value, "unrouted variable updated; no /cv sent");
+        }
+        if self.encoder.format.address() {
+            self.send(self.encoder.address(variable, value));
+        }
+    }
+
+    fn on_route(&mut self, output: &Output, route: Option<&Route>, state: &State) {
+        if state.emergency().active {
+            return;
+        }
         match route {
             Some(route) => {
-                self.mirror.routes.insert(output.clone(), route.clone());
-                if self.mirror.emergency {
-                    return;
-                }
                 if self.encoder.format.max() {
-                    self.send(&Encoder::route_add(&output, &route.variable)).await;
+                    self.send(Encoder::route_add(output, &route.variable));
                 }
-                self.mirror.announced.insert(output.clone());
+                self.announced.insert(output.clone());
                 // A newly routed output takes the variable's current value at once.
-                if let Some(&value) = self.mirror.values.get(&route.variable) {
-                    self.send_cv(&output, &route, value).await;
+                if let Some(entry) = state.param(&route.variable) {
+                    self.send_cv(output, route, entry.value);
                 }
             }
             None => {
-                self.mirror.routes.remove(&output);
-                if self.mirror.emergency {
-                    return;
-                }
                 if self.encoder.format.max() {
-                    self.send(&Encoder::route_remove(&output)).await;
+                    self.send(Encoder::route_remove(output));
                 }
-                self.mirror.announced.remove(&output);
+                self.announced.remove(output);
             }
         }
     }
 
-    async fn send_cv(&self, output: &Output, route: &Route, value: u8) {
+    fn send_cv(&self, output: &Output, route: &Route, value: u8) {
         if self.encoder.format.max() {
-            self.send(&self.encoder.cv(output, route, value)).await;
+            self.send(self.encoder.cv(output, route, value));
         }
     }
 
     /// Every routed output to its safe value, at once.
-    async fn send_safe_values(&self) {
-        for (output, route) in &self.mirror.routes {
-            self.send(&self.encoder.cv_safe(output, route)).await;
+    fn send_safe_values(&self, state: &State) {
+        for (output, route) in state.routes() {
+            self.send(self.encoder.cv_safe(output, route));
         }
     }
 
-    async fn send(&self, message: &OscMessage) {
-        let bytes = match rosc::encoder::encode(&OscPacket::Message(message.clone())) {
+    fn send(&self, message: OscMessage) {
+        let bytes = match rosc::encoder::encode(&OscPacket::Message(message)) {
             Ok(b) => b,
             Err(e) => {
                 self.fail("encode", &format!("{e:?}"));
@@ -338,7 +317,7 @@ impl OscStage {
             }
         };
         for target in &self.targets {
-            match self.socket.send_to(&bytes, target).await {
+            match self.socket.send_to(&bytes, target) {
                 Ok(_) => {
                     self.stats.osc_sent.fetch_add(1, Ordering::Relaxed);
                 }
@@ -409,16 +388,24 @@ mod tests {
 #[cfg(test)]
 mod stage_tests {
     use super::*;
-    use crate::catalog::Catalog;
+    use crate::catalog::{Catalog, VoltRange};
     use crate::command::parse;
-    use crate::coord::{Alone, Coordinator};
+    use crate::coord::{Alone, CoordHandle, Coordinator};
     use crate::gate::{Gate, GatePolicy, Sender};
+    use crate::state::{Event, EventKind, Hlc, Stamp};
     use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
 
-    /// Regression guard for the slow-reader policy: a stage that falls behind the change feed must
-    /// resubscribe and end up sending the latest values, not stop or keep stale ones.
-    #[tokio::test]
-    async fn a_stage_that_lags_behind_the_feed_resyncs_to_the_latest_values() {
+    struct Rig {
+        coord: CoordHandle,
+        catalog: Arc<Catalog>,
+        stats: Arc<Stats>,
+        receiver: UdpSocket,
+        shutdown: CancellationToken,
+    }
+
+    /// A coordinator with an OSC stage sending to a real UDP socket, `es9out#1` routed to `doorway#1.gain`.
+    fn rig(rest_on_shutdown: bool) -> Rig {
         let catalog = Arc::new(Catalog::builtin());
         let stats = Arc::new(Stats::default());
         let policy = GatePolicy {
@@ -429,7 +416,13 @@ mod stage_tests {
         let mut state = State::default();
         let out = catalog.output("es9out#1").expect("output");
         let variable = catalog.parse_variable("doorway#1.gain").expect("variable");
-        state.seed_route(out, Route::new(variable.clone(), crate::catalog::VoltRange::LZX));
+        state.seed_route(out, Route::new(variable, VoltRange::LZX));
+        let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        receiver.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let encoder = Encoder { format: OscFormat::Max, value_max: 127 };
+        let target = vec![receiver.local_addr().expect("addr")];
+        let stage = OscStage::new(socket, target, encoder, stats.clone(), rest_on_shutdown).expect("stage");
         let me: Arc<str> = "bot-001".into();
         let coordinator = Coordinator::new(
             me.clone(),
@@ -440,40 +433,128 @@ mod stage_tests {
             Arc::new(Alone(me)),
             stats.clone(),
         )
-        .with_feed_capacity(2);
+        .with_osc(stage);
         let shutdown = CancellationToken::new();
         let (coord, task) = coordinator.spawn(shutdown.clone());
         tokio::spawn(task);
+        Rig { coord, catalog, stats, receiver, shutdown }
+    }
 
-        let receiver = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-        let encoder = Encoder { format: OscFormat::Max, value_max: 127 };
-        let stage = OscStage::new(socket, vec![receiver.local_addr().expect("addr")], encoder, stats.clone(), false);
-        tokio::spawn(stage.run(coord.clone(), shutdown.clone()));
-
-        // Queue a burst of commands at once; the coordinator applies them faster than a 2-slot feed holds.
-        let mut burst = tokio::task::JoinSet::new();
-        for i in 0..100u8 {
-            let coord = coord.clone();
-            let command = parse(&format!("doorway#1.gain: {}", i % 128), &catalog).expect("command");
-            burst.spawn(async move { coord.submit(Sender::viewer(&format!("v{i}")), command, Instant::now()).await });
-        }
-        while burst.join_next().await.is_some() {}
-        let latest = coord.snapshot().await.expect("state").param(&variable).map(|p| p.value).expect("value");
-
-        let mut last_value = None;
+    /// Every datagram that arrives until the socket is quiet, decoded.
+    fn received(receiver: &UdpSocket) -> Vec<OscMessage> {
+        let mut out = Vec::new();
         let mut buf = vec![0u8; 2048];
-        while let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_millis(500), receiver.recv_from(&mut buf)).await
-        {
+        while let Ok(n) = receiver.recv(&mut buf) {
             let (_, packet) = rosc::decoder::decode_udp(&buf[..n]).expect("osc");
-            if let OscPacket::Message(m) = packet
-                && m.addr == "/cv"
-            {
-                last_value = m.args.get(5).cloned();
+            if let OscPacket::Message(m) = packet {
+                out.push(m);
             }
         }
-        assert!(stats.feed_resyncs.load(Ordering::Relaxed) >= 1, "the stage lagged and resynchronised");
-        assert_eq!(last_value, Some(OscType::Int(i32::from(latest))), "the output ends at the latest value");
-        shutdown.cancel();
+        out
+    }
+
+    fn cv_values(messages: &[OscMessage]) -> Vec<(String, OscType)> {
+        messages
+            .iter()
+            .filter(|m| m.addr == "/cv")
+            .map(|m| (m.args[0].clone().string().unwrap_or_default(), m.args[5].clone()))
+            .collect()
+    }
+
+    fn remote(catalog: &Catalog, hlc: u64, variable: &str, value: u8) -> Event {
+        Event {
+            stamp: Stamp { hlc: Hlc::from_wall_ms(1_800_000_000_000) + hlc, instance: "bot-002".into() },
+            wall_ms: 1_800_000_000_000,
+            user: "far".into(),
+            kind: EventKind::Set { variable: catalog.parse_variable(variable).expect("variable"), value },
+        }
+    }
+
+    #[tokio::test]
+    async fn the_datagram_is_sent_before_the_command_returns_in_order_for_every_command() {
+        let rig = rig(false);
+        let replayed = received(&rig.receiver);
+        assert_eq!(replayed.len(), 1, "the route is announced at start: {replayed:?}");
+        let tasks: Vec<_> = (0..4)
+            .map(|t| {
+                let (coord, catalog) = (rig.coord.clone(), rig.catalog.clone());
+                tokio::spawn(async move {
+                    for i in 0..30u8 {
+                        let command = parse(&format!("doorway#1.gain: {}", t * 30 + i), &catalog).expect("command");
+                        coord.submit(&Sender::viewer(&format!("v{t}")), command, Instant::now());
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+        let latest = rig
+            .coord
+            .snapshot()
+            .expect("state")
+            .param(&rig.catalog.parse_variable("doorway#1.gain").expect("v"))
+            .map(|p| p.value)
+            .expect("value");
+        let values = cv_values(&received(&rig.receiver));
+        assert_eq!(values.len(), 120, "one /cv per command, nothing coalesced outside a batch");
+        assert_eq!(values.last().map(|(_, v)| v.clone()), Some(OscType::Int(i32::from(latest))), "ends at the state");
+        rig.shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_batch_sends_each_variable_once_at_its_last_value_and_keeps_order_around_other_changes() {
+        let rig = rig(true);
+        received(&rig.receiver);
+        let c = &rig.catalog;
+        let mut batch: Vec<Event> = (0..50u8).map(|i| remote(c, u64::from(i), "doorway#1.gain", i)).collect();
+        // A route in the middle: the value as it stood goes out first, then the new output takes it.
+        let route = Route::new(c.parse_variable("doorway#1.gain").expect("v"), VoltRange::LZX);
+        batch.push(Event {
+            stamp: Stamp { hlc: Hlc::from_wall_ms(1_800_000_000_000) + 50, instance: "bot-002".into() },
+            wall_ms: 1_800_000_000_000,
+            user: "mod".into(),
+            kind: EventKind::Route { output: c.output("es9out#2").expect("output"), route: Some(route) },
+        });
+        batch.extend((50..100u8).map(|i| remote(c, 100 + u64::from(i), "doorway#1.gain", i)));
+        // An emergency stop later in the same batch: the last value goes out first, then the safe values.
+        batch.push(Event {
+            stamp: Stamp { hlc: Hlc::from_wall_ms(1_800_000_000_000) + 500, instance: "bot-002".into() },
+            wall_ms: 1_800_000_000_000,
+            user: "mod".into(),
+            kind: EventKind::Emergency { active: true, message: None },
+        });
+        batch.push(remote(c, 600, "doorway#1.gain", 120));
+        assert!(rig.coord.apply_remote_batch(&batch));
+        let values = cv_values(&received(&rig.receiver));
+        let at = |output: &str, value: i32| (output.to_owned(), OscType::Int(value));
+        assert_eq!(
+            values,
+            vec![
+                at("es9out#1", 49),
+                at("es9out#2", 49),
+                at("es9out#1", 99),
+                at("es9out#2", 99),
+                at("es9out#1", 0),
+                at("es9out#2", 0)
+            ],
+            "each value as it stood before the route and the stop, then the safe values; nothing while stopped"
+        );
+        assert_eq!(rig.stats.osc_coalesced.load(Ordering::Relaxed), 49 + 49);
+        assert_eq!(
+            rig.coord
+                .snapshot()
+                .expect("state")
+                .param(&c.parse_variable("doorway#1.gain").expect("v"))
+                .map(|p| p.value),
+            Some(120),
+            "State still applied every event"
+        );
+        // Shutdown rests the outputs at their safe values, once, and later calls are refused.
+        rig.shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(cv_values(&received(&rig.receiver)), vec![at("es9out#1", 0), at("es9out#2", 0)]);
+        assert!(!rig.coord.apply_remote(&remote(c, 700, "doorway#1.gain", 5)));
+        assert!(rig.coord.subscribe().is_none());
     }
 }

@@ -143,7 +143,7 @@ pub async fn keep_saved(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Some(mut sub) = coord.subscribe().await else { return Ok(()) };
+    let Some(mut sub) = coord.subscribe() else { return Ok(()) };
     let mut routes: BTreeMap<Output, Route> = sub.state.routes().map(|(o, r)| (o.clone(), r.clone())).collect();
     loop {
         let change = tokio::select! {
@@ -160,7 +160,7 @@ pub async fn keep_saved(
             Ok(_) => continue,
             Err(RecvError::Lagged(_)) => {
                 stats.feed_resyncs.fetch_add(1, Ordering::Relaxed);
-                let Some(fresh) = coord.subscribe().await else { return Ok(()) };
+                let Some(fresh) = coord.subscribe() else { return Ok(()) };
                 sub = fresh;
                 routes = sub.state.routes().map(|(o, r)| (o.clone(), r.clone())).collect();
             }

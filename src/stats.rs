@@ -67,7 +67,7 @@ pub struct Stats {
     pub denied_global_limit: AtomicU64,
     pub refused_emergency: AtomicU64,
     pub refused_input_jack: AtomicU64,
-    /// Viewer commands dropped because the coordinator queue was full.
+    /// Viewer commands dropped because a chat source's work queue was full.
     pub dropped_overload: AtomicU64,
     pub local_applied: AtomicU64,
     pub remote_applied: AtomicU64,
@@ -77,6 +77,8 @@ pub struct Stats {
     pub outbox_overflow: AtomicU64,
     pub osc_sent: AtomicU64,
     pub osc_failed: AtomicU64,
+    /// Parameter values not sent because a later value for the same variable came in the same batch.
+    pub osc_coalesced: AtomicU64,
     /// Times an output stage fell behind the change feed and resynchronised from a snapshot.
     pub feed_resyncs: AtomicU64,
     pub routing_saves: AtomicU64,
@@ -135,6 +137,7 @@ impl Stats {
             ("outbox_overflow", &self.outbox_overflow),
             ("osc_sent", &self.osc_sent),
             ("osc_failed", &self.osc_failed),
+            ("osc_coalesced", &self.osc_coalesced),
             ("feed_resyncs", &self.feed_resyncs),
             ("routing_saves", &self.routing_saves),
             ("routing_save_failures", &self.routing_save_failures),

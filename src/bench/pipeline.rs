@@ -81,8 +81,8 @@ impl BenchBot {
         Ok(BenchBot { intake, http_addr, shutdown, thread: Some(thread), _dir: PathGuard(dir) })
     }
 
-    pub async fn say(&self, line: &str) {
-        self.intake.submit(Sender::operator("bench"), line).await;
+    pub fn say(&self, line: &str) {
+        self.intake.submit(&Sender::operator("bench"), line);
     }
 
     /// Waits until this instance's Redis link reports connected.
@@ -186,7 +186,7 @@ pub async fn chat_to_osc(
         let value = ((seq / routes.len()) % 128) as u8;
         let line = format!("{}: {value}", routes[i].1);
         sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((i, value), Instant::now());
-        sender.say(&line).await;
+        sender.say(&line);
     }
     Ok(reader.await?)
 }
@@ -194,7 +194,7 @@ pub async fn chat_to_osc(
 /// Routes every pair on `bot` and waits until `others` have them too (through Redis).
 pub async fn install_routes(bot: &BenchBot, others: &[&BenchBot], routes: &[(String, String)]) -> anyhow::Result<()> {
     for (output, variable) in routes {
-        bot.say(&format!("!admin {output} → {variable}")).await;
+        bot.say(&format!("!admin {output} → {variable}"));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     for other in others {

@@ -43,11 +43,11 @@ pub fn routes(ctx: &HttpContext) -> impl Filter<Extract = (Response,), Error = w
     let route_get = warp::path!("api" / "routes" / String)
         .and(warp::get())
         .and(with(ctx.clone()))
-        .then(|output: String, ctx: HttpContext| async move { respond(get_route(&ctx, &output).await) });
+        .then(|output: String, ctx: HttpContext| async move { respond(get_route(&ctx, &output)) });
     let route_write =
         warp::path!("api" / "routes" / String).and(warp::method()).and(authorized(ctx)).and(with(ctx.clone())).then(
             |output: String, method: Method, body: Result<Vec<u8>, ApiError>, ctx: HttpContext| async move {
-                respond(write_route(&ctx, &output, &method, body).await)
+                respond(write_route(&ctx, &output, &method, body))
             },
         );
     session
@@ -103,7 +103,7 @@ where
             let result = async {
                 let body = parse_json::<T>(&body?)?;
                 match handler(ctx.clone(), body).await? {
-                    Action::Submit(sender, command) => submit(&ctx, sender, command).await,
+                    Action::Submit(sender, command) => submit(&ctx, &sender, command),
                     Action::Answer(value) => Ok(value),
                 }
             };
@@ -129,8 +129,8 @@ fn operator(name: Option<&str>) -> Sender {
 }
 
 /// Submits through the coordinator and says what happened.
-async fn submit(ctx: &HttpContext, sender: Sender, command: Command) -> Result<serde_json::Value, ApiError> {
-    outcome(ctx.coord.submit(sender, command, Instant::now()).await)
+fn submit(ctx: &HttpContext, sender: &Sender, command: Command) -> Result<serde_json::Value, ApiError> {
+    outcome(ctx.coord.submit(sender, command, Instant::now()))
 }
 
 fn outcome(outcome: Outcome) -> Result<serde_json::Value, ApiError> {
@@ -300,7 +300,7 @@ async fn chat(ctx: HttpContext, body: ChatBody) -> Result<Action, ApiError> {
             other => return Err(ApiError::BadRequest(format!("unknown badge {other:?}"))),
         }
     }
-    let result = match ctx.intake.submit(sender, &body.text).await {
+    let result = match ctx.intake.submit(&sender, &body.text) {
         Outcome::Done { reply } => json!({ "applied": true, "reply": reply }),
         Outcome::Refused(reason) => json!({ "applied": false, "refused": reason.to_string() }),
     };
@@ -370,9 +370,9 @@ fn decode_segment(segment: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn get_route(ctx: &HttpContext, segment: &str) -> Result<serde_json::Value, ApiError> {
+fn get_route(ctx: &HttpContext, segment: &str) -> Result<serde_json::Value, ApiError> {
     let output = output(ctx, &decode_segment(segment))?;
-    let state = ctx.coord.snapshot().await.ok_or_else(|| ApiError::Unavailable("shutting down".into()))?;
+    let state = ctx.coord.snapshot().ok_or_else(|| ApiError::Unavailable("shutting down".into()))?;
     let route = state.route(&output);
     Ok(json!({
         "output": output.as_str(),
@@ -388,7 +388,7 @@ struct RouteBody {
     variable: String,
 }
 
-async fn write_route(
+fn write_route(
     ctx: &HttpContext,
     segment: &str,
     method: &Method,
@@ -404,7 +404,7 @@ async fn write_route(
         Method::DELETE => AdminCommand::Unroute { output },
         _ => return Err(ApiError::BadRequest("use GET, PUT or DELETE".into())),
     };
-    submit(ctx, operator(None), Command::Admin(command)).await
+    submit(ctx, &operator(None), Command::Admin(command))
 }
 
 #[cfg(test)]

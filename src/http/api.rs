@@ -22,9 +22,8 @@ pub fn routes(ctx: &HttpContext) -> impl Filter<Extract = (Response,), Error = w
     let get = warp::get().and(with(ctx.clone()));
     let healthz = warp::path!("healthz").and(get.clone()).map(|_| respond(Ok(json!({ "status": "ok" }))));
     let readyz = warp::path!("readyz").and(get.clone()).then(readyz);
-    let state = warp::path!("api" / "state")
-        .and(get.clone())
-        .then(|ctx: HttpContext| async move { respond(api_state(&ctx).await) });
+    let state =
+        warp::path!("api" / "state").and(get.clone()).then(|ctx: HttpContext| async move { respond(api_state(&ctx)) });
     let stats = warp::path!("api" / "stats").and(get.clone()).map(|ctx: HttpContext| respond(Ok(ctx.stats.snapshot())));
     let catalog = warp::path!("api" / "catalog").and(get.clone()).map(|ctx: HttpContext| respond(Ok(catalog(&ctx))));
     let health =
@@ -51,8 +50,8 @@ pub fn routes(ctx: &HttpContext) -> impl Filter<Extract = (Response,), Error = w
         .unify()
 }
 
-pub async fn api_state(ctx: &HttpContext) -> Result<ApiState, ApiError> {
-    let state = ctx.coord.snapshot().await.ok_or_else(|| ApiError::Unavailable("shutting down".into()))?;
+pub fn api_state(ctx: &HttpContext) -> Result<ApiState, ApiError> {
+    let state = ctx.coord.snapshot().ok_or_else(|| ApiError::Unavailable("shutting down".into()))?;
     Ok(ApiState {
         instance_id: ctx.instance_id.to_string(),
         state: state.view(&ctx.instance_id, ctx.value_max),
@@ -65,7 +64,7 @@ pub async fn api_state(ctx: &HttpContext) -> Result<ApiState, ApiError> {
 async fn readyz(ctx: HttpContext) -> Response {
     use warp::Reply;
     let redis = ctx.redis_status.borrow().as_str();
-    if ctx.coord.snapshot().await.is_some() {
+    if ctx.coord.snapshot().is_some() {
         respond(Ok(json!({ "status": "ready", "catalog": true, "http": true, "redis": redis })))
     } else {
         let body = warp::reply::json(&json!({ "status": "shutting down", "redis": redis }));

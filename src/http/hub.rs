@@ -209,11 +209,11 @@ impl Hub {
     /// Subscribes to the change feed now, so the history and every id start at start-up, and returns
     /// the handle and the task; the task ends on `shutdown` (or fails if the feed vanishes). `None`
     /// when the coordinator has already stopped.
-    pub async fn spawn(
+    pub fn spawn(
         self,
         shutdown: CancellationToken,
     ) -> Option<(HubHandle, impl Future<Output = anyhow::Result<()>> + Send)> {
-        let subscription = self.coord.subscribe().await?;
+        let subscription = self.coord.subscribe()?;
         let (tx, rx) = mpsc::channel(CONNECT_QUEUE);
         let handle = HubHandle { tx, history: Arc::default(), clients: Arc::default(), resyncs: Arc::default() };
         let task = run(self, subscription, handle.clone(), rx, shutdown);
@@ -268,7 +268,7 @@ async fn run(
         if let Some((missed, pending)) = lagged {
             hub.stats.feed_resyncs.fetch_add(1, Ordering::Relaxed);
             warn!(missed, "overlay hub fell behind the change feed; resynchronising from a snapshot");
-            let Some(fresh) = hub.coord.subscribe().await else { return gone(&shutdown) };
+            let Some(fresh) = hub.coord.subscribe() else { return gone(&shutdown) };
             feed = fresh.changes;
             fan.resync(&fresh.state);
             if let Some(c) = pending {
@@ -537,7 +537,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     /// A coordinator and a hub on the current thread, with a change feed of `feed` slots.
-    async fn start(feed: usize) -> (CoordHandle, HubHandle, Arc<Stats>, Arc<Catalog>) {
+    fn start(feed: usize) -> (CoordHandle, HubHandle, Arc<Stats>, Arc<Catalog>) {
         let catalog = Arc::new(Catalog::builtin());
         let stats = Arc::new(Stats::default());
         let me: Arc<str> = "bot-001".into();
@@ -559,7 +559,7 @@ mod tests {
         let token = CancellationToken::new();
         let (coord, task) = coordinator.spawn(token.clone());
         tokio::spawn(task);
-        let (hub, hub_task) = Hub::new(me, 127, coord.clone(), stats.clone()).spawn(token).await.expect("hub");
+        let (hub, hub_task) = Hub::new(me, 127, coord.clone(), stats.clone()).spawn(token).expect("hub");
         tokio::spawn(hub_task);
         (coord, hub, stats, catalog)
     }
@@ -587,7 +587,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_slow_client_gets_a_snapshot_and_never_holds_back_a_fast_one() {
-        let (coord, hub, _, catalog) = start(4096).await;
+        let (coord, hub, _, catalog) = start(4096);
         let slow = hub.connect(None).await.expect("slow client");
         let fast = hub.connect(None).await.expect("fast client");
         assert_eq!(slow.queue.pop().map(|e| e.name), Some(EventName::Snapshot));
@@ -597,7 +597,7 @@ mod tests {
         assert!(names.len() >= total, "enough distinct variables");
         let mut fast_ids = Vec::new();
         for (n, name) in names.iter().take(total).enumerate() {
-            assert!(coord.apply_remote(remote_set(&catalog, 1 + n as u64, name, 1)).await);
+            assert!(coord.apply_remote(&remote_set(&catalog, 1 + n as u64, name, 1)));
             if n % 50 == 49 || n + 1 == total {
                 // A connect is answered only after the hub has published everything before it.
                 drop(hub.connect(None).await.expect("barrier"));
@@ -615,7 +615,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn the_hubs_mirror_matches_the_coordinators_state_view() {
-        let (coord, hub, _, catalog) = start(4096).await;
+        let (coord, hub, _, catalog) = start(4096);
         let op = crate::gate::Sender::operator("op");
         let lines = [
             "!admin es9out#1 → doorway#1.threshold",
@@ -631,18 +631,15 @@ mod tests {
         ];
         for line in lines {
             let command = crate::command::parse(line, &catalog).expect("valid line");
-            assert!(matches!(
-                coord.submit(op.clone(), command, Instant::now()).await,
-                crate::coord::Outcome::Done { .. }
-            ));
+            assert!(matches!(coord.submit(&op, command, Instant::now()), crate::coord::Outcome::Done { .. }));
         }
-        assert!(coord.apply_remote(remote_set(&catalog, u64::MAX >> 1, "doorway#2.gain", 64)).await);
+        assert!(coord.apply_remote(&remote_set(&catalog, u64::MAX >> 1, "doorway#2.gain", 64)));
         let client = hub.connect(None).await.expect("client");
         let snapshot = client.queue.pop().expect("snapshot");
         let mut mirrored: serde_json::Value = serde_json::from_str(&snapshot.data).expect("json");
         assert_eq!(mirrored["instance_id"], "bot-001");
         mirrored.as_object_mut().expect("object").remove("instance_id");
-        let state = coord.snapshot().await.expect("state");
+        let state = coord.snapshot().expect("state");
         // Through text, as clients see both: f32 voltages print the same way.
         let expected: serde_json::Value =
             serde_json::from_str(&serde_json::to_string(&state.view("bot-001", 127)).expect("json")).expect("json");
@@ -652,11 +649,11 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_resume_is_a_replay_only_while_it_fits_a_client_queue() {
-        let (coord, hub, _, catalog) = start(4096).await;
+        let (coord, hub, _, catalog) = start(4096);
         let first = hub.connect(None).await.expect("client").queue.pop().expect("snapshot").id;
         let names = many_variables(&catalog);
         for (n, name) in names.iter().take(CLIENT_QUEUE + 1).enumerate() {
-            assert!(coord.apply_remote(remote_set(&catalog, 1 + n as u64, name, 7)).await);
+            assert!(coord.apply_remote(&remote_set(&catalog, 1 + n as u64, name, 7)));
         }
         drop(hub.connect(None).await.expect("barrier"));
         let behind = hub.connect(Some(first)).await.expect("client");
@@ -671,13 +668,13 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_hub_that_lags_behind_the_feed_resubscribes_and_sends_a_fresh_snapshot() {
-        let (coord, hub, stats, catalog) = start(2).await;
+        let (coord, hub, stats, catalog) = start(2);
         let client = hub.connect(None).await.expect("client");
         assert_eq!(client.queue.pop().map(|e| e.name), Some(EventName::Snapshot));
         // Queued without yielding, so the coordinator applies all of them before the hub runs again
         // and the two-slot feed overflows.
         for n in 0..10u8 {
-            assert!(coord.apply_remote(remote_set(&catalog, 1 + u64::from(n), "doorway#1.gain", n)).await);
+            assert!(coord.apply_remote(&remote_set(&catalog, 1 + u64::from(n), "doorway#1.gain", n)));
         }
         let snapshot = tokio::time::timeout(Duration::from_secs(5), async {
             loop {

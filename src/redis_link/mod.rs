@@ -49,6 +49,8 @@ const DLQ_MAXLEN: u64 = 10_000;
 /// Events per publish pipeline: large enough to keep up with 10,000 commands/s, small enough that a
 /// failed batch is retried quickly.
 const PUBLISH_BATCH: usize = 256;
+/// Most messages the reader takes from the subscription in one go.
+const READ_BATCH: usize = 512;
 
 /// Settings from the validated configuration.
 #[derive(Clone)]
@@ -379,7 +381,7 @@ impl RedisLink {
             match wire::decode(payload.as_bytes(), &self.catalog, self.signer.as_ref()) {
                 Ok(Incoming::Event { event, .. }) => {
                     // Our own earlier writes count too: a restarted instance picks them up here.
-                    if !self.coord.apply_remote(event).await {
+                    if !self.coord.apply_remote(&event) {
                         anyhow::bail!("coordinator stopped");
                     }
                     merged += 1;
@@ -780,10 +782,10 @@ enum Control {
 }
 
 /// Reads the subscription. redis-rs buffers pub/sub messages in an unbounded channel, so this task
-/// must keep up: it decodes each event and hands it to the coordinator without waiting (one hop, not
-/// two). When the coordinator's queue is full the event is dropped, counted
-/// (`redis_subscriber_overflow`) and a gap is flagged, so the link resyncs from the state hash:
-/// memory stays bounded and the registers still converge.
+/// must keep up: it decodes each event and applies it in place (the coordinator call returns in
+/// microseconds, with the OSC datagram already sent), so there is no queue of its own to fill.
+/// Non-event traffic goes to the link task over a bounded channel; when that is full the message is
+/// dropped and counted (`redis_subscriber_overflow`).
 struct Reader {
     coord: CoordHandle,
     catalog: Arc<Catalog>,
@@ -800,16 +802,27 @@ struct Reader {
 
 impl Reader {
     async fn run(mut self, pubsub: redis::aio::PubSub) {
-        let mut stream = pubsub.into_on_message();
-        while let Some(message) = stream.next().await {
-            let channel = message.get_channel_name();
-            let delivered = if self.event_channels.iter().any(|c| c == channel) {
-                self.on_event(&message)
-            } else {
-                self.hand_over(Control::Message(message))
-            };
-            if !delivered {
-                return;
+        // Everything already received is taken at once and applied as one batch, so a burst costs one
+        // lock and sends each variable's OSC value once; a lone message is a batch of one.
+        let mut stream = pubsub.into_on_message().ready_chunks(READ_BATCH);
+        let mut events = Vec::with_capacity(READ_BATCH);
+        while let Some(messages) = stream.next().await {
+            for message in messages {
+                let channel = message.get_channel_name();
+                let delivered = if self.event_channels.iter().any(|c| c == channel) {
+                    self.on_event(&message, &mut events)
+                } else {
+                    self.hand_over(Control::Message(message))
+                };
+                if !delivered {
+                    return;
+                }
+            }
+            if !events.is_empty() {
+                if !self.coord.apply_remote_batch(&events) {
+                    return;
+                }
+                events.clear();
             }
         }
     }
@@ -826,7 +839,8 @@ impl Reader {
         }
     }
 
-    fn on_event(&mut self, message: &redis::Msg) -> bool {
+    /// Decodes one event message into `events`; false when the link is going away.
+    fn on_event(&mut self, message: &redis::Msg, events: &mut Vec<Event>) -> bool {
         let channel = message.get_channel_name();
         let payload = message.get_payload_bytes();
         self.stats.redis.received.fetch_add(1, Ordering::Relaxed);
@@ -843,15 +857,8 @@ impl Reader {
                 {
                     self.gap.store(true, Ordering::Relaxed);
                 }
-                match self.coord.try_apply_remote(event) {
-                    Ok(()) => true,
-                    Err(mpsc::error::TrySendError::Full(())) => {
-                        self.stats.redis.subscriber_overflow.fetch_add(1, Ordering::Relaxed);
-                        self.gap.store(true, Ordering::Relaxed);
-                        true
-                    }
-                    Err(mpsc::error::TrySendError::Closed(())) => false,
-                }
+                events.push(event);
+                true
             }
             Ok(Incoming::Audit { source, command }) => {
                 if source != self.instance {

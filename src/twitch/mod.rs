@@ -334,7 +334,7 @@ impl Worker {
             };
             let channel = job.channel;
             let name = job.sender.login.clone();
-            let outcome = self.intake.run(job.sender, job.command, job.at).await;
+            let outcome = self.intake.run(&job.sender, job.command, job.at);
             let Some(replies) = &self.replies else { continue };
             match outcome {
                 Outcome::Done { reply: Some(text) } => replies.say(&channel, text, Priority::Admin),

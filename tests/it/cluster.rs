@@ -77,15 +77,15 @@ async fn three_instances_with_conflicting_writes_converge_on_the_greatest_stamp(
         instance("bot-c", &redis.url()).await,
     );
     connected(&[&a, &b, &c]).await;
-    a.op("!admin es9out#1 → doorway#1.threshold").await;
+    a.op("!admin es9out#1 → doorway#1.threshold");
     let mut writers = tokio::task::JoinSet::new();
     for (app, name) in [(a, "a"), (b, "b"), (c, "c")] {
         writers.spawn(async move {
             for i in 0..60u8 {
-                app.viewer(&format!("{name}{i}"), &format!("doorway#1.threshold: {}", i * 2)).await;
-                app.viewer(&format!("{name}{i}"), &format!("doorway#1.gain: {i}")).await;
+                app.viewer(&format!("{name}{i}"), &format!("doorway#1.threshold: {}", i * 2));
+                app.viewer(&format!("{name}{i}"), &format!("doorway#1.gain: {i}"));
                 if i % 20 == 0 {
-                    app.op(&format!("!admin overlay {}", if i % 40 == 0 { "off" } else { "on" })).await;
+                    app.op(&format!("!admin overlay {}", if i % 40 == 0 { "off" } else { "on" }));
                 }
             }
             app
@@ -116,7 +116,7 @@ async fn an_older_bots_raw_event_is_applied_routed_to_osc_and_marked_remote() {
     let redis = RedisServer::start().await;
     let app = instance("bot-001", &redis.url()).await;
     connected(&[&app]).await;
-    app.op("!admin es9out#2 → doorway#1.threshold").await;
+    app.op("!admin es9out#2 → doorway#1.threshold");
     app.osc.recv_addr("/routing").await;
     let raw = r#"{"timestamp": 1703097600000, "type": "parameter_update", "data": {"variable": "doorway#1.threshold", "value": 127, "user": "oldtimer", "source_instance": "js-bot"}}"#;
     // This event is older than anything stamped today, so it wins only where nothing newer exists.
@@ -127,7 +127,7 @@ async fn an_older_bots_raw_event_is_applied_routed_to_osc_and_marked_remote() {
     assert_eq!(p["source_instance"], "js-bot");
     assert_eq!(p["remote"], true);
     // Our own events coming back are ignored, not applied twice.
-    app.viewer("me", "doorway#1.gain: 3").await;
+    app.viewer("me", "doorway#1.gain: 3");
     eventually("own event echoed and ignored", Duration::from_secs(5), || async {
         app.stat("redis_own_ignored").await >= 1
     })
@@ -153,8 +153,8 @@ async fn outage(length: Duration) {
     let a = instance("bot-a", &redis.url()).await;
     let b = instance("bot-b", &redis.url()).await;
     connected(&[&a, &b]).await;
-    a.op("!admin es9out#1 → doorway#1.threshold").await;
-    a.viewer("before", "doorway#1.gain: 1").await;
+    a.op("!admin es9out#1 → doorway#1.threshold");
+    a.viewer("before", "doorway#1.gain: 1");
     eventually("b saw a's route", Duration::from_secs(5), || async { converged(&[&a, &b]).await }).await;
 
     redis.kill();
@@ -163,13 +163,13 @@ async fn outage(length: Duration) {
     let started = Instant::now();
     let mut i = 0u8;
     while started.elapsed() < length {
-        a.viewer(&format!("a{i}"), &format!("doorway#1.threshold: {}", i % 128)).await;
-        b.viewer(&format!("b{i}"), &format!("doorway#1.background: {}", i % 128)).await;
+        a.viewer(&format!("a{i}"), &format!("doorway#1.threshold: {}", i % 128));
+        b.viewer(&format!("b{i}"), &format!("doorway#1.background: {}", i % 128));
         i = i.wrapping_add(1);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    a.op("!admin es9out#3 → doorway#1.background").await;
-    b.op("!admin emergency stop during outage").await;
+    a.op("!admin es9out#3 → doorway#1.background");
+    b.op("!admin emergency stop during outage");
     assert_eq!(a.osc.recv_addr("/cv").await.addr, "/cv", "OSC kept flowing while Redis was down");
     let during_a = a.state().await;
     assert_eq!(during_a["redis"], "degraded");
@@ -227,7 +227,7 @@ async fn a_blackholed_connection_is_detected_as_deaf_within_ten_seconds_and_reco
     let cut = Instant::now();
     eventually("deaf detected", Duration::from_secs(10), || async { redis_status(&a).await == "degraded" }).await;
     let detected = cut.elapsed();
-    a.viewer("during", "doorway#1.gain: 9").await;
+    a.viewer("during", "doorway#1.gain: 9");
     proxy.set_blackhole(false);
     connected(&[&a]).await;
     // What was done while deaf reached Redis after healing.
@@ -255,9 +255,9 @@ async fn a_fourth_instance_joining_mid_stream_is_current_at_once() {
     let a = instance("bot-a", &redis.url()).await;
     let b = instance("bot-b", &redis.url()).await;
     connected(&[&a, &b]).await;
-    a.op("!admin es9out#1 → doorway#1.threshold").await;
-    b.viewer("v", "doorway#1.threshold: 42").await;
-    a.op("!admin overlay off").await;
+    a.op("!admin es9out#1 → doorway#1.threshold");
+    b.viewer("v", "doorway#1.threshold: 42");
+    a.op("!admin overlay off");
     eventually("a and b agree", Duration::from_secs(5), || async { converged(&[&a, &b]).await }).await;
     let late = instance("bot-d", &redis.url()).await;
     connected(&[&late]).await;
@@ -265,7 +265,7 @@ async fn a_fourth_instance_joining_mid_stream_is_current_at_once() {
     assert_eq!(shared_view(&late).await, shared_view(&a).await);
     let replay = late.osc.drain().await;
     assert!(replay.contains(&cv("es9out#1", 42.0 / 127.0, "doorway", 1, "threshold", 42)), "{replay:?}");
-    let reply = late.op("!admin instances").await;
+    let reply = late.op("!admin instances");
     assert!(
         matches!(&reply, cvbot::coord::Outcome::Done { reply: Some(r) } if r.contains("bot-a") && r.contains("bot-b") && r.contains("bot-d")),
         "{reply:?}"
@@ -334,7 +334,7 @@ async fn with_a_signing_key_signed_events_flow_and_unsigned_ones_are_dropped() {
     let a = instance_with("bot-a", &redis.url(), &key).await;
     let b = instance_with("bot-b", &redis.url(), &key).await;
     connected(&[&a, &b]).await;
-    a.viewer("v", "doorway#1.gain: 33").await;
+    a.viewer("v", "doorway#1.gain: 33");
     eventually("signed event applied on b", Duration::from_secs(5), || async {
         b.state().await["parameters"]["doorway#1.gain"]["value"] == 33
     })
@@ -354,7 +354,7 @@ async fn a_prefix_keeps_deployments_apart_on_one_redis() {
     let a = instance_with("bot-a", &redis.url(), &[("REDIS_KEY_PREFIX", "studio1:")]).await;
     let b = instance_with("bot-b", &redis.url(), &[("REDIS_KEY_PREFIX", "studio2:")]).await;
     connected(&[&a, &b]).await;
-    a.viewer("v", "doorway#1.gain: 50").await;
+    a.viewer("v", "doorway#1.gain: 50");
     let mut conn = redis.conn().await;
     eventually("a's register under its prefix", Duration::from_secs(5), || {
         let mut conn = conn.clone();
@@ -419,12 +419,12 @@ async fn publish_only_and_subscribe_only_roles() {
     let talker = instance_with("bot-talker", &redis.url(), &[("REDIS_ENABLE_SUBSCRIPTION", "false")]).await;
     let listener = instance_with("bot-listener", &redis.url(), &[("REDIS_ENABLE_PUBLISHING", "false")]).await;
     connected(&[&talker, &listener]).await;
-    talker.viewer("v", "doorway#1.gain: 21").await;
+    talker.viewer("v", "doorway#1.gain: 21");
     eventually("the listener hears the talker", Duration::from_secs(5), || async {
         listener.state().await["parameters"]["doorway#1.gain"]["value"] == 21
     })
     .await;
-    listener.viewer("w", "doorway#1.threshold: 5").await;
+    listener.viewer("w", "doorway#1.threshold: 5");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(talker.state().await["parameters"].get("doorway#1.threshold").is_none(), "the listener publishes nothing");
     assert!(listener.stat("redis_unpublished").await >= 1);
@@ -440,7 +440,7 @@ async fn rediss_tls_connections_work() {
     let a = instance("bot-a", &redis.url()).await;
     let b = instance("bot-b", &redis.url()).await;
     connected(&[&a, &b]).await;
-    a.viewer("v", "doorway#1.gain: 44").await;
+    a.viewer("v", "doorway#1.gain: 44");
     eventually("event crossed a TLS Redis", Duration::from_secs(5), || async {
         b.state().await["parameters"]["doorway#1.gain"]["value"] == 44
     })
@@ -460,7 +460,7 @@ async fn acl_users_authenticate_and_a_wrong_password_degrades_without_crashing()
         redis_status(&bad).await == "degraded"
     })
     .await;
-    assert_eq!(bad.viewer("v", "doorway#1.gain: 2").await, cvbot::coord::Outcome::Done { reply: None }, "still local");
+    assert_eq!(bad.viewer("v", "doorway#1.gain: 2"), cvbot::coord::Outcome::Done { reply: None }, "still local");
     assert!(bad.stat("redis_reconnects").await >= 1);
 }
 
@@ -492,8 +492,8 @@ async fn health_and_history_show_the_cluster() {
     let a = instance_with("bot-a", &redis.url(), &token).await;
     let b = instance("bot-b", &redis.url()).await;
     connected(&[&a, &b]).await;
-    b.viewer("far", "doorway#1.gain: 7").await;
-    a.op("!admin overlay off").await;
+    b.viewer("far", "doorway#1.gain: 7");
+    a.op("!admin overlay off");
     eventually("a saw b's write", Duration::from_secs(5), || async {
         a.state().await["parameters"]["doorway#1.gain"]["value"] == 7
     })

@@ -144,18 +144,18 @@ impl TestApp {
     }
 
     /// A chat line from a viewer.
-    pub async fn viewer(&self, user: &str, line: &str) -> Outcome {
-        self.say(Sender::viewer(user), line).await
+    pub fn viewer(&self, user: &str, line: &str) -> Outcome {
+        self.say(&Sender::viewer(user), line)
     }
 
     /// A chat line from the terminal operator (admin).
-    pub async fn op(&self, line: &str) -> Outcome {
-        self.say(Sender::operator("operator"), line).await
+    pub fn op(&self, line: &str) -> Outcome {
+        self.say(&Sender::operator("operator"), line)
     }
 
-    pub async fn say(&self, sender: Sender, line: &str) -> Outcome {
+    pub fn say(&self, sender: &Sender, line: &str) -> Outcome {
         let running = self.running.as_ref().expect("running");
-        running.intake.submit(sender, line).await
+        running.intake.submit(sender, line)
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {

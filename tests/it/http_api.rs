@@ -239,7 +239,7 @@ async fn admin_actions_stop_resume_clear_and_toggle_the_overlay() {
     let app = TestApp::spawn_admin().await;
     let (status, answer) = send(&app, Method::GET, "/api/admin/session", Some(TOKEN), None).await;
     assert_eq!((status, answer), (StatusCode::OK, json!({"ok": true})));
-    app.op("doorway#1.gain: 7").await;
+    app.op("doorway#1.gain: 7");
 
     let (status, answer) =
         write(&app, Method::POST, "/api/admin/emergency-stop", &json!({"message": "too\nbright"})).await;
@@ -268,10 +268,10 @@ async fn admin_actions_stop_resume_clear_and_toggle_the_overlay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_endpoints_report_health_history_catalog_metrics_and_pages() {
     let app = TestApp::spawn_admin().await;
-    app.op("!admin es9out#1 → doorway#1.threshold").await;
-    app.viewer("ann", "doorway#1.threshold: 89").await;
-    app.viewer("bob", "doorway#1.gain: 3").await;
-    app.op("!admin overlay off").await;
+    app.op("!admin es9out#1 → doorway#1.threshold");
+    app.viewer("ann", "doorway#1.threshold: 89");
+    app.viewer("bob", "doorway#1.gain: 3");
+    app.op("!admin overlay off");
 
     assert_eq!(app.get_json("/healthz").await["status"], "ok");
     let ready = app.get_json("/readyz").await;

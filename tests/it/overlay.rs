@@ -201,10 +201,10 @@ const FAKE_VIDEO: &str = "const frame = document.createElement('div'); \
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlay_in_chromium_shows_chat_values_fast_the_estop_banner_and_names_as_text() {
     let app = TestApp::spawn_with(&[("RATE_LIMIT_MS", "0")]).await;
-    app.op("!admin es9out#1 → doorway#1.threshold").await;
-    app.op("!admin es9out#2 → navigator#1.rotation").await;
-    app.viewer("lumen_fox", "navigator#1.rotation: 100").await;
-    app.viewer("synthcat", "prismaticray#1.frequency: 33").await;
+    app.op("!admin es9out#1 → doorway#1.threshold");
+    app.op("!admin es9out#2 → navigator#1.rotation");
+    app.viewer("lumen_fox", "navigator#1.rotation: 100");
+    app.viewer("synthcat", "prismaticray#1.frequency: 33");
     let browser = Browser::start().await;
     browser.goto(&app.url("/overlay")).await;
     browser.wait_until(LIVE, SLOW, "the overlay connects").await;
@@ -213,19 +213,19 @@ async fn overlay_in_chromium_shows_chat_values_fast_the_estop_banner_and_names_a
     assert_eq!(background, "rgba(0, 0, 0, 0)", "transparent for OBS");
 
     let sent = Instant::now();
-    app.viewer("ann", "doorway#1.threshold: 89").await;
+    app.viewer("ann", "doorway#1.threshold: 89");
     browser.wait_until(&shows("doorway#1.threshold", 89), VISIBLE_WITHIN, "a chat value on the overlay").await;
     eprintln!("chat command → visible on the overlay in {:?}", sent.elapsed());
 
     // Two users fighting over one parameter flash it and say so.
-    app.viewer("bob", "doorway#1.threshold: 20").await;
+    app.viewer("bob", "doorway#1.threshold: 20");
     browser.wait_until(&shows("doorway#1.threshold", 20), SLOW, "bob's value").await;
     let fight = "return document.getElementById('latest').textContent.includes('ann vs bob') && \
                  document.querySelector('[data-variable=\"doorway#1.threshold\"]').classList.contains('fight');";
     browser.wait_until(fight, SLOW, "the fight flash").await;
 
     let evil = "<img src=x onerror=alert(1)>";
-    app.viewer(evil, "doorway#1.gain: 64").await;
+    app.viewer(evil, "doorway#1.gain: 64");
     browser.wait_until(&shows("doorway#1.gain", 64), SLOW, "the value set by the odd name").await;
     let who =
         browser.eval("return document.querySelector('[data-variable=\"doorway#1.gain\"] .who').textContent;").await;
@@ -236,19 +236,19 @@ async fn overlay_in_chromium_shows_chat_values_fast_the_estop_banner_and_names_a
     browser.eval(FAKE_VIDEO).await;
     browser.screenshot(&screenshot_path("overlay.png")).await;
 
-    app.op("!admin emergency stop strobing too hard").await;
+    app.op("!admin emergency stop strobing too hard");
     let banner = "const b = document.getElementById('estop'); return !b.hidden && b.offsetHeight > 0 && \
                   document.getElementById('estop-message').textContent === 'strobing too hard';";
     browser.wait_until(banner, SLOW, "the emergency banner").await;
     browser.screenshot(&screenshot_path("overlay-estop.png")).await;
-    app.op("!admin resume").await;
+    app.op("!admin resume");
     browser.wait_until("return document.getElementById('estop').hidden;", SLOW, "the banner goes away").await;
 
-    app.op("!admin overlay off").await;
+    app.op("!admin overlay off");
     let hidden =
         "return document.getElementById('root').hidden && document.getElementById('panel').offsetHeight === 0;";
     browser.wait_until(hidden, SLOW, "overlay off hides everything").await;
-    app.op("!admin overlay on").await;
+    app.op("!admin overlay on");
     browser.wait_until("return !document.getElementById('root').hidden;", SLOW, "overlay on shows it again").await;
 
     // Query-string options: corner, theme, module filter, fade time, raw display.
@@ -268,7 +268,7 @@ async fn overlay_in_chromium_shows_chat_values_fast_the_estop_banner_and_names_a
 async fn overlay_in_chromium_reconnects_after_the_server_restarts_on_the_same_port() {
     let addr = format!("127.0.0.1:{}", free_port());
     let first = TestApp::spawn_with(&[("HTTP_ADDR", &addr)]).await;
-    first.viewer("ann", "doorway#1.gain: 11").await;
+    first.viewer("ann", "doorway#1.gain: 11");
     let browser = Browser::start().await;
     browser.goto(&first.url("/overlay")).await;
     browser.wait_until(&shows("doorway#1.gain", 11), SLOW, "the first server's value").await;
@@ -278,7 +278,7 @@ async fn overlay_in_chromium_reconnects_after_the_server_restarts_on_the_same_po
     browser.wait_until(down, SLOW, "the page says it is reconnecting").await;
 
     let second = TestApp::spawn_with(&[("HTTP_ADDR", &addr)]).await;
-    second.viewer("zed", "doorway#1.threshold: 99").await;
+    second.viewer("zed", "doorway#1.threshold: 99");
     browser.wait_until(&shows("doorway#1.threshold", 99), SLOW, "the new server's state after reconnecting").await;
     browser.wait_until(LIVE, SLOW, "live again").await;
     let stale = browser.eval("return document.querySelector('[data-variable=\"doorway#1.gain\"]') === null;").await;

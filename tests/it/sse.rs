@@ -78,7 +78,7 @@ fn parse(block: &str) -> Option<SseEvent> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_connection_starts_with_a_snapshot_then_gets_numbered_updates() {
     let app = TestApp::spawn_with(&[("RATE_LIMIT_MS", "0")]).await;
-    app.viewer("ann", "doorway#1.gain: 5").await;
+    app.viewer("ann", "doorway#1.gain: 5");
     let mut sse = SseClient::connect(&app, None).await;
     let snapshot = sse.next().await;
     assert_eq!(snapshot.name, "snapshot");
@@ -87,7 +87,7 @@ async fn every_connection_starts_with_a_snapshot_then_gets_numbered_updates() {
     assert_eq!(snapshot.data["overlay_enabled"], true);
     let first = snapshot.id.expect("snapshots carry the id they are current at");
 
-    app.viewer("bob", "doorway#1.threshold: 89").await;
+    app.viewer("bob", "doorway#1.threshold: 89");
     let update = sse.next().await;
     assert_eq!((update.name.as_str(), update.id), ("update", Some(first + 1)));
     assert_eq!(update.data["type"], "parameter");
@@ -96,7 +96,7 @@ async fn every_connection_starts_with_a_snapshot_then_gets_numbered_updates() {
     assert_eq!(update.data["parameter"]["user"], "bob");
     assert_eq!(update.data["parameter"]["remote"], false);
 
-    app.op("!admin es9out#1 → doorway#1.threshold").await;
+    app.op("!admin es9out#1 → doorway#1.threshold");
     let routed = sse.next().await;
     assert_eq!(routed.id, Some(first + 2));
     assert_eq!(routed.data["type"], "state");
@@ -104,11 +104,11 @@ async fn every_connection_starts_with_a_snapshot_then_gets_numbered_updates() {
     let volts = routed.data["state"]["parameters"]["doorway#1.threshold"]["voltage"].as_f64().expect("routed: volts");
     assert!((volts - 89.0 / 127.0).abs() < 1e-5, "{volts}");
 
-    app.op("!admin emergency stop too bright").await;
+    app.op("!admin emergency stop too bright");
     let stop = sse.next().await;
     assert_eq!(stop.id, Some(first + 3));
     assert_eq!(stop.data, json!({"type": "emergency", "active": true, "message": "too bright"}));
-    app.op("!admin overlay off").await;
+    app.op("!admin overlay off");
     assert_eq!(sse.next().await.data, json!({"type": "overlay", "enabled": false}));
 }
 
@@ -118,9 +118,9 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_missed_updates() {
     let mut sse = SseClient::connect(&app, None).await;
     let seen = sse.next().await.id.expect("id");
     drop(sse);
-    app.viewer("ann", "doorway#1.gain: 1").await;
-    app.viewer("bob", "doorway#1.gain: 2").await;
-    app.op("!admin overlay off").await;
+    app.viewer("ann", "doorway#1.gain: 1");
+    app.viewer("bob", "doorway#1.gain: 2");
+    app.op("!admin overlay off");
 
     let mut sse = SseClient::connect(&app, Some(&seen.to_string())).await;
     let mut missed = Vec::new();
@@ -134,7 +134,7 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_missed_updates() {
 
     // Up to date: nothing is replayed, and the next change arrives as usual.
     let mut current = SseClient::connect(&app, Some(&(seen + 3).to_string())).await;
-    app.viewer("cat", "doorway#1.gain: 3").await;
+    app.viewer("cat", "doorway#1.gain: 3");
     let next = current.next().await;
     assert_eq!((next.name.as_str(), next.id), ("update", Some(seen + 4)));
 }
@@ -147,9 +147,9 @@ async fn a_reconnect_with_an_id_that_is_gone_gets_a_fresh_snapshot() {
     drop(sse);
     // More changes than the ring keeps.
     for i in 0..=REPLAY_RING {
-        app.op(&format!("doorway#1.gain: {}", i % 128)).await;
+        app.op(&format!("doorway#1.gain: {}", i % 128));
     }
-    app.op("doorway#1.threshold: 42").await;
+    app.op("doorway#1.threshold: 42");
     for id in [seen.to_string(), "1".to_owned(), "not-a-number".to_owned(), u64::MAX.to_string()] {
         let mut sse = SseClient::connect(&app, Some(&id)).await;
         let first = sse.next().await;

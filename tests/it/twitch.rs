@@ -44,7 +44,7 @@ async fn viewer_commands_in_twitch_chat_move_the_routed_output() {
     let join = chan.joined().await;
     assert!(join.ends_with("nick=cvbot pass=true"), "logged in with the token: {join}");
     wait_status(&app, TwitchStatus::Joined).await;
-    app.op("!admin es9out#1 → doorway#1.threshold").await;
+    app.op("!admin es9out#1 → doorway#1.threshold");
     assert_eq!(app.osc.recv().await, routing(&["add", "es9out#1", "doorway#1.threshold"]));
 
     // Escaped tag values, an emote and unicode around the command.
@@ -111,7 +111,7 @@ async fn the_per_viewer_cooldown_applies_to_twitch_chat() {
     let mut chan = FakeTwitch::channel("");
     let app = bot(&chan, &[]).await;
     chan.joined().await;
-    app.op("!admin es9out#1 → doorway#1.gain").await;
+    app.op("!admin es9out#1 → doorway#1.gain");
     app.osc.recv().await;
     chan.say(&User::new("ann", 3001, ""), "doorway#1.gain: 1");
     chan.say(&User::new("ann", 3001, ""), "doorway#1.gain: 2");
@@ -127,7 +127,7 @@ async fn a_message_delivered_twice_is_applied_once() {
     let mut chan = FakeTwitch::channel("");
     let app = bot(&chan, &[("RATE_LIMIT_MS", "0")]).await;
     chan.joined().await;
-    app.op("!admin es9out#1 → doorway#1.gain").await;
+    app.op("!admin es9out#1 → doorway#1.gain");
     app.osc.recv().await;
     let ann = User::new("ann", 4001, "");
     let bob = User::new("bob", 4002, "");
@@ -177,7 +177,7 @@ async fn after_a_reconnect_request_or_a_dropped_connection_the_bot_rejoins_and_c
     let app = bot(&chan, &[]).await;
     chan.joined().await;
     wait_status(&app, TwitchStatus::Joined).await;
-    app.op("!admin es9out#1 → doorway#1.gain").await;
+    app.op("!admin es9out#1 → doorway#1.gain");
     app.osc.recv().await;
     // Twitch's keep-alive: the bot answers PING with PONG, or Twitch would drop it.
     chan.ping();
@@ -282,7 +282,7 @@ async fn a_refused_token_shows_as_login_failed_and_the_bot_keeps_serving() {
     let app = bot(&chan, &[("TWITCH_OAUTH_TOKEN", BAD_TOKEN)]).await;
     wait_status(&app, TwitchStatus::LoginFailed).await;
     // The rest of the bot is unaffected: the terminal operator still drives the outputs.
-    app.op("!admin es9out#1 → doorway#1.gain").await;
+    app.op("!admin es9out#1 → doorway#1.gain");
     assert_eq!(app.osc.recv().await, routing(&["add", "es9out#1", "doorway#1.gain"]));
     assert_eq!(app.get_json("/healthz").await["status"], "ok");
 }
