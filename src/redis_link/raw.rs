@@ -196,7 +196,8 @@ impl RawConnection {
             conn.handshake(info.redis_settings()).await?;
             anyhow::Ok(conn)
         };
-        let result = tokio::time::timeout(timeout, connect).await.unwrap_or_else(|_| Err(RawError::Timeout(timeout).into()));
+        let result =
+            tokio::time::timeout(timeout, connect).await.unwrap_or_else(|_| Err(RawError::Timeout(timeout).into()));
         result.with_context(|| format!("connecting to redis at {masked}"))
     }
 
@@ -674,5 +675,186 @@ impl<'a> Reader<'a> {
             },
             other => return Err(protocol(format!("unknown type byte {other:#04x}"))),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn status(s: &str) -> Value {
+        Value::Status(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn bulk(b: &[u8]) -> Value {
+        Value::Bulk(Bytes::copy_from_slice(b))
+    }
+
+    fn server(s: &str) -> ServerError {
+        ServerError(s.to_owned())
+    }
+
+    /// Takes every complete reply off `buf`.
+    fn drain(buf: &mut BytesMut, out: &mut Vec<Reply>) -> Result<(), RawError> {
+        while let Some(frame) = next_frame(buf)? {
+            out.push(Reader::new(&frame).value()?.into_reply());
+        }
+        Ok(())
+    }
+
+    /// Decodes `input` as if the first read ended at `cut` and the second brought the rest.
+    fn decode_split(input: &[u8], cut: usize) -> Vec<Reply> {
+        let mut buf = BytesMut::from(&input[..cut]);
+        let mut out = Vec::new();
+        drain(&mut buf, &mut out).expect("first part decodes");
+        buf.extend_from_slice(&input[cut..]);
+        drain(&mut buf, &mut out).expect("second part decodes");
+        assert!(buf.is_empty(), "{} bytes left undecoded", buf.len());
+        out
+    }
+
+    /// Decodes `input` split at every byte boundary, and fed one byte per read.
+    fn check(input: &[u8], expected: &[Reply]) {
+        for cut in 0..=input.len() {
+            assert_eq!(decode_split(input, cut), expected, "split at byte {cut}");
+        }
+        let (mut buf, mut out) = (BytesMut::new(), Vec::new());
+        for &byte in input {
+            buf.extend_from_slice(&[byte]);
+            drain(&mut buf, &mut out).expect("decodes byte by byte");
+        }
+        assert_eq!(out, expected, "fed byte by byte");
+    }
+
+    fn rejected(input: &[u8]) -> String {
+        match next_frame(&mut BytesMut::from(input)) {
+            Err(RawError::Protocol(why)) => why,
+            other => panic!("{:?} was not refused: {other:?}", String::from_utf8_lossy(input)),
+        }
+    }
+
+    #[test]
+    fn every_reply_type_decodes_at_every_split() {
+        check(b"+OK\r\n", &[Ok(status("OK"))]);
+        check(b"-NOSCRIPT No matching script.\r\n", &[Err(server("NOSCRIPT No matching script."))]);
+        check(b":-42\r\n:9223372036854775807\r\n", &[Ok(Value::Int(-42)), Ok(Value::Int(i64::MAX))]);
+        check(b"$5\r\nhello\r\n$0\r\n\r\n", &[Ok(bulk(b"hello")), Ok(bulk(b""))]);
+        check(b"$4\r\n\r\n\r\n\r\n", &[Ok(bulk(b"\r\n\r\n"))]);
+        check(b"$-1\r\n*-1\r\n*0\r\n", &[Ok(Value::Nil), Ok(Value::Nil), Ok(Value::Array(vec![]))]);
+        check(
+            b"*3\r\n*1\r\n:1\r\n$-1\r\n-ERR inner\r\n+PONG\r\n",
+            &[
+                Ok(Value::Array(vec![
+                    Value::Array(vec![Value::Int(1)]),
+                    Value::Nil,
+                    Value::Error(server("ERR inner")),
+                ])),
+                Ok(status("PONG")),
+            ],
+        );
+    }
+
+    #[test]
+    fn an_incomplete_reply_waits_for_more() {
+        for partial in [&b"*3\r\n:1\r\n"[..], b"$10\r\nhello", b"$5\r\nhello\r", b":12", b"+O", b"*"] {
+            let mut buf = BytesMut::from(partial);
+            assert_eq!(next_frame(&mut buf).expect("not an error"), None, "{partial:?}");
+            assert_eq!(&buf[..], partial, "nothing consumed");
+        }
+    }
+
+    #[test]
+    fn absurd_or_malformed_input_is_refused_without_allocating() {
+        assert!(rejected(b"$536870913\r\n").contains("out of range"), "bulk over 512 MB");
+        assert!(rejected(b"*16777217\r\n").contains("out of range"), "array over 16 M elements");
+        assert!(rejected(b"$-2\r\n").contains("out of range"));
+        assert!(rejected(b"*-5\r\n").contains("out of range"));
+        assert!(rejected(b"$99999999999999999999\r\n").contains("bad integer"));
+        assert!(rejected(b":12a\r\n").contains("bad integer"));
+        assert!(rejected(b":\r\n").contains("bad integer"));
+        assert!(rejected(b"?5\r\n").contains("unknown type"));
+        assert!(rejected(b"+OK\n").contains("CRLF"));
+        assert!(rejected(b"$3\r\nabcXY").contains("CRLF"));
+        assert!(rejected(&b"*1\r\n".repeat(40)).contains("nested"));
+        let mut long = b"+".to_vec();
+        long.resize(MAX_LINE + 10, b'a');
+        assert!(rejected(&long).contains("longer"));
+    }
+
+    #[test]
+    fn push_frames_decode_to_messages_and_the_rest_is_recognised() {
+        let frame = Bytes::from_static(b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$3\r\n\x00\r\n\r\n");
+        match decode_push(&frame) {
+            Ok(Push::Message(m)) => assert_eq!((&m.channel[..], &m.payload[..]), (&b"ch"[..], &b"\x00\r\n"[..])),
+            _ => panic!("not a message"),
+        }
+        let confirmation = Bytes::from_static(b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n");
+        assert!(matches!(decode_push(&confirmation), Ok(Push::Subscribed)));
+        assert!(matches!(decode_push(&Bytes::from_static(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n")), Ok(Push::Pong)));
+        let refusal = decode_push(&Bytes::from_static(b"-NOPERM no channel\r\n"));
+        assert!(matches!(refusal, Err(RawError::Server(e)) if e.code() == "NOPERM"));
+        assert!(matches!(decode_push(&Bytes::from_static(b":1\r\n")), Err(RawError::Protocol(_))));
+    }
+
+    #[test]
+    fn commands_encode_as_arrays_of_bulk_strings() {
+        for n in [0, 7, 10, 99, 12_345, usize::MAX] {
+            let mut out = Vec::new();
+            put_header(&mut out, b'$', n);
+            assert_eq!(out, format!("${n}\r\n").into_bytes());
+        }
+    }
+
+    #[test]
+    fn a_server_error_names_its_code() {
+        let e = server("NOSCRIPT No matching script. Please use EVAL.");
+        assert_eq!((e.code(), e.is_noscript()), ("NOSCRIPT", true));
+        assert_eq!(server("").code(), "");
+    }
+
+    fn encode(value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Nil => out.extend_from_slice(b"$-1\r\n"),
+            Value::Status(s) => out.extend_from_slice(&[b"+", &s[..], b"\r\n"].concat()),
+            Value::Int(i) => out.extend_from_slice(format!(":{i}\r\n").as_bytes()),
+            Value::Error(e) => out.extend_from_slice(format!("-{}\r\n", e.message()).as_bytes()),
+            Value::Bulk(b) => {
+                put_header(out, b'$', b.len());
+                out.extend_from_slice(&[&b[..], b"\r\n"].concat());
+            }
+            Value::Array(items) => {
+                put_header(out, b'*', items.len());
+                for item in items {
+                    encode(item, out);
+                }
+            }
+        }
+    }
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Nil),
+            "[a-zA-Z0-9 ]{0,12}".prop_map(|s| Value::Status(Bytes::from(s))),
+            any::<i64>().prop_map(Value::Int),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| Value::Bulk(Bytes::from(b))),
+            "[A-Z]{1,8} [a-z ]{0,12}".prop_map(|s| Value::Error(ServerError(s))),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| proptest::collection::vec(inner, 0..6).prop_map(Value::Array))
+    }
+
+    proptest! {
+        #[test]
+        fn any_reply_stream_decodes_to_what_was_encoded(
+            values in proptest::collection::vec(any_value(), 1..6),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let mut input = Vec::new();
+            for value in &values {
+                encode(value, &mut input);
+            }
+            let expected: Vec<Reply> = values.into_iter().map(Value::into_reply).collect();
+            prop_assert_eq!(decode_split(&input, cut.index(input.len() + 1)), expected);
+        }
     }
 }
