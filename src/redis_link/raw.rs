@@ -289,6 +289,7 @@ impl RawConnection {
 
     /// Reads the next `n` replies, in command order. Error replies are `Err` values, not failures.
     pub async fn read_replies(&mut self, n: usize) -> Result<Vec<Reply>, RawError> {
+        self.usable()?;
         if n > self.in_flight {
             return Err(RawError::Usage("more replies asked for than commands flushed"));
         }
@@ -313,6 +314,7 @@ impl RawConnection {
     /// Runs one command; an error reply becomes [`RawError::Server`]. Refused while pipelined
     /// commands are outstanding, since their replies come first.
     pub async fn query(&mut self, args: &[&[u8]]) -> Result<Value, RawError> {
+        self.usable()?;
         if args.is_empty() {
             return Err(RawError::Usage("empty command"));
         }
@@ -330,12 +332,18 @@ impl RawConnection {
 
     /// Turns this connection into a subscriber of `channels` once Redis confirmed every one.
     pub async fn subscribe(self, channels: &[&[u8]]) -> Result<RawSubscriber, RawError> {
+        self.usable()?;
         if self.queued + self.in_flight > 0 {
             return Err(RawError::Usage("subscribe while pipelined commands are outstanding"));
         }
         let mut subscriber = RawSubscriber { conn: self, early: Vec::new(), pongs: 0 };
         subscriber.subscribe(channels).await?;
         Ok(subscriber)
+    }
+
+    /// Refuses use after a failed or cancelled operation, before any other complaint.
+    fn usable(&self) -> Result<(), RawError> {
+        if self.poisoned { Err(RawError::Broken) } else { Ok(()) }
     }
 
     /// Marks an operation as running; see [`RawConnection::poisoned`].
@@ -409,9 +417,7 @@ impl RawSubscriber {
     /// Cancel-safe: dropped while waiting (in `tokio::select!`), it loses nothing; partial data stays
     /// in the connection's buffer. Messages taken before an error reply stay in `out`.
     pub async fn next_batch(&mut self, out: &mut Vec<PubSubMessage>) -> Result<(), RawError> {
-        if self.conn.poisoned {
-            return Err(RawError::Broken);
-        }
+        self.conn.usable()?;
         let result = self.batch(out).await;
         if matches!(&result, Err(e) if !matches!(e, RawError::Server(_))) {
             self.conn.poisoned = true;
