@@ -3,7 +3,8 @@
 //! redis-rs's `MultiplexedConnection` and async `PubSub` put a driver task between the caller and the
 //! socket, so every command and every message crosses a channel and a task wake-up (about 40 µs per hop
 //! on a small VM). Here the task that awaits a reply is the task that reads the socket: no driver task,
-//! no channels, no hand-off. The price is exclusivity: one connection serves one task.
+//! no channels, no hand-off. The price is exclusivity: one connection serves one task. It knows RESP2
+//! and sockets only: no channel or key names, no wire format; those stay in the parent module.
 //!
 //! * [`RawConnection`] runs commands: [`append`](RawConnection::append) any number, send them in one
 //!   write with [`flush`](RawConnection::flush), read exactly as many replies back with
