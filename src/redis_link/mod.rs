@@ -8,6 +8,7 @@
 
 pub mod history;
 pub mod presence;
+pub mod raw;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};

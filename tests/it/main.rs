@@ -9,6 +9,7 @@ mod helpers;
 mod http_api;
 mod overlay;
 mod pipeline;
+mod raw_redis;
 mod redis_server;
 mod sse;
 mod twitch;
