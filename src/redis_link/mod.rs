@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
@@ -29,6 +28,7 @@ use crate::coord::{CoordHandle, wall_ms_now};
 use crate::state::Event;
 use crate::stats::{LinkStatus, LogThrottle, Stats, Tally};
 use presence::{Claim, ClaimError, ClusterPresence};
+use raw::{PubSubMessage, RawConnection, RawError, RawSubscriber, ServerError};
 use wire::{DropReason, Incoming, Signer};
 
 /// Writes the register only if newer, appends to the history stream, publishes (plus the audit copy).
@@ -135,9 +135,11 @@ enum SessionEnd {
     Broken(String),
 }
 
-/// One live connection pair: commands, and the subscription's bounded message queue.
+/// One live session: a command connection, a publishing connection owned by the link task (no
+/// hand-off to a driver task on the way to Redis), and the subscription's bounded control queue.
 struct Session {
     cmd: MultiplexedConnection,
+    publisher: RawConnection,
     messages: mpsc::Receiver<Control>,
     reader: JoinHandle<()>,
     gap: Arc<AtomicBool>,
@@ -321,15 +323,17 @@ impl RedisLink {
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
         let cmd = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection_with_config(&config))
             .await??;
-        let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await??;
+        let mut publisher = RawConnection::connect(&self.settings.url, CONNECT_TIMEOUT).await?;
+        publisher.set_timeout(RESPONSE_TIMEOUT);
         let mut channels = vec![self.names.probe_channel(), self.names.command_channel()];
         if self.settings.subscribe {
             channels.extend(self.names.event_channels());
             channels.push(self.names.status_channel());
         }
-        for channel in &channels {
-            tokio::time::timeout(RESPONSE_TIMEOUT, pubsub.subscribe(channel)).await??;
-        }
+        let names: Vec<&[u8]> = channels.iter().map(String::as_bytes).collect();
+        let mut subscriber = RawConnection::connect(&self.settings.url, CONNECT_TIMEOUT).await?;
+        subscriber.set_timeout(RESPONSE_TIMEOUT);
+        let subscriber = subscriber.subscribe(&names).await?;
         let (control, messages) = mpsc::channel(CONTROL_QUEUE);
         let gap = Arc::new(AtomicBool::new(false));
         let reader = Reader {
@@ -344,8 +348,8 @@ impl RedisLink {
             last_seq: HashMap::new(),
             control,
         };
-        let reader = tokio::spawn(reader.run(pubsub));
-        let mut session = Session { cmd, messages, reader, gap };
+        let reader = tokio::spawn(reader.run(subscriber));
+        let mut session = Session { cmd, publisher, messages, reader, gap };
         self.script.prepare_invoke().load_async(&mut session.cmd).await?;
         // Subscribed first, then the snapshot: anything published in between arrives twice at worst,
         // and applying twice is harmless.
@@ -513,8 +517,8 @@ impl RedisLink {
             }
             Control::Message(m) => m,
         };
-        let channel = message.get_channel_name();
-        let payload = message.get_payload_bytes();
+        let channel = String::from_utf8_lossy(&message.channel);
+        let payload = &message.payload[..];
         if channel == self.names.probe_channel() {
             if let Some((nonce, sent)) = probe.as_ref()
                 && nonce.as_bytes() == payload
@@ -537,7 +541,7 @@ impl RedisLink {
             debug!(payload = %String::from_utf8_lossy(payload), "instance status");
             return self.refresh_presence(session).await.map_err(|e| format!("presence refresh failed: {e}"));
         }
-        debug!(channel, "message on an unexpected channel ignored");
+        debug!(%channel, "message on an unexpected channel ignored");
         Ok(())
     }
 
@@ -629,53 +633,100 @@ impl RedisLink {
     }
 
     /// Events in one pipeline, each atomically: register (only if newer), history entry, publish.
-    /// Retries 100 → 200 → 400 ms; re-publishing is harmless (registers are only-if-newer).
-    async fn publish(&mut self, session: &mut Session, events: &[Event]) -> redis::RedisResult<()> {
+    /// Written by this task straight to the publishing connection. Retries 100 → 200 → 400 ms, with a
+    /// fresh connection after a transport failure; re-publishing is harmless (registers are
+    /// only-if-newer).
+    async fn publish(&mut self, session: &mut Session, events: &[Event]) -> Result<(), String> {
         let ttl_ms = u64::try_from(self.settings.history_ttl.as_millis()).unwrap_or(0);
-        let mut pipe = redis::pipe();
-        for event in events {
-            self.seq += 1;
-            let encoded = wire::encode(event, self.seq, self.signer.as_ref());
-            LinkCounters::count_channel(&self.stats.redis.published_on, encoded.channel);
-            if encoded.audit.is_some() {
-                LinkCounters::count_channel(&self.stats.redis.published_on, wire::ADMIN_CHANNEL);
-            }
-            pipe.cmd("EVALSHA")
-                .arg(self.script.get_hash())
-                .arg(2)
-                .arg(self.names.state())
-                .arg(self.names.history())
-                .arg(wire::register_key(&event.kind))
-                .arg(wire::order_key(&event.stamp))
-                .arg(&encoded.payload)
-                .arg(self.names.channel(encoded.channel))
-                .arg(event.wall_ms.saturating_sub(ttl_ms))
-                .arg(encoded.kind)
-                .arg(self.names.channel(wire::ADMIN_CHANNEL))
-                .arg(encoded.audit.as_deref().unwrap_or(""))
-                .ignore();
-        }
-        let mut last_error = None;
+        let (state, history) = (self.names.state(), self.names.history());
+        let admin = self.names.channel(wire::ADMIN_CHANNEL);
+        let hash = self.script.get_hash().to_owned();
+        let shared = [hash.as_str(), state.as_str(), history.as_str(), admin.as_str()];
+        let commands: Vec<Prepared> = events
+            .iter()
+            .map(|event| {
+                self.seq += 1;
+                let encoded = wire::encode(event, self.seq, self.signer.as_ref());
+                LinkCounters::count_channel(&self.stats.redis.published_on, encoded.channel);
+                if encoded.audit.is_some() {
+                    LinkCounters::count_channel(&self.stats.redis.published_on, wire::ADMIN_CHANNEL);
+                }
+                Prepared {
+                    register: wire::register_key(&event.kind),
+                    order: wire::order_key(&event.stamp),
+                    channel: self.names.channel(encoded.channel),
+                    min_id: event.wall_ms.saturating_sub(ttl_ms).to_string(),
+                    kind: encoded.kind,
+                    payload: encoded.payload,
+                    audit: encoded.audit.unwrap_or_default(),
+                }
+            })
+            .collect();
+        let mut last_error = String::new();
         for (attempt, pause) in std::iter::once(Duration::ZERO).chain(PUBLISH_RETRIES).enumerate() {
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
-            match pipe.query_async::<()>(&mut session.cmd).await {
+            match Self::send_commands(&mut session.publisher, shared, &commands).await {
                 Ok(()) => {
                     self.stats.redis.published.fetch_add(events.len() as u64, Ordering::Relaxed);
                     return Ok(());
                 }
-                Err(e) => {
-                    debug!(attempt, error = %e, "publish attempt failed");
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
+                Err(PublishFailure::Reply(e)) => {
+                    debug!(attempt, error = %e, "publish attempt refused");
+                    if e.is_noscript() {
                         // Redis restarted or flushed its scripts: load ours again, then retry.
                         let _ = self.script.prepare_invoke().load_async(&mut session.cmd).await;
                     }
-                    last_error = Some(e);
+                    last_error = e.to_string();
+                }
+                Err(PublishFailure::Transport(e)) => {
+                    debug!(attempt, error = %e, "publish attempt failed; reconnecting the publisher");
+                    last_error = e.to_string();
+                    match RawConnection::connect(&self.settings.url, CONNECT_TIMEOUT).await {
+                        Ok(mut fresh) => {
+                            fresh.set_timeout(RESPONSE_TIMEOUT);
+                            session.publisher = fresh;
+                        }
+                        Err(e) => last_error = format!("{e:#}"),
+                    }
                 }
             }
         }
-        Err(last_error.expect("at least one attempt was made"))
+        Err(last_error)
+    }
+
+    /// Writes `commands` in one go and reads every reply; the first error reply fails the batch.
+    /// `shared` is the script hash, the state and history keys and the audit channel.
+    async fn send_commands(
+        publisher: &mut RawConnection,
+        shared: [&str; 4],
+        commands: &[Prepared],
+    ) -> Result<(), PublishFailure> {
+        let [hash, state, history, admin] = shared.map(str::as_bytes);
+        for p in commands {
+            publisher.append(&[
+                b"EVALSHA",
+                hash,
+                b"2",
+                state,
+                history,
+                p.register.as_bytes(),
+                p.order.as_bytes(),
+                p.payload.as_bytes(),
+                p.channel.as_bytes(),
+                p.min_id.as_bytes(),
+                p.kind.as_bytes(),
+                admin,
+                p.audit.as_bytes(),
+            ]);
+        }
+        publisher.flush().await.map_err(PublishFailure::Transport)?;
+        let replies = publisher.read_replies(commands.len()).await.map_err(PublishFailure::Transport)?;
+        match replies.into_iter().find_map(Result::err) {
+            Some(e) => Err(PublishFailure::Reply(e)),
+            None => Ok(()),
+        }
     }
 
     async fn refresh_presence(&mut self, session: &mut Session) -> redis::RedisResult<()> {
@@ -771,14 +822,32 @@ impl RedisLink {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
         let cmd = client.get_multiplexed_async_connection_with_config(&config).await?;
+        let publisher = RawConnection::connect(&self.settings.url, CONNECT_TIMEOUT).await?;
         let (_tx, messages) = mpsc::channel(1);
-        Ok(Session { cmd, messages, reader: tokio::spawn(async {}), gap: Arc::new(AtomicBool::new(false)) })
+        Ok(Session { cmd, publisher, messages, reader: tokio::spawn(async {}), gap: Arc::new(AtomicBool::new(false)) })
     }
+}
+
+/// One event's own arguments to the publish script (see `publish.lua`).
+struct Prepared {
+    register: String,
+    order: String,
+    payload: String,
+    channel: String,
+    min_id: String,
+    kind: &'static str,
+    audit: String,
+}
+
+/// Why one publishing attempt failed: Redis refused a command, or the connection broke.
+enum PublishFailure {
+    Reply(ServerError),
+    Transport(RawError),
 }
 
 /// What the reader hands to the link task: traffic that is not an event, and poison to record.
 enum Control {
-    Message(redis::Msg),
+    Message(PubSubMessage),
     Poison { reason: DropReason, channel: String, payload: String },
 }
 
@@ -802,15 +871,19 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(mut self, pubsub: redis::aio::PubSub) {
-        // Everything already received is taken at once and applied as one batch, so a burst costs one
-        // lock and sends each variable's OSC value once; a lone message is a batch of one.
-        let mut stream = pubsub.into_on_message().ready_chunks(READ_BATCH);
+    async fn run(mut self, mut subscriber: RawSubscriber) {
+        // Everything one read delivered is applied as one batch, so a burst costs one lock and sends
+        // each variable's OSC value once; a lone message is a batch of one.
+        let mut messages = Vec::with_capacity(READ_BATCH);
         let mut events = Vec::with_capacity(READ_BATCH);
-        while let Some(messages) = stream.next().await {
-            for message in messages {
-                let channel = message.get_channel_name();
-                let delivered = if self.event_channels.iter().any(|c| c == channel) {
+        loop {
+            if let Err(e) = subscriber.next_batch(&mut messages).await {
+                debug!(error = %e, "subscription ended");
+                return;
+            }
+            for message in messages.drain(..) {
+                let channel = &message.channel[..];
+                let delivered = if self.event_channels.iter().any(|c| c.as_bytes() == channel) {
                     self.on_event(&message, &mut events)
                 } else {
                     self.hand_over(Control::Message(message))
@@ -841,9 +914,9 @@ impl Reader {
     }
 
     /// Decodes one event message into `events`; false when the link is going away.
-    fn on_event(&mut self, message: &redis::Msg, events: &mut Vec<Event>) -> bool {
-        let channel = message.get_channel_name();
-        let payload = message.get_payload_bytes();
+    fn on_event(&mut self, message: &PubSubMessage, events: &mut Vec<Event>) -> bool {
+        let channel = std::str::from_utf8(&message.channel).unwrap_or_default();
+        let payload = &message.payload[..];
         self.stats.redis.received.fetch_add(1, Ordering::Relaxed);
         let base = channel.strip_prefix(self.prefix.as_str()).unwrap_or(channel);
         LinkCounters::count_channel(&self.stats.redis.received_on, base);

@@ -134,6 +134,62 @@ impl Signer {
 
 /// Encodes one of our events. `seq` numbers this instance's publications for gap detection.
 pub fn encode(event: &Event, seq: u64, signer: Option<&Signer>) -> Encoded {
+    if signer.is_none()
+        && let EventKind::Set { variable, value } = &event.kind
+    {
+        return Encoded {
+            channel: PARAMETER_CHANNEL,
+            kind: "parameter_update",
+            payload: encode_parameter_update(event, &variable.to_string(), *value, seq),
+            audit: None,
+        };
+    }
+    encode_general(event, seq, signer)
+}
+
+/// The unsigned `parameter_update` envelope written straight into one string, byte for byte what
+/// [`encode_general`] makes (a property test holds them equal) without building a `Value` tree:
+/// this is the one envelope sent at chat rate, and on the path of every cross-instance command.
+fn encode_parameter_update(event: &Event, variable: &str, value: u8, seq: u64) -> String {
+    use std::fmt::Write as _;
+    let source = event.stamp.instance.as_ref();
+    let mut out = String::with_capacity(192 + variable.len() + 2 * source.len() + event.user.len());
+    out.push_str(r#"{"data":{"source_instance":"#);
+    push_json_string(&mut out, source);
+    out.push_str(r#","user":"#);
+    push_json_string(&mut out, &event.user);
+    let _ = write!(out, r#","value":{value},"variable":"#);
+    push_json_string(&mut out, variable);
+    let _ = write!(out, r#"}},"hlc":{},"id":"#, event.stamp.hlc);
+    push_json_string(&mut out, &format!("{source}-{seq}"));
+    let _ = write!(out, r#","seq":{seq},"timestamp":{},"type":"parameter_update","v":{WIRE_VERSION}}}"#, event.wall_ms);
+    out
+}
+
+/// Appends `text` as a JSON string, escaped exactly as `serde_json` escapes it.
+fn push_json_string(out: &mut String, text: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Every envelope through a `serde_json::Value` tree: every type, and the signature.
+fn encode_general(event: &Event, seq: u64, signer: Option<&Signer>) -> Encoded {
     let source = event.stamp.instance.as_ref();
     let user = event.user.as_ref();
     let (channel, kind, data, audit_command) = match &event.kind {
@@ -561,6 +617,25 @@ mod tests {
                 let general = decode_general(payload.as_bytes(), &catalog, None);
                 prop_assert!(fast.is_some());
                 prop_assert_eq!(fast.expect("fast path taken"), general);
+            }
+
+            #[test]
+            fn the_typed_encoder_writes_what_the_general_one_writes(
+                var in "(doorway#[12]\\.(gain|threshold)|arch#1\\.inputJack#3)", value in 0u8..128,
+                user in "[a-z\\\\\"\u{0}-\u{1f}\u{7f}é🎛]{0,12}", source in "[a-z0-9\\-\"\\\\]{1,12}",
+                hlc in any::<u64>(), seq in any::<u64>(), wall_ms in any::<u64>(),
+            ) {
+                let catalog = Catalog::builtin();
+                let event = Event {
+                    stamp: Stamp { hlc, instance: source.as_str().into() },
+                    wall_ms,
+                    user: user.as_str().into(),
+                    kind: EventKind::Set { variable: catalog.parse_variable(&var).expect("variable"), value },
+                };
+                let typed = encode(&event, seq, None);
+                let general = encode_general(&event, seq, None);
+                prop_assert_eq!(&typed.payload, &general.payload);
+                prop_assert_eq!((typed.channel, typed.kind, typed.audit), (general.channel, general.kind, general.audit));
             }
 
             #[test]
