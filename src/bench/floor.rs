@@ -1,5 +1,9 @@
 //! The physical floor, measured in the same run: UDP loopback one-way, Redis pub/sub one-way, the two
 //! chained (what a cross-instance command cannot beat), and raw pub/sub throughput.
+//!
+//! A floor is laid out like the path it is the floor of: whatever runs in a bot instance runs on a
+//! runtime of its own thread ([`Side`]), and the receiver (Max/MSP's stand-in) runs in the bench's
+//! runtime. So a floor pays the same wake-ups the bot pays and differs only by the bot's own work.
 
 use std::time::{Duration, Instant};
 
@@ -8,14 +12,14 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::measure::Samples;
-use super::{Pacer, udp_receiver};
+use super::{Pacer, Side, udp_receiver};
 use crate::redis_link::raw::RawConnection;
 
-/// UDP loopback one-way: a datagram carrying its index, sent at `rate`.
+/// UDP loopback one-way at `rate`: the sender on its own runtime (as the bot is), the receiver here
+/// (as Max/MSP is another process). Each datagram carries its send time.
 pub async fn udp_one_way(n: usize, rate: u32) -> anyhow::Result<Samples> {
     let receiver = udp_receiver().await?;
     let target = receiver.local_addr()?;
-    let sender = UdpSocket::bind("127.0.0.1:0").await?;
     let origin = Instant::now();
     let reader = tokio::spawn(async move {
         let mut samples = Samples::with_capacity(n);
@@ -31,12 +35,19 @@ pub async fn udp_one_way(n: usize, rate: u32) -> anyhow::Result<Samples> {
         }
         samples
     });
-    let mut pacer = Pacer::new(rate);
-    for _ in 0..n {
-        pacer.wait().await;
-        let ns = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        sender.send_to(&ns.to_le_bytes(), target).await?;
-    }
+    let side = Side::start("bench-udp-sender")?;
+    let sending = side.spawn(async move {
+        let sender = UdpSocket::bind("127.0.0.1:0").await?;
+        let mut pacer = Pacer::new(rate);
+        for _ in 0..n {
+            pacer.wait().await;
+            let ns = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            sender.send_to(&ns.to_le_bytes(), target).await?;
+        }
+        anyhow::Ok(())
+    });
+    sending.await??;
+    side.stop().await;
     Ok(reader.await?)
 }
 
@@ -71,29 +82,18 @@ fn parse_ns(payload: &[u8]) -> u64 {
     std::str::from_utf8(payload).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
-/// The floor of a cross-instance command, laid out as the real path is: a publisher in this runtime,
-/// a subscriber on its own thread and runtime (another instance is another process) that forwards each
-/// message as a UDP datagram, and the UDP receiver back in this runtime. Both Redis ends use the raw
-/// connection, the cheapest client there is, so what the bot adds on top is its own work.
+/// The floor of a cross-instance command, laid out as the real path is: a publisher on its own
+/// runtime (instance A), a subscriber on another (instance B) that forwards each message as a UDP
+/// datagram, and the UDP receiver back here. Both Redis ends use the raw connection, the cheapest
+/// client there is, so what the bot adds on top is its own work.
 pub async fn redis_relay(url: &str, n: usize, rate: u32) -> anyhow::Result<Samples> {
     let receiver = udp_receiver().await?;
     let target = receiver.local_addr()?;
     let channel = format!("bench:relay:{}", fastrand::u64(..));
-    let stop = CancellationToken::new();
+    let relay_side = Side::start("bench-relay")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
-    let relay = {
-        let (url, channel, stop) = (url.to_owned(), channel.clone(), stop.clone());
-        std::thread::Builder::new().name("bench-relay".into()).spawn(move || {
-            let runtime = match crate::app::runtime() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.into()));
-                    return;
-                }
-            };
-            runtime.block_on(relay_messages(url, channel, target, ready_tx, stop));
-        })?
-    };
+    let stop = CancellationToken::new();
+    let relay = relay_side.spawn(relay_messages(url.to_owned(), channel.clone(), target, ready_tx, stop.clone()));
     ready_rx.await??;
     let origin = Instant::now();
     let reader = tokio::spawn(async move {
@@ -108,16 +108,24 @@ pub async fn redis_relay(url: &str, n: usize, rate: u32) -> anyhow::Result<Sampl
         }
         samples
     });
-    let mut publisher = RawConnection::connect(url, Duration::from_secs(2)).await?;
-    let mut pacer = Pacer::new(rate);
-    for _ in 0..n {
-        pacer.wait().await;
-        let ns = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX).to_string();
-        publisher.query(&[b"PUBLISH", channel.as_bytes(), ns.as_bytes()]).await?;
-    }
+    let publisher_side = Side::start("bench-publisher")?;
+    let url = url.to_owned();
+    let publishing = publisher_side.spawn(async move {
+        let mut publisher = RawConnection::connect(&url, Duration::from_secs(2)).await?;
+        let mut pacer = Pacer::new(rate);
+        for _ in 0..n {
+            pacer.wait().await;
+            let ns = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX).to_string();
+            publisher.query(&[b"PUBLISH", channel.as_bytes(), ns.as_bytes()]).await?;
+        }
+        anyhow::Ok(())
+    });
+    publishing.await??;
     let samples = reader.await?;
     stop.cancel();
-    let _ = tokio::task::spawn_blocking(move || relay.join()).await;
+    let _ = relay.await;
+    publisher_side.stop().await;
+    relay_side.stop().await;
     Ok(samples)
 }
 

@@ -111,6 +111,55 @@ impl Pacer {
     }
 }
 
+/// A runtime on a thread of its own, standing in for another process: what is spawned on it wakes
+/// and runs there, as it would in a bot instance.
+#[derive(Debug)]
+pub struct Side {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Side {
+    pub fn start(name: &str) -> anyhow::Result<Side> {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+            match crate::app::runtime() {
+                Ok(runtime) => {
+                    let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                    runtime.block_on(async {
+                        let _ = stopped.await;
+                    });
+                }
+                Err(e) => {
+                    let _ = handle_tx.send(Err(e));
+                }
+            }
+        })?;
+        let handle = handle_rx.recv()??;
+        Ok(Side { handle, stop: Some(stop), thread: Some(thread) })
+    }
+
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(task)
+    }
+
+    /// Stops the runtime (its tasks are dropped) and joins the thread.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
 /// A UDP socket on loopback with a large receive buffer, so bursts are not dropped by the kernel.
 pub async fn udp_receiver() -> anyhow::Result<UdpSocket> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
