@@ -245,13 +245,18 @@ impl Coordinator {
         }
         let stamp = Stamp { hlc: self.hlc.stamp(wall_ms), instance: self.instance.clone() };
         let event = Event { stamp, wall_ms, user: sender.login.as_str().into(), kind };
-        self.apply(&event);
+        let change = self.apply(&event);
         self.stats.local_applied.fetch_add(1, Ordering::Relaxed);
+        // The outbox before the change feed: other instances' outputs wait on the first, only the
+        // overlay on the second, and waking the overlay hub first would delay the publish.
         if let Some(outbox) = &self.outbox
             && outbox.try_send(event).is_err()
         {
             self.stats.outbox_overflow.fetch_add(1, Ordering::Relaxed);
             warn!("outbox full: a local event will not reach other instances");
+        }
+        if let Some(change) = change {
+            self.announce(change);
         }
         Outcome::Done { reply }
     }
@@ -288,29 +293,44 @@ impl Coordinator {
 
     /// Applies an event from another instance: the same `apply`, plus clock catch-up, no outbox.
     pub fn apply_remote(&mut self, event: &Event) {
-        self.hlc.observe(event.stamp.hlc);
-        if self.apply(event) {
-            self.stats.remote_applied.fetch_add(1, Ordering::Relaxed);
+        if let Some(change) = self.apply_remote_quietly(event) {
+            self.announce(change);
         }
     }
 
+    fn apply_remote_quietly(&mut self, event: &Event) -> Option<Change> {
+        self.hlc.observe(event.stamp.hlc);
+        let change = self.apply(event)?;
+        self.stats.remote_applied.fetch_add(1, Ordering::Relaxed);
+        Some(change)
+    }
+
     /// Applies a batch of remote events with the OSC output for each variable coalesced to its last
-    /// value within the batch.
+    /// value within the batch. The readers hear of the batch after its datagrams are sent.
     pub fn apply_remote_batch(&mut self, events: &[Event]) {
         if let Some(osc) = &mut self.osc {
             osc.begin_batch();
         }
-        for event in events {
-            self.apply_remote(event);
-        }
+        let changes: Vec<Change> = events.iter().filter_map(|event| self.apply_remote_quietly(event)).collect();
         if let Some(osc) = &mut self.osc {
             osc.end_batch(&self.state);
         }
+        for change in changes {
+            self.announce(change);
+        }
     }
 
-    /// Applies to State, sends the OSC output, then tells the readers; true when something visibly
-    /// changed. OSC goes first: it is the output a performer hears.
-    fn apply(&mut self, event: &Event) -> bool {
+    /// Tells the change feed's readers (overlay hub, routing file). No receivers is fine: in tests
+    /// and while stages restart nobody may be listening.
+    fn announce(&self, change: Change) {
+        if let Some(changes) = &self.changes {
+            let _ = changes.send(change);
+        }
+    }
+
+    /// Applies to State and sends the OSC output; the change when something visibly changed. OSC goes
+    /// first: it is the output a performer hears. The caller announces the change.
+    fn apply(&mut self, event: &Event) -> Option<Change> {
         if !matches!(event.kind, EventKind::Set { .. })
             && let Some(osc) = &mut self.osc
         {
@@ -322,15 +342,11 @@ impl Coordinator {
                 if let Some(osc) = &mut self.osc {
                     osc.on_change(&change, &self.state);
                 }
-                // No receivers is fine: in tests and while stages restart nobody may be listening.
-                if let Some(changes) = &self.changes {
-                    let _ = changes.send(change);
-                }
-                true
+                Some(change)
             }
             None => {
                 self.stats.stale_events.fetch_add(1, Ordering::Relaxed);
-                false
+                None
             }
         }
     }

@@ -124,17 +124,15 @@ impl Side {
     pub fn start(name: &str) -> anyhow::Result<Side> {
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
-            match crate::app::runtime() {
-                Ok(runtime) => {
-                    let _ = handle_tx.send(Ok(runtime.handle().clone()));
-                    runtime.block_on(async {
-                        let _ = stopped.await;
-                    });
-                }
-                Err(e) => {
-                    let _ = handle_tx.send(Err(e));
-                }
+        let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || match crate::app::runtime() {
+            Ok(runtime) => {
+                let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            }
+            Err(e) => {
+                let _ = handle_tx.send(Err(e));
             }
         })?;
         let handle = handle_rx.recv()??;
@@ -296,10 +294,12 @@ async fn cross_instance(
         }
         cross.push(CrossResult { rate_per_s: rate, latency: samples.summary(), floor: floor_samples.summary() });
     }
+    // A stops first, so the receiving half is B's alone: with A still subscribed, every event would
+    // also wake A's reader, which on a 2-core machine competes with B for a core.
+    a.stop().await;
     progress("receiving half: raw event in Redis → OSC from B at 1000/s");
     pipeline::drain(&rx).await;
     let (remote, _) = pipeline::remote_to_osc(url, catalog, &routes, scale(2_000, 20_000), 1000, rx).await?;
-    a.stop().await;
     b.stop().await;
     drop(a_rx);
     Ok((cross, remote.summary(), series))
