@@ -21,28 +21,15 @@ pub async fn udp_one_way(n: usize, rate: u32) -> anyhow::Result<Samples> {
     let receiver = udp_receiver().await?;
     let target = receiver.local_addr()?;
     let origin = Instant::now();
-    let reader = tokio::spawn(async move {
-        let mut samples = Samples::with_capacity(n);
-        let mut buf = [0u8; 64];
-        while samples.len() < n {
-            let Ok(Ok(len)) = tokio::time::timeout(Duration::from_secs(2), receiver.recv(&mut buf)).await else {
-                break;
-            };
-            let got = Instant::now();
-            if let Some(sent_ns) = buf.get(..len).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes) {
-                samples.push(got.duration_since(origin).saturating_sub(Duration::from_nanos(sent_ns)));
-            }
-        }
-        samples
-    });
+    let reader = tokio::spawn(stamped_datagrams(receiver, n, origin));
     let side = Side::start("bench-udp-sender")?;
     let sending = side.spawn(async move {
         let sender = UdpSocket::bind("127.0.0.1:0").await?;
         let mut pacer = Pacer::new(rate);
         for _ in 0..n {
             pacer.wait().await;
-            let ns = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            sender.send_to(&ns.to_le_bytes(), target).await?;
+            let ns = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX).to_string();
+            sender.send_to(ns.as_bytes(), target).await?;
         }
         anyhow::Ok(())
     });
@@ -78,6 +65,21 @@ pub async fn redis_one_way(url: &str, n: usize, rate: u32) -> anyhow::Result<Sam
     Ok(reader.await?)
 }
 
+/// Receives up to `n` datagrams that carry their send time (decimal nanoseconds since `origin`) and
+/// returns their one-way latencies; stops early after 2 s of silence.
+async fn stamped_datagrams(receiver: UdpSocket, n: usize, origin: Instant) -> Samples {
+    let mut samples = Samples::with_capacity(n);
+    let mut buf = [0u8; 64];
+    while samples.len() < n {
+        let Ok(Ok(len)) = tokio::time::timeout(Duration::from_secs(2), receiver.recv(&mut buf)).await else {
+            break;
+        };
+        let got = origin.elapsed();
+        samples.push(got.saturating_sub(Duration::from_nanos(parse_ns(&buf[..len]))));
+    }
+    samples
+}
+
 fn parse_ns(payload: &[u8]) -> u64 {
     std::str::from_utf8(payload).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
@@ -96,18 +98,7 @@ pub async fn redis_relay(url: &str, n: usize, rate: u32) -> anyhow::Result<Sampl
     let relay = relay_side.spawn(relay_messages(url.to_owned(), channel.clone(), target, ready_tx, stop.clone()));
     ready_rx.await??;
     let origin = Instant::now();
-    let reader = tokio::spawn(async move {
-        let mut samples = Samples::with_capacity(n);
-        let mut buf = [0u8; 64];
-        while samples.len() < n {
-            let Ok(Ok(len)) = tokio::time::timeout(Duration::from_secs(2), receiver.recv(&mut buf)).await else {
-                break;
-            };
-            let sent_ns = parse_ns(&buf[..len]);
-            samples.push(origin.elapsed().saturating_sub(Duration::from_nanos(sent_ns)));
-        }
-        samples
-    });
+    let reader = tokio::spawn(stamped_datagrams(receiver, n, origin));
     let publisher_side = Side::start("bench-publisher")?;
     let url = url.to_owned();
     let publishing = publisher_side.spawn(async move {

@@ -126,6 +126,19 @@ pub fn routes(catalog: &Catalog, k: usize) -> Vec<(String, String)> {
 /// When each (route index, value) was sent.
 pub type SentTimes = Arc<Mutex<HashMap<(usize, u8), Instant>>>;
 
+/// The route index and value of the `seq`-th measured command over `routes` routes: every route in
+/// turn, then the next value, so no (route, value) pair repeats within 128 rounds.
+fn nth_command(seq: usize, routes: usize) -> (usize, u8) {
+    #[allow(clippy::cast_possible_truncation)] // Modulo 128 fits a u8.
+    let value = ((seq / routes) % 128) as u8;
+    (seq % routes, value)
+}
+
+/// Records when the command for (route `i`, `value`) was sent.
+fn mark_sent(sent: &SentTimes, i: usize, value: u8) {
+    sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((i, value), Instant::now());
+}
+
 /// Receives `/cv` datagrams until `n` are matched to a send time (or the socket is quiet for 3 s);
 /// returns the latencies and the socket for the next phase.
 async fn match_cv(
@@ -190,11 +203,9 @@ pub async fn chat_to_osc(
         let mut pacer = Pacer::new(rate);
         for seq in 0..n {
             pacer.wait().await;
-            let i = seq % variables.len();
-            #[allow(clippy::cast_possible_truncation)] // Modulo 128 fits a u8.
-            let value = ((seq / variables.len()) % 128) as u8;
+            let (i, value) = nth_command(seq, variables.len());
             let line = format!("{}: {value}", variables[i]);
-            sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((i, value), Instant::now());
+            mark_sent(&sent, i, value);
             intake.submit(&bench, &line);
         }
     });
@@ -249,11 +260,9 @@ pub async fn remote_to_osc(
     let mut pacer = Pacer::new(rate);
     for seq in 0..n {
         pacer.wait().await;
-        let i = seq % variables.len();
-        #[allow(clippy::cast_possible_truncation)] // Modulo 128 fits a u8.
-        let value = ((seq / variables.len()) % 128) as u8;
+        let (i, value) = nth_command(seq, variables.len());
         let payload = raw_set_event(&variables[i], value, base + seq as u64, "bench-raw", seq as u64 + 1);
-        sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((i, value), Instant::now());
+        mark_sent(&sent, i, value);
         conn.query(&[b"PUBLISH", b"cv:parameter:update", payload.as_bytes()]).await?;
     }
     Ok(reader.await?)
