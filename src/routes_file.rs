@@ -135,15 +135,28 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Follows route changes and rewrites the file after each. A failed write is logged and counted; the
-/// routes stay live in memory.
-pub async fn keep_saved(
+/// routes stay live in memory. Subscribes when called, not when first polled: commands applied before
+/// the task first runs are in its feed, not lost to it.
+pub fn keep_saved(
     path: PathBuf,
     catalog: Arc<Catalog>,
     coord: CoordHandle,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
+) -> impl Future<Output = anyhow::Result<()>> + Send {
+    let subscription = coord.subscribe();
+    follow(path, catalog, coord, stats, shutdown, subscription)
+}
+
+async fn follow(
+    path: PathBuf,
+    catalog: Arc<Catalog>,
+    coord: CoordHandle,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    subscription: Option<crate::coord::Subscription>,
 ) -> anyhow::Result<()> {
-    let Some(mut sub) = coord.subscribe() else { return Ok(()) };
+    let Some(mut sub) = subscription else { return Ok(()) };
     let mut routes: BTreeMap<Output, Route> = sub.state.routes().map(|(o, r)| (o.clone(), r.clone())).collect();
     loop {
         let change = tokio::select! {

@@ -211,10 +211,20 @@ async fn a_cancelled_next_batch_loses_nothing() {
     let mut publisher = connect(&redis.url()).await;
     // Payloads of 5 to 9 KB, so frames straddle reads and cancellations hit half-received frames.
     let payloads: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_be_bytes().repeat(1250 + (i as usize % 1000))).collect();
-    for payload in &payloads {
-        publisher.append(&[b"PUBLISH", b"c", payload]);
-    }
-    publisher.flush().await.expect("flush");
+    // Published in bursts of 100 (about 700 KB, so frames straddle reads) with pauses between, during
+    // which the reader has caught up and is waiting: there the race below cancels it for certain,
+    // whatever the machine's load.
+    let bursts: Vec<Vec<Vec<u8>>> = payloads.chunks(100).map(<[Vec<u8>]>::to_vec).collect();
+    let publishing = tokio::spawn(async move {
+        for burst in bursts {
+            for payload in &burst {
+                publisher.append(&[b"PUBLISH", b"c", payload]);
+            }
+            publisher.flush().await.expect("flush");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        publisher
+    });
     let (mut received, mut cancelled) = (Vec::new(), 0);
     let collect = async {
         while received.len() < payloads.len() {
@@ -225,6 +235,7 @@ async fn a_cancelled_next_batch_loses_nothing() {
         }
     };
     tokio::time::timeout(Duration::from_secs(20), collect).await.expect("messages arrived in time");
+    drop(publishing.await.expect("publisher"));
     assert!(cancelled > 0, "the test cancelled next_batch at least once");
     let got: Vec<&[u8]> = received.iter().map(|m| &m.payload[..]).collect();
     let sent: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
