@@ -38,8 +38,6 @@ pub enum Refusal {
     Emergency,
     #[error("inputJack#{requested} needs inputJack#{} first", requested - 1)]
     InputJackOrder { requested: u8 },
-    #[error("the bot is overloaded")]
-    Overloaded,
     #[error("the bot is shutting down")]
     ShuttingDown,
 }

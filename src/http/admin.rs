@@ -136,9 +136,7 @@ fn submit(ctx: &HttpContext, sender: &Sender, command: Command) -> Result<serde_
 fn outcome(outcome: Outcome) -> Result<serde_json::Value, ApiError> {
     match outcome {
         Outcome::Done { reply } => Ok(json!({ "applied": true, "reply": reply })),
-        Outcome::Refused(r @ (Refusal::Overloaded | Refusal::ShuttingDown)) => {
-            Err(ApiError::Unavailable(r.to_string()))
-        }
+        Outcome::Refused(r @ Refusal::ShuttingDown) => Err(ApiError::Unavailable(r.to_string())),
         Outcome::Refused(r) => Err(ApiError::Refused(r.to_string())),
     }
 }
