@@ -79,7 +79,7 @@ pub struct Stats {
     pub osc_failed: AtomicU64,
     /// Parameter values not sent because a later value for the same variable came in the same batch.
     pub osc_coalesced: AtomicU64,
-    /// Times an output stage fell behind the change feed and resynchronised from a snapshot.
+    /// Times a change-feed reader (overlay hub, routing file) fell behind and resynchronised from a snapshot.
     pub feed_resyncs: AtomicU64,
     pub routing_saves: AtomicU64,
     pub routing_save_failures: AtomicU64,

@@ -323,17 +323,14 @@ impl RedisLink {
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
         let cmd = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection_with_config(&config))
             .await??;
-        let mut publisher = RawConnection::connect(&self.settings.url, CONNECT_TIMEOUT).await?;
-        publisher.set_timeout(RESPONSE_TIMEOUT);
+        let publisher = self.open_raw().await?;
         let mut channels = vec![self.names.probe_channel(), self.names.command_channel()];
         if self.settings.subscribe {
             channels.extend(self.names.event_channels());
             channels.push(self.names.status_channel());
         }
         let names: Vec<&[u8]> = channels.iter().map(String::as_bytes).collect();
-        let mut subscriber = RawConnection::connect(&self.settings.url, CONNECT_TIMEOUT).await?;
-        subscriber.set_timeout(RESPONSE_TIMEOUT);
-        let subscriber = subscriber.subscribe(&names).await?;
+        let subscriber = self.open_raw().await?.subscribe(&names).await?;
         let (control, messages) = mpsc::channel(CONTROL_QUEUE);
         let gap = Arc::new(AtomicBool::new(false));
         let reader = Reader {
@@ -683,11 +680,8 @@ impl RedisLink {
                 Err(PublishFailure::Transport(e)) => {
                     debug!(attempt, error = %e, "publish attempt failed; reconnecting the publisher");
                     last_error = e.to_string();
-                    match RawConnection::connect(&self.settings.url, CONNECT_TIMEOUT).await {
-                        Ok(mut fresh) => {
-                            fresh.set_timeout(RESPONSE_TIMEOUT);
-                            session.publisher = fresh;
-                        }
+                    match self.open_raw().await {
+                        Ok(fresh) => session.publisher = fresh,
                         Err(e) => last_error = format!("{e:#}"),
                     }
                 }
@@ -815,6 +809,13 @@ impl RedisLink {
         }
     }
 
+    /// A raw connection (publishing or subscribing) with the link's connect and response timeouts.
+    async fn open_raw(&self) -> anyhow::Result<RawConnection> {
+        let mut connection = RawConnection::connect(&self.settings.url, CONNECT_TIMEOUT).await?;
+        connection.set_timeout(RESPONSE_TIMEOUT);
+        Ok(connection)
+    }
+
     /// A command connection only (no subscription), for the final flush.
     async fn connect_for_flush(&self) -> anyhow::Result<Session> {
         let client = redis::Client::open(self.settings.url.as_str())?;
@@ -822,7 +823,7 @@ impl RedisLink {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
         let cmd = client.get_multiplexed_async_connection_with_config(&config).await?;
-        let publisher = RawConnection::connect(&self.settings.url, CONNECT_TIMEOUT).await?;
+        let publisher = self.open_raw().await?;
         let (_tx, messages) = mpsc::channel(1);
         Ok(Session { cmd, publisher, messages, reader: tokio::spawn(async {}), gap: Arc::new(AtomicBool::new(false)) })
     }
