@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use rosc::{OscPacket, OscType};
 use tokio_util::sync::CancellationToken;
 
-use super::Pacer;
 use super::measure::Samples;
+use super::{Pacer, Side};
 use crate::catalog::Catalog;
 use crate::gate::Sender;
 use crate::redis_link::raw::RawConnection;
@@ -21,10 +21,11 @@ use crate::{Config, Extras, Listeners};
 pub struct BenchBot {
     intake: crate::chat::Intake,
     /// The instance's own runtime: chat is generated there, as a chat source inside the bot would be.
-    runtime: tokio::runtime::Handle,
+    side: Side,
+    /// The running instance, until shutdown.
+    task: tokio::task::JoinHandle<()>,
     pub http_addr: std::net::SocketAddr,
     shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
     _dir: PathGuard,
 }
 
@@ -60,29 +61,20 @@ impl BenchBot {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let thread = std::thread::Builder::new().name(format!("bench-{id}")).spawn(move || {
-            let runtime = match crate::app::runtime() {
-                Ok(rt) => rt,
+        let side = Side::start(&format!("bench-{id}"))?;
+        let task = side.spawn(async move {
+            match crate::start(config, listeners, Extras::default(), token).await {
+                Ok(running) => {
+                    let _ = ready_tx.send(Ok((running.intake.clone(), running.http_addr)));
+                    let _ = running.wait().await;
+                }
                 Err(e) => {
-                    let _ = ready_tx.send(Err(anyhow::anyhow!("runtime: {e}")));
-                    return;
+                    let _ = ready_tx.send(Err(e));
                 }
-            };
-            runtime.block_on(async move {
-                match crate::start(config, listeners, Extras::default(), token).await {
-                    Ok(running) => {
-                        let handle = tokio::runtime::Handle::current();
-                        let _ = ready_tx.send(Ok((running.intake.clone(), running.http_addr, handle)));
-                        let _ = running.wait().await;
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
-                }
-            });
-        })?;
-        let (intake, http_addr, runtime) = ready_rx.await??;
-        Ok(BenchBot { intake, runtime, http_addr, shutdown, thread: Some(thread), _dir: PathGuard(dir) })
+            }
+        });
+        let (intake, http_addr) = ready_rx.await??;
+        Ok(BenchBot { intake, side, task, http_addr, shutdown, _dir: PathGuard(dir) })
     }
 
     pub fn say(&self, line: &str) {
@@ -103,11 +95,10 @@ impl BenchBot {
         }
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
         self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        let _ = self.task.await;
+        self.side.stop().await;
     }
 }
 
@@ -198,7 +189,7 @@ pub async fn chat_to_osc(
     let sent = SentTimes::default();
     let reader = tokio::spawn(match_cv(receiver, route_index(routes), n, sent.clone()));
     let (intake, variables) = (sender.intake.clone(), routes.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>());
-    let chat = sender.runtime.spawn(async move {
+    let chat = sender.side.spawn(async move {
         let bench = Sender::operator("bench");
         let mut pacer = Pacer::new(rate);
         for seq in 0..n {
