@@ -208,9 +208,9 @@ pub async fn start(
     let intake = Intake::new(catalog.clone(), coord.clone(), stats.clone());
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http_listener.local_addr()?;
-    let hub = Hub::new(instance.clone(), catalog.value_max(), coord.clone(), stats.clone());
-    let (hub, hub_task) = hub.spawn(shutdown.clone()).context("the coordinator stopped during start-up")?;
-    sup.critical("overlay-hub", hub_task);
+    let hub = Hub::new(instance.clone(), catalog.value_max(), coord.clone())
+        .attach()
+        .context("the coordinator stopped during start-up")?;
     let (twitch_tx, twitch_status) = watch::channel(TwitchStatus::Disabled);
     let ctx = HttpContext {
         instance_id: instance.clone(),
@@ -355,7 +355,12 @@ fn link_settings(config: &Config) -> LinkSettings {
 /// The async runtime the bot runs on: multi-threaded, one worker per core (the binary and the bench
 /// use the same one, so the bench measures what users run).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    runtime_named("cvbot-worker")
+}
+
+/// The runtime with its worker threads named `name`, so a profile tells instances apart.
+pub fn runtime_named(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().thread_name(name).enable_all().build()
 }
 
 /// Starts the bot and runs it until `shutdown` is cancelled or a critical task fails.

@@ -5,7 +5,9 @@
 //! Every call runs in the caller's task, under one short lock: a chat line or a Redis message is
 //! applied and its OSC datagram is on the wire before the call returns, with no task hand-off in
 //! between (each hand-off costs tens of microseconds on a small VM; see BENCHMARKS.md). The lock is
-//! never held across an `.await`. Readers never touch State: they get a snapshot and a change feed,
+//! never held across an `.await`. Readers never touch State. An [`Observer`] (the overlay hub) is told
+//! of every change in the caller's task, so a parameter change wakes no other task; a reader that
+//! only cares about routes, clears, overlay and emergency gets a snapshot and a feed of those,
 //! atomically, from [`CoordHandle::subscribe`]. Knows no wire format, channel name or HTTP route.
 
 use std::sync::atomic::Ordering;
@@ -23,9 +25,16 @@ use crate::osc::OscStage;
 use crate::state::{Change, Event, EventKind, Hlc, Route, Stamp, State};
 use crate::stats::Stats;
 
-/// Changes buffered per reader. A reader that falls further behind gets `Lagged` and resubscribes,
-/// receiving a fresh snapshot, so a slow reader costs itself a resync and never holds anyone back.
+/// Structural changes buffered per reader. A reader that falls further behind gets `Lagged` and
+/// resubscribes, receiving a fresh snapshot, so a slow reader costs itself a resync and never holds
+/// anyone back.
 pub const CHANGE_FEED: usize = 4096;
+
+/// Hears of every change as it is applied, in the caller's task and under the coordinator's lock,
+/// after the change's OSC output and outbox hand-off. It must be quick and must never block.
+pub trait Observer: Send + std::fmt::Debug {
+    fn on_change(&mut self, change: &Change);
+}
 
 /// Why a command did nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,7 +58,9 @@ pub enum Outcome {
     Refused(Refusal),
 }
 
-/// A reader's starting point: the state at the moment of subscribing and every change after it.
+/// A reader's starting point: the state at the moment of subscribing and every later structural
+/// change (route, clear, overlay, emergency). Parameter values are not in the feed: at chat or
+/// Redis rates they would wake every reader for nothing; observers hear of them instead.
 #[derive(Debug)]
 pub struct Subscription {
     pub state: State,
@@ -91,8 +102,8 @@ impl CoordHandle {
     }
 
     /// Applies events that arrived together (one socket read). OSC output for a variable set several
-    /// times in the batch is coalesced to its last value (counted as `osc_coalesced`); State, the
-    /// change feed and the overlay still see every event.
+    /// times in the batch is coalesced to its last value (counted as `osc_coalesced`); State and the
+    /// overlay still see every event.
     pub fn apply_remote_batch(&self, events: &[Event]) -> bool {
         let mut core = self.lock();
         if core.closed {
@@ -108,7 +119,21 @@ impl CoordHandle {
         (!core.closed).then(|| core.state.clone())
     }
 
-    /// The current state plus a feed of every later change, with nothing missed or doubled between.
+    /// Registers an observer made from the current state, so it misses and doubles nothing; false
+    /// once the coordinator has shut down (the observer is not made). Observers are dropped at
+    /// shutdown.
+    pub fn observe(&self, make: impl FnOnce(&State) -> Box<dyn Observer>) -> bool {
+        let mut core = self.lock();
+        if core.closed {
+            return false;
+        }
+        let observer = make(&core.state);
+        core.observers.push(observer);
+        true
+    }
+
+    /// The current state plus a feed of every later structural change, with nothing missed or
+    /// doubled between.
     pub fn subscribe(&self) -> Option<Subscription> {
         let core = self.lock();
         let changes = core.changes.as_ref()?.subscribe();
@@ -143,6 +168,7 @@ pub struct Coordinator {
     changes: Option<broadcast::Sender<Change>>,
     outbox: Option<mpsc::Sender<Event>>,
     osc: Option<OscStage>,
+    observers: Vec<Box<dyn Observer>>,
     presence: Arc<dyn Presence>,
     stats: Arc<Stats>,
     closed: bool,
@@ -168,17 +194,11 @@ impl Coordinator {
             changes: Some(changes),
             outbox,
             osc: None,
+            observers: Vec::new(),
             presence,
             stats,
             closed: false,
         }
-    }
-
-    /// Replaces the change feed with one of `capacity` (tests use a tiny one to force lag).
-    #[must_use]
-    pub fn with_feed_capacity(mut self, capacity: usize) -> Coordinator {
-        self.changes = Some(broadcast::channel(capacity).0);
-        self
     }
 
     /// Sends every change to `osc` as it is applied, in the caller's task. The stage is told the
@@ -203,6 +223,7 @@ impl Coordinator {
             let mut core = closer.lock();
             core.closed = true;
             core.changes = None;
+            core.observers.clear();
             let Coordinator { osc, state, .. } = &mut *core;
             if let Some(osc) = osc {
                 osc.shut_down(state);
@@ -245,8 +266,8 @@ impl Coordinator {
         let event = Event { stamp, wall_ms, user: sender.login.as_str().into(), kind };
         let change = self.apply(&event);
         self.stats.local_applied.fetch_add(1, Ordering::Relaxed);
-        // The outbox before the change feed: other instances' outputs wait on the first, only the
-        // overlay on the second, and waking the overlay hub first would delay the publish.
+        // The outbox before the observers: other instances' outputs wait on the first, only the
+        // overlay on the second.
         if let Some(outbox) = &self.outbox
             && outbox.try_send(event).is_err()
         {
@@ -318,10 +339,16 @@ impl Coordinator {
         }
     }
 
-    /// Tells the change feed's readers (overlay hub, routing file). No receivers is fine: in tests
-    /// and while stages restart nobody may be listening.
-    fn announce(&self, change: Change) {
-        if let Some(changes) = &self.changes {
+    /// Tells the observers (the overlay hub), then, for structural changes, the feed's readers
+    /// (the routing file). No receivers is fine: in tests and while stages restart nobody may be
+    /// listening.
+    fn announce(&mut self, change: Change) {
+        for observer in &mut self.observers {
+            observer.on_change(&change);
+        }
+        if !matches!(change, Change::Param { .. })
+            && let Some(changes) = &self.changes
+        {
             let _ = changes.send(change);
         }
     }
@@ -504,5 +531,55 @@ mod tests {
         }
         assert_eq!(c.stats.outbox_overflow.load(Ordering::Relaxed), 4);
         assert_eq!(c.state().params().next().map(|(_, p)| p.value), Some(4));
+    }
+
+    /// Records what it hears, for the test below.
+    #[derive(Debug)]
+    struct Heard(Arc<Mutex<Vec<Change>>>);
+
+    impl Observer for Heard {
+        fn on_change(&mut self, change: &Change) {
+            self.0.lock().expect("heard").push(change.clone());
+        }
+    }
+
+    #[test]
+    fn observers_hear_every_change_and_the_feed_only_the_structural_ones() {
+        let token = CancellationToken::new();
+        let (handle, closer) = coordinator(None).spawn(token.clone());
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let mut started_with = None;
+        assert!(handle.observe(|state| {
+            started_with = Some(state.params().count());
+            Box::new(Heard(heard.clone()))
+        }));
+        assert_eq!(started_with, Some(0));
+        let mut sub = handle.subscribe().expect("feed");
+        let op = Sender::operator("op");
+        for line in ["doorway#1.gain: 3", "!admin es9out#1 → doorway#1.gain", "doorway#1.gain: 4", "!admin overlay off"]
+        {
+            let command = parse(line, &Catalog::builtin()).expect("valid");
+            assert!(matches!(handle.submit(&op, command, Instant::now()), Outcome::Done { .. }));
+        }
+        let kinds = |changes: &[Change]| -> Vec<&'static str> {
+            changes
+                .iter()
+                .map(|c| match c {
+                    Change::Param { .. } => "param",
+                    Change::Route { .. } => "route",
+                    Change::Overlay { .. } => "overlay",
+                    Change::Cleared { .. } => "cleared",
+                    Change::Emergency { .. } => "emergency",
+                })
+                .collect()
+        };
+        assert_eq!(kinds(&heard.lock().expect("heard")), ["param", "route", "param", "overlay"]);
+        let fed: Vec<Change> = std::iter::from_fn(|| sub.changes.try_recv().ok()).collect();
+        assert_eq!(kinds(&fed), ["route", "overlay"], "parameter values wake no feed reader");
+        // At shutdown the observers are dropped and no new one is taken.
+        token.cancel();
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(closer);
+        assert_eq!(Arc::strong_count(&heard), 1, "the observer is dropped at shutdown");
+        assert!(!handle.observe(|_| Box::new(Heard(heard.clone()))));
     }
 }

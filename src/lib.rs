@@ -10,23 +10,23 @@
 //! ```text
 //! chat (terminal | demo | twitch | HTTP) ->  command (parse)  ->  gate (roles, rate)  ->  coord (stamp, apply)
 //!                                                                                     |-> state (LWW registers)
-//!                                                                                     '-> change feed
-//!                                                                                           |-> osc (UDP /cv, /routing)
-//!                                                                                           |-> routes_file (persist)
-//!                                                                                           '-> http::hub (SSE /events)
+//!                                                                                     |-> osc (UDP /cv, /routing)
+//!                                                                                     |-> outbox -> redis_link
+//!                                                                                     |-> http::hub (observer; SSE /events)
+//!                                                                                     '-> change feed (structural)
+//!                                                                                           '-> routes_file (persist)
 //! ```
 //!
 //! * [`catalog`]: modules, parameters, outputs; validates names.
 //! * [`command`]: chat text to [`command::Command`]; pure.
 //! * [`gate`]: permissions and rate limits; pure, time injected.
 //! * [`state`]: last-writer-wins registers and the hybrid logical clock; pure.
-//! * [`coord`]: the one task that owns State.
+//! * [`coord`]: the one owner of State, behind one short lock taken by the caller.
 //! * [`osc`]: the OSC output stage.
 //! * [`redis_link`]: Redis pub/sub, state hash, history, presence; the only module knowing the wire format.
 //! * [`routes_file`]: the routing file, loaded at start and kept saved.
 //! * [`chat`]: the intake and the terminal and demo chat sources.
 //! * [`twitch`]: the Twitch chat source: IRC client, roles from badges, throttled replies.
-//! * [`http`]: warp routes.
 //! * [`http`]: warp routes: overlay and admin pages, SSE (`/events`) through the overlay hub, the JSON
 //!   API and `/metrics`; writes become commands for the coordinator.
 //! * [`config`]: environment to validated [`config::Config`].

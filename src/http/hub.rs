@@ -1,23 +1,26 @@
-//! The overlay hub: one task follows the coordinator's change feed, numbers every change, keeps a
-//! replay ring (for `Last-Event-ID`) and a history ring (for `/api/events/history`), and fans events
-//! out to SSE clients through bounded per-client queues with latest-value coalescing.
+//! The overlay hub: an observer of the coordinator that numbers every change, keeps a replay ring
+//! (for `Last-Event-ID`) and a history ring (for `/api/events/history`), and fans events out to SSE
+//! clients through bounded per-client queues with latest-value coalescing.
 //!
-//! Knows the change feed and the state view; knows nothing of warp, HTTP, OSC, Redis or chat.
+//! It runs in the task that applied the change (chat, Redis reader, HTTP), under the coordinator's
+//! lock, and wakes nothing but the SSE clients it has. With no client connected, a parameter change
+//! costs a few map and ring updates: its JSON is rendered only when someone reads it (a client, a
+//! `Last-Event-ID` replay, the history endpoint), and at high event rates nobody does.
+//!
+//! Knows the coordinator's observer interface and the state view; knows nothing of warp, HTTP, OSC,
+//! Redis or chat.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tokio::sync::Notify;
 
 use crate::catalog::{Output, Variable};
-use crate::coord::{CoordHandle, Subscription, wall_ms_now};
+use crate::coord::{CoordHandle, Observer, wall_ms_now};
 use crate::state::{Change, Emergency, EmergencyView, ParamView, Route, State, StateView};
-use crate::stats::Stats;
 
 /// Updates kept for `Last-Event-ID` resume. A client that missed more gets a fresh snapshot instead.
 pub const REPLAY_RING: usize = 1024;
@@ -27,9 +30,6 @@ pub const HISTORY_RING: usize = 500;
 /// the latest value; when the queue is still full, it is emptied and replaced by one fresh snapshot,
 /// so a slow client costs itself a resync and never holds back the hub or other clients.
 pub const CLIENT_QUEUE: usize = 256;
-/// Pending SSE connection requests. When full, a new connection waits for room (connections are
-/// rare; the hub answers each in microseconds).
-pub const CONNECT_QUEUE: usize = 64;
 
 /// The two SSE event names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ pub struct HistoryEntry {
     pub kind: &'static str,
     pub timestamp: u64,
     /// Whether another instance made it; `null` for admin and routing events, whose origin the change
-    /// feed does not carry.
+    /// carries no trace of.
     pub remote: Option<bool>,
     pub data: serde_json::Value,
 }
@@ -73,7 +73,7 @@ pub struct HistoryEntry {
 /// What coalesces with what: a queued update is replaced by a newer one with the same key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Key {
-    Param(Arc<str>),
+    Param(Variable),
     /// Full-state updates (routing changes, clear): a newer one supersedes an older one.
     State,
     Overlay,
@@ -98,8 +98,8 @@ impl ClientQueue {
         self.ready.notified().await;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Option<Key>, HubEvent)>> {
-        self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(Option<Key>, HubEvent)>> {
+        self.items.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `event`; returns false when the queue overflowed and the caller must push a snapshot.
@@ -147,38 +147,32 @@ pub struct Client {
     pub guard: ClientGuard,
 }
 
-struct Connect {
-    last_event_id: Option<u64>,
-    reply: oneshot::Sender<Client>,
-}
-
 /// A cheap, cloneable way to reach the hub from HTTP handlers.
 #[derive(Debug, Clone)]
 pub struct HubHandle {
-    tx: mpsc::Sender<Connect>,
-    history: Arc<Mutex<VecDeque<HistoryEntry>>>,
+    fan: Arc<Mutex<Fanout>>,
     clients: Arc<AtomicUsize>,
     resyncs: Arc<AtomicU64>,
 }
 
-impl std::fmt::Debug for Connect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connect").field("last_event_id", &self.last_event_id).finish_non_exhaustive()
-    }
-}
-
 impl HubHandle {
-    /// Registers a client. `None` when the hub has stopped (shutting down).
-    pub async fn connect(&self, last_event_id: Option<u64>) -> Option<Client> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Connect { last_event_id, reply }).await.ok()?;
-        rx.await.ok()
+    fn fan(&self) -> MutexGuard<'_, Fanout> {
+        self.fan.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Recent events, newest first, filtered by `kind` when given.
+    /// Registers a client. `None` once the coordinator has shut down (the hub hears nothing more).
+    pub fn connect(&self, last_event_id: Option<u64>) -> Option<Client> {
+        let queue = self.fan().connect(last_event_id)?;
+        self.clients.fetch_add(1, Ordering::Relaxed);
+        Some(Client { queue, guard: ClientGuard(self.clients.clone()) })
+    }
+
+    /// Recent events, newest first, filtered by `kind` when given. Copied under the lock, rendered
+    /// outside it.
     pub fn history(&self, kind: Option<&str>, limit: usize) -> Vec<HistoryEntry> {
-        let history = self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        history.iter().rev().filter(|e| kind.is_none_or(|k| e.kind == k)).take(limit).cloned().collect()
+        let picked: Vec<Recorded> =
+            self.fan().history.iter().rev().filter(|e| kind.is_none_or(|k| e.kind == k)).take(limit).cloned().collect();
+        picked.into_iter().map(Recorded::render).collect()
     }
 
     /// SSE clients connected now.
@@ -192,115 +186,164 @@ impl HubHandle {
     }
 }
 
-/// The hub's parts; [`Hub::spawn`] starts the task.
+/// The hub's parts; [`Hub::attach`] registers it with the coordinator.
 #[derive(Debug)]
 pub struct Hub {
     instance: Arc<str>,
     value_max: u8,
     coord: CoordHandle,
-    stats: Arc<Stats>,
 }
 
 impl Hub {
-    pub fn new(instance: Arc<str>, value_max: u8, coord: CoordHandle, stats: Arc<Stats>) -> Hub {
-        Hub { instance, value_max, coord, stats }
+    pub fn new(instance: Arc<str>, value_max: u8, coord: CoordHandle) -> Hub {
+        Hub { instance, value_max, coord }
     }
 
-    /// Subscribes to the change feed now, so the history and every id start at start-up, and returns
-    /// the handle and the task; the task ends on `shutdown` (or fails if the feed vanishes). `None`
+    /// Registers the hub as an observer now, so the history and every id start at start-up. `None`
     /// when the coordinator has already stopped.
-    pub fn spawn(
-        self,
-        shutdown: CancellationToken,
-    ) -> Option<(HubHandle, impl Future<Output = anyhow::Result<()>> + Send)> {
-        let subscription = self.coord.subscribe()?;
-        let (tx, rx) = mpsc::channel(CONNECT_QUEUE);
-        let handle = HubHandle { tx, history: Arc::default(), clients: Arc::default(), resyncs: Arc::default() };
-        let task = run(self, subscription, handle.clone(), rx, shutdown);
-        Some((handle, task))
+    pub fn attach(self) -> Option<HubHandle> {
+        let Hub { instance, value_max, coord } = self;
+        let resyncs = Arc::new(AtomicU64::new(0));
+        let mut attached = None;
+        let observing = coord.observe(|state| {
+            // Ids keep growing across restarts (they start at the wall clock), so an id from an
+            // earlier process is never mistaken for one of ours: it is older than our ring and gets
+            // a snapshot.
+            let fan = Arc::new(Mutex::new(Fanout {
+                mirror: Mirror::new(state, instance, value_max),
+                last_id: wall_ms_now().saturating_mul(1000),
+                ring: VecDeque::with_capacity(REPLAY_RING),
+                history: VecDeque::with_capacity(HISTORY_RING),
+                clients: Vec::new(),
+                snapshot: None,
+                resyncs: resyncs.clone(),
+                attached: true,
+            }));
+            attached = Some(fan.clone());
+            Box::new(Attached(fan))
+        });
+        let fan = attached.filter(|_| observing)?;
+        Some(HubHandle { fan, clients: Arc::default(), resyncs })
     }
 }
 
-async fn run(
-    hub: Hub,
-    subscription: Subscription,
-    handle: HubHandle,
-    mut connects: mpsc::Receiver<Connect>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut feed = subscription.changes;
-    // Ids keep growing across restarts (they start at the wall clock), so an id from an earlier
-    // process is never mistaken for one of ours: it is older than our ring and gets a snapshot.
-    let first = wall_ms_now().saturating_mul(1000);
-    let mut fan = Fanout {
-        mirror: Mirror::new(&subscription.state, hub.instance.clone(), hub.value_max),
-        last_id: first,
-        ring: VecDeque::with_capacity(REPLAY_RING),
-        clients: Vec::new(),
-        snapshot: None,
-        handle,
-    };
-    loop {
-        let lagged = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return Ok(()),
-            connect = connects.recv() => match connect {
-                // Catch up with the feed first, so a new client's snapshot includes every change
-                // applied before it connected.
-                Some(c) => match drain(&mut feed, &mut fan) {
-                    Ok(()) => {
-                        fan.connect(c);
-                        None
-                    }
-                    Err(missed) => Some((missed, Some(c))),
-                },
-                None => return Ok(()),
-            },
-            change = feed.recv() => match change {
-                Ok(change) => {
-                    fan.publish(&change);
-                    None
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => Some((missed, None)),
-                Err(broadcast::error::RecvError::Closed) => return gone(&shutdown),
-            },
-        };
-        if let Some((missed, pending)) = lagged {
-            hub.stats.feed_resyncs.fetch_add(1, Ordering::Relaxed);
-            warn!(missed, "overlay hub fell behind the change feed; resynchronising from a snapshot");
-            let Some(fresh) = hub.coord.subscribe() else { return gone(&shutdown) };
-            feed = fresh.changes;
-            fan.resync(&fresh.state);
-            if let Some(c) = pending {
-                fan.connect(c);
+/// The hub as the coordinator holds it; dropped when the coordinator shuts down.
+#[derive(Debug)]
+struct Attached(Arc<Mutex<Fanout>>);
+
+impl Observer for Attached {
+    fn on_change(&mut self, change: &Change) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).publish(change);
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).attached = false;
+    }
+}
+
+/// An update's payload: JSON already, or a parameter change not yet rendered.
+#[derive(Debug, Clone)]
+enum Body {
+    Json(Arc<str>),
+    Param(Box<ParamUpdate>),
+}
+
+/// What a parameter update shows, as it stood when the change was applied.
+#[derive(Debug, Clone)]
+struct ParamUpdate {
+    variable: Variable,
+    param: Param,
+    route: Option<Output>,
+    voltage: Option<f32>,
+    remote: bool,
+}
+
+impl ParamUpdate {
+    fn view(&self) -> ParamView {
+        ParamView {
+            value: self.param.value,
+            voltage: self.voltage,
+            route: self.route.as_ref().map(ToString::to_string),
+            user: self.param.user.to_string(),
+            source_instance: self.param.source.to_string(),
+            timestamp: self.param.wall_ms,
+            remote: self.remote,
+        }
+    }
+
+    fn render(&self) -> Arc<str> {
+        json!({"type": "parameter", "variable": self.variable.to_string(), "parameter": self.view()}).to_string().into()
+    }
+}
+
+impl Body {
+    fn render(&self) -> Arc<str> {
+        match self {
+            Body::Json(data) => data.clone(),
+            Body::Param(update) => update.render(),
+        }
+    }
+}
+
+/// One update in the replay ring.
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    body: Body,
+}
+
+impl Entry {
+    /// The update as clients receive it; rendered once, then kept.
+    fn event(&mut self) -> HubEvent {
+        let data = self.body.render();
+        self.body = Body::Json(data.clone());
+        HubEvent { id: self.id, name: EventName::Update, data }
+    }
+}
+
+/// A history entry's `data`: a parameter change is rendered only when the history is read.
+#[derive(Debug, Clone)]
+enum HistoryData {
+    Param { variable: Variable, value: u8, user: Arc<str>, source: Arc<str> },
+    Json(serde_json::Value),
+}
+
+/// A history entry as kept: `type`, `data`, `timestamp`, `remote`, and its id.
+#[derive(Debug, Clone)]
+struct Recorded {
+    id: u64,
+    kind: &'static str,
+    data: HistoryData,
+    timestamp: u64,
+    remote: Option<bool>,
+}
+
+impl Recorded {
+    fn render(self) -> HistoryEntry {
+        let data = match self.data {
+            HistoryData::Param { variable, value, user, source } => {
+                json!({"variable": variable.to_string(), "value": value, "user": user, "source_instance": source})
             }
-        }
+            HistoryData::Json(data) => data,
+        };
+        HistoryEntry { id: self.id, kind: self.kind, timestamp: self.timestamp, remote: self.remote, data }
     }
 }
 
-/// Publishes every change already waiting in the feed; `Err(missed)` when the feed lagged.
-fn drain(feed: &mut broadcast::Receiver<Change>, fan: &mut Fanout) -> Result<(), u64> {
-    loop {
-        match feed.try_recv() {
-            Ok(change) => fan.publish(&change),
-            Err(broadcast::error::TryRecvError::Lagged(missed)) => return Err(missed),
-            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => return Ok(()),
-        }
-    }
-}
-
-fn gone(shutdown: &CancellationToken) -> anyhow::Result<()> {
-    if shutdown.is_cancelled() { Ok(()) } else { Err(anyhow::anyhow!("the coordinator's change feed closed")) }
-}
-
+#[derive(Debug)]
 struct Fanout {
     mirror: Mirror,
     last_id: u64,
-    ring: VecDeque<HubEvent>,
+    ring: VecDeque<Entry>,
+    history: VecDeque<Recorded>,
     clients: Vec<Weak<ClientQueue>>,
     /// The snapshot at `last_id`, built at most once per id.
     snapshot: Option<HubEvent>,
-    handle: HubHandle,
+    resyncs: Arc<AtomicU64>,
+    /// False once the coordinator has dropped the hub: nothing more will be published.
+    attached: bool,
 }
 
 impl Fanout {
@@ -323,75 +366,62 @@ impl Fanout {
                 && self.ring.front().is_some_and(|e| e.id <= id + 1))
     }
 
-    fn connect(&mut self, connect: Connect) {
+    fn connect(&mut self, last_event_id: Option<u64>) -> Option<Arc<ClientQueue>> {
+        if !self.attached {
+            return None;
+        }
         let queue = Arc::new(ClientQueue::default());
-        match connect.last_event_id {
+        match last_event_id {
             Some(id) if self.can_resume(id) => {
-                for event in self.ring.iter().filter(|e| e.id > id) {
-                    queue.push(None, event.clone());
+                for entry in self.ring.iter_mut().filter(|e| e.id > id) {
+                    queue.push(None, entry.event());
                 }
             }
             _ => queue.replace_with(self.snapshot()),
         }
-        self.handle.clients.fetch_add(1, Ordering::Relaxed);
-        let client = Client { queue: queue.clone(), guard: ClientGuard(self.handle.clients.clone()) };
-        if connect.reply.send(client).is_ok() {
-            self.clients.retain(|c| c.strong_count() > 0);
-            self.clients.push(Arc::downgrade(&queue));
-        }
+        self.clients.retain(|c| c.strong_count() > 0);
+        self.clients.push(Arc::downgrade(&queue));
+        Some(queue)
     }
 
     fn publish(&mut self, change: &Change) {
-        let (key, data, history) = self.mirror.apply(change);
+        let (key, body, history) = self.mirror.apply(change);
         self.last_id += 1;
-        let event = HubEvent { id: self.last_id, name: EventName::Update, data: data.to_string().into() };
-        if self.ring.len() == REPLAY_RING {
-            self.ring.pop_front();
-        }
-        self.ring.push_back(event.clone());
+        let mut entry = Entry { id: self.last_id, body };
         self.record(history);
-        let mut overflowed = Vec::new();
-        self.clients.retain(|weak| match weak.upgrade() {
-            Some(queue) => {
+        self.clients.retain(|c| c.strong_count() > 0);
+        if !self.clients.is_empty() {
+            let event = entry.event();
+            let mut overflowed = Vec::new();
+            for queue in self.clients.iter().filter_map(Weak::upgrade) {
                 if !queue.push(key.clone(), event.clone()) {
                     overflowed.push(queue);
                 }
-                true
             }
-            None => false,
-        });
-        if !overflowed.is_empty() {
-            let snapshot = self.snapshot();
-            self.handle.resyncs.fetch_add(overflowed.len() as u64, Ordering::Relaxed);
-            for queue in overflowed {
-                queue.replace_with(snapshot.clone());
+            if !overflowed.is_empty() {
+                let snapshot = self.snapshot();
+                self.resyncs.fetch_add(overflowed.len() as u64, Ordering::Relaxed);
+                for queue in overflowed {
+                    queue.replace_with(snapshot.clone());
+                }
             }
         }
-    }
-
-    /// After missing changes: a new mirror, an empty ring (nothing in it can be trusted), and a
-    /// fresh snapshot for every client.
-    fn resync(&mut self, state: &State) {
-        self.mirror = Mirror::new(state, self.mirror.me.clone(), self.mirror.value_max);
-        self.last_id += 1;
-        self.ring.clear();
-        let snapshot = self.snapshot();
-        self.clients.retain(|weak| weak.upgrade().map(|q| q.replace_with(snapshot.clone())).is_some());
-        info!("overlay hub resynchronised");
-    }
-
-    fn record(&self, entry: Recorded) {
-        let (kind, data, timestamp, remote) = entry;
-        let mut history = self.handle.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if history.len() == HISTORY_RING {
-            history.pop_front();
+        if self.ring.len() == REPLAY_RING {
+            self.ring.pop_front();
         }
-        history.push_back(HistoryEntry { id: self.last_id, kind, timestamp, remote, data });
+        self.ring.push_back(entry);
+    }
+
+    fn record(&mut self, (kind, data, timestamp, remote): Recording) {
+        if self.history.len() == HISTORY_RING {
+            self.history.pop_front();
+        }
+        self.history.push_back(Recorded { id: self.last_id, kind, data, timestamp, remote });
     }
 }
 
 /// A history entry before it gets its id: `type`, `data`, `timestamp`, `remote`.
-type Recorded = (&'static str, serde_json::Value, u64, Option<bool>);
+type Recording = (&'static str, HistoryData, u64, Option<bool>);
 
 #[derive(Debug, Clone)]
 struct Param {
@@ -401,7 +431,7 @@ struct Param {
     wall_ms: u64,
 }
 
-/// The hub's copy of the state, kept from the change feed, for snapshots and update payloads.
+/// The hub's copy of the state, kept from the changes it hears, for snapshots and update payloads.
 #[derive(Debug)]
 struct Mirror {
     me: Arc<str>,
@@ -444,22 +474,21 @@ impl Mirror {
         }
     }
 
-    fn param_view(&self, variable: &Variable, p: &Param) -> ParamView {
+    /// What `variable` at `p` shows with the routes as they stand now.
+    fn param_update(&self, variable: &Variable, p: &Param) -> ParamUpdate {
         let routed = self.routes.iter().find(|(_, r)| r.variable == *variable);
-        ParamView {
-            value: p.value,
+        ParamUpdate {
+            variable: variable.clone(),
+            route: routed.map(|(o, _)| o.clone()),
             voltage: routed.map(|(_, r)| r.range.voltage(p.value, self.value_max)),
-            route: routed.map(|(o, _)| o.to_string()),
-            user: p.user.to_string(),
-            source_instance: p.source.to_string(),
-            timestamp: p.wall_ms,
             remote: p.source != self.me,
+            param: p.clone(),
         }
     }
 
     fn view(&self) -> StateView {
         StateView {
-            parameters: self.params.iter().map(|(v, p)| (v.to_string(), self.param_view(v, p))).collect(),
+            parameters: self.params.iter().map(|(v, p)| (v.to_string(), self.param_update(v, p).view())).collect(),
             routes: self.routes.iter().map(|(o, r)| (o.to_string(), r.variable.to_string())).collect(),
             overlay_enabled: self.overlay,
             emergency: EmergencyView { active: self.emergency.active, message: self.emergency.message.clone() },
@@ -470,27 +499,32 @@ impl Mirror {
         Snapshot { instance_id: &self.me, state: self.view() }
     }
 
-    /// Applies a change; returns its coalescing key, the update payload and the history entry
-    /// (`type`, `data`, `timestamp`, `remote`).
-    fn apply(&mut self, change: &Change) -> (Option<Key>, serde_json::Value, Recorded) {
-        let now = wall_ms_now();
+    /// Applies a change; returns its coalescing key, the update payload (a parameter's left
+    /// unrendered) and the history entry (`type`, `data`, `timestamp`, `remote`).
+    fn apply(&mut self, change: &Change) -> (Option<Key>, Body, Recording) {
+        let json = |value: serde_json::Value| Body::Json(value.to_string().into());
         match change {
             Change::Param { variable, value, user, source, wall_ms } => {
                 let param = Param { value: *value, user: user.clone(), source: source.clone(), wall_ms: *wall_ms };
-                let name = variable.to_string();
-                let view = self.param_view(variable, &param);
+                let update = self.param_update(variable, &param);
+                let remote = update.remote;
                 self.params.insert(variable.clone(), param);
-                let remote = *source != self.me;
-                let history = json!({"variable": name, "value": value, "user": user, "source_instance": source});
-                let update = json!({"type": "parameter", "variable": name, "parameter": view});
-                (Some(Key::Param(name.into())), update, ("parameter_update", history, *wall_ms, Some(remote)))
+                let history = HistoryData::Param {
+                    variable: variable.clone(),
+                    value: *value,
+                    user: user.clone(),
+                    source: source.clone(),
+                };
+                let body = Body::Param(Box::new(update));
+                (Some(Key::Param(variable.clone())), body, ("parameter_update", history, *wall_ms, Some(remote)))
             }
             Change::Cleared { variables } => {
                 for v in variables.iter() {
                     self.params.remove(v);
                 }
                 let data = json!({"action": "clear_all", "cleared": variables.len()});
-                (Some(Key::State), self.state_update("cleared all parameters"), ("admin_command", data, now, None))
+                let body = json(self.state_update("cleared all parameters"));
+                (Some(Key::State), body, ("admin_command", HistoryData::Json(data), wall_ms_now(), None))
             }
             Change::Route { output, route } => {
                 let (action, text) = match route {
@@ -505,19 +539,21 @@ impl Mirror {
                 };
                 let variable = route.as_ref().map(|r| r.variable.to_string());
                 let data = json!({"action": action, "output": output.to_string(), "variable": variable});
-                (Some(Key::State), self.state_update(&text), ("routing_change", data, now, None))
+                let body = json(self.state_update(&text));
+                (Some(Key::State), body, ("routing_change", HistoryData::Json(data), wall_ms_now(), None))
             }
             Change::Overlay { enabled } => {
                 self.overlay = *enabled;
                 let data = json!({"action": "overlay_toggle", "enabled": enabled});
-                (Some(Key::Overlay), json!({"type": "overlay", "enabled": enabled}), ("admin_command", data, now, None))
+                let body = json(json!({"type": "overlay", "enabled": enabled}));
+                (Some(Key::Overlay), body, ("admin_command", HistoryData::Json(data), wall_ms_now(), None))
             }
             Change::Emergency { active, message } => {
                 self.emergency = Emergency { active: *active, message: message.clone() };
                 let action = if *active { "emergency_stop" } else { "resume" };
                 let data = json!({"action": action, "message": message});
-                let update = json!({"type": "emergency", "active": active, "message": message});
-                (Some(Key::Emergency), update, ("admin_command", data, now, None))
+                let body = json(json!({"type": "emergency", "active": active, "message": message}));
+                (Some(Key::Emergency), body, ("admin_command", HistoryData::Json(data), wall_ms_now(), None))
             }
         }
     }
@@ -534,10 +570,20 @@ mod tests {
     use crate::coord::{Alone, Coordinator};
     use crate::gate::{Gate, GatePolicy};
     use crate::state::{Event, EventKind, Stamp};
+    use crate::stats::Stats;
     use std::time::{Duration, Instant};
+    use tokio_util::sync::CancellationToken;
 
-    /// A coordinator and a hub on the current thread, with a change feed of `feed` slots.
-    fn start(feed: usize) -> (CoordHandle, HubHandle, Arc<Stats>, Arc<Catalog>) {
+    /// A coordinator with the hub attached.
+    fn start() -> (CoordHandle, HubHandle, Arc<Catalog>) {
+        let (coord, hub, catalog, _closer) = start_until(CancellationToken::new());
+        (coord, hub, catalog)
+    }
+
+    /// A coordinator with the hub attached, and the future that closes it once `shutdown` fires.
+    fn start_until(
+        shutdown: CancellationToken,
+    ) -> (CoordHandle, HubHandle, Arc<Catalog>, impl Future<Output = ()> + Send) {
         let catalog = Arc::new(Catalog::builtin());
         let stats = Arc::new(Stats::default());
         let me: Arc<str> = "bot-001".into();
@@ -554,14 +600,10 @@ mod tests {
             None,
             Arc::new(Alone(me.clone())),
             stats.clone(),
-        )
-        .with_feed_capacity(feed);
-        let token = CancellationToken::new();
-        let (coord, task) = coordinator.spawn(token.clone());
-        tokio::spawn(task);
-        let (hub, hub_task) = Hub::new(me, 127, coord.clone(), stats.clone()).spawn(token).expect("hub");
-        tokio::spawn(hub_task);
-        (coord, hub, stats, catalog)
+        );
+        let (coord, closer) = coordinator.spawn(shutdown);
+        let hub = Hub::new(me, 127, coord.clone()).attach().expect("hub");
+        (coord, hub, catalog, closer)
     }
 
     fn remote_set(catalog: &Catalog, hlc: u64, name: &str, value: u8) -> Event {
@@ -585,11 +627,11 @@ mod tests {
         names
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_slow_client_gets_a_snapshot_and_never_holds_back_a_fast_one() {
-        let (coord, hub, _, catalog) = start(4096);
-        let slow = hub.connect(None).await.expect("slow client");
-        let fast = hub.connect(None).await.expect("fast client");
+    #[test]
+    fn a_slow_client_gets_a_snapshot_and_never_holds_back_a_fast_one() {
+        let (coord, hub, catalog) = start();
+        let slow = hub.connect(None).expect("slow client");
+        let fast = hub.connect(None).expect("fast client");
         assert_eq!(slow.queue.pop().map(|e| e.name), Some(EventName::Snapshot));
         let first = fast.queue.pop().expect("snapshot").id;
         let names = many_variables(&catalog);
@@ -599,8 +641,6 @@ mod tests {
         for (n, name) in names.iter().take(total).enumerate() {
             assert!(coord.apply_remote(&remote_set(&catalog, 1 + n as u64, name, 1)));
             if n % 50 == 49 || n + 1 == total {
-                // A connect is answered only after the hub has published everything before it.
-                drop(hub.connect(None).await.expect("barrier"));
                 fast_ids.extend(std::iter::from_fn(|| fast.queue.pop()).map(|e| e.id));
             }
         }
@@ -613,9 +653,9 @@ mod tests {
         assert_eq!(hub.client_resyncs(), 1);
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn the_hubs_mirror_matches_the_coordinators_state_view() {
-        let (coord, hub, _, catalog) = start(4096);
+    #[test]
+    fn the_hubs_mirror_matches_the_coordinators_state_view() {
+        let (coord, hub, catalog) = start();
         let op = crate::gate::Sender::operator("op");
         let lines = [
             "!admin es9out#1 → doorway#1.threshold",
@@ -634,7 +674,7 @@ mod tests {
             assert!(matches!(coord.submit(&op, command, Instant::now()), crate::coord::Outcome::Done { .. }));
         }
         assert!(coord.apply_remote(&remote_set(&catalog, u64::MAX >> 1, "doorway#2.gain", 64)));
-        let client = hub.connect(None).await.expect("client");
+        let client = hub.connect(None).expect("client");
         let snapshot = client.queue.pop().expect("snapshot");
         let mut mirrored: serde_json::Value = serde_json::from_str(&snapshot.data).expect("json");
         assert_eq!(mirrored["instance_id"], "bot-001");
@@ -647,49 +687,83 @@ mod tests {
         assert_eq!(expected["parameters"]["doorway#2.gain"]["remote"], true, "the sequence covers remote writes");
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_resume_is_a_replay_only_while_it_fits_a_client_queue() {
-        let (coord, hub, _, catalog) = start(4096);
-        let first = hub.connect(None).await.expect("client").queue.pop().expect("snapshot").id;
+    #[test]
+    fn a_resume_is_a_replay_only_while_it_fits_a_client_queue() {
+        let (coord, hub, catalog) = start();
+        let first = hub.connect(None).expect("client").queue.pop().expect("snapshot").id;
         let names = many_variables(&catalog);
         for (n, name) in names.iter().take(CLIENT_QUEUE + 1).enumerate() {
             assert!(coord.apply_remote(&remote_set(&catalog, 1 + n as u64, name, 7)));
         }
-        drop(hub.connect(None).await.expect("barrier"));
-        let behind = hub.connect(Some(first)).await.expect("client");
+        let behind = hub.connect(Some(first)).expect("client");
         assert_eq!(behind.queue.pop().map(|e| e.name), Some(EventName::Snapshot), "too many missed: a snapshot");
         assert!(behind.queue.pop().is_none());
-        let close = hub.connect(Some(first + 1)).await.expect("client");
+        let close = hub.connect(Some(first + 1)).expect("client");
         let replayed: Vec<HubEvent> = std::iter::from_fn(|| close.queue.pop()).collect();
         assert_eq!(replayed.len(), CLIENT_QUEUE, "exactly the missed updates");
         assert!(replayed.iter().all(|e| e.name == EventName::Update));
         assert_eq!(replayed.first().map(|e| e.id), Some(first + 2));
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_hub_that_lags_behind_the_feed_resubscribes_and_sends_a_fresh_snapshot() {
-        let (coord, hub, stats, catalog) = start(2);
-        let client = hub.connect(None).await.expect("client");
-        assert_eq!(client.queue.pop().map(|e| e.name), Some(EventName::Snapshot));
-        // Queued without yielding, so the coordinator applies all of them before the hub runs again
-        // and the two-slot feed overflows.
-        for n in 0..10u8 {
-            assert!(coord.apply_remote(&remote_set(&catalog, 1 + u64::from(n), "doorway#1.gain", n)));
-        }
-        let snapshot = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                if let Some(e) = client.queue.pop().filter(|e| e.name == EventName::Snapshot) {
-                    return e;
-                }
-                client.queue.ready().await;
-            }
-        })
-        .await
-        .expect("a fresh snapshot after the lag");
-        let state: serde_json::Value = serde_json::from_str(&snapshot.data).expect("json");
-        assert_eq!(state["parameters"]["doorway#1.gain"]["value"], 9);
-        assert_eq!(state["parameters"]["doorway#1.gain"]["remote"], true);
-        assert_eq!(stats.feed_resyncs.load(Ordering::Relaxed), 1);
+    #[test]
+    fn a_late_render_shows_what_an_immediate_one_showed() {
+        let (coord, hub, catalog) = start();
+        let op = crate::gate::Sender::operator("op");
+        let submit = |line: &str| {
+            let command = crate::command::parse(line, &catalog).expect("valid line");
+            assert!(matches!(coord.submit(&op, command, Instant::now()), crate::coord::Outcome::Done { .. }));
+        };
+        submit("!admin es9out#1 → doorway#1.threshold");
+        let start = hub.connect(None).expect("client").queue.pop().expect("snapshot").id;
+        // No client connected: the ring keeps this update unrendered.
+        submit("doorway#1.threshold: 89");
+        // A client connected: this one is rendered at once.
+        let now = hub.connect(None).expect("client").queue.pop().expect("snapshot").id;
+        let live = hub.connect(Some(now)).expect("live client");
+        submit("doorway#1.gain: 5");
+        let live_update = live.queue.pop().expect("the update, live");
+        drop(live);
+        // The route goes after both: a late render must still show the route and voltage as they
+        // were when the value was applied.
+        submit("!admin remove es9out#1");
+        let replay = hub.connect(Some(start)).expect("resuming client");
+        let replayed: Vec<HubEvent> = std::iter::from_fn(|| replay.queue.pop()).collect();
+        assert_eq!(replayed.len(), 3, "two parameter updates and the routing change");
+        assert_eq!(replayed[1].data, live_update.data);
+        let late: serde_json::Value = serde_json::from_str(&replayed[0].data).expect("json");
+        let eager: serde_json::Value = serde_json::from_str(&live_update.data).expect("json");
+        assert_eq!(late["type"], "parameter");
+        assert_eq!(late["variable"], "doorway#1.threshold");
+        assert_eq!(late["parameter"]["value"], 89);
+        assert_eq!(late["parameter"]["route"], "es9out#1", "the route as it was");
+        assert!(late["parameter"]["voltage"].as_f64().is_some_and(|v| v > 0.0));
+        assert_eq!(late["parameter"]["user"], "op");
+        assert_eq!(late["parameter"]["remote"], false);
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = v["parameter"].as_object().expect("object").keys().cloned().collect();
+            k.extend(v.as_object().expect("object").keys().cloned());
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&late), keys(&eager), "a late render has the shape of an immediate one");
+        assert!(eager["parameter"]["route"].is_null(), "gain was never routed");
+        let history = hub.history(Some("parameter_update"), 10);
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].data["variable"], "doorway#1.gain", "newest first");
+        assert_eq!(history[0].data["value"], 5);
+        assert_eq!(history[1].data["value"], 89);
+        assert_eq!(history[1].data["source_instance"], "bot-001");
+        assert_eq!(history[1].remote, Some(false));
+    }
+
+    #[test]
+    fn after_shutdown_the_hub_takes_no_new_client() {
+        let token = CancellationToken::new();
+        let (_coord, hub, _catalog, closer) = start_until(token.clone());
+        assert!(hub.connect(None).is_some());
+        token.cancel();
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(closer);
+        assert!(hub.connect(None).is_none(), "a new SSE request gets 503 while shutting down");
     }
 
     fn event(id: u64) -> HubEvent {
@@ -698,10 +772,15 @@ mod tests {
 
     #[test]
     fn a_queue_keeps_only_the_latest_value_per_key_in_order() {
+        let catalog = Catalog::builtin();
+        let (a, b) = (
+            catalog.parse_variable("doorway#1.gain").expect("a"),
+            catalog.parse_variable("doorway#1.threshold").expect("b"),
+        );
         let q = ClientQueue::default();
-        assert!(q.push(Some(Key::Param("a".into())), event(1)));
-        assert!(q.push(Some(Key::Param("b".into())), event(2)));
-        assert!(q.push(Some(Key::Param("a".into())), event(3)));
+        assert!(q.push(Some(Key::Param(a.clone())), event(1)));
+        assert!(q.push(Some(Key::Param(b)), event(2)));
+        assert!(q.push(Some(Key::Param(a)), event(3)));
         assert!(q.push(None, event(4)));
         let ids: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|e| e.id).collect();
         assert_eq!(ids, vec![2, 3, 4], "ids still increase; the older `a` is gone");

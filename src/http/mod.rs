@@ -5,7 +5,7 @@
 //! `Command` submitted to the coordinator (or a chat line through the shared `Intake`), so HTTP never
 //! mutates State itself. Knows no OSC addresses, Redis wire format or chat grammar.
 //!
-//! * [`hub`]: the overlay hub task (numbering, replay ring, history, per-client queues).
+//! * [`hub`]: the overlay hub, a coordinator observer (numbering, replay ring, history, per-client queues).
 //! * [`sse`]: `GET /events`.
 //! * [`api`]: the read-only JSON endpoints and `/metrics`.
 //! * [`admin`]: the write endpoints (bearer token).

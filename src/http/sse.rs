@@ -52,7 +52,7 @@ async fn events(
     use warp::Reply;
     // An id we cannot read is treated like no id: the client gets a snapshot.
     let last = header.or(query.last_event_id).and_then(|id| id.trim().parse::<u64>().ok());
-    match hub.connect(last).await {
+    match hub.connect(last) {
         Some(client) => {
             let stream = client_stream(client, shutdown);
             warp::sse::reply(warp::sse::keep_alive().interval(keep_alive).text("keep-alive").stream(stream))
