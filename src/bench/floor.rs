@@ -41,7 +41,7 @@ pub async fn udp_one_way(n: usize, rate: u32) -> anyhow::Result<Samples> {
 /// Redis pub/sub one-way at `rate`: a plain publisher and subscriber (redis-rs) in this runtime.
 pub async fn redis_one_way(url: &str, n: usize, rate: u32) -> anyhow::Result<Samples> {
     let client = redis::Client::open(url)?;
-    let mut publisher = client.get_multiplexed_async_connection().await?;
+    let mut publisher = super::redis_process::connect(url).await?;
     let mut pubsub = client.get_async_pubsub().await?;
     let channel = format!("bench:floor:{}", fastrand::u64(..));
     pubsub.subscribe(&channel).await?;
@@ -160,7 +160,7 @@ async fn relay_messages(
 /// takes them; messages per second until the subscriber has them all.
 pub async fn redis_throughput(url: &str, n: usize) -> anyhow::Result<f64> {
     let client = redis::Client::open(url)?;
-    let mut publisher = client.get_multiplexed_async_connection().await?;
+    let mut publisher = super::redis_process::connect(url).await?;
     let mut pubsub = client.get_async_pubsub().await?;
     let channel = format!("bench:tput:{}", fastrand::u64(..));
     pubsub.subscribe(&channel).await?;

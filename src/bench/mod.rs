@@ -70,6 +70,11 @@ pub struct CrossResult {
     pub rate_per_s: u32,
     pub latency: Summary,
     pub floor: Summary,
+    /// Redis's own time per publishing command on the bot's path (`EVALSHA` of the publish script:
+    /// register, history, `PUBLISH`), from `INFO commandstats`; `None` when the server hides it.
+    pub redis_us_per_publish: Option<f64>,
+    /// The same for the floor's plain `PUBLISH`.
+    pub floor_redis_us_per_publish: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -124,17 +129,21 @@ impl Side {
     pub fn start(name: &str) -> anyhow::Result<Side> {
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || match crate::app::runtime() {
-            Ok(runtime) => {
-                let _ = handle_tx.send(Ok(runtime.handle().clone()));
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            }
-            Err(e) => {
-                let _ = handle_tx.send(Err(e));
-            }
-        })?;
+        let worker_name = format!("{name}-w");
+        let thread =
+            std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+                match crate::app::runtime_named(&worker_name) {
+                    Ok(runtime) => {
+                        let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                        runtime.block_on(async {
+                            let _ = stopped.await;
+                        });
+                    }
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e));
+                    }
+                }
+            })?;
         let handle = handle_rx.recv()??;
         Ok(Side { handle, stop: Some(stop), thread: Some(thread) })
     }
@@ -264,7 +273,9 @@ async fn cross_instance(
 ) -> anyhow::Result<(Vec<CrossResult>, Summary, Vec<(String, Vec<f64>)>)> {
     let scale = |quick: usize, full: usize| if q { quick } else { full };
     progress("cross-instance: two instances on Redis");
-    let a_rx = udp_receiver().await?;
+    // A's own jacks are on another machine in a real two-studio show. Its datagrams go to a socket
+    // that no runtime polls, so they wake nothing here (the kernel queues, then drops, them).
+    let a_rx = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let a = pipeline::BenchBot::start("bench-a", Some(url), a_rx.local_addr()?).await?;
     let mut rx = udp_receiver().await?;
     let b = pipeline::BenchBot::start("bench-b", Some(url), rx.local_addr()?).await?;
@@ -285,14 +296,25 @@ async fn cross_instance(
         progress(&format!("cross-instance: chat on A → OSC from B at {rate}/s ({n} commands)"));
         pipeline::drain(&rx).await;
         let samples;
+        let before = redis_process::command_stats(url).await;
         (samples, rx) = pipeline::chat_to_osc(&a, &routes, n, rate, rx).await?;
+        let after = redis_process::command_stats(url).await;
+        let redis_us_per_publish = redis_process::us_per_call(&before, &after, "evalsha");
         progress(&format!("floor: Redis → relay in its own runtime → UDP at {rate}/s"));
         let floor_samples = floor::redis_relay(url, n.min(scale(2_000, 20_000)), rate).await?;
+        let floor_redis_us_per_publish =
+            redis_process::us_per_call(&after, &redis_process::command_stats(url).await, "publish");
         if rate == 1000 {
             series.push(("cross-instance @1k/s".to_owned(), samples.sorted_us()));
             series.push(("floor: Redis → relay → UDP @1k/s".to_owned(), floor_samples.sorted_us()));
         }
-        cross.push(CrossResult { rate_per_s: rate, latency: samples.summary(), floor: floor_samples.summary() });
+        cross.push(CrossResult {
+            rate_per_s: rate,
+            latency: samples.summary(),
+            floor: floor_samples.summary(),
+            redis_us_per_publish,
+            floor_redis_us_per_publish,
+        });
     }
     // A stops first, so the receiving half is B's alone: with A still subscribed, every event would
     // also wake A's reader, which on a 2-core machine competes with B for a core.
@@ -332,8 +354,7 @@ async fn throughput(url: &str, catalog: &Catalog, n: usize) -> anyhow::Result<(T
         }
         (count, last)
     });
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = redis_process::connect(url).await?;
     let cpu_before = child.cpu_time();
     let started = Instant::now();
     let mut peak_rss = idle_rss;
@@ -451,6 +472,9 @@ pub fn render(report: &Report) -> String {
             "",
             c.latency.p99_us / c.floor.p99_us.max(1e-9)
         );
+        if let (Some(bot), Some(floor)) = (c.redis_us_per_publish, c.floor_redis_us_per_publish) {
+            let _ = writeln!(out, "  Redis's own time per publish: script {bot:.1} µs, floor's PUBLISH {floor:.1} µs");
+        }
     }
     let t = &report.throughput;
     let _ = writeln!(

@@ -38,10 +38,9 @@ impl RedisProcess {
             .context("starting redis-server (install it, or pass --redis-url)")?;
         let url = format!("redis://127.0.0.1:{port}");
         let process = RedisProcess { child, url, _dir: tempfile_dir::Dir(dir) };
-        let client = redis::Client::open(process.url.as_str())?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(mut c) = client.get_multiplexed_async_connection().await
+            if let Ok(mut c) = connect(&process.url).await
                 && redis::cmd("PING").query_async::<String>(&mut c).await.is_ok()
             {
                 return Ok(process);
@@ -52,9 +51,79 @@ impl RedisProcess {
     }
 }
 
+/// A connection for the bench's own commands. redis-rs gives up on a reply after 500 ms by default;
+/// on a loaded 2-core machine (a debug build with 1,000 SSE clients in this process, say) a reply can
+/// take longer, and the bench reports slowness rather than failing on it.
+pub async fn connect(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(10)))
+        .set_response_timeout(Some(Duration::from_secs(30)));
+    redis::Client::open(url)?.get_multiplexed_async_connection_with_config(&config).await
+}
+
 impl Drop for RedisProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Calls and microseconds per command name, from `INFO commandstats`; empty when it cannot be read
+/// (a managed Redis may refuse `INFO`), so the bench reports no figure rather than failing.
+pub async fn command_stats(url: &str) -> CommandStats {
+    let text = async {
+        let mut conn = connect(url).await.ok()?;
+        redis::cmd("INFO").arg("commandstats").query_async::<String>(&mut conn).await.ok()
+    }
+    .await
+    .unwrap_or_default();
+    parse_command_stats(&text)
+}
+
+/// Parses lines such as `cmdstat_evalsha:calls=12,usec=345,usec_per_call=28.75,…`.
+fn parse_command_stats(text: &str) -> CommandStats {
+    CommandStats(
+        text.lines()
+            .filter_map(|line| {
+                let (name, fields) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+                let field = |key: &str| {
+                    fields.split(',').find_map(|f| f.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
+                };
+                Some((name.to_owned(), (field("calls")?, field("usec")?)))
+            })
+            .collect(),
+    )
+}
+
+/// Calls and microseconds so far, per command name.
+#[derive(Debug, Default)]
+pub struct CommandStats(std::collections::HashMap<String, (u64, u64)>);
+
+/// Mean microseconds per call of `command` between two readings; `None` without calls in between.
+#[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
+pub fn us_per_call(before: &CommandStats, after: &CommandStats, command: &str) -> Option<f64> {
+    let (calls, usec) = after.0.get(command)?;
+    let (calls0, usec0) = before.0.get(command).copied().unwrap_or((0, 0));
+    let calls = calls.checked_sub(calls0).filter(|&c| c > 0)?;
+    Some(usec.saturating_sub(usec0) as f64 / calls as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_stats_are_read_and_differenced() {
+        let before = parse_command_stats(
+            "# Commandstats\r\ncmdstat_evalsha:calls=10,usec=300,usec_per_call=30.00,rejected_calls=0,failed_calls=0\r\n",
+        );
+        let after = parse_command_stats(
+            "cmdstat_evalsha:calls=30,usec=700,usec_per_call=23.33\r\ncmdstat_publish:calls=4,usec=8,usec_per_call=2.00\r\n",
+        );
+        assert_eq!(after.0.get("publish"), Some(&(4, 8)));
+        assert_eq!(us_per_call(&before, &after, "evalsha"), Some(20.0));
+        assert_eq!(us_per_call(&before, &after, "publish"), Some(2.0));
+        assert_eq!(us_per_call(&after, &after, "evalsha"), None, "no calls in between");
+        assert_eq!(us_per_call(&before, &after, "xadd"), None);
     }
 }

@@ -124,8 +124,7 @@ pub async fn publish_events(
     rate: u32,
     sent: &SentTimes,
 ) -> anyhow::Result<()> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = super::redis_process::connect(url).await?;
     let parsed: Vec<_> = variables.iter().filter_map(|v| catalog.parse_variable(v)).collect();
     let base = Hlc::from_wall_ms(crate::coord::wall_ms_now() + 1000);
     let mut pacer = Pacer::new(rate);

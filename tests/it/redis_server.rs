@@ -106,8 +106,13 @@ impl RedisServer {
         redis::Client::open(self.url()).expect("client")
     }
 
+    /// A connection for the test's own commands. redis-rs gives up on a reply after 500 ms by
+    /// default, which a loaded CI machine can exceed; a test fails on what the bot does, not on that.
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        self.client().get_multiplexed_async_connection().await.expect("connect to test redis")
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(10)))
+            .set_response_timeout(Some(Duration::from_secs(10)));
+        self.client().get_multiplexed_async_connection_with_config(&config).await.expect("connect to test redis")
     }
 
     /// SIGKILL, as a crash would.
