@@ -81,14 +81,25 @@ async fn stamped_datagrams(receiver: UdpSocket, n: usize, origin: Instant) -> Sa
 }
 
 fn parse_ns(payload: &[u8]) -> u64 {
-    std::str::from_utf8(payload).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    let stamp = payload.split(|&b| b == b' ').next().unwrap_or_default();
+    std::str::from_utf8(stamp).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// How a relay floor's publisher hands each message to Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// A bare `PUBLISH`: the physical floor.
+    Plain,
+    /// The bot's own atomic publish script (register only-if-newer, history `XADD`, `PUBLISH`) with
+    /// arguments shaped like a parameter update: the floor of the path the design prescribes.
+    Script,
 }
 
 /// The floor of a cross-instance command, laid out as the real path is: a publisher on its own
 /// runtime (instance A), a subscriber on another (instance B) that forwards each message as a UDP
 /// datagram, and the UDP receiver back here. Both Redis ends use the raw connection, the cheapest
 /// client there is, so what the bot adds on top is its own work.
-pub async fn redis_relay(url: &str, n: usize, rate: u32) -> anyhow::Result<Samples> {
+pub async fn redis_relay(url: &str, n: usize, rate: u32, how: Publish) -> anyhow::Result<Samples> {
     let receiver = udp_receiver().await?;
     let target = receiver.local_addr()?;
     let channel = format!("bench:relay:{}", fastrand::u64(..));
@@ -103,11 +114,21 @@ pub async fn redis_relay(url: &str, n: usize, rate: u32) -> anyhow::Result<Sampl
     let url = url.to_owned();
     let publishing = publisher_side.spawn(async move {
         let mut publisher = RawConnection::connect(&url, Duration::from_secs(2)).await?;
+        let mut script = match how {
+            Publish::Plain => None,
+            Publish::Script => Some(ScriptArgs::load(&mut publisher, &channel).await?),
+        };
         let mut pacer = Pacer::new(rate);
-        for _ in 0..n {
+        for i in 0..n {
             pacer.wait().await;
             let ns = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX).to_string();
-            publisher.query(&[b"PUBLISH", channel.as_bytes(), ns.as_bytes()]).await?;
+            match script.as_mut() {
+                None => drop(publisher.query(&[b"PUBLISH", channel.as_bytes(), ns.as_bytes()]).await?),
+                Some(args) => args.publish(&mut publisher, i, &ns).await?,
+            }
+        }
+        if let Some(args) = script {
+            args.clean_up(&mut publisher).await?;
         }
         anyhow::Ok(())
     });
@@ -119,6 +140,67 @@ pub async fn redis_relay(url: &str, n: usize, rate: u32) -> anyhow::Result<Sampl
     relay_side.stop().await;
     Ok(samples)
 }
+
+/// The publish script's arguments for [`Publish::Script`], on keys of the floor's own.
+struct ScriptArgs {
+    sha: Vec<u8>,
+    state: String,
+    history: String,
+    channel: String,
+    min_id: String,
+    /// Pads each payload to the size of a real parameter-update envelope.
+    padding: String,
+}
+
+impl ScriptArgs {
+    async fn load(publisher: &mut RawConnection, channel: &str) -> anyhow::Result<ScriptArgs> {
+        let loaded = publisher.query(&[b"SCRIPT", b"LOAD", crate::redis_link::PUBLISH_SCRIPT.as_bytes()]).await?;
+        let sha = loaded.as_bytes().ok_or_else(|| anyhow::anyhow!("SCRIPT LOAD returned no hash"))?.to_vec();
+        let wall_ms = u64::try_from(std::time::SystemTime::UNIX_EPOCH.elapsed()?.as_millis())?;
+        Ok(ScriptArgs {
+            sha,
+            state: format!("{channel}:state"),
+            history: format!("{channel}:history"),
+            channel: channel.to_owned(),
+            min_id: wall_ms.saturating_sub(3_600_000).to_string(),
+            padding: "x".repeat(ENVELOPE_BYTES),
+        })
+    }
+
+    /// One message: `ns` first in the payload (the relay forwards it; the receiver reads up to the
+    /// first space), one of 64 registers, always newer, so every call writes as the bot's do.
+    async fn publish(&mut self, publisher: &mut RawConnection, i: usize, ns: &str) -> anyhow::Result<()> {
+        let register = format!("p:floor#{}.value", i % 64);
+        let order = format!("{i:020}");
+        let payload = format!("{ns} {}", self.padding);
+        publisher
+            .query(&[
+                b"EVALSHA",
+                &self.sha,
+                b"2",
+                self.state.as_bytes(),
+                self.history.as_bytes(),
+                register.as_bytes(),
+                order.as_bytes(),
+                payload.as_bytes(),
+                self.channel.as_bytes(),
+                self.min_id.as_bytes(),
+                b"parameter_update",
+                b"",
+                b"",
+            ])
+            .await?;
+        Ok(())
+    }
+
+    async fn clean_up(self, publisher: &mut RawConnection) -> anyhow::Result<()> {
+        publisher.query(&[b"DEL", self.state.as_bytes(), self.history.as_bytes()]).await?;
+        Ok(())
+    }
+}
+
+/// About the size of a parameter-update envelope on the wire.
+const ENVELOPE_BYTES: usize = 240;
 
 /// The relay's side of [`redis_relay`]: subscribe, then forward every payload to `target`.
 async fn relay_messages(
@@ -186,4 +268,17 @@ pub async fn redis_throughput(url: &str, n: usize) -> anyhow::Result<f64> {
     }
     let (count, done) = reader.await?;
     Ok(count as f64 / done.duration_since(started).as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ns;
+
+    #[test]
+    fn a_stamp_is_read_up_to_the_padding_and_garbage_reads_as_zero() {
+        assert_eq!(parse_ns(b"123456"), 123_456);
+        assert_eq!(parse_ns(b"987 xxxxxxxx"), 987);
+        assert_eq!(parse_ns(b"x987"), 0);
+        assert_eq!(parse_ns(b""), 0);
+    }
 }

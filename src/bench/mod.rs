@@ -75,6 +75,9 @@ pub struct CrossResult {
     pub redis_us_per_publish: Option<f64>,
     /// The same for the floor's plain `PUBLISH`.
     pub floor_redis_us_per_publish: Option<f64>,
+    /// The relay floor with the bot's publish script in place of `PUBLISH` (measured at 1k/s): the
+    /// floor of the path the design prescribes, which keeps register, history and publish atomic.
+    pub script_floor: Option<Summary>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -301,12 +304,17 @@ async fn cross_instance(
         let after = redis_process::command_stats(url).await;
         let redis_us_per_publish = redis_process::us_per_call(&before, &after, "evalsha");
         progress(&format!("floor: Redis → relay in its own runtime → UDP at {rate}/s"));
-        let floor_samples = floor::redis_relay(url, n.min(scale(2_000, 20_000)), rate).await?;
+        let floor_samples = floor::redis_relay(url, n.min(scale(2_000, 20_000)), rate, floor::Publish::Plain).await?;
         let floor_redis_us_per_publish =
             redis_process::us_per_call(&after, &redis_process::command_stats(url).await, "publish");
+        let mut script_floor = None;
         if rate == 1000 {
+            progress("floor: the publish script → relay in its own runtime → UDP at 1000/s");
+            let script_samples = floor::redis_relay(url, n, rate, floor::Publish::Script).await?;
             series.push(("cross-instance @1k/s".to_owned(), samples.sorted_us()));
             series.push(("floor: Redis → relay → UDP @1k/s".to_owned(), floor_samples.sorted_us()));
+            series.push(("floor: publish script → relay → UDP @1k/s".to_owned(), script_samples.sorted_us()));
+            script_floor = Some(script_samples.summary());
         }
         cross.push(CrossResult {
             rate_per_s: rate,
@@ -314,6 +322,7 @@ async fn cross_instance(
             floor: floor_samples.summary(),
             redis_us_per_publish,
             floor_redis_us_per_publish,
+            script_floor,
         });
     }
     // A stops first, so the receiving half is B's alone: with A still subscribed, every event would
@@ -474,6 +483,17 @@ pub fn render(report: &Report) -> String {
         );
         if let (Some(bot), Some(floor)) = (c.redis_us_per_publish, c.floor_redis_us_per_publish) {
             let _ = writeln!(out, "  Redis's own time per publish: script {bot:.1} µs, floor's PUBLISH {floor:.1} µs");
+        }
+        if let Some(script) = &c.script_floor {
+            row(&mut out, &format!("floor with the publish script @{}/s", c.rate_per_s), script);
+            let _ = writeln!(
+                out,
+                "{:<40} {:>9.2} {:>9} {:>9.2}",
+                format!("  ratio to the script floor @{}/s", c.rate_per_s),
+                c.latency.p50_us / script.p50_us.max(1e-9),
+                "",
+                c.latency.p99_us / script.p99_us.max(1e-9)
+            );
         }
     }
     let t = &report.throughput;

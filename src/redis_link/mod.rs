@@ -32,7 +32,8 @@ use raw::{PubSubMessage, RawConnection, RawError, RawSubscriber, ServerError};
 use wire::{DropReason, Incoming, Signer};
 
 /// Writes the register only if newer, appends to the history stream, publishes (plus the audit copy).
-const PUBLISH_SCRIPT: &str = include_str!("publish.lua");
+/// The atomic publish step (register, history, `PUBLISH`); the bench runs it bare as a floor.
+pub(crate) const PUBLISH_SCRIPT: &str = include_str!("publish.lua");
 
 /// Control messages (probes, commands, presence, poison) buffered between the reader and the link.
 /// When full they are dropped and counted (`redis_subscriber_overflow`); a lost probe only means an
