@@ -30,6 +30,11 @@ impl Samples {
         self.values.push(d);
     }
 
+    /// Moves `other`'s samples into these (one distribution measured in several blocks).
+    pub fn append(&mut self, mut other: Samples) {
+        self.values.append(&mut other.values);
+    }
+
     pub fn len(&self) -> usize {
         self.values.len()
     }

@@ -99,13 +99,27 @@ fn parse_command_stats(text: &str) -> CommandStats {
 #[derive(Debug, Default)]
 pub struct CommandStats(std::collections::HashMap<String, (u64, u64)>);
 
-/// Mean microseconds per call of `command` between two readings; `None` without calls in between.
-#[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
-pub fn us_per_call(before: &CommandStats, after: &CommandStats, command: &str) -> Option<f64> {
-    let (calls, usec) = after.0.get(command)?;
-    let (calls0, usec0) = before.0.get(command).copied().unwrap_or((0, 0));
-    let calls = calls.checked_sub(calls0).filter(|&c| c > 0)?;
-    Some(usec.saturating_sub(usec0) as f64 / calls as f64)
+/// Calls of one command and Redis's time in them, summed over the stretches a phase ran in.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Spent {
+    calls: u64,
+    usec: u64,
+}
+
+impl Spent {
+    /// Adds what `command` did between two readings.
+    pub fn add(&mut self, before: &CommandStats, after: &CommandStats, command: &str) {
+        let Some(&(calls, usec)) = after.0.get(command) else { return };
+        let (calls0, usec0) = before.0.get(command).copied().unwrap_or((0, 0));
+        self.calls += calls.saturating_sub(calls0);
+        self.usec += usec.saturating_sub(usec0);
+    }
+
+    /// Mean microseconds per call; `None` without calls.
+    #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
+    pub fn us_per_call(self) -> Option<f64> {
+        (self.calls > 0).then(|| self.usec as f64 / self.calls as f64)
+    }
 }
 
 #[cfg(test)]
@@ -121,9 +135,19 @@ mod tests {
             "cmdstat_evalsha:calls=30,usec=700,usec_per_call=23.33\r\ncmdstat_publish:calls=4,usec=8,usec_per_call=2.00\r\n",
         );
         assert_eq!(after.0.get("publish"), Some(&(4, 8)));
-        assert_eq!(us_per_call(&before, &after, "evalsha"), Some(20.0));
-        assert_eq!(us_per_call(&before, &after, "publish"), Some(2.0));
-        assert_eq!(us_per_call(&after, &after, "evalsha"), None, "no calls in between");
-        assert_eq!(us_per_call(&before, &after, "xadd"), None);
+        let per_call = |before: &CommandStats, after: &CommandStats, command: &str| {
+            let mut spent = Spent::default();
+            spent.add(before, after, command);
+            spent.us_per_call()
+        };
+        assert_eq!(per_call(&before, &after, "evalsha"), Some(20.0));
+        assert_eq!(per_call(&before, &after, "publish"), Some(2.0));
+        assert_eq!(per_call(&after, &after, "evalsha"), None, "no calls in between");
+        assert_eq!(per_call(&before, &after, "xadd"), None);
+        let later = parse_command_stats("cmdstat_evalsha:calls=40,usec=1000\r\n");
+        let mut blocks = Spent::default();
+        blocks.add(&before, &after, "evalsha");
+        blocks.add(&after, &later, "evalsha");
+        assert_eq!(blocks.us_per_call(), Some(700.0 / 30.0), "blocks add up");
     }
 }
