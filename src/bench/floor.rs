@@ -91,8 +91,13 @@ pub enum Publish {
     /// A bare `PUBLISH`: the physical floor.
     Plain,
     /// The bot's own atomic publish script (register only-if-newer, history `XADD`, `PUBLISH`) with
-    /// arguments shaped like a parameter update: the floor of the path the design prescribes.
+    /// arguments shaped like a parameter update.
     Script,
+    /// The script, with the publisher's side also subscribed (before the relay, as instance A is
+    /// before B) and reading every message: every instance hears its own events, so Redis writes
+    /// to one more socket and wakes one more thread per event. The floor of the path the design
+    /// prescribes.
+    ScriptHeard,
 }
 
 /// The floor of a cross-instance command, laid out as the real path is: a publisher on its own
@@ -103,20 +108,28 @@ pub async fn redis_relay(url: &str, n: usize, rate: u32, how: Publish) -> anyhow
     let receiver = udp_receiver().await?;
     let target = receiver.local_addr()?;
     let channel = format!("bench:relay:{}", fastrand::u64(..));
+    let stop = CancellationToken::new();
+    let publisher_side = Side::start("bench-publisher")?;
+    let echo = if how == Publish::ScriptHeard {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+        let echo = publisher_side.spawn(hear_own(url.to_owned(), channel.clone(), ready_tx, stop.clone()));
+        ready_rx.await??;
+        Some(echo)
+    } else {
+        None
+    };
     let relay_side = Side::start("bench-relay")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
-    let stop = CancellationToken::new();
     let relay = relay_side.spawn(relay_messages(url.to_owned(), channel.clone(), target, ready_tx, stop.clone()));
     ready_rx.await??;
     let origin = Instant::now();
     let reader = tokio::spawn(stamped_datagrams(receiver, n, origin));
-    let publisher_side = Side::start("bench-publisher")?;
     let url = url.to_owned();
     let publishing = publisher_side.spawn(async move {
         let mut publisher = RawConnection::connect(&url, Duration::from_secs(2)).await?;
         let mut script = match how {
             Publish::Plain => None,
-            Publish::Script => Some(ScriptArgs::load(&mut publisher, &channel).await?),
+            Publish::Script | Publish::ScriptHeard => Some(ScriptArgs::load(&mut publisher, &channel).await?),
         };
         let mut pacer = Pacer::new(rate);
         for i in 0..n {
@@ -136,6 +149,9 @@ pub async fn redis_relay(url: &str, n: usize, rate: u32, how: Publish) -> anyhow
     let samples = reader.await?;
     stop.cancel();
     let _ = relay.await;
+    if let Some(echo) = echo {
+        let _ = echo.await;
+    }
     publisher_side.stop().await;
     relay_side.stop().await;
     Ok(samples)
@@ -201,6 +217,37 @@ impl ScriptArgs {
 
 /// About the size of a parameter-update envelope on the wire.
 const ENVELOPE_BYTES: usize = 240;
+
+/// The publisher's own subscription for [`Publish::ScriptHeard`]: reads and drops every message.
+async fn hear_own(
+    url: String,
+    channel: String,
+    ready: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
+    stop: CancellationToken,
+) {
+    let setup = async {
+        let connection = RawConnection::connect(&url, Duration::from_secs(2)).await?;
+        anyhow::Ok(connection.subscribe(&[channel.as_bytes()]).await?)
+    };
+    let mut subscriber = match setup.await {
+        Ok(subscriber) => {
+            let _ = ready.send(Ok(()));
+            subscriber
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            read = subscriber.next_batch(&mut batch) => if read.is_err() { return },
+        }
+        batch.clear();
+    }
+}
 
 /// The relay's side of [`redis_relay`]: subscribe, then forward every payload to `target`.
 async fn relay_messages(
