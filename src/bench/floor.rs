@@ -112,7 +112,7 @@ pub async fn redis_relay(url: &str, n: usize, rate: u32, how: Publish) -> anyhow
     let publisher_side = Side::start("bench-publisher")?;
     let echo = if how == Publish::ScriptHeard {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
-        let echo = publisher_side.spawn(hear_own(url.to_owned(), channel.clone(), ready_tx, stop.clone()));
+        let echo = publisher_side.spawn(relay_messages(url.to_owned(), channel.clone(), None, ready_tx, stop.clone()));
         ready_rx.await??;
         Some(echo)
     } else {
@@ -120,7 +120,7 @@ pub async fn redis_relay(url: &str, n: usize, rate: u32, how: Publish) -> anyhow
     };
     let relay_side = Side::start("bench-relay")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
-    let relay = relay_side.spawn(relay_messages(url.to_owned(), channel.clone(), target, ready_tx, stop.clone()));
+    let relay = relay_side.spawn(relay_messages(url.to_owned(), channel.clone(), Some(target), ready_tx, stop.clone()));
     ready_rx.await??;
     let origin = Instant::now();
     let reader = tokio::spawn(stamped_datagrams(receiver, n, origin));
@@ -218,42 +218,12 @@ impl ScriptArgs {
 /// About the size of a parameter-update envelope on the wire.
 const ENVELOPE_BYTES: usize = 240;
 
-/// The publisher's own subscription for [`Publish::ScriptHeard`]: reads and drops every message.
-async fn hear_own(
-    url: String,
-    channel: String,
-    ready: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
-    stop: CancellationToken,
-) {
-    let setup = async {
-        let connection = RawConnection::connect(&url, Duration::from_secs(2)).await?;
-        anyhow::Ok(connection.subscribe(&[channel.as_bytes()]).await?)
-    };
-    let mut subscriber = match setup.await {
-        Ok(subscriber) => {
-            let _ = ready.send(Ok(()));
-            subscriber
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let mut batch = Vec::new();
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            read = subscriber.next_batch(&mut batch) => if read.is_err() { return },
-        }
-        batch.clear();
-    }
-}
-
-/// The relay's side of [`redis_relay`]: subscribe, then forward every payload to `target`.
+/// The relay's side of [`redis_relay`]: subscribe, then forward every payload to `target`; without
+/// a target, read and drop every message (the publisher's own subscription).
 async fn relay_messages(
     url: String,
     channel: String,
-    target: std::net::SocketAddr,
+    target: Option<std::net::SocketAddr>,
     ready: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
     stop: CancellationToken,
 ) {
@@ -280,7 +250,9 @@ async fn relay_messages(
             read = subscriber.next_batch(&mut batch) => if read.is_err() { return },
         }
         for message in batch.drain(..) {
-            let _ = socket.send_to(&message.payload, target).await;
+            if let Some(target) = target {
+                let _ = socket.send_to(&message.payload, target).await;
+            }
         }
     }
 }
