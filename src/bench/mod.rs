@@ -189,6 +189,15 @@ fn progress(step: &str) {
 
 /// Runs every measurement and returns the report; prints progress while it runs.
 pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
+    // Checked before minutes of measuring, not after.
+    if let Some(path) = &options.plot {
+        let svg = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+        anyhow::ensure!(
+            svg,
+            "--plot {}: the plot is drawn as SVG, so name the file FILE.svg (a browser or rsvg-convert turns it into a PNG)",
+            path.display()
+        );
+    }
     let _own_redis;
     let url = match &options.redis_url {
         Some(url) => url.clone(),

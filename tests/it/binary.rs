@@ -108,6 +108,14 @@ fn help_describes_the_commands() {
     assert!(stdout.contains("config") && stdout.contains("--demo"), "{stdout}");
 }
 
+#[test]
+fn bench_refuses_a_plot_file_it_cannot_draw_before_measuring() {
+    let (code, _, stderr) = run_to_exit(&[], &["bench", "--quick", "--plot", "latency.png"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--plot latency.png") && stderr.contains("FILE.svg"), "{stderr}");
+    assert!(!stderr.contains("floor:"), "it stopped before the first phase: {stderr}");
+}
+
 struct Bot {
     child: Child,
     _dir: tempfile::TempDir,
