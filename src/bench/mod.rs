@@ -75,8 +75,8 @@ pub struct CrossResult {
     pub redis_us_per_publish: Option<f64>,
     /// The same for the floor's plain `PUBLISH`.
     pub floor_redis_us_per_publish: Option<f64>,
-    /// The relay floor with the bot's publish script in place of `PUBLISH` (measured at 1k/s): the
-    /// floor of the path the design prescribes, which keeps register, history and publish atomic.
+    /// The relay floor with the bot's publish script (register, history and publish in one atomic
+    /// step) in place of `PUBLISH`, measured at 1k/s.
     pub script_floor: Option<Summary>,
     /// That floor with the publisher's side also subscribed, as every instance is (measured at
     /// 1k/s): the floor of the path the design prescribes.
@@ -316,7 +316,7 @@ async fn cross_instance(
         progress(&format!(
             "cross-instance at {rate}/s: chat on A → OSC from B ({n} commands), interleaved in {blocks} blocks with \
              the relay floor{}",
-            if rate == 1000 { " and the publish-script floor" } else { "" }
+            if rate == 1000 { " and the publish-script floors" } else { "" }
         ));
         let (mut samples, mut floor_samples, mut script_samples, mut heard_samples) =
             (Samples::default(), Samples::default(), Samples::default(), Samples::default());
