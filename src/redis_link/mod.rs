@@ -952,7 +952,11 @@ impl Reader {
 
     /// Tracks per-source sequence numbers; true when some were skipped (a gap worth a resync).
     fn note_seq(&mut self, source: &str, seq: u64) -> bool {
-        let last = self.last_seq.insert(source.to_owned(), seq);
+        // A known source (every event but each peer's first) updates in place, without a new key.
+        let last = match self.last_seq.get_mut(source) {
+            Some(last) => Some(std::mem::replace(last, seq)),
+            None => self.last_seq.insert(source.to_owned(), seq),
+        };
         match last {
             Some(last) if seq > last + 1 => {
                 self.stats.redis.gaps.fetch_add(1, Ordering::Relaxed);
