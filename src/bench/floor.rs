@@ -172,13 +172,12 @@ impl ScriptArgs {
     async fn load(publisher: &mut RawConnection, channel: &str) -> anyhow::Result<ScriptArgs> {
         let loaded = publisher.query(&[b"SCRIPT", b"LOAD", crate::redis_link::PUBLISH_SCRIPT.as_bytes()]).await?;
         let sha = loaded.as_bytes().ok_or_else(|| anyhow::anyhow!("SCRIPT LOAD returned no hash"))?.to_vec();
-        let wall_ms = u64::try_from(std::time::SystemTime::UNIX_EPOCH.elapsed()?.as_millis())?;
         Ok(ScriptArgs {
             sha,
             state: format!("{channel}:state"),
             history: format!("{channel}:history"),
             channel: channel.to_owned(),
-            min_id: wall_ms.saturating_sub(3_600_000).to_string(),
+            min_id: crate::coord::wall_ms_now().saturating_sub(3_600_000).to_string(),
             padding: "x".repeat(ENVELOPE_BYTES),
         })
     }
@@ -230,10 +229,13 @@ async fn relay_messages(
     let setup = async {
         let connection = RawConnection::connect(&url, Duration::from_secs(2)).await?;
         let subscriber = connection.subscribe(&[channel.as_bytes()]).await?;
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
-        anyhow::Ok((subscriber, socket))
+        let forward = match target {
+            Some(target) => Some((UdpSocket::bind("127.0.0.1:0").await?, target)),
+            None => None,
+        };
+        anyhow::Ok((subscriber, forward))
     };
-    let (mut subscriber, socket) = match setup.await {
+    let (mut subscriber, forward) = match setup.await {
         Ok(parts) => {
             let _ = ready.send(Ok(()));
             parts
@@ -250,7 +252,7 @@ async fn relay_messages(
             read = subscriber.next_batch(&mut batch) => if read.is_err() { return },
         }
         for message in batch.drain(..) {
-            if let Some(target) = target {
+            if let Some((socket, target)) = &forward {
                 let _ = socket.send_to(&message.payload, target).await;
             }
         }

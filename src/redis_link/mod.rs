@@ -31,8 +31,8 @@ use presence::{Claim, ClaimError, ClusterPresence};
 use raw::{PubSubMessage, RawConnection, RawError, RawSubscriber, ServerError};
 use wire::{DropReason, Incoming, Signer};
 
-/// Writes the register only if newer, appends to the history stream, publishes (plus the audit copy).
-/// The atomic publish step (register, history, `PUBLISH`); the bench runs it bare as a floor.
+/// The atomic publish step: writes the register only if newer, appends to the history stream,
+/// publishes (plus the audit copy). The bench also runs it bare, as a floor.
 pub(crate) const PUBLISH_SCRIPT: &str = include_str!("publish.lua");
 
 /// Control messages (probes, commands, presence, poison) buffered between the reader and the link.
