@@ -97,6 +97,18 @@ pub struct Config {
     pub admin_token: Secret,
     /// How often an idle SSE stream (overlay, admin page) gets a keep-alive comment.
     pub sse_keepalive: Duration,
+    /// `MAX_CLOCK_SKEW_MS`: a remote stamp further ahead of our clock than this is refused.
+    pub max_clock_skew: Duration,
+    /// `EVENT_MAX_AGE_MS`: with `EVENT_SIGNING_KEY`, a signed event older than this is refused as a replay.
+    pub event_max_age: Duration,
+    /// `HTTP_HEADER_TIMEOUT_MS`: a connection whose request headers take longer is closed.
+    pub http_header_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS`: open HTTP connections served at once; beyond, 503 with `Retry-After`.
+    pub http_max_connections: usize,
+    /// `SSE_MAX_CLIENTS`: open `/events` streams at once; beyond, 503 with `Retry-After`.
+    pub sse_max_clients: usize,
+    /// `HTTP_ALLOWED_HOSTS`: extra `Host` names served besides the bound address and `localhost` (lower case).
+    pub http_allowed_hosts: Vec<String>,
 }
 
 /// Every variable with its default, in the order `cvbot config` and `.env.example` list them.
@@ -129,6 +141,12 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_REPLY_ERRORS", "false"),
     ("ADMIN_TOKEN", ""),
     ("SSE_KEEPALIVE_SECS", "15"),
+    ("MAX_CLOCK_SKEW_MS", "10000"),
+    ("EVENT_MAX_AGE_MS", "60000"),
+    ("HTTP_HEADER_TIMEOUT_MS", "10000"),
+    ("HTTP_MAX_CONNECTIONS", "1024"),
+    ("SSE_MAX_CLIENTS", "256"),
+    ("HTTP_ALLOWED_HOSTS", ""),
 ];
 
 struct Vars(HashMap<String, String>);
@@ -202,7 +220,7 @@ impl Config {
             },
             operator_name: v.get("OPERATOR_NAME").unwrap_or("operator").to_ascii_lowercase(),
             output_rest_on_shutdown: boolean("OUTPUT_REST_ON_SHUTDOWN", v.get("OUTPUT_REST_ON_SHUTDOWN"), false)?,
-            log_level: v.get("LOG_LEVEL").unwrap_or("info").to_owned(),
+            log_level: log_level(v.get("LOG_LEVEL"))?,
             twitch_channels: twitch_channels.into_iter().collect(),
             twitch_username,
             twitch_oauth_token: Secret(token.trim_start_matches("oauth:").to_owned()),
@@ -225,6 +243,34 @@ impl Config {
             chat_reply_errors: boolean("CHAT_REPLY_ERRORS", v.get("CHAT_REPLY_ERRORS"), false)?,
             admin_token: admin_token(v.get("ADMIN_TOKEN"))?,
             sse_keepalive: Duration::from_secs(keepalive_secs(v.get("SSE_KEEPALIVE_SECS"))?),
+            max_clock_skew: Duration::from_millis(at_least(
+                "MAX_CLOCK_SKEW_MS",
+                v.get("MAX_CLOCK_SKEW_MS"),
+                (10_000, 100, 24 * 3_600_000),
+            )?),
+            event_max_age: Duration::from_millis(at_least(
+                "EVENT_MAX_AGE_MS",
+                v.get("EVENT_MAX_AGE_MS"),
+                (60_000, 1_000, 24 * 3_600_000),
+            )?),
+            http_header_timeout: Duration::from_millis(at_least(
+                "HTTP_HEADER_TIMEOUT_MS",
+                v.get("HTTP_HEADER_TIMEOUT_MS"),
+                (10_000, 100, 600_000),
+            )?),
+            http_max_connections: usize::try_from(at_least(
+                "HTTP_MAX_CONNECTIONS",
+                v.get("HTTP_MAX_CONNECTIONS"),
+                (1024, 1, 1_000_000),
+            )?)
+            .unwrap_or(1024),
+            sse_max_clients: usize::try_from(at_least(
+                "SSE_MAX_CLIENTS",
+                v.get("SSE_MAX_CLIENTS"),
+                (256, 1, 1_000_000),
+            )?)
+            .unwrap_or(256),
+            http_allowed_hosts: allowed_hosts(v.get("HTTP_ALLOWED_HOSTS"))?,
         })
     }
 
@@ -267,6 +313,12 @@ impl Config {
             ("CHAT_REPLY_ERRORS", self.chat_reply_errors.to_string()),
             ("ADMIN_TOKEN", self.admin_token.to_string()),
             ("SSE_KEEPALIVE_SECS", self.sse_keepalive.as_secs().to_string()),
+            ("MAX_CLOCK_SKEW_MS", self.max_clock_skew.as_millis().to_string()),
+            ("EVENT_MAX_AGE_MS", self.event_max_age.as_millis().to_string()),
+            ("HTTP_HEADER_TIMEOUT_MS", self.http_header_timeout.as_millis().to_string()),
+            ("HTTP_MAX_CONNECTIONS", self.http_max_connections.to_string()),
+            ("SSE_MAX_CLIENTS", self.sse_max_clients.to_string()),
+            ("HTTP_ALLOWED_HOSTS", self.http_allowed_hosts.join(",")),
         ]
     }
 }
@@ -323,6 +375,43 @@ fn keepalive_secs(value: Option<&str>) -> Result<u64, ConfigError> {
         0 => Err(err("SSE_KEEPALIVE_SECS", "must be at least 1")),
         n => Ok(n),
     }
+}
+
+/// `LOG_LEVEL`: one of the five tracing levels; anything else (a typo such as `loud`) stops start-up
+/// instead of silently logging at some other level.
+fn log_level(value: Option<&str>) -> Result<String, ConfigError> {
+    let level = value.unwrap_or("info").to_ascii_lowercase();
+    if ["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+        Ok(level)
+    } else {
+        Err(err("LOG_LEVEL", format!("{level:?} is not one of error, warn, info, debug, trace")))
+    }
+}
+
+/// A whole number with a default, a floor and a ceiling: `(default, min, max)`.
+fn at_least(
+    variable: &'static str,
+    value: Option<&str>,
+    (default, min, max): (u64, u64, u64),
+) -> Result<u64, ConfigError> {
+    match number(variable, value, default, max)? {
+        n if n < min => Err(err(variable, format!("{n} is smaller than {min}"))),
+        n => Ok(n),
+    }
+}
+
+/// `HTTP_ALLOWED_HOSTS`: host names (no port, no scheme), lower-cased.
+fn allowed_hosts(value: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    list(value)
+        .map(|h| {
+            let h = h.to_ascii_lowercase();
+            if h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)) {
+                Ok(h)
+            } else {
+                Err(err("HTTP_ALLOWED_HOSTS", format!("{h:?} is not a host name")))
+            }
+        })
+        .collect()
 }
 
 fn list(value: Option<&str>) -> impl Iterator<Item = &str> {
@@ -460,6 +549,14 @@ mod tests {
             ("SSE_KEEPALIVE_SECS", "0", "SSE_KEEPALIVE_SECS"),
             ("SSE_KEEPALIVE_SECS", "301", "SSE_KEEPALIVE_SECS"),
             ("ADMIN_TOKEN", "with a space in it 0123456789", "ADMIN_TOKEN"),
+            ("LOG_LEVEL", "loud", "LOG_LEVEL"),
+            ("MAX_CLOCK_SKEW_MS", "50", "MAX_CLOCK_SKEW_MS"),
+            ("MAX_CLOCK_SKEW_MS", "soon", "MAX_CLOCK_SKEW_MS"),
+            ("EVENT_MAX_AGE_MS", "0", "EVENT_MAX_AGE_MS"),
+            ("HTTP_HEADER_TIMEOUT_MS", "0", "HTTP_HEADER_TIMEOUT_MS"),
+            ("HTTP_MAX_CONNECTIONS", "0", "HTTP_MAX_CONNECTIONS"),
+            ("SSE_MAX_CLIENTS", "0", "SSE_MAX_CLIENTS"),
+            ("HTTP_ALLOWED_HOSTS", "http://evil/", "HTTP_ALLOWED_HOSTS"),
         ];
         for (name, value, expected) in cases {
             let e = cfg(&[(name, value)]).expect_err(&format!("{name}={value} must be refused"));
