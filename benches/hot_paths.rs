@@ -64,11 +64,11 @@ fn benches(c: &mut Criterion) {
     let payload = wire::encode(&event, 42, None).payload;
     c.bench_function("envelope decode", |b| b.iter(|| wire::decode(black_box(payload.as_bytes()), &catalog, None)));
 
-    let encoder = Encoder { format: OscFormat::Max, value_max: 127 };
+    let encoder = Encoder::new(OscFormat::Max, std::sync::Arc::new(Catalog::builtin()));
     let output = catalog.output("es9out#1").expect("output");
     let route = Route::new(variable, VoltRange::LZX);
     c.bench_function("OSC /cv encode", |b| {
-        b.iter(|| rosc::encoder::encode(&rosc::OscPacket::Message(encoder.cv(&output, &route, black_box(89)))));
+        b.iter(|| rosc::encoder::encode(&rosc::OscPacket::Message(encoder.cv(&output, &route, black_box(89)).message)));
     });
 }
 

@@ -184,7 +184,7 @@ pub async fn start(
     let stats = Arc::new(Stats::default());
     let instance: Arc<str> = config.instance_id.as_str().into();
     let sup = Supervisor { tracker: TaskTracker::new(), shutdown: shutdown.clone(), failure: Arc::default() };
-    let encoder = Encoder { format: config.osc_format, value_max: catalog.value_max() };
+    let encoder = Encoder::new(config.osc_format, catalog.clone());
     let osc = OscStage::new(
         listeners.osc,
         config.osc_targets.clone(),
@@ -347,6 +347,8 @@ fn link_settings(config: &Config) -> LinkSettings {
         probe_interval: Duration::from_secs(2),
         probe_deadline: Duration::from_secs(5),
         heartbeat: Duration::from_secs(5),
+        max_clock_skew: config.max_clock_skew,
+        event_max_age: config.event_max_age,
     };
     info!(redis = %crate::config::mask_url(&settings.url), "connecting to Redis in the background");
     settings

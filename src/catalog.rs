@@ -124,6 +124,23 @@ impl VoltRange {
     /// LZX modules expect 0–1 V control voltages.
     pub const LZX: VoltRange = VoltRange { low: 0.0, high: 1.0 };
 
+    /// The lower and upper end, whichever way round the range runs (a range may fall: 1 V → 0 V).
+    pub fn bounds(self) -> (f32, f32) {
+        (self.low.min(self.high), self.low.max(self.high))
+    }
+
+    /// True when `volts` lies within the range (ends included).
+    pub fn contains(self, volts: f32) -> bool {
+        let (lo, hi) = self.bounds();
+        volts >= lo && volts <= hi
+    }
+
+    /// `volts` brought inside the range; a non-finite voltage (NaN) becomes the lower end.
+    pub fn clamp(self, volts: f32) -> f32 {
+        let (lo, hi) = self.bounds();
+        if volts.is_nan() { lo } else { volts.clamp(lo, hi) }
+    }
+
     /// The voltage for a chat value; values above the maximum are clamped rather than overshooting.
     pub fn voltage(self, value: u8, value_max: u8) -> f32 {
         let t = f32::from(value.min(value_max)) / f32::from(value_max.max(1));
@@ -144,6 +161,30 @@ struct OutputEntry {
     name: Output,
     group: Arc<str>,
     range: VoltRange,
+    /// The hard limit: no route range, safe value or datagram may leave it.
+    limit: VoltRange,
+}
+
+/// Why a route's range or safe voltage cannot be used on an output.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum RouteError {
+    #[error("the range {low} V to {high} V is not two different voltages")]
+    BadRange { low: f32, high: f32 },
+    #[error("the range {low} V to {high} V leaves {output_limit}")]
+    RangeOutOfLimit { low: f32, high: f32, output_limit: LimitText },
+    #[error("the safe voltage {safe} V is not inside the route's range {low} V to {high} V")]
+    SafeOutOfRange { safe: f32, low: f32, high: f32 },
+}
+
+/// An output's limit as error messages show it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitText(pub VoltRange);
+
+impl fmt::Display for LimitText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (lo, hi) = self.0.bounds();
+        write!(f, "the output's limit of {lo} V to {hi} V")
+    }
 }
 
 /// The loaded, validated catalogue.
@@ -202,6 +243,9 @@ struct RawOutputGroup {
     description: String,
     #[serde(default = "default_range")]
     range: [f32; 2],
+    /// The hard limit of the group's outputs; the range when absent.
+    #[serde(default)]
+    limit: Option<[f32; 2]>,
     names: Vec<String>,
 }
 
@@ -284,6 +328,28 @@ impl Catalog {
             if !(low.is_finite() && high.is_finite()) || low == high {
                 return Err(invalid(&needle, format!("output group {}: bad range {:?}", g.group, g.range)));
             }
+            let range = VoltRange { low, high };
+            let limit = match g.limit {
+                None => range,
+                Some([a, b]) if a.is_finite() && b.is_finite() && a < b => VoltRange { low: a, high: b },
+                Some(l) => {
+                    return Err(invalid(
+                        &needle,
+                        format!("output group {}: bad limit {l:?} (low below high)", g.group),
+                    ));
+                }
+            };
+            if !(limit.contains(low) && limit.contains(high)) {
+                return Err(invalid(
+                    &needle,
+                    format!(
+                        "output group {}: range {:?} leaves its limit {:?}",
+                        g.group,
+                        g.range,
+                        [limit.low, limit.high]
+                    ),
+                ));
+            }
             let _ = g.description;
             let group: Arc<str> = g.group.as_str().into();
             for name in g.names {
@@ -291,11 +357,7 @@ impl Catalog {
                     return Err(invalid(&format!("\"{name}\""), format!("bad output name {name:?}")));
                 }
                 let key = name.to_ascii_lowercase();
-                let entry = OutputEntry {
-                    name: Output(key.as_str().into()),
-                    group: group.clone(),
-                    range: VoltRange { low, high },
-                };
+                let entry = OutputEntry { name: Output(key.as_str().into()), group: group.clone(), range, limit };
                 if outputs.insert(key, entry).is_some() {
                     return Err(invalid(&format!("\"{name}\""), format!("output {name} listed twice")));
                 }
@@ -359,6 +421,30 @@ impl Catalog {
     /// The default voltage range of an output (from its group).
     pub fn output_range(&self, output: &Output) -> VoltRange {
         self.outputs.get(output.as_str()).map_or(VoltRange::LZX, |e| e.range)
+    }
+
+    /// The hard voltage limit of an output: nothing sent to it, from any source, may leave it. An
+    /// output the catalogue does not know (impossible for a parsed `Output`) gets the narrowest, LZX.
+    pub fn output_limit(&self, output: &Output) -> VoltRange {
+        self.outputs.get(output.as_str()).map_or(VoltRange::LZX, |e| e.limit)
+    }
+
+    /// Checks a route's range and safe voltage against the output's limit: the one rule every source
+    /// (chat, HTTP, Redis, the routing file, the state hash) is held to.
+    pub fn check_route(&self, output: &Output, range: VoltRange, safe: f32) -> Result<(), RouteError> {
+        let VoltRange { low, high } = range;
+        // An infinite end is simply outside every limit (below); NaN and an empty span are no range.
+        if low.is_nan() || high.is_nan() || low == high {
+            return Err(RouteError::BadRange { low, high });
+        }
+        let limit = self.output_limit(output);
+        if !(limit.contains(low) && limit.contains(high)) {
+            return Err(RouteError::RangeOutOfLimit { low, high, output_limit: LimitText(limit) });
+        }
+        if !(safe.is_finite() && range.contains(safe)) {
+            return Err(RouteError::SafeOutOfRange { safe, low, high });
+        }
+        Ok(())
     }
 
     /// The output group name (`es9`, `esx8cv`, `es5gate`).
@@ -480,6 +566,51 @@ mod tests {
             "{\"format\": 1, \"modules\": [],\n\"outputs\": [{\"group\": \"g\", \"range\": [1, 1], \"names\": []}]}";
         let err = Catalog::parse(bad_range, CatalogSource::File("c.json".into())).expect_err("range");
         assert!(err.to_string().starts_with("c.json line 2: output group g: bad range"), "{err}");
+    }
+
+    #[test]
+    fn routes_must_stay_inside_the_output_limit() {
+        let c = Catalog::builtin();
+        let out = c.output("es9out#1").expect("output");
+        assert_eq!(c.output_limit(&out), VoltRange::LZX);
+        let check = |low: f32, high: f32, safe: f32| c.check_route(&out, VoltRange { low, high }, safe);
+        assert!(check(0.0, 1.0, 0.0).is_ok());
+        assert!(check(1.0, 0.0, 1.0).is_ok(), "a falling range is fine");
+        assert!(check(0.2, 0.8, 0.5).is_ok());
+        assert!(matches!(check(-1000.0, 1000.0, 0.0), Err(RouteError::RangeOutOfLimit { .. })));
+        assert!(matches!(check(0.0, 3e38, 0.0), Err(RouteError::RangeOutOfLimit { .. })));
+        assert!(matches!(check(0.0, 1.0, 1000.0), Err(RouteError::SafeOutOfRange { .. })));
+        assert!(matches!(check(0.0, 1.0, f32::NAN), Err(RouteError::SafeOutOfRange { .. })));
+        assert!(matches!(check(0.5, 0.5, 0.5), Err(RouteError::BadRange { .. })));
+        assert!(matches!(check(f32::NAN, 1.0, 0.5), Err(RouteError::BadRange { .. })));
+        let text = check(-1000.0, 1000.0, 0.0).expect_err("out").to_string();
+        assert_eq!(text, "the range -1000 V to 1000 V leaves the output's limit of 0 V to 1 V");
+    }
+
+    #[test]
+    fn a_group_limit_widens_what_routes_may_use_and_the_range_must_lie_inside_it() {
+        let text = r#"{"format": 1, "modules": [], "outputs": [
+            {"group": "bipolar", "range": [0, 1], "limit": [-5, 5], "names": ["es9out#1"]}]}"#;
+        let c = Catalog::parse(text, CatalogSource::Embedded).expect("valid");
+        let out = c.output("es9out#1").expect("output");
+        assert!(c.check_route(&out, VoltRange { low: -5.0, high: 5.0 }, 0.0).is_ok());
+        assert!(c.check_route(&out, VoltRange { low: -5.0, high: 5.1 }, 0.0).is_err());
+        let outside = r#"{"format": 1, "modules": [],
+"outputs": [{"group": "g", "range": [0, 10], "limit": [0, 5], "names": ["x"]}]}"#;
+        let err = Catalog::parse(outside, CatalogSource::File("c.json".into())).expect_err("range outside limit");
+        assert!(err.to_string().starts_with("c.json line 2: output group g: range"), "{err}");
+        let backwards = r#"{"format": 1, "modules": [], "outputs": [{"group": "g", "limit": [5, 0], "names": ["x"]}]}"#;
+        assert!(Catalog::parse(backwards, CatalogSource::Embedded).is_err());
+    }
+
+    #[test]
+    fn clamping_keeps_every_voltage_inside_and_turns_nan_into_the_low_end() {
+        let limit = VoltRange { low: 1.0, high: 0.0 };
+        assert_eq!(limit.clamp(5.0), 1.0);
+        assert_eq!(limit.clamp(-5.0), 0.0);
+        assert_eq!(limit.clamp(f32::NAN), 0.0);
+        assert_eq!(limit.clamp(f32::INFINITY), 1.0);
+        assert_eq!(limit.clamp(0.25), 0.25);
     }
 
     #[test]

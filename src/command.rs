@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::catalog::{Catalog, Output, Variable, parse_small_number};
+use crate::catalog::{Catalog, Output, Variable, VoltRange, parse_small_number};
 
 /// Longest emergency-stop message kept; the rest is cut so the overlay banner stays readable.
 pub const MAX_MESSAGE_CHARS: usize = 200;
@@ -27,9 +27,30 @@ pub enum AdminCommand {
     EmergencyStop { message: Option<String> },
     Resume,
     Instances,
-    Route { output: Output, variable: Variable },
+    Route { output: Output, variable: Variable, volts: RouteVolts },
     Unroute { output: Output },
     ListRoutes,
+}
+
+/// The voltages a route asks for. `None` means the catalogue's default range of the output and the
+/// bottom of the range as the safe voltage. Whether they fit the output is the coordinator's check
+/// against the catalogue's limit, the same for every source.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RouteVolts {
+    pub range: Option<VoltRange>,
+    pub safe: Option<f32>,
+}
+
+impl fmt::Display for RouteVolts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(r) = self.range {
+            write!(f, " range {} {}", r.low, r.high)?;
+        }
+        if let Some(safe) = self.safe {
+            write!(f, " safe {safe}")?;
+        }
+        Ok(())
+    }
 }
 
 impl Command {
@@ -47,7 +68,7 @@ impl fmt::Display for AdminCommand {
             Self::EmergencyStop { message: None } => f.write_str("emergency stop"),
             Self::Resume => f.write_str("resume"),
             Self::Instances => f.write_str("instances"),
-            Self::Route { output, variable } => write!(f, "{output} → {variable}"),
+            Self::Route { output, variable, volts } => write!(f, "{output} → {variable}{volts}"),
             Self::Unroute { output } => write!(f, "remove {output}"),
             Self::ListRoutes => f.write_str("routes"),
         }
@@ -72,6 +93,8 @@ pub enum ParseError {
     UnknownAdmin,
     #[error("control characters in command")]
     ControlCharacters,
+    #[error("voltages are written like 0.5 or -2 (range LOW HIGH, safe VOLTS)")]
+    BadVoltage,
 }
 
 impl ParseError {
@@ -85,11 +108,12 @@ impl ParseError {
             Self::UnknownOutput => "unknown_output",
             Self::UnknownAdmin => "unknown_admin",
             Self::ControlCharacters => "control_characters",
+            Self::BadVoltage => "bad_voltage",
         }
     }
 
     /// Every reason, for registering metrics up front.
-    pub const ALL: [ParseError; 7] = [
+    pub const ALL: [ParseError; 8] = [
         Self::NotACommand,
         Self::Malformed,
         Self::UnknownVariable,
@@ -97,6 +121,7 @@ impl ParseError {
         Self::UnknownOutput,
         Self::UnknownAdmin,
         Self::ControlCharacters,
+        Self::BadVoltage,
     ];
 }
 
@@ -244,13 +269,44 @@ fn parse_bare_route(text: &str, catalog: &Catalog) -> Result<Option<AdminCommand
     let Some((output, variable)) = split else {
         return Ok(None);
     };
-    let (output, variable) = (output.trim(), variable.trim());
-    if variable.contains(char::is_whitespace) {
-        return Err(ParseError::Malformed);
-    }
+    let (output, rest) = (output.trim(), variable.trim());
+    let (variable, options) = split_token(rest);
     let output = catalog.output(output).ok_or(ParseError::UnknownOutput)?;
     let variable = catalog.parse_variable(variable).ok_or(ParseError::UnknownVariable)?;
-    Ok(Some(AdminCommand::Route { output, variable }))
+    let volts = parse_route_volts(options)?;
+    Ok(Some(AdminCommand::Route { output, variable, volts }))
+}
+
+/// `[range LOW HIGH] [safe VOLTS]` after a route's variable, in that order.
+fn parse_route_volts(text: &str) -> Result<RouteVolts, ParseError> {
+    let mut volts = RouteVolts::default();
+    let mut words = text.split_whitespace().peekable();
+    if words.peek().is_some_and(|w| w.eq_ignore_ascii_case("range")) {
+        words.next();
+        let (Some(low), Some(high)) = (words.next(), words.next()) else { return Err(ParseError::BadVoltage) };
+        volts.range = Some(VoltRange { low: parse_volts(low)?, high: parse_volts(high)? });
+    }
+    if words.peek().is_some_and(|w| w.eq_ignore_ascii_case("safe")) {
+        words.next();
+        volts.safe = Some(parse_volts(words.next().ok_or(ParseError::BadVoltage)?)?);
+    }
+    match words.next() {
+        None => Ok(volts),
+        Some(_) => Err(ParseError::Malformed),
+    }
+}
+
+/// A voltage as typed in chat: an optional sign, digits, an optional fraction and an optional `V`,
+/// at most 12 characters, so nothing like `1e39` or `inf` becomes a number.
+fn parse_volts(word: &str) -> Result<f32, ParseError> {
+    let number = word.strip_suffix(['V', 'v']).unwrap_or(word);
+    let digits = number.strip_prefix(['-', '+']).unwrap_or(number);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if word.len() > 12 || whole.is_empty() || !is_digits(whole) || !is_digits(fraction) {
+        return Err(ParseError::BadVoltage);
+    }
+    number.parse::<f32>().map_err(|_| ParseError::BadVoltage)
 }
 
 /// Keeps an emergency message printable and short; an empty one becomes `None`.
@@ -362,6 +418,12 @@ mod tests {
             ("!admin remove es9out#1", "admin remove es9out#1"),
             ("es9out#1 → doorway#1.threshold", "admin es9out#1 → doorway#1.threshold"),
             ("esx8cv#1.out#1 -> arch#1.inputJack#1", "admin esx8cv#1.out#1 → arch#1.inputJack#1"),
+            (
+                "!admin es9out#1 → doorway#1.gain range 0.2 0.8 safe 0.5",
+                "admin es9out#1 → doorway#1.gain range 0.2 0.8 safe 0.5",
+            ),
+            ("!admin es9out#1 → doorway#1.gain RANGE 1 0v", "admin es9out#1 → doorway#1.gain range 1 0"),
+            ("!admin es9out#1 -> doorway#1.gain safe -1000", "admin es9out#1 → doorway#1.gain safe -1000"),
             ("overlay off", "admin overlay off"),
             ("routes", "admin routes"),
             ("remove es9out#3", "admin remove es9out#3"),
@@ -384,6 +446,13 @@ mod tests {
             ("es9out#1", "error malformed"),
             ("!admin remove es9out#99", "error unknown_output"),
             ("es9out#1 → doorway#1.threshold and more", "error malformed"),
+            ("!admin es9out#1 → doorway#1.gain range 0 1e39", "error bad_voltage"),
+            ("!admin es9out#1 → doorway#1.gain range 0 inf", "error bad_voltage"),
+            ("!admin es9out#1 → doorway#1.gain range 0 NaN", "error bad_voltage"),
+            ("!admin es9out#1 → doorway#1.gain range 0", "error bad_voltage"),
+            ("!admin es9out#1 → doorway#1.gain safe", "error bad_voltage"),
+            ("!admin es9out#1 → doorway#1.gain safe 0.5 range 0 1", "error malformed"),
+            ("!admin es9out#1 → doorway#1.gain safe 1234567890123", "error bad_voltage"),
         ];
         for (line, expected) in cases {
             check(line, expected);

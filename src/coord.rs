@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Output, RouteError};
 use crate::command::{AdminCommand, Command, ParseError};
 use crate::gate::{Denial, Gate, Sender};
 use crate::osc::OscStage;
@@ -37,7 +37,7 @@ pub trait Observer: Send + std::fmt::Debug {
 }
 
 /// Why a command did nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refusal {
     #[error("{0}")]
     Parse(ParseError),
@@ -49,10 +49,32 @@ pub enum Refusal {
     InputJackOrder { requested: u8 },
     #[error("the bot is shutting down")]
     ShuttingDown,
+    /// A route's range or safe voltage leaves the output's limit (or is no range at all).
+    #[error("{output}: {error}")]
+    OutOfLimit { output: Output, error: RouteError },
+    /// The command asks for what already is; nothing was stamped, sent or published.
+    #[error("{0}")]
+    Unchanged(Unchanged),
+    /// A newer change, from another instance, already won the register: nothing changed here.
+    #[error("a newer change from another instance already won; nothing changed")]
+    Superseded,
+}
+
+/// What an admin command found already in place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unchanged {
+    #[error("the overlay is already {}", if *.0 { "on" } else { "off" })]
+    Overlay(bool),
+    #[error("emergency stop is already active; safe values sent again")]
+    AlreadyStopped,
+    #[error("no emergency stop is active")]
+    NotStopped,
+    #[error("{0} is already routed that way")]
+    SameRoute(Output),
 }
 
 /// The result of a command: done (with an optional reply for admins) or refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Done { reply: Option<String> },
     Refused(Refusal),
@@ -255,7 +277,17 @@ impl Coordinator {
             Command::Set { variable, value } => EventKind::Set { variable, value },
             Command::Admin(admin) => match self.admin_event(admin) {
                 Ok(kind) => kind,
-                Err(reply) => return Outcome::Done { reply: Some(reply) },
+                Err(AdminAnswer::Reply(reply)) => return Outcome::Done { reply: Some(reply) },
+                Err(AdminAnswer::Refused(refusal)) => {
+                    if let Refusal::Unchanged(Unchanged::AlreadyStopped) = &refusal
+                        && let Some(osc) = &mut self.osc
+                    {
+                        // A stop pressed again is still a stop: the outputs get their safe values once more.
+                        osc.resend_safe_values(&self.state);
+                    }
+                    self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
+                    return Outcome::Refused(refusal);
+                }
             },
         };
         let reply = admin_confirmation(&kind);
@@ -264,7 +296,12 @@ impl Coordinator {
         }
         let stamp = Stamp { hlc: self.hlc.stamp(wall_ms), instance: self.instance.clone() };
         let event = Event { stamp, wall_ms, user: sender.login.as_str().into(), kind };
-        let change = self.apply(&event);
+        let Some(change) = self.apply(&event) else {
+            // Our stamp is newer than every stamp admitted so far (remote clocks are bounded), so this
+            // only happens if that promise is broken: say so instead of reporting success.
+            warn!(user = %sender.login, "a local command changed nothing: a newer stamp already held the register");
+            return Outcome::Refused(Refusal::Superseded);
+        };
         self.stats.local_applied.fetch_add(1, Ordering::Relaxed);
         // The outbox before the observers: other instances' outputs wait on the first, only the
         // overlay on the second.
@@ -274,33 +311,47 @@ impl Coordinator {
             self.stats.outbox_overflow.fetch_add(1, Ordering::Relaxed);
             warn!("outbox full: a local event will not reach other instances");
         }
-        if let Some(change) = change {
-            self.announce(change);
-        }
+        self.announce(change);
         Outcome::Done { reply }
     }
 
-    /// Turns an admin command into an event, or answers a question (`Err` carries the answer).
-    fn admin_event(&self, admin: AdminCommand) -> Result<EventKind, String> {
+    /// Turns an admin command into an event; or answers a question, or says why it changes nothing.
+    fn admin_event(&self, admin: AdminCommand) -> Result<EventKind, AdminAnswer> {
+        let unchanged = |u| Err(AdminAnswer::Refused(Refusal::Unchanged(u)));
+        let emergency = self.state.emergency();
         Ok(match admin {
             AdminCommand::Clear => EventKind::ClearAll,
+            AdminCommand::Overlay { enabled } if enabled == self.state.overlay_enabled() => {
+                return unchanged(Unchanged::Overlay(enabled));
+            }
             AdminCommand::Overlay { enabled } => EventKind::Overlay { enabled },
+            AdminCommand::EmergencyStop { message } if emergency.active && emergency.message == message => {
+                return unchanged(Unchanged::AlreadyStopped);
+            }
             AdminCommand::EmergencyStop { message } => EventKind::Emergency { active: true, message },
+            AdminCommand::Resume if !emergency.active => return unchanged(Unchanged::NotStopped),
             AdminCommand::Resume => EventKind::Emergency { active: false, message: None },
-            AdminCommand::Route { output, variable } => {
-                let range = self.catalog.output_range(&output);
-                EventKind::Route { output, route: Some(Route::new(variable, range)) }
+            AdminCommand::Route { output, variable, volts } => {
+                let range = volts.range.unwrap_or_else(|| self.catalog.output_range(&output));
+                let route = Route { variable, range, safe: volts.safe.unwrap_or(range.low) };
+                if let Err(error) = self.catalog.check_route(&output, range, route.safe) {
+                    return Err(AdminAnswer::Refused(Refusal::OutOfLimit { output, error }));
+                }
+                if self.state.route(&output) == Some(&route) {
+                    return unchanged(Unchanged::SameRoute(output));
+                }
+                EventKind::Route { output, route: Some(route) }
             }
             AdminCommand::Unroute { output } => {
                 if self.state.route(&output).is_none() {
-                    return Err(format!("{output} is not routed"));
+                    return Err(AdminAnswer::Reply(format!("{output} is not routed")));
                 }
                 EventKind::Route { output, route: None }
             }
-            AdminCommand::ListRoutes => return Err(self.routes_text()),
+            AdminCommand::ListRoutes => return Err(AdminAnswer::Reply(self.routes_text())),
             AdminCommand::Instances => {
                 let live = self.presence.live_instances();
-                return Err(format!("{} instance(s) online: {}", live.len(), live.join(", ")));
+                return Err(AdminAnswer::Reply(format!("{} instance(s) online: {}", live.len(), live.join(", "))));
             }
         })
     }
@@ -379,6 +430,12 @@ impl Coordinator {
     pub fn state(&self) -> &State {
         &self.state
     }
+}
+
+/// An admin command that makes no event: the answer to a question, or why it would change nothing.
+enum AdminAnswer {
+    Reply(String),
+    Refused(Refusal),
 }
 
 fn admin_confirmation(kind: &EventKind) -> Option<String> {

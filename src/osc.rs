@@ -14,7 +14,7 @@ use std::time::Instant;
 use rosc::{OscMessage, OscPacket, OscType};
 use tracing::{debug, warn};
 
-use crate::catalog::{Output, Parameter, Variable};
+use crate::catalog::{Catalog, Output, Parameter, Variable};
 use crate::state::{Change, Route, State};
 use crate::stats::{LogThrottle, Stats};
 
@@ -37,42 +37,75 @@ impl OscFormat {
     }
 }
 
-/// Builds the OSC messages; pure, so the argument lists are tested without sockets.
+/// Builds the OSC messages; pure, so the argument lists are tested without sockets. Every `/cv`
+/// voltage it builds is inside its output's hard limit from the catalogue, whatever the route says:
+/// the last line of defence behind the checks at every source.
 #[derive(Debug, Clone)]
 pub struct Encoder {
     pub format: OscFormat,
-    pub value_max: u8,
+    catalog: Arc<Catalog>,
+}
+
+/// A `/cv` message and whether its voltage had to be brought inside the output's limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cv {
+    pub message: OscMessage,
+    pub clamped: bool,
 }
 
 impl Encoder {
+    pub fn new(format: OscFormat, catalog: Arc<Catalog>) -> Encoder {
+        Encoder { format, catalog }
+    }
+
+    fn value_max(&self) -> u8 {
+        self.catalog.value_max()
+    }
+
     /// `/cv ,sfsisi route voltage module instance parameter value`. The voltage is always a float.
-    pub fn cv(&self, output: &Output, route: &Route, value: u8) -> OscMessage {
-        let voltage = route.range.voltage(value, self.value_max);
-        Self::cv_with_voltage(output, &route.variable, voltage, value)
+    pub fn cv(&self, output: &Output, route: &Route, value: u8) -> Cv {
+        let voltage = route.range.voltage(value, self.value_max());
+        self.cv_with_voltage(output, &route.variable, voltage, value)
     }
 
     /// `/cv` carrying the route's safe voltage (emergency stop, clear).
-    pub fn cv_safe(&self, output: &Output, route: &Route) -> OscMessage {
-        let span = route.range.high - route.range.low;
-        let t = if span == 0.0 { 0.0 } else { (route.safe - route.range.low) / span };
-        // Truncation is intended: the value shown beside a safe voltage is its nearest chat value.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let value = (t.clamp(0.0, 1.0) * f32::from(self.value_max)).round() as u8;
-        Self::cv_with_voltage(output, &route.variable, route.safe, value)
+    pub fn cv_safe(&self, output: &Output, route: &Route) -> Cv {
+        let value = self.safe_value(route);
+        self.cv_with_voltage(output, &route.variable, route.safe, value)
     }
 
-    fn cv_with_voltage(output: &Output, variable: &Variable, voltage: f32, value: u8) -> OscMessage {
-        OscMessage {
+    /// Where the safe voltage sits in the route's range, from 0 to 1.
+    fn safe_fraction(route: &Route) -> f32 {
+        let span = route.range.high - route.range.low;
+        let t = if span == 0.0 { 0.0 } else { (route.safe - route.range.low) / span };
+        if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) }
+    }
+
+    /// The chat value nearest the safe voltage, shown beside it.
+    fn safe_value(&self, route: &Route) -> u8 {
+        // Truncation is intended: the fraction is within 0..=1, so the product fits a u8.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let value = (Self::safe_fraction(route) * f32::from(self.value_max())).round() as u8;
+        value
+    }
+
+    fn cv_with_voltage(&self, output: &Output, variable: &Variable, voltage: f32, value: u8) -> Cv {
+        let limit = self.catalog.output_limit(output);
+        let clamped_voltage = limit.clamp(voltage);
+        // Compared bit for bit: a NaN is never inside the limit, so it counts as clamped.
+        let clamped = clamped_voltage.to_bits() != voltage.to_bits();
+        let message = OscMessage {
             addr: "/cv".to_owned(),
             args: vec![
                 OscType::String(output.to_string()),
-                OscType::Float(voltage),
+                OscType::Float(clamped_voltage),
                 OscType::String(variable.module().to_owned()),
                 OscType::Int(i32::from(variable.instance())),
                 OscType::String(variable.parameter().to_string()),
                 OscType::Int(i32::from(value)),
             ],
-        }
+        };
+        Cv { message, clamped }
     }
 
     /// `/routing ,sss add output variable`.
@@ -95,16 +128,26 @@ impl Encoder {
         }
     }
 
-    /// `/lzx/{module}/{instance}/{parameter} ,f normalized`. OSC addresses may not contain `#`, so a
-    /// numbered parameter such as `thru#2` becomes `thru/2`.
+    /// `/lzx/{module}/{instance}/{parameter} ,f normalized` for a chat value.
     pub fn address(&self, variable: &Variable, value: u8) -> OscMessage {
+        Self::address_fraction(variable, f32::from(value.min(self.value_max())) / f32::from(self.value_max().max(1)))
+    }
+
+    /// The `/lzx` form of a route's safe voltage: where it sits in the route's range.
+    pub fn address_safe(route: &Route) -> OscMessage {
+        Self::address_fraction(&route.variable, Self::safe_fraction(route))
+    }
+
+    /// `/lzx/{module}/{instance}/{parameter} ,f t` with `t` from 0 to 1. OSC addresses may not
+    /// contain `#`, so a numbered parameter such as `thru#2` becomes `thru/2`.
+    fn address_fraction(variable: &Variable, t: f32) -> OscMessage {
         let parameter = match variable.parameter() {
             Parameter::Named(n) => n.replace('#', "/"),
             Parameter::InputJack(k) => format!("inputJack/{k}"),
         };
         OscMessage {
             addr: format!("/lzx/{}/{}/{parameter}", variable.module(), variable.instance()),
-            args: vec![OscType::Float(f32::from(value) / f32::from(self.value_max.max(1)))],
+            args: vec![OscType::Float(t)],
         }
     }
 }
@@ -223,11 +266,16 @@ impl OscStage {
                     return;
                 }
                 for variable in variables.iter() {
+                    let mut first = None;
                     for (output, route) in Self::routed(state, variable) {
-                        self.send(self.encoder.cv_safe(output, route));
+                        first.get_or_insert(route);
+                        if self.encoder.format.max() {
+                            self.send_limited(self.encoder.cv_safe(output, route));
+                        }
                     }
                     if self.encoder.format.address() {
-                        self.send(self.encoder.address(variable, 0));
+                        let message = first.map_or_else(|| self.encoder.address(variable, 0), Encoder::address_safe);
+                        self.send(message);
                     }
                 }
             }
@@ -297,15 +345,40 @@ impl OscStage {
 
     fn send_cv(&self, output: &Output, route: &Route, value: u8) {
         if self.encoder.format.max() {
-            self.send(self.encoder.cv(output, route, value));
+            self.send_limited(self.encoder.cv(output, route, value));
         }
     }
 
-    /// Every routed output to its safe value, at once.
+    /// Sends every routed output its safe value again (an emergency stop pressed while one is active).
+    pub fn resend_safe_values(&self, state: &State) {
+        self.send_safe_values(state);
+    }
+
+    /// Every routed output to its safe value, at once, in every form the format enables: `/cv` for
+    /// the Max patches and `/lzx/…` (the safe voltage's place in the route's range) for generic
+    /// receivers, one per variable, from its first route.
     fn send_safe_values(&self, state: &State) {
+        let mut told = HashSet::new();
         for (output, route) in state.routes() {
-            self.send(self.encoder.cv_safe(output, route));
+            if self.encoder.format.max() {
+                self.send_limited(self.encoder.cv_safe(output, route));
+            }
+            if self.encoder.format.address() && told.insert(&route.variable) {
+                self.send(Encoder::address_safe(route));
+            }
         }
+    }
+
+    /// Sends a `/cv` message, counting (and logging once a minute) a voltage the encoder had to bring
+    /// inside its output's limit: that means a check upstream let a bad route through.
+    fn send_limited(&self, cv: Cv) {
+        if cv.clamped {
+            self.stats.osc_clamped.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = self.log.allow("clamped", Instant::now()) {
+                warn!(message = ?cv.message, suppressed, "a voltage outside its output's limit was clamped");
+            }
+        }
+        self.send(cv.message);
     }
 
     fn send(&self, message: OscMessage) {
@@ -340,7 +413,7 @@ mod tests {
     use crate::catalog::{Catalog, VoltRange};
 
     fn enc() -> Encoder {
-        Encoder { format: OscFormat::Both, value_max: 127 }
+        Encoder::new(OscFormat::Both, Arc::new(Catalog::builtin()))
     }
 
     #[test]
@@ -348,7 +421,8 @@ mod tests {
         let c = Catalog::builtin();
         let out = c.output("es9out#1").expect("output");
         let route = Route::new(c.parse_variable("doorway#1.threshold").expect("var"), VoltRange::LZX);
-        let msg = enc().cv(&out, &route, 127);
+        let Cv { message: msg, clamped } = enc().cv(&out, &route, 127);
+        assert!(!clamped);
         assert_eq!(msg.addr, "/cv");
         assert_eq!(
             msg.args,
@@ -361,17 +435,37 @@ mod tests {
                 OscType::Int(127),
             ]
         );
-        assert_eq!(enc().cv(&out, &route, 0).args[1], OscType::Float(0.0), "zero is still a float");
+        assert_eq!(enc().cv(&out, &route, 0).message.args[1], OscType::Float(0.0), "zero is still a float");
     }
 
     #[test]
     fn safe_value_message_carries_the_bottom_of_the_range() {
         let c = Catalog::builtin();
         let out = c.output("es9out#1").expect("output");
-        let route = Route::new(c.parse_variable("doorway#1.gain").expect("var"), VoltRange { low: -5.0, high: 5.0 });
-        let msg = enc().cv_safe(&out, &route);
-        assert_eq!(msg.args[1], OscType::Float(-5.0));
-        assert_eq!(msg.args[5], OscType::Int(0));
+        let route = Route::new(c.parse_variable("doorway#1.gain").expect("var"), VoltRange { low: 0.8, high: 0.2 });
+        let Cv { message, clamped } = enc().cv_safe(&out, &route);
+        assert!(!clamped);
+        assert_eq!(message.args[1], OscType::Float(0.8));
+        assert_eq!(message.args[5], OscType::Int(0));
+        assert_eq!(Encoder::address_safe(&Route { safe: 0.5, ..route }).args, vec![OscType::Float(0.5)]);
+    }
+
+    #[test]
+    fn no_voltage_leaves_the_output_limit_even_when_a_route_would_send_it() {
+        let c = Catalog::builtin();
+        let out = c.output("es9out#1").expect("output");
+        let variable = c.parse_variable("doorway#1.gain").expect("var");
+        // Routes no check lets in, built by hand as a future bug might.
+        for (range, safe) in [((-1000.0, 1000.0), 1000.0), ((0.0, 3e38), 3e38), ((f32::NAN, 1.0), f32::NAN)] {
+            let route = Route { variable: variable.clone(), range: VoltRange { low: range.0, high: range.1 }, safe };
+            let wanted = [route.range.voltage(0, 127), route.range.voltage(127, 127), safe];
+            let sent = [enc().cv(&out, &route, 0), enc().cv(&out, &route, 127), enc().cv_safe(&out, &route)];
+            for (want, cv) in wanted.into_iter().zip(sent) {
+                let OscType::Float(v) = cv.message.args[1] else { panic!("a float") };
+                assert!((0.0..=1.0).contains(&v), "{v} for {range:?}");
+                assert_eq!(cv.clamped, !(0.0..=1.0).contains(&want), "{want} for {range:?} is counted when clamped");
+            }
+        }
     }
 
     #[test]
@@ -420,7 +514,7 @@ mod stage_tests {
         let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
         receiver.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let encoder = Encoder { format: OscFormat::Max, value_max: 127 };
+        let encoder = Encoder::new(OscFormat::Max, catalog.clone());
         let target = vec![receiver.local_addr().expect("addr")];
         let stage = OscStage::new(socket, target, encoder, stats.clone(), rest_on_shutdown).expect("stage");
         let me: Arc<str> = "bot-001".into();

@@ -81,15 +81,11 @@ pub fn parse(text: &str, path: &Path, catalog: &Catalog) -> Result<Vec<(Output, 
         let variable = catalog
             .parse_variable(&variable_name)
             .ok_or_else(|| invalid(&name, format!("{name}: unknown variable {variable_name:?}")))?;
-        let range = match range {
-            None => catalog.output_range(&output),
-            Some([low, high]) if low.is_finite() && high.is_finite() && low != high => VoltRange { low, high },
-            Some(r) => return Err(invalid(&name, format!("{name}: bad range {r:?}"))),
-        };
+        let range = range.map_or_else(|| catalog.output_range(&output), |[low, high]| VoltRange { low, high });
         let safe = safe.unwrap_or(range.low);
-        if !safe.is_finite() || safe < range.low.min(range.high) || safe > range.low.max(range.high) {
-            return Err(invalid(&name, format!("{name}: safe value {safe} is outside the range")));
-        }
+        // The same limit check as every other source: a file edited by hand never drives a jack
+        // beyond what the catalogue allows.
+        catalog.check_route(&output, range, safe).map_err(|e| invalid(&name, format!("{name}: {e}")))?;
         routes.push((output, Route { variable, range, safe }));
     }
     Ok(routes)
@@ -217,7 +213,7 @@ mod tests {
     #[test]
     fn extended_entries_keep_range_and_safe_value_and_round_trip() {
         let c = Catalog::builtin();
-        let text = "{\"es9out#2\": {\"variable\": \"doorway#1.gain\", \"range\": [-5, 5], \"safe\": 0}, \"es9out#1\": \"doorway#1.threshold\"}";
+        let text = "{\"es9out#2\": {\"variable\": \"doorway#1.gain\", \"range\": [0.8, 0.2], \"safe\": 0.5}, \"es9out#1\": \"doorway#1.threshold\"}";
         let routes = parse(text, Path::new("r.json"), &c).expect("valid");
         let rendered = render(routes.iter().map(|(o, r)| (o, r)), &c);
         assert!(rendered.contains("\"es9out#1\": \"doorway#1.threshold\""), "{rendered}");
@@ -238,7 +234,23 @@ mod tests {
         assert!(err.to_string().contains("unknown variable \"doorway#1.nope\""), "{err}");
         let err = parse("{\"es9out#1\": {\"variable\": \"doorway#1.gain\", \"range\": [0, 1], \"safe\": 3}}", p, &c)
             .expect_err("safe");
-        assert!(err.to_string().contains("outside the range"), "{err}");
+        assert!(err.to_string().contains("the safe voltage 3 V is not inside the route's range"), "{err}");
+    }
+
+    #[test]
+    fn a_range_or_safe_value_beyond_the_output_limit_names_the_file_and_entry() {
+        let c = Catalog::builtin();
+        let p = Path::new("routing_table.json");
+        let text = "{\n\"es9out#1\": \"doorway#1.threshold\",\n\"es9out#2\": {\"variable\": \"doorway#1.gain\", \"range\": [-1000, 1000], \"safe\": 1000}\n}";
+        let err = parse(text, p, &c).expect_err("beyond the limit");
+        assert_eq!(
+            err.to_string(),
+            "routing file routing_table.json line 3: es9out#2: the range -1000 V to 1000 V leaves the output's limit of 0 V to 1 V"
+        );
+        let huge = "{\"es9out#1\": {\"variable\": \"doorway#1.gain\", \"range\": [0, 3e38]}}";
+        assert!(parse(huge, p, &c).is_err());
+        let nan_like = "{\"es9out#1\": {\"variable\": \"doorway#1.gain\", \"range\": [0, 1], \"safe\": -1}}";
+        assert!(parse(nan_like, p, &c).is_err());
     }
 
     #[test]

@@ -56,6 +56,35 @@ impl LinkStatus {
     }
 }
 
+/// Most peers whose clock offsets are tracked; a bound, so a publisher inventing instance names
+/// cannot grow the map.
+pub const MAX_PEER_CLOCKS: usize = 256;
+
+/// The furthest ahead of this host's clock each peer instance has stamped an event (milliseconds;
+/// negative when it has only ever been behind), for health and `/metrics`.
+#[derive(Debug, Default)]
+pub struct PeerClocks(Mutex<BTreeMap<String, i64>>);
+
+impl PeerClocks {
+    /// Keeps the larger of the known and the new offset for `peer`.
+    pub fn note(&self, peer: &str, ahead_ms: i64) {
+        let mut peers = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let full = peers.len() >= MAX_PEER_CLOCKS;
+        match peers.get_mut(peer) {
+            Some(max) => *max = (*max).max(ahead_ms),
+            None if !full => {
+                peers.insert(peer.to_owned(), ahead_ms);
+            }
+            None => {}
+        }
+    }
+
+    /// Every peer's largest offset, by name.
+    pub fn snapshot(&self) -> BTreeMap<String, i64> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
 /// Process-wide counters. Each is monotonic; readers take a [`Stats::snapshot`].
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -94,6 +123,13 @@ pub struct Stats {
     pub replies_dropped: AtomicU64,
     /// Chat replies the IRC connection failed to send.
     pub replies_failed: AtomicU64,
+    /// How far ahead of our clock each peer has stamped events.
+    pub peer_clocks: PeerClocks,
+    /// Voltages the OSC stage had to bring inside an output's limit: always 0 unless a bug let an
+    /// out-of-limit value through every check before it.
+    pub osc_clamped: AtomicU64,
+    /// Local commands that changed nothing (already in that state) and were answered with why.
+    pub unchanged: AtomicU64,
 }
 
 impl Stats {
@@ -138,6 +174,8 @@ impl Stats {
             ("osc_sent", &self.osc_sent),
             ("osc_failed", &self.osc_failed),
             ("osc_coalesced", &self.osc_coalesced),
+            ("osc_clamped", &self.osc_clamped),
+            ("unchanged", &self.unchanged),
             ("feed_resyncs", &self.feed_resyncs),
             ("routing_saves", &self.routing_saves),
             ("routing_save_failures", &self.routing_save_failures),

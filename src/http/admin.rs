@@ -16,8 +16,8 @@ use warp::reply::Response;
 
 use super::auth::authorize;
 use super::{ApiError, HttpContext, MAX_BODY_BYTES, read_limited, respond, with};
-use crate::catalog::{Output, Variable};
-use crate::command::{AdminCommand, Command, MAX_MESSAGE_CHARS};
+use crate::catalog::{Output, Variable, VoltRange};
+use crate::command::{AdminCommand, Command, MAX_MESSAGE_CHARS, RouteVolts};
 use crate::coord::{Outcome, Refusal};
 use crate::gate::Sender;
 use crate::stats::LinkStatus;
@@ -137,6 +137,7 @@ fn outcome(outcome: Outcome) -> Result<serde_json::Value, ApiError> {
     match outcome {
         Outcome::Done { reply } => Ok(json!({ "applied": true, "reply": reply })),
         Outcome::Refused(r @ Refusal::ShuttingDown) => Err(ApiError::Unavailable(r.to_string())),
+        Outcome::Refused(r @ Refusal::OutOfLimit { .. }) => Err(ApiError::BadRequest(r.to_string())),
         Outcome::Refused(r) => Err(ApiError::Refused(r.to_string())),
     }
 }
@@ -191,6 +192,15 @@ struct RoutingPayload {
     output: String,
     variable: Option<String>,
     action: Option<String>,
+    #[serde(default)]
+    range: Option<[f32; 2]>,
+    #[serde(default)]
+    safe: Option<f32>,
+}
+
+/// The voltages a route body asks for; the coordinator checks them against the output's limit.
+fn route_volts(range: Option<[f32; 2]>, safe: Option<f32>) -> RouteVolts {
+    RouteVolts { range: range.map(|[low, high]| VoltRange { low, high }), safe }
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,7 +246,9 @@ async fn publish(ctx: HttpContext, body: PublishBody) -> Result<Action, ApiError
             let output = output(&ctx, &p.output).map_err(|e| ApiError::BadRequest(e.to_string()))?;
             match (p.action.as_deref(), p.variable) {
                 (Some("remove"), _) | (None, None) => AdminCommand::Unroute { output },
-                (Some("add") | None, Some(v)) => AdminCommand::Route { output, variable: variable(&ctx, &v)? },
+                (Some("add") | None, Some(v)) => {
+                    AdminCommand::Route { output, variable: variable(&ctx, &v)?, volts: route_volts(p.range, p.safe) }
+                }
                 (Some("add"), None) => return Err(ApiError::BadRequest("routing add needs a variable".into())),
                 (Some(other), _) => {
                     return Err(ApiError::BadRequest(format!("routing action {other:?} is not add or remove")));
@@ -384,6 +396,10 @@ fn get_route(ctx: &HttpContext, segment: &str) -> Result<serde_json::Value, ApiE
 #[serde(deny_unknown_fields)]
 struct RouteBody {
     variable: String,
+    #[serde(default)]
+    range: Option<[f32; 2]>,
+    #[serde(default)]
+    safe: Option<f32>,
 }
 
 fn write_route(
@@ -397,7 +413,11 @@ fn write_route(
     let command = match *method {
         Method::PUT => {
             let body: RouteBody = parse_json(&body)?;
-            AdminCommand::Route { output, variable: variable(ctx, &body.variable)? }
+            AdminCommand::Route {
+                output,
+                variable: variable(ctx, &body.variable)?,
+                volts: route_volts(body.range, body.safe),
+            }
         }
         Method::DELETE => AdminCommand::Unroute { output },
         _ => return Err(ApiError::BadRequest("use GET, PUT or DELETE".into())),

@@ -29,7 +29,7 @@ use crate::state::Event;
 use crate::stats::{LinkStatus, LogThrottle, Stats, Tally};
 use presence::{Claim, ClaimError, ClusterPresence};
 use raw::{PubSubMessage, RawConnection, RawError, RawSubscriber, ServerError};
-use wire::{DropReason, Incoming, Signer};
+use wire::{Admission, DropReason, Incoming, Origin, Signer};
 
 /// The atomic publish step: writes the register only if newer, appends to the history stream,
 /// publishes (plus the audit copy). The bench also runs it bare, as a floor.
@@ -53,6 +53,10 @@ const DLQ_MAXLEN: u64 = 10_000;
 const PUBLISH_BATCH: usize = 256;
 /// Most messages the reader takes from the subscription in one go.
 const READ_BATCH: usize = 512;
+/// Deletes a state-hash field only if it still holds the value we refused, so a newer honest write
+/// that landed meanwhile is never lost.
+const DELETE_IF_SAME: &str =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
 
 /// Settings from the validated configuration.
 #[derive(Clone)]
@@ -70,6 +74,10 @@ pub struct LinkSettings {
     pub probe_deadline: Duration,
     /// Presence refresh; the claim key lives three heartbeats.
     pub heartbeat: Duration,
+    /// Remote stamps further ahead of our clock are refused (`MAX_CLOCK_SKEW_MS`).
+    pub max_clock_skew: Duration,
+    /// With a signing key, signed pub/sub events older than this are refused (`EVENT_MAX_AGE_MS`).
+    pub event_max_age: Duration,
 }
 
 impl std::fmt::Debug for LinkSettings {
@@ -344,6 +352,9 @@ impl RedisLink {
             stats: self.stats.clone(),
             gap: gap.clone(),
             last_seq: HashMap::new(),
+            admission: self.admission(),
+            peer_ahead: HashMap::new(),
+            log: LogThrottle::per_minute(),
             control,
         };
         let reader = tokio::spawn(reader.run(subscriber));
@@ -370,6 +381,16 @@ impl RedisLink {
         Ok(())
     }
 
+    fn admission(&self) -> Admission {
+        Admission {
+            max_skew_ms: u64::try_from(self.settings.max_clock_skew.as_millis()).unwrap_or(u64::MAX),
+            max_age_ms: self
+                .signer
+                .is_some()
+                .then(|| u64::try_from(self.settings.event_max_age.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+
     fn claim_ttl(&self) -> Duration {
         self.settings.heartbeat * 3
     }
@@ -379,9 +400,33 @@ impl RedisLink {
         let all: HashMap<String, String> =
             redis::cmd("HGETALL").arg(self.names.state()).query_async(&mut session.cmd).await?;
         let mut merged = 0usize;
-        for value in all.values() {
+        let now = wall_ms_now();
+        for (field, value) in &all {
             let Some((_, payload)) = value.split_once('|') else { continue };
-            match wire::decode(payload.as_bytes(), &self.catalog, self.signer.as_ref()) {
+            let decoded = wire::decode(payload.as_bytes(), &self.catalog, self.signer.as_ref()).and_then(|incoming| {
+                match &incoming {
+                    Incoming::Event { event, .. } => wire::admit(event, Origin::StateHash, now, self.admission()),
+                    Incoming::Audit { .. } => Ok(()),
+                }
+                .map(|()| incoming)
+            });
+            if let Err(reason @ (DropReason::ClockSkew | DropReason::OutOfLimit)) = decoded {
+                // A register no instance may apply would also block every honest write to it (the
+                // publish script writes only if newer): keep a copy in the dead-letter stream, then
+                // remove it, unless a newer write replaced it meanwhile.
+                self.count_drop(reason, "state", payload, &mut session.cmd).await;
+                let removed: redis::RedisResult<u64> = redis::Script::new(DELETE_IF_SAME)
+                    .key(self.names.state())
+                    .arg(field)
+                    .arg(value)
+                    .invoke_async(&mut session.cmd)
+                    .await;
+                if let Ok(n) = removed {
+                    self.stats.redis.state_purged.fetch_add(n, Ordering::Relaxed);
+                }
+                continue;
+            }
+            match decoded {
                 Ok(Incoming::Event { event, .. }) => {
                     // Our own earlier writes count too: a restarted instance picks them up here.
                     if !self.coord.apply_remote(&event) {
@@ -869,6 +914,12 @@ struct Reader {
     gap: Arc<AtomicBool>,
     /// Last `seq` per source instance, for gap detection.
     last_seq: HashMap<String, u64>,
+    /// The clock rules every event must meet before it is applied.
+    admission: Admission,
+    /// The furthest ahead of our clock each source has been seen, so `Stats` is told only of a new
+    /// maximum (rare) instead of on every event.
+    peer_ahead: HashMap<String, i64>,
+    log: LogThrottle,
     control: mpsc::Sender<Control>,
 }
 
@@ -922,7 +973,15 @@ impl Reader {
         self.stats.redis.received.fetch_add(1, Ordering::Relaxed);
         let base = channel.strip_prefix(self.prefix.as_str()).unwrap_or(channel);
         LinkCounters::count_channel(&self.stats.redis.received_on, base);
-        match wire::decode(payload, &self.catalog, self.signer.as_ref()) {
+        let now = wall_ms_now();
+        let decoded = wire::decode(payload, &self.catalog, self.signer.as_ref()).and_then(|incoming| match &incoming {
+            Incoming::Event { event, .. } => {
+                self.note_clock(&event.stamp.instance, wire::ahead_ms(event, now));
+                wire::admit(event, Origin::PubSub, now, self.admission).map(|()| incoming)
+            }
+            Incoming::Audit { .. } => Ok(incoming),
+        });
+        match decoded {
             Ok(Incoming::Event { event, seq }) => {
                 if event.stamp.instance.as_ref() == self.instance {
                     self.stats.redis.own_ignored.fetch_add(1, Ordering::Relaxed);
@@ -947,6 +1006,36 @@ impl Reader {
                 channel: channel.to_owned(),
                 payload: String::from_utf8_lossy(payload).into_owned(),
             }),
+        }
+    }
+
+    /// Records how far ahead of our clock `source` stamps its events; a new maximum goes to `Stats`
+    /// (health and `/metrics`), and a peer more than a second ahead is warned about once a minute.
+    fn note_clock(&mut self, source: &str, ahead: i64) {
+        let known = match self.peer_ahead.get_mut(source) {
+            Some(max) if ahead <= *max => return,
+            Some(max) => {
+                *max = ahead;
+                true
+            }
+            None => false,
+        };
+        if !known {
+            if self.peer_ahead.len() >= crate::stats::MAX_PEER_CLOCKS {
+                return;
+            }
+            self.peer_ahead.insert(source.to_owned(), ahead);
+        }
+        self.stats.peer_clocks.note(source, ahead);
+        if ahead > 1000
+            && let Some(suppressed) = self.log.allow("peer_clock_ahead", Instant::now())
+        {
+            warn!(
+                peer = source,
+                ahead_ms = ahead,
+                suppressed,
+                "a peer's clock runs ahead of ours; check NTP on both hosts"
+            );
         }
     }
 
@@ -986,6 +1075,8 @@ pub struct LinkCounters {
     pub dlq_written: AtomicU64,
     pub reconnects: AtomicU64,
     pub resyncs: AtomicU64,
+    /// State-hash registers removed because no instance may apply them (far future, out of limit).
+    pub state_purged: AtomicU64,
     pub gaps: AtomicU64,
     pub subscriber_overflow: AtomicU64,
     pub probes_lost: AtomicU64,
@@ -1039,6 +1130,7 @@ impl LinkCounters {
             ("redis_dlq_written", &self.dlq_written),
             ("redis_reconnects", &self.reconnects),
             ("redis_resyncs", &self.resyncs),
+            ("redis_state_purged", &self.state_purged),
             ("redis_gaps", &self.gaps),
             ("redis_subscriber_overflow", &self.subscriber_overflow),
             ("redis_probes_lost", &self.probes_lost),

@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use crate::catalog::{Catalog, VoltRange};
+use crate::catalog::{Catalog, RouteError, VoltRange};
 use crate::state::{Event, EventKind, Hlc, Route, Stamp};
 
 /// Payloads larger than this are dropped unread.
@@ -48,6 +48,12 @@ pub enum DropReason {
     MissingSignature,
     #[error("bad signature")]
     BadSignature,
+    #[error("route range or safe voltage outside the output's limit")]
+    OutOfLimit,
+    #[error("stamped too far ahead of this host's clock")]
+    ClockSkew,
+    #[error("signed event older than EVENT_MAX_AGE_MS (a replay?)")]
+    StaleSignature,
 }
 
 impl DropReason {
@@ -62,10 +68,13 @@ impl DropReason {
             Self::OutOfRange => "out_of_range",
             Self::MissingSignature => "missing_signature",
             Self::BadSignature => "bad_signature",
+            Self::OutOfLimit => "out_of_limit",
+            Self::ClockSkew => "clock_skew",
+            Self::StaleSignature => "stale_signature",
         }
     }
 
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 12] = [
         Self::NotJson,
         Self::TooLarge,
         Self::UnknownType,
@@ -75,7 +84,50 @@ impl DropReason {
         Self::OutOfRange,
         Self::MissingSignature,
         Self::BadSignature,
+        Self::OutOfLimit,
+        Self::ClockSkew,
+        Self::StaleSignature,
     ];
+}
+
+/// Where a decoded event came from: pub/sub events must be fresh when signed, while registers in the
+/// state hash are old by nature (a route set an hour ago is still the route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    PubSub,
+    StateHash,
+}
+
+/// The time rules a decoded event must meet before it is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// A stamp further ahead of our clock than this is refused (`MAX_CLOCK_SKEW_MS`).
+    pub max_skew_ms: u64,
+    /// With signing on, a pub/sub event older than this is refused as a replay (`EVENT_MAX_AGE_MS`).
+    pub max_age_ms: Option<u64>,
+}
+
+/// How far ahead of `now_ms` an event claims to be (negative: behind), from the later of its
+/// hybrid-clock stamp and its wall-clock `timestamp`.
+pub fn ahead_ms(event: &Event, now_ms: u64) -> i64 {
+    let claimed = Hlc::wall_ms(event.stamp.hlc).max(event.wall_ms);
+    let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    signed(claimed).saturating_sub(signed(now_ms))
+}
+
+/// Checks a decoded event against the clock: never a stamp that would win every later write (far
+/// future), and with signing on never a stale pub/sub event (a captured one, replayed).
+pub fn admit(event: &Event, origin: Origin, now_ms: u64, rules: Admission) -> Result<(), DropReason> {
+    let ahead = ahead_ms(event, now_ms);
+    if ahead > i64::try_from(rules.max_skew_ms).unwrap_or(i64::MAX) {
+        return Err(DropReason::ClockSkew);
+    }
+    if let (Origin::PubSub, Some(max_age)) = (origin, rules.max_age_ms)
+        && now_ms.saturating_sub(Hlc::wall_ms(event.stamp.hlc)) > max_age
+    {
+        return Err(DropReason::StaleSignature);
+    }
+    Ok(())
 }
 
 /// What an incoming payload turned out to be.
@@ -391,21 +443,24 @@ fn routing_kind(routing: &Map<String, Value>, catalog: &Catalog) -> Result<Event
                 None => default,
                 Some([lo, hi]) => {
                     let (Some(low), Some(high)) = (lo.as_f64(), hi.as_f64()) else { return Err(DropReason::Malformed) };
+                    // A value beyond f32 becomes infinite and is refused below as out of limit.
                     #[allow(clippy::cast_possible_truncation)] // Voltages are small; f32 is what OSC sends.
-                    let range = VoltRange { low: low as f32, high: high as f32 };
-                    if !(range.low.is_finite() && range.high.is_finite()) || range.low == range.high {
-                        return Err(DropReason::OutOfRange);
-                    }
-                    range
+                    VoltRange { low: low as f32, high: high as f32 }
                 }
                 Some(_) => return Err(DropReason::Malformed),
             };
-            #[allow(clippy::cast_possible_truncation)] // As above.
-            let safe = routing.get("safe").and_then(Value::as_f64).map_or(range.low, |s| s as f32);
-            if !safe.is_finite() || safe < range.low.min(range.high) || safe > range.low.max(range.high) {
-                return Err(DropReason::OutOfRange);
+            let safe = match routing.get("safe") {
+                None | Some(Value::Null) => range.low,
+                #[allow(clippy::cast_possible_truncation)] // As above.
+                Some(v) => v.as_f64().ok_or(DropReason::Malformed)? as f32,
+            };
+            match catalog.check_route(&output, range, safe) {
+                Ok(()) => Ok(EventKind::Route { output, route: Some(Route { variable, range, safe }) }),
+                Err(RouteError::BadRange { .. }) => Err(DropReason::OutOfRange),
+                Err(RouteError::RangeOutOfLimit { .. } | RouteError::SafeOutOfRange { .. }) => {
+                    Err(DropReason::OutOfLimit)
+                }
             }
-            Ok(EventKind::Route { output, route: Some(Route { variable, range, safe }) })
         }
         _ => Err(DropReason::Malformed),
     }
@@ -470,7 +525,7 @@ mod tests {
             EventKind::Route { output: out.clone(), route: Some(Route::new(var.clone(), VoltRange::LZX)) },
             EventKind::Route {
                 output: out.clone(),
-                route: Some(Route { variable: var, range: VoltRange { low: -5.0, high: 5.0 }, safe: 0.0 }),
+                route: Some(Route { variable: var, range: VoltRange { low: 0.8, high: 0.2 }, safe: 0.5 }),
             },
             EventKind::Route { output: out, route: None },
             EventKind::Overlay { enabled: false },
@@ -569,6 +624,58 @@ mod tests {
         for (payload, reason) in cases {
             assert_eq!(decode(payload.as_bytes(), &c, None), Err(reason), "{payload:.80}");
         }
+    }
+
+    #[test]
+    fn a_route_outside_the_output_limit_is_refused_however_it_is_written() {
+        let c = catalog();
+        let route = |extra: &str| {
+            format!(
+                r#"{{"timestamp": 1, "type": "routing_change", "data": {{"routingData": {{"action": "add",
+                "output": "es9out#1", "variable": "doorway#1.gain"{extra}}}, "source_instance": "b"}}}}"#
+            )
+        };
+        for (extra, reason) in [
+            (r#", "range": [-1000, 1000], "safe": 1000"#, DropReason::OutOfLimit),
+            (r#", "range": [0, 3e38]"#, DropReason::OutOfLimit),
+            (r#", "range": [0, 1e300]"#, DropReason::OutOfLimit),
+            (r#", "safe": 1000"#, DropReason::OutOfLimit),
+            (r#", "safe": -0.5"#, DropReason::OutOfLimit),
+            (r#", "safe": "high""#, DropReason::Malformed),
+            (r#", "range": [0.5, 0.5]"#, DropReason::OutOfRange),
+        ] {
+            assert_eq!(decode(route(extra).as_bytes(), &c, None), Err(reason), "{extra}");
+        }
+        assert!(decode(route(r#", "range": [1, 0], "safe": 1"#).as_bytes(), &c, None).is_ok(), "a falling range");
+        assert!(decode(route(r#", "safe": null"#).as_bytes(), &c, None).is_ok());
+    }
+
+    #[test]
+    fn admission_refuses_far_future_stamps_and_stale_signed_pubsub_events() {
+        let now = 1_800_000_000_000u64;
+        let at = |wall_ms: u64| Event {
+            stamp: Stamp { hlc: Hlc::from_wall_ms(wall_ms) + 1, instance: "b".into() },
+            wall_ms,
+            user: "u".into(),
+            kind: EventKind::ClearAll,
+        };
+        let open = Admission { max_skew_ms: 10_000, max_age_ms: None };
+        let signed = Admission { max_age_ms: Some(60_000), ..open };
+        assert_eq!(admit(&at(now + 10_000), Origin::PubSub, now, open), Ok(()));
+        assert_eq!(admit(&at(now + 10_001), Origin::PubSub, now, open), Err(DropReason::ClockSkew));
+        assert_eq!(admit(&at(now + 20_000), Origin::StateHash, now, open), Err(DropReason::ClockSkew));
+        // The saturating case: a timestamp of 2^53 ms, as one hostile event sent.
+        let huge = Event { stamp: Stamp { hlc: u64::MAX, instance: "b".into() }, ..at(now) };
+        assert_eq!(admit(&huge, Origin::PubSub, now, open), Err(DropReason::ClockSkew));
+        // A plausible stamp with a far-future display timestamp is refused too.
+        let lying = Event { wall_ms: now + 3_600_000, ..at(now) };
+        assert_eq!(admit(&lying, Origin::PubSub, now, open), Err(DropReason::ClockSkew));
+        assert_eq!(admit(&at(now - 3_600_000), Origin::PubSub, now, open), Ok(()), "old is fine unsigned");
+        assert_eq!(admit(&at(now - 60_001), Origin::PubSub, now, signed), Err(DropReason::StaleSignature));
+        assert_eq!(admit(&at(now - 59_000), Origin::PubSub, now, signed), Ok(()));
+        assert_eq!(admit(&at(now - 3_600_000), Origin::StateHash, now, signed), Ok(()), "registers are old by nature");
+        assert_eq!(ahead_ms(&at(now + 1500), now), 1500);
+        assert_eq!(ahead_ms(&at(now - 1500), now), -1500);
     }
 
     #[test]
