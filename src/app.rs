@@ -351,7 +351,29 @@ fn link_settings(config: &Config) -> LinkSettings {
         event_max_age: config.event_max_age,
     };
     info!(redis = %crate::config::mask_url(&settings.url), "connecting to Redis in the background");
+    if settings.signing_key.is_none() && !redis_is_local(&settings.url) {
+        warn!(
+            redis = %crate::config::mask_url(&settings.url),
+            "EVENT_SIGNING_KEY is not set and Redis is not on this machine: any client of that Redis can \
+             drive the outputs and the emergency stop; set the same EVENT_SIGNING_KEY on every instance"
+        );
+    }
     settings
+}
+
+/// True when the Redis URL points at this machine (loopback or a Unix socket), where only local
+/// processes can publish.
+fn redis_is_local(url: &str) -> bool {
+    use redis::{ConnectionAddr, IntoConnectionInfo};
+    let Ok(info) = url.into_connection_info() else { return false };
+    let host = match info.addr() {
+        ConnectionAddr::Unix(_) => return true,
+        ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host,
+        // A kind of address this code does not know yet: warn rather than assume it is private.
+        _ => return false,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The async runtime the bot runs on: multi-threaded, one worker per core (the binary and the bench
@@ -404,6 +426,16 @@ mod tests {
 
     fn supervisor() -> Supervisor {
         Supervisor { tracker: TaskTracker::new(), shutdown: CancellationToken::new(), failure: Arc::default() }
+    }
+
+    #[test]
+    fn only_loopback_and_unix_socket_redis_count_as_local() {
+        for url in ["redis://127.0.0.1:6379", "redis://localhost/0", "redis://[::1]:7000", "redis+unix:///tmp/r.sock"] {
+            assert!(redis_is_local(url), "{url}");
+        }
+        for url in ["redis://10.0.0.5:6379", "rediss://redis.example.com:6380", "redis://studio-a/0", "nonsense"] {
+            assert!(!redis_is_local(url), "{url}");
+        }
     }
 
     #[tokio::test]

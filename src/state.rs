@@ -72,6 +72,11 @@ impl Route {
     pub fn new(variable: Variable, range: VoltRange) -> Route {
         Route { variable, range, safe: range.low }
     }
+
+    /// The voltage the output carries for `value`: the safe one while an emergency stop holds it.
+    pub fn shown_voltage(&self, value: u8, value_max: u8, stopped: bool) -> f32 {
+        if stopped { self.safe } else { self.range.voltage(value, value_max) }
+    }
 }
 
 /// What an event does.
@@ -277,6 +282,7 @@ impl State {
     /// The JSON view served at `/api/state`. `me` decides which entries are marked `remote`.
     pub fn view(&self, me: &str, value_max: u8) -> StateView {
         let first_route = |variable: &Variable| self.routes().find(|(_, r)| r.variable == *variable);
+        let stopped = self.emergency.value.active;
         let parameters = self
             .params
             .iter()
@@ -284,7 +290,8 @@ impl State {
                 let routed = first_route(variable);
                 let view = ParamView {
                     value: p.value,
-                    voltage: routed.map(|(_, r)| r.range.voltage(p.value, value_max)),
+                    voltage: routed.map(|(_, r)| r.shown_voltage(p.value, value_max, stopped)),
+                    held: stopped && routed.is_some(),
                     route: routed.map(|(o, _)| o.to_string()),
                     user: p.user.to_string(),
                     source_instance: p.stamp.instance.to_string(),
@@ -299,10 +306,7 @@ impl State {
             parameters,
             routes,
             overlay_enabled: self.overlay.value,
-            emergency: EmergencyView {
-                active: self.emergency.value.active,
-                message: self.emergency.value.message.clone(),
-            },
+            emergency: EmergencyView::of(&self.emergency.value, self.routes()),
         }
     }
 }
@@ -311,8 +315,10 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ParamView {
     pub value: u8,
-    /// `null` when the variable is not routed to any output.
+    /// `null` when the variable is not routed to any output; the safe voltage while stopped.
     pub voltage: Option<f32>,
+    /// True while an emergency stop holds the routed output at its safe voltage.
+    pub held: bool,
     /// The (first) output carrying this variable, `null` when unrouted.
     pub route: Option<String>,
     pub user: String,
@@ -326,6 +332,16 @@ pub struct ParamView {
 pub struct EmergencyView {
     pub active: bool,
     pub message: Option<String>,
+    /// While active: every routed output and the safe voltage it is held at (empty otherwise).
+    pub held: BTreeMap<String, f32>,
+}
+
+impl EmergencyView {
+    /// The latch as views show it, with what it holds each routed output at.
+    pub fn of<'a>(latch: &Emergency, routes: impl Iterator<Item = (&'a Output, &'a Route)>) -> EmergencyView {
+        let held = if latch.active { routes.map(|(o, r)| (o.to_string(), r.safe)).collect() } else { BTreeMap::new() };
+        EmergencyView { active: latch.active, message: latch.message.clone(), held }
+    }
 }
 
 /// The state as JSON consumers see it; the HTTP layer adds `instance_id` and `redis`.

@@ -74,10 +74,10 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Key {
     Param(Variable),
-    /// Full-state updates (routing changes, clear): a newer one supersedes an older one.
+    /// Full-state updates (routing changes, clear, emergency stop and resume): a newer one
+    /// supersedes an older one.
     State,
     Overlay,
-    Emergency,
 }
 
 /// One SSE client's bounded queue. The hub pushes without ever waiting; the client's stream pops.
@@ -257,6 +257,7 @@ struct ParamUpdate {
     param: Param,
     route: Option<Output>,
     voltage: Option<f32>,
+    held: bool,
     remote: bool,
 }
 
@@ -265,6 +266,7 @@ impl ParamUpdate {
         ParamView {
             value: self.param.value,
             voltage: self.voltage,
+            held: self.held,
             route: self.route.as_ref().map(ToString::to_string),
             user: self.param.user.to_string(),
             source_instance: self.param.source.to_string(),
@@ -477,10 +479,12 @@ impl Mirror {
     /// What `variable` at `p` shows with the routes as they stand now.
     fn param_update(&self, variable: &Variable, p: &Param) -> ParamUpdate {
         let routed = self.routes.iter().find(|(_, r)| r.variable == *variable);
+        let stopped = self.emergency.active;
         ParamUpdate {
             variable: variable.clone(),
             route: routed.map(|(o, _)| o.clone()),
-            voltage: routed.map(|(_, r)| r.range.voltage(p.value, self.value_max)),
+            voltage: routed.map(|(_, r)| r.shown_voltage(p.value, self.value_max, stopped)),
+            held: stopped && routed.is_some(),
             remote: p.source != self.me,
             param: p.clone(),
         }
@@ -491,7 +495,7 @@ impl Mirror {
             parameters: self.params.iter().map(|(v, p)| (v.to_string(), self.param_update(v, p).view())).collect(),
             routes: self.routes.iter().map(|(o, r)| (o.to_string(), r.variable.to_string())).collect(),
             overlay_enabled: self.overlay,
-            emergency: EmergencyView { active: self.emergency.active, message: self.emergency.message.clone() },
+            emergency: EmergencyView::of(&self.emergency, self.routes.iter()),
         }
     }
 
@@ -552,8 +556,15 @@ impl Mirror {
                 self.emergency = Emergency { active: *active, message: message.clone() };
                 let action = if *active { "emergency_stop" } else { "resume" };
                 let data = json!({"action": action, "message": message});
-                let body = json(json!({"type": "emergency", "active": active, "message": message}));
-                (Some(Key::Emergency), body, ("admin_command", HistoryData::Json(data), wall_ms_now(), None))
+                // The whole state, not just the latch: every routed parameter's voltage changes with
+                // it (held at the safe value, or back to the chat value), and clients must show that.
+                let text = match (active, message) {
+                    (true, Some(m)) => format!("EMERGENCY STOP: {m}"),
+                    (true, None) => "EMERGENCY STOP".to_owned(),
+                    (false, _) => "resumed".to_owned(),
+                };
+                let body = json(self.state_update(&text));
+                (Some(Key::State), body, ("admin_command", HistoryData::Json(data), wall_ms_now(), None))
             }
         }
     }

@@ -588,17 +588,16 @@ impl RedisLink {
         Ok(())
     }
 
-    /// Commands addressed to this instance: `{"command": "resync"}` or `{"command": "status"}`.
+    /// Commands addressed to this instance: `{"command": "resync"}` or `{"command": "status"}`,
+    /// signed and fresh when `EVENT_SIGNING_KEY` is set.
     async fn on_command(&mut self, payload: &[u8], session: &mut Session) -> Result<(), String> {
-        let command: Option<String> = serde_json::from_slice::<serde_json::Value>(payload)
-            .ok()
-            .and_then(|v| v.get("command").and_then(|c| c.as_str()).map(str::to_owned));
-        match command.as_deref() {
-            Some("resync") => {
+        let max_age = u64::try_from(self.settings.event_max_age.as_millis()).unwrap_or(u64::MAX);
+        match wire::decode_command(payload, self.signer.as_ref(), wall_ms_now(), max_age) {
+            Ok(wire::InstanceCommand::Resync) => {
                 info!("resync requested on our command channel");
                 self.resync(session).await.map_err(|e| format!("resync failed: {e}"))
             }
-            Some("status") => {
+            Ok(wire::InstanceCommand::Status) => {
                 let report = serde_json::json!({
                     "type": "instance_report", "instance": self.instance, "host": self.claim.host,
                     "status": self.status.borrow().as_str(), "timestamp": wall_ms_now(),
@@ -611,14 +610,8 @@ impl RedisLink {
                     .await;
                 published.map(|_| ()).map_err(|e| format!("status report failed: {e}"))
             }
-            _ => {
-                self.count_drop(
-                    DropReason::UnknownType,
-                    "command",
-                    &String::from_utf8_lossy(payload),
-                    &mut session.cmd,
-                )
-                .await;
+            Err(reason) => {
+                self.count_drop(reason, "command", &String::from_utf8_lossy(payload), &mut session.cmd).await;
                 Ok(())
             }
         }
