@@ -4,7 +4,8 @@
 //! Reads snapshots and counters only; never submits anything. Knows no OSC, Redis wire format or chat.
 
 use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::json;
@@ -127,6 +128,9 @@ fn health(ctx: &HttpContext) -> serde_json::Value {
             "sse_clients": ctx.hub.clients(),
         },
         "twitch": ctx.twitch_status.borrow().as_str(),
+        // How far ahead of this host's clock each peer has stamped events; more than
+        // MAX_CLOCK_SKEW_MS and its events are refused.
+        "peer_clock_ahead_ms": ctx.stats.peer_clocks.snapshot(),
         "events": {
             "published": get("redis_published"),
             "publish_failed": get("redis_publish_failed"),
@@ -206,6 +210,15 @@ fn metrics(ctx: &HttpContext) -> Response {
     registry.register("sse_clients", "SSE clients connected now", ConstGauge::new(clients));
     let connected = i64::from(*ctx.redis_status.borrow() == LinkStatus::Connected);
     registry.register("redis_connected", "1 while the Redis link is connected", ConstGauge::new(connected));
+    let peers = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    for (peer, ahead) in ctx.stats.peer_clocks.snapshot() {
+        peers.get_or_create(&vec![("peer", peer)]).set(ahead);
+    }
+    registry.register(
+        "peer_clock_ahead_ms",
+        "Furthest ahead of this host's clock each peer has stamped an event",
+        peers,
+    );
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &registry) {
         Ok(()) => {

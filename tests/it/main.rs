@@ -11,5 +11,6 @@ mod overlay;
 mod pipeline;
 mod raw_redis;
 mod redis_server;
+mod safety;
 mod sse;
 mod twitch;
