@@ -201,6 +201,7 @@ impl Config {
             return Err(err("TWITCH_USERNAME", "must be set with TWITCH_OAUTH_TOKEN (the bot account's login)"));
         }
         let twitch_irc_addr = v.get("TWITCH_IRC_ADDR").map(|a| resolve("TWITCH_IRC_ADDR", a)).transpose()?;
+        let safety = Safety::from_vars(&v)?;
         Ok(Config {
             instance_id,
             http_addr,
@@ -243,34 +244,12 @@ impl Config {
             chat_reply_errors: boolean("CHAT_REPLY_ERRORS", v.get("CHAT_REPLY_ERRORS"), false)?,
             admin_token: admin_token(v.get("ADMIN_TOKEN"))?,
             sse_keepalive: Duration::from_secs(keepalive_secs(v.get("SSE_KEEPALIVE_SECS"))?),
-            max_clock_skew: Duration::from_millis(at_least(
-                "MAX_CLOCK_SKEW_MS",
-                v.get("MAX_CLOCK_SKEW_MS"),
-                (10_000, 100, 24 * 3_600_000),
-            )?),
-            event_max_age: Duration::from_millis(at_least(
-                "EVENT_MAX_AGE_MS",
-                v.get("EVENT_MAX_AGE_MS"),
-                (60_000, 1_000, 24 * 3_600_000),
-            )?),
-            http_header_timeout: Duration::from_millis(at_least(
-                "HTTP_HEADER_TIMEOUT_MS",
-                v.get("HTTP_HEADER_TIMEOUT_MS"),
-                (10_000, 100, 600_000),
-            )?),
-            http_max_connections: usize::try_from(at_least(
-                "HTTP_MAX_CONNECTIONS",
-                v.get("HTTP_MAX_CONNECTIONS"),
-                (1024, 1, 1_000_000),
-            )?)
-            .unwrap_or(1024),
-            sse_max_clients: usize::try_from(at_least(
-                "SSE_MAX_CLIENTS",
-                v.get("SSE_MAX_CLIENTS"),
-                (256, 1, 1_000_000),
-            )?)
-            .unwrap_or(256),
-            http_allowed_hosts: allowed_hosts(v.get("HTTP_ALLOWED_HOSTS"))?,
+            max_clock_skew: safety.max_clock_skew,
+            event_max_age: safety.event_max_age,
+            http_header_timeout: safety.http_header_timeout,
+            http_max_connections: safety.http_max_connections,
+            sse_max_clients: safety.sse_max_clients,
+            http_allowed_hosts: safety.http_allowed_hosts,
         })
     }
 
@@ -320,6 +299,33 @@ impl Config {
             ("SSE_MAX_CLIENTS", self.sse_max_clients.to_string()),
             ("HTTP_ALLOWED_HOSTS", self.http_allowed_hosts.join(",")),
         ]
+    }
+}
+
+/// The bounds on what reaches the bot from outside: clocks, signatures, HTTP.
+struct Safety {
+    max_clock_skew: Duration,
+    event_max_age: Duration,
+    http_header_timeout: Duration,
+    http_max_connections: usize,
+    sse_max_clients: usize,
+    http_allowed_hosts: Vec<String>,
+}
+
+impl Safety {
+    fn from_vars(v: &Vars) -> Result<Safety, ConfigError> {
+        let ms = |name: &'static str, bounds| at_least(name, v.get(name), bounds).map(Duration::from_millis);
+        let count = |name: &'static str, default: u64| {
+            at_least(name, v.get(name), (default, 1, 1_000_000)).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        };
+        Ok(Safety {
+            max_clock_skew: ms("MAX_CLOCK_SKEW_MS", (10_000, 100, 24 * 3_600_000))?,
+            event_max_age: ms("EVENT_MAX_AGE_MS", (60_000, 1_000, 24 * 3_600_000))?,
+            http_header_timeout: ms("HTTP_HEADER_TIMEOUT_MS", (10_000, 100, 600_000))?,
+            http_max_connections: count("HTTP_MAX_CONNECTIONS", 1024)?,
+            sse_max_clients: count("SSE_MAX_CLIENTS", 256)?,
+            http_allowed_hosts: allowed_hosts(v.get("HTTP_ALLOWED_HOSTS"))?,
+        })
     }
 }
 
