@@ -9,11 +9,11 @@ use crate::helpers::{TestApp, cv};
 use crate::redis_server::{Proxy, RedisServer};
 
 /// Starts an instance on `url`.
-async fn instance(id: &str, url: &str) -> TestApp {
+pub(crate) async fn instance(id: &str, url: &str) -> TestApp {
     instance_with(id, url, &[]).await
 }
 
-async fn instance_with(id: &str, url: &str, extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn instance_with(id: &str, url: &str, extra: &[(&str, &str)]) -> TestApp {
     let mut vars =
         vec![("INSTANCE_ID", id), ("REDIS_URL", url), ("ENABLE_REDIS_EVENTS", "true"), ("RATE_LIMIT_MS", "0")];
     vars.extend_from_slice(extra);
@@ -21,7 +21,7 @@ async fn instance_with(id: &str, url: &str, extra: &[(&str, &str)]) -> TestApp {
 }
 
 /// Polls `check` until it is true or `limit` passes (then fails the test with `what`).
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -33,11 +33,11 @@ where
     }
 }
 
-async fn redis_status(app: &TestApp) -> String {
+pub(crate) async fn redis_status(app: &TestApp) -> String {
     app.state().await["redis"].as_str().unwrap_or_default().to_owned()
 }
 
-async fn connected(apps: &[&TestApp]) {
+pub(crate) async fn connected(apps: &[&TestApp]) {
     for app in apps {
         eventually("redis connected", Duration::from_secs(15), || async { redis_status(app).await == "connected" })
             .await;
@@ -45,7 +45,7 @@ async fn connected(apps: &[&TestApp]) {
 }
 
 /// The part of `/api/state` every instance must agree on (without who is asking and `remote`).
-async fn shared_view(app: &TestApp) -> Value {
+pub(crate) async fn shared_view(app: &TestApp) -> Value {
     let mut s = app.state().await;
     if let Some(params) = s["parameters"].as_object_mut() {
         for p in params.values_mut() {
@@ -58,7 +58,7 @@ async fn shared_view(app: &TestApp) -> Value {
     s
 }
 
-async fn converged(apps: &[&TestApp]) -> bool {
+pub(crate) async fn converged(apps: &[&TestApp]) -> bool {
     let first = shared_view(apps[0]).await;
     for app in &apps[1..] {
         if shared_view(app).await != first {

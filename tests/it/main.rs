@@ -10,6 +10,7 @@ mod http_api;
 mod overlay;
 mod pipeline;
 mod raw_redis;
+mod redis_faults;
 mod redis_server;
 mod sse;
 mod twitch;
