@@ -1527,6 +1527,30 @@ mod tests {
     }
 
     #[test]
+    fn the_degraded_reason_names_the_fault_and_every_write_waiting() {
+        let mut faults = SideFaults::default();
+        assert_eq!(faults.reason(), None);
+        *faults.slot(SideWrite::Registers) = Some(SideFault::OutOfMemory);
+        *faults.slot(SideWrite::Presence) = Some(SideFault::OutOfMemory);
+        assert!(faults.has(SideWrite::Presence) && !faults.has(SideWrite::DeadLetters));
+        assert_eq!(
+            faults.reason().as_deref(),
+            Some("redis out of memory (presence, state hash and history waiting for a retry)")
+        );
+        *faults.slot(SideWrite::Presence) = None;
+        *faults.slot(SideWrite::Registers) = Some(SideFault::ReadOnly);
+        assert_eq!(faults.reason().as_deref(), Some("redis is read-only (state hash and history waiting for a retry)"));
+    }
+
+    #[test]
+    fn only_oom_and_readonly_replies_mean_publish_still_works() {
+        assert_eq!(SideFault::refusing_writes("OOM"), Some(SideFault::OutOfMemory));
+        assert_eq!(SideFault::refusing_writes("READONLY"), Some(SideFault::ReadOnly));
+        assert_eq!(SideFault::refusing_writes("NOSCRIPT"), None);
+        assert_eq!(SideFault::refusing_writes("ERR"), None);
+    }
+
+    #[test]
     fn keys_share_one_hash_tag_and_channels_keep_the_seed_names() {
         let n = Names::new("studio-a:", "bot-7");
         for key in [n.state(), n.history(), n.dlq(), n.claim(), n.instances()] {

@@ -55,6 +55,15 @@ async fn at_maxmemory_the_session_keeps_serving_and_an_emergency_stop_reaches_th
     })
     .await;
 
+    // Poison while the dead-letter stream refuses writes: counted, kept for the next heartbeat.
+    redis.publish("cv:parameter:update", "{not json during oom").await;
+    for app in [&a, &b] {
+        eventually("the dead letter is waiting", Duration::from_secs(5), || async {
+            app.stat("redis_dropped_not_json").await == 1 && app.stat("redis_dlq_failed").await >= 1
+        })
+        .await;
+    }
+
     for app in [&a, &b] {
         eventually("degraded because redis is out of memory", Duration::from_secs(5), || async {
             let h = health(app).await;
@@ -91,6 +100,10 @@ async fn at_maxmemory_the_session_keeps_serving_and_an_emergency_stop_reaches_th
     let history: Vec<(String, Vec<(String, String)>)> =
         redis::cmd("XRANGE").arg("{cv}:history").arg("-").arg("+").query_async(&mut conn).await.expect("xrange");
     assert!(history.iter().any(|(_, fields)| fields.iter().any(|(_, v)| v.contains("oom drill"))));
+    let dead: Vec<(String, Vec<(String, String)>)> =
+        redis::cmd("XRANGE").arg("{cv}:dlq").arg("-").arg("+").query_async(&mut conn).await.expect("xrange");
+    let kept = dead.iter().filter(|(_, fields)| fields.iter().any(|(_, v)| v == "{not json during oom")).count();
+    assert_eq!(kept, 2, "each instance kept its dead letter: {dead:?}");
     // A restarted instance gets the stop back from the hash.
     let late = instance("bot-late", &redis.url()).await;
     connected(&[&late]).await;
@@ -258,4 +271,55 @@ async fn a_foreign_publisher_using_our_id_is_counted_and_applied_so_instances_ag
     })
     .await;
     assert_eq!(a.stat("redis_impostor_events").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_read_only_replica_events_still_flow_and_registers_are_written_once_it_is_promoted() {
+    let master = RedisServer::start().await;
+    let replica = RedisServer::start().await;
+    let a = instance("bot-a", &replica.url()).await;
+    let b = instance("bot-b", &replica.url()).await;
+    connected(&[&a, &b]).await;
+    a.op("!admin es9out#1 → doorway#1.threshold");
+    eventually("b has a's route", Duration::from_secs(5), || async {
+        b.state().await["routes"]["es9out#1"] == "doorway#1.threshold"
+    })
+    .await;
+    b.osc.drain().await;
+    // A failover gone wrong: the Redis the bots use becomes a read-only replica.
+    let mut conn = replica.conn().await;
+    let () = redis::cmd("REPLICAOF").arg("127.0.0.1").arg(master.port).query_async(&mut conn).await.expect("replicaof");
+    eventually("the replica is in sync", Duration::from_secs(10), || {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO").arg("replication").query_async(&mut conn).await.unwrap_or_default();
+            info.contains("master_link_status:up")
+        }
+    })
+    .await;
+    // Serving again if the switch cost a session: connected, or degraded only by refused side writes.
+    for app in [&a, &b] {
+        eventually("serving on the replica", Duration::from_secs(15), || async {
+            let h = health(app).await;
+            h["redis"]["status"] == "connected"
+                || h["redis"]["reason"].as_str().is_some_and(|r| r.starts_with("redis is read-only"))
+        })
+        .await;
+    }
+    let reconnects = (a.stat("redis_reconnects").await, b.stat("redis_reconnects").await);
+
+    a.op("!admin emergency stop replica drill");
+    assert_eq!(b.osc.recv_addr("/cv").await, cv("es9out#1", 0.0, "doorway", 1, "threshold", 0));
+    eventually("degraded because redis is read-only", Duration::from_secs(5), || async {
+        health(&a).await["redis"]["reason"].as_str().is_some_and(|r| r.starts_with("redis is read-only"))
+    })
+    .await;
+
+    let () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query_async(&mut conn).await.expect("promote");
+    eventually("the kept register reaches the promoted server", FEW_HEARTBEATS, || async {
+        state_hash(&replica).await.get("emergency").is_some_and(|v| v.contains("replica drill"))
+    })
+    .await;
+    eventually("a connected again", FEW_HEARTBEATS, || async { redis_status(&a).await == "connected" }).await;
+    assert_eq!((a.stat("redis_reconnects").await, b.stat("redis_reconnects").await), reconnects);
 }
