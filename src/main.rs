@@ -118,10 +118,11 @@ fn serve(config: Config, demo: bool) -> ExitCode {
                 info!("stopped");
                 ExitCode::SUCCESS
             }
-            Err(e)
-                if e.downcast_ref::<StartupError>().is_some()
-                    || e.downcast_ref::<cvbot::redis_link::presence::DuplicateInstance>().is_some() =>
-            {
+            // The supervisor has logged it, as one line naming the other host; a copy would only confuse.
+            Err(e) if e.downcast_ref::<cvbot::redis_link::presence::DuplicateInstance>().is_some() => {
+                ExitCode::from(EXIT_CONFIG)
+            }
+            Err(e) if e.downcast_ref::<StartupError>().is_some() => {
                 error!("{e:#}");
                 ExitCode::from(EXIT_CONFIG)
             }

@@ -11,7 +11,7 @@ pub mod presence;
 pub mod raw;
 pub mod wire;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ use crate::catalog::Catalog;
 use crate::coord::{CoordHandle, wall_ms_now};
 use crate::state::Event;
 use crate::stats::{LinkStatus, LogThrottle, Stats, Tally};
-use presence::{Claim, ClaimError, ClusterPresence};
+use presence::{Claim, ClaimError, ClaimOutcome, Claims, ClusterPresence, DuplicateInstance, OwnEchoes};
 use raw::{PubSubMessage, RawConnection, RawError, RawSubscriber, ServerError};
 use wire::{Admission, DropReason, Incoming, Origin, Signer};
 
@@ -48,6 +48,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(5);
 const PUBLISH_RETRIES: [Duration; 3] =
     [Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(400)];
 const DLQ_MAXLEN: u64 = 10_000;
+/// Dead letters waiting for a failed `XADD` to be retried on the next heartbeat. When full, the oldest
+/// is forgotten and counted (`redis_dlq_lost`); it was counted and logged by reason already.
+const DLQ_BACKLOG: usize = 64;
 /// Events per publish pipeline: large enough to keep up with 10,000 commands/s, small enough that a
 /// failed batch is retried quickly.
 const PUBLISH_BATCH: usize = 256;
@@ -142,6 +145,104 @@ impl Names {
 enum SessionEnd {
     Shutdown,
     Broken(String),
+    /// An older live process holds our `INSTANCE_ID`: this one must go.
+    Duplicate(DuplicateInstance),
+}
+
+/// Why Redis refused or missed a write beside the hot path (presence, dead letters, registers kept
+/// for later). Shown as the degraded reason while the session keeps publishing and subscribing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SideFault {
+    #[error("redis out of memory")]
+    OutOfMemory,
+    #[error("redis is read-only")]
+    ReadOnly,
+    #[error("redis did not answer a write in time")]
+    Timeout,
+    #[error("redis refused a write ({0})")]
+    Refused(String),
+    #[error("redis write failed: connection trouble")]
+    Transport,
+}
+
+impl SideFault {
+    /// The reply codes that mean "writes are refused, but `PUBLISH` still works".
+    fn refusing_writes(code: &str) -> Option<SideFault> {
+        match code {
+            "OOM" => Some(SideFault::OutOfMemory),
+            "READONLY" => Some(SideFault::ReadOnly),
+            _ => None,
+        }
+    }
+
+    fn of_reply(e: &ServerError) -> SideFault {
+        Self::refusing_writes(e.code()).unwrap_or_else(|| SideFault::Refused(e.code().to_owned()))
+    }
+
+    fn of(e: &redis::RedisError) -> SideFault {
+        if e.is_timeout() {
+            return SideFault::Timeout;
+        }
+        // A pipeline's error keeps each failed command's reply; the first one says why.
+        let code = e.code().map(str::to_owned).or_else(|| {
+            e.clone().into_server_errors().and_then(|items| items.first().map(|(_, server)| server.code().to_owned()))
+        });
+        match code {
+            Some(code) => Self::refusing_writes(&code).unwrap_or(SideFault::Refused(code)),
+            None => SideFault::Transport,
+        }
+    }
+}
+
+/// The side writes that can fail without ending the session, each retried on the next heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SideWrite {
+    Presence,
+    DeadLetters,
+    Registers,
+}
+
+impl SideWrite {
+    const ALL: [SideWrite; 3] = [SideWrite::Presence, SideWrite::DeadLetters, SideWrite::Registers];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Presence => "presence",
+            Self::DeadLetters => "dead letters",
+            Self::Registers => "state hash and history",
+        }
+    }
+}
+
+/// The side writes failing now, and why.
+#[derive(Debug, Default)]
+struct SideFaults([Option<SideFault>; 3]);
+
+impl SideFaults {
+    fn slot(&mut self, write: SideWrite) -> &mut Option<SideFault> {
+        let i = SideWrite::ALL.iter().position(|w| *w == write).unwrap_or(0);
+        &mut self.0[i]
+    }
+
+    fn has(&self, write: SideWrite) -> bool {
+        SideWrite::ALL.iter().zip(&self.0).any(|(w, f)| *w == write && f.is_some())
+    }
+
+    /// `redis out of memory (presence, state hash and history)`, or `None` when every side write works.
+    fn reason(&self) -> Option<String> {
+        let failing: Vec<(&SideWrite, &SideFault)> =
+            SideWrite::ALL.iter().zip(&self.0).filter_map(|(w, f)| f.as_ref().map(|f| (w, f))).collect();
+        let (_, first) = failing.first()?;
+        let what: Vec<&str> = failing.iter().map(|(w, _)| w.label()).collect();
+        Some(format!("{first} ({} waiting for a retry)", what.join(", ")))
+    }
+}
+
+/// A payload the dead-letter stream has not taken yet.
+struct DeadLetter {
+    reason: &'static str,
+    channel: String,
+    payload: String,
 }
 
 /// One live session: a command connection, a publishing connection owned by the link task (no
@@ -178,8 +279,18 @@ pub struct RedisLink {
     script: redis::Script,
     seq: u64,
     claim: Claim,
+    claims: Claims,
     claimed: bool,
-    log: LogThrottle,
+    /// What we published, so the reader tells our echoes from an impostor's events.
+    echoes: Arc<OwnEchoes>,
+    /// Events sent by a plain `PUBLISH` while Redis refused writes, newest per register, waiting to
+    /// be written into the state hash and history (only-if-newer) on a heartbeat.
+    unpersisted: BTreeMap<String, Prepared>,
+    dead_letters: VecDeque<DeadLetter>,
+    faults: SideFaults,
+    /// This session's subscription has been proven by a probe.
+    verified: bool,
+    log: Arc<LogThrottle>,
 }
 
 impl std::fmt::Debug for RedisLink {
@@ -208,6 +319,7 @@ impl RedisLink {
             host: presence::host_name(),
             pid: std::process::id(),
             token: format!("{:016x}", fastrand::u64(..)),
+            since_ms: wall_ms_now(),
             heartbeat_ms: 0,
         };
         RedisLink {
@@ -225,13 +337,20 @@ impl RedisLink {
             script: redis::Script::new(PUBLISH_SCRIPT),
             seq: 0,
             claim,
+            claims: Claims::default(),
             claimed: false,
-            log: LogThrottle::per_minute(),
+            echoes: Arc::default(),
+            unpersisted: BTreeMap::new(),
+            dead_letters: VecDeque::new(),
+            faults: SideFaults::default(),
+            verified: false,
+            log: Arc::new(LogThrottle::per_minute()),
         }
     }
 
     /// Runs until `shutdown`: connects, serves, and reconnects forever with capped exponential
-    /// backoff and jitter. Fails only on a duplicate `INSTANCE_ID`.
+    /// backoff and jitter. Fails only when an older live process holds our `INSTANCE_ID`; then it
+    /// neither releases the claim nor announces `offline`, both of which belong to that process.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut attempt: u32 = 0;
         loop {
@@ -242,13 +361,15 @@ impl RedisLink {
             let end = match self.connect().await {
                 Ok(mut session) => match self.claim_presence(&mut session).await {
                     Ok(()) => self.serve(&mut session, &shutdown).await,
-                    Err(ClaimError::Duplicate(d)) => return Err(d.into()),
-                    Err(ClaimError::Redis(e)) => SessionEnd::Broken(format!("presence claim failed: {e}")),
+                    Err(d) => SessionEnd::Duplicate(d),
                 },
                 Err(e) => SessionEnd::Broken(format!("cannot connect: {e}")),
             };
+            self.verified = false;
+            self.stats.redis.serving.store(false, Ordering::Relaxed);
             match end {
                 SessionEnd::Shutdown => break,
+                SessionEnd::Duplicate(d) => return Err(d.into()),
                 SessionEnd::Broken(reason) => {
                     self.stats.redis.reconnects.fetch_add(1, Ordering::Relaxed);
                     self.degrade(&reason);
@@ -354,7 +475,8 @@ impl RedisLink {
             last_seq: HashMap::new(),
             admission: self.admission(),
             peer_ahead: HashMap::new(),
-            log: LogThrottle::per_minute(),
+            echoes: self.echoes.clone(),
+            log: self.log.clone(),
             control,
         };
         let reader = tokio::spawn(reader.run(subscriber));
@@ -369,15 +491,17 @@ impl RedisLink {
         Ok(session)
     }
 
-    async fn claim_presence(&mut self, session: &mut Session) -> Result<(), ClaimError> {
-        self.claim.heartbeat_ms = wall_ms_now();
-        presence::claim(&mut session.cmd, &self.names.claim(), &self.claim, self.claim_ttl()).await?;
+    /// At the start of a session: claim our id (or learn that an older process holds it), then retry
+    /// whatever side writes earlier sessions left failing. A claim Redis refuses (OOM) is no reason
+    /// to stop serving: it is retried on the next heartbeat like any side write.
+    async fn claim_presence(&mut self, session: &mut Session) -> Result<(), DuplicateInstance> {
+        self.refresh_presence(session).await?;
         if !self.claimed {
             self.claimed = true;
             self.announce("online").await;
             info!(instance = %self.instance, "joined the cluster");
         }
-        self.refresh_presence(session).await?;
+        self.side_writes(session).await;
         Ok(())
     }
 
@@ -388,6 +512,62 @@ impl RedisLink {
                 .signer
                 .is_some()
                 .then(|| u64::try_from(self.settings.event_max_age.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+
+    /// Every heartbeat: presence (which may find an older twin), then the side writes waiting for a
+    /// retry. Nothing here ends the session but a twin.
+    async fn heartbeat(&mut self, session: &mut Session) -> Result<(), DuplicateInstance> {
+        self.refresh_presence(session).await?;
+        self.side_writes(session).await;
+        Ok(())
+    }
+
+    async fn side_writes(&mut self, session: &mut Session) {
+        self.write_dead_letters(&mut session.cmd).await;
+        self.persist(session).await;
+        self.show_status();
+    }
+
+    /// Records a failed side write: counted, logged once a minute per kind, shown as the degraded
+    /// reason until it works again.
+    fn side_failed(&mut self, write: SideWrite, fault: SideFault) {
+        let counter = match write {
+            SideWrite::Presence => &self.stats.redis.presence_failed,
+            SideWrite::DeadLetters => &self.stats.redis.dlq_failed,
+            SideWrite::Registers => &self.stats.redis.persist_failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self.log.allow(write.label(), Instant::now()) {
+            warn!(
+                write = write.label(),
+                reason = %fault,
+                suppressed,
+                "a Redis write beside the hot path failed; events still flow, retrying on the next heartbeat"
+            );
+        }
+        *self.faults.slot(write) = Some(fault);
+    }
+
+    fn side_ok(&mut self, write: SideWrite) {
+        if self.faults.slot(write).take().is_some() {
+            info!(write = write.label(), "a Redis write beside the hot path works again");
+        }
+    }
+
+    /// Once the probe has proven the subscription: `connected` when every side write works,
+    /// `degraded` with the reason while one fails (the session keeps serving either way).
+    fn show_status(&self) {
+        if !self.verified {
+            return;
+        }
+        self.stats.redis.serving.store(true, Ordering::Relaxed);
+        let reason = self.faults.reason();
+        self.stats.redis.set_reason(reason.as_deref());
+        let wanted = if reason.is_some() { LinkStatus::Degraded } else { LinkStatus::Connected };
+        let changed = self.status.send_if_modified(|status| std::mem::replace(status, wanted) != wanted);
+        if changed && wanted == LinkStatus::Connected {
+            info!(rtt_us = self.stats.redis.probe_rtt_us.load(Ordering::Relaxed), "Redis link connected");
         }
     }
 
@@ -464,8 +644,8 @@ impl RedisLink {
                 () = shutdown.cancelled() => return SessionEnd::Shutdown,
                 message = session.messages.recv() => match message {
                     Some(m) => {
-                        if let Err(reason) = self.on_control(m, session, &mut probe).await {
-                            return SessionEnd::Broken(reason);
+                        if let Err(end) = self.on_control(m, session, &mut probe).await {
+                            return end;
                         }
                     }
                     None => return SessionEnd::Broken("subscription closed by the server".into()),
@@ -484,8 +664,8 @@ impl RedisLink {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if let Err(e) = self.refresh_presence(session).await {
-                        return SessionEnd::Broken(format!("presence heartbeat failed: {e}"));
+                    if let Err(twin) = self.heartbeat(session).await {
+                        return SessionEnd::Duplicate(twin);
                     }
                 }
             }
@@ -552,7 +732,7 @@ impl RedisLink {
         control: Control,
         session: &mut Session,
         probe: &mut Option<(String, Instant)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SessionEnd> {
         let message = match control {
             Control::Poison { reason, channel, payload } => {
                 self.count_drop(reason, &channel, &payload, &mut session.cmd).await;
@@ -569,20 +749,24 @@ impl RedisLink {
                 let rtt = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
                 self.stats.redis.probe_rtt_us.store(rtt, Ordering::Relaxed);
                 *probe = None;
-                if *self.status.borrow() != LinkStatus::Connected {
-                    self.stats.redis.set_reason(None);
-                    self.status.send_replace(LinkStatus::Connected);
-                    info!(rtt_us = rtt, "Redis link connected: subscription verified by probe");
+                if !self.verified {
+                    debug!(rtt_us = rtt, "subscription verified by probe");
+                    self.verified = true;
                 }
+                self.show_status();
             }
             return Ok(());
         }
         if channel == self.names.command_channel() {
-            return self.on_command(payload, session).await;
+            return self.on_command(payload, session).await.map_err(SessionEnd::Broken);
         }
         if channel == self.names.status_channel() {
+            // Someone joined, left or took a claim back: check ours now rather than at the next beat,
+            // so a younger twin leaves as soon as the older one is back.
             debug!(payload = %String::from_utf8_lossy(payload), "instance status");
-            return self.refresh_presence(session).await.map_err(|e| format!("presence refresh failed: {e}"));
+            self.refresh_presence(session).await.map_err(SessionEnd::Duplicate)?;
+            self.show_status();
+            return Ok(());
         }
         debug!(%channel, "message on an unexpected channel ignored");
         Ok(())
@@ -608,7 +792,11 @@ impl RedisLink {
                     .arg(report.to_string())
                     .query_async(&mut session.cmd)
                     .await;
-                published.map(|_| ()).map_err(|e| format!("status report failed: {e}"))
+                // A lost report is not worth a new session: if the connection is gone, the probe says so.
+                if let Err(e) = published {
+                    debug!(error = %e, "status report not published");
+                }
+                Ok(())
             }
             Err(reason) => {
                 self.count_drop(reason, "command", &String::from_utf8_lossy(payload), &mut session.cmd).await;
@@ -618,30 +806,57 @@ impl RedisLink {
     }
 
     /// Counts, logs (once a minute per reason) and keeps a dropped payload in the dead-letter stream.
-    async fn count_drop(&self, reason: DropReason, channel: &str, payload: &str, cmd: &mut MultiplexedConnection) {
+    /// While the stream refuses writes, the payload waits (bounded, [`DLQ_BACKLOG`]) for the next
+    /// heartbeat instead of costing every poison message another failing round trip.
+    async fn count_drop(&mut self, reason: DropReason, channel: &str, payload: &str, cmd: &mut MultiplexedConnection) {
         self.stats.redis.count_drop(reason);
         if let Some(suppressed) = self.log.allow(reason.label(), Instant::now()) {
             warn!(reason = reason.label(), channel, suppressed, "dropped a Redis payload");
         }
-        let kept: String = payload.chars().take(wire::MAX_PAYLOAD).collect();
-        let written: redis::RedisResult<String> = redis::cmd("XADD")
-            .arg(self.names.dlq())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(DLQ_MAXLEN)
-            .arg("*")
-            .arg("reason")
-            .arg(reason.label())
-            .arg("channel")
-            .arg(channel)
-            .arg("instance")
-            .arg(&self.instance)
-            .arg("payload")
-            .arg(kept)
-            .query_async(cmd)
-            .await;
-        if written.is_ok() {
-            self.stats.redis.dlq_written.fetch_add(1, Ordering::Relaxed);
+        if self.dead_letters.len() >= DLQ_BACKLOG {
+            self.dead_letters.pop_front();
+            self.stats.redis.dlq_lost.fetch_add(1, Ordering::Relaxed);
+        }
+        let payload: String = payload.chars().take(wire::MAX_PAYLOAD).collect();
+        self.dead_letters.push_back(DeadLetter { reason: reason.label(), channel: channel.to_owned(), payload });
+        if !self.faults.has(SideWrite::DeadLetters) {
+            self.write_dead_letters(cmd).await;
+            self.show_status();
+        }
+    }
+
+    /// Appends every waiting dead letter to the capped `{cv}:dlq` stream in one pipeline.
+    async fn write_dead_letters(&mut self, cmd: &mut MultiplexedConnection) {
+        if self.dead_letters.is_empty() {
+            self.side_ok(SideWrite::DeadLetters);
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for letter in &self.dead_letters {
+            pipe.cmd("XADD")
+                .arg(self.names.dlq())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(DLQ_MAXLEN)
+                .arg("*")
+                .arg("reason")
+                .arg(letter.reason)
+                .arg("channel")
+                .arg(&letter.channel)
+                .arg("instance")
+                .arg(&self.instance)
+                .arg("payload")
+                .arg(&letter.payload)
+                .ignore();
+        }
+        let written: redis::RedisResult<()> = pipe.query_async(cmd).await;
+        match written {
+            Ok(()) => {
+                self.stats.redis.dlq_written.fetch_add(self.dead_letters.len() as u64, Ordering::Relaxed);
+                self.dead_letters.clear();
+                self.side_ok(SideWrite::DeadLetters);
+            }
+            Err(e) => self.side_failed(SideWrite::DeadLetters, SideFault::of(&e)),
         }
     }
 
@@ -668,20 +883,35 @@ impl RedisLink {
         Ok(())
     }
 
+    /// The script hash, the state and history keys and the audit channel, as `send_commands` takes them.
+    fn shared_args(&self) -> [String; 4] {
+        [
+            self.script.get_hash().to_owned(),
+            self.names.state(),
+            self.names.history(),
+            self.names.channel(wire::ADMIN_CHANNEL),
+        ]
+    }
+
     /// Events in one pipeline, each atomically: register (only if newer), history entry, publish.
     /// Written by this task straight to the publishing connection. Retries 100 → 200 → 400 ms, with a
     /// fresh connection after a transport failure; re-publishing is harmless (registers are
     /// only-if-newer).
+    ///
+    /// An event whose script Redis refuses because it writes (`OOM` at `maxmemory`, `READONLY` on a
+    /// replica) is sent at once by a plain `PUBLISH`, which Redis still allows, so every instance
+    /// hears it (an emergency stop most of all); its register and history entry wait in
+    /// `unpersisted` for [`RedisLink::persist`].
     async fn publish(&mut self, session: &mut Session, events: &[Event]) -> Result<(), String> {
         let ttl_ms = u64::try_from(self.settings.history_ttl.as_millis()).unwrap_or(0);
-        let (state, history) = (self.names.state(), self.names.history());
-        let admin = self.names.channel(wire::ADMIN_CHANNEL);
-        let hash = self.script.get_hash().to_owned();
-        let shared = [hash.as_str(), state.as_str(), history.as_str(), admin.as_str()];
-        let commands: Vec<Prepared> = events
+        let shared = self.shared_args();
+        let shared = [shared[0].as_str(), shared[1].as_str(), shared[2].as_str(), shared[3].as_str()];
+        let mut todo: Vec<Prepared> = events
             .iter()
             .map(|event| {
                 self.seq += 1;
+                // Recorded before it is sent, so its echo always finds it.
+                self.echoes.record(self.seq, event.stamp.hlc);
                 let encoded = wire::encode(event, self.seq, self.signer.as_ref());
                 LinkCounters::count_channel(&self.stats.redis.published_on, encoded.channel);
                 if encoded.audit.is_some() {
@@ -703,41 +933,173 @@ impl RedisLink {
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
-            match Self::send_commands(&mut session.publisher, shared, &commands).await {
-                Ok(()) => {
-                    self.stats.redis.published.fetch_add(events.len() as u64, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(PublishFailure::Reply(e)) => {
-                    debug!(attempt, error = %e, "publish attempt refused");
-                    if e.is_noscript() {
-                        // Redis restarted or flushed its scripts: load ours again, then retry.
-                        let _ = self.script.prepare_invoke().load_async(&mut session.cmd).await;
-                    }
-                    last_error = e.to_string();
-                }
-                Err(PublishFailure::Transport(e)) => {
+            let replies = match Self::send_commands(&mut session.publisher, shared, &todo, true).await {
+                Ok(replies) => replies,
+                Err(e) => {
                     debug!(attempt, error = %e, "publish attempt failed; reconnecting the publisher");
                     last_error = e.to_string();
                     match self.open_raw().await {
                         Ok(fresh) => session.publisher = fresh,
                         Err(e) => last_error = format!("{e:#}"),
                     }
+                    continue;
+                }
+            };
+            let (mut retry, mut refused, mut refusal, mut reload) = (Vec::new(), Vec::new(), None, false);
+            for (prepared, reply) in todo.drain(..).zip(replies) {
+                let Err(e) = reply else {
+                    self.stats.redis.published.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                if let Some(fault) = SideFault::refusing_writes(e.code()) {
+                    refused.push(prepared);
+                    refusal = Some(fault);
+                } else {
+                    debug!(attempt, error = %e, "publish attempt refused");
+                    // Redis restarted or flushed its scripts: load ours again, then retry.
+                    reload |= e.is_noscript();
+                    last_error = e.to_string();
+                    retry.push(prepared);
                 }
             }
+            if let Some(fault) = refusal {
+                self.publish_unpersisted(session, refused, fault).await?;
+            }
+            if retry.is_empty() {
+                return Ok(());
+            }
+            if reload {
+                let _ = self.script.prepare_invoke().load_async(&mut session.cmd).await;
+            }
+            todo = retry;
         }
         Err(last_error)
     }
 
-    /// Writes `commands` in one go and reads every reply; the first error reply fails the batch.
-    /// `shared` is the script hash, the state and history keys and the audit channel.
+    /// The fallback for events whose script Redis refused: a plain `PUBLISH` of each envelope (and
+    /// its audit copy), which reaches every instance; the register waits in `unpersisted`.
+    async fn publish_unpersisted(
+        &mut self,
+        session: &mut Session,
+        refused: Vec<Prepared>,
+        fault: SideFault,
+    ) -> Result<(), String> {
+        let admin = self.names.channel(wire::ADMIN_CHANNEL);
+        let mut commands = 0;
+        for p in &refused {
+            session.publisher.append(&[b"PUBLISH", p.channel.as_bytes(), p.payload.as_bytes()]);
+            commands += 1;
+            if !p.audit.is_empty() {
+                session.publisher.append(&[b"PUBLISH", admin.as_bytes(), p.audit.as_bytes()]);
+                commands += 1;
+            }
+        }
+        session.publisher.flush().await.map_err(|e| format!("plain publish failed: {e}"))?;
+        let replies =
+            session.publisher.read_replies(commands).await.map_err(|e| format!("plain publish failed: {e}"))?;
+        if let Some(e) = replies.into_iter().find_map(Result::err) {
+            return Err(format!("plain publish refused: {e}"));
+        }
+        let sent = refused.len() as u64;
+        self.stats.redis.published.fetch_add(sent, Ordering::Relaxed);
+        self.stats.redis.publish_unpersisted.fetch_add(sent, Ordering::Relaxed);
+        for p in refused {
+            self.keep_unpersisted(p);
+        }
+        self.side_failed(SideWrite::Registers, fault);
+        self.show_status();
+        Ok(())
+    }
+
+    /// Keeps a published-but-unwritten event, newest per register; bounded like the outbox (the
+    /// oldest goes first, counted as `redis_unpersisted_dropped`: its register then keeps whatever
+    /// older value the state hash has until that register is written again).
+    fn keep_unpersisted(&mut self, prepared: Prepared) {
+        match self.unpersisted.get(&prepared.register) {
+            Some(old) if old.order >= prepared.order => {}
+            Some(_) => {
+                self.unpersisted.insert(prepared.register.clone(), prepared);
+            }
+            None => {
+                if self.unpersisted.len() >= self.settings.outbox_capacity.max(1)
+                    && let Some(oldest) =
+                        self.unpersisted.values().min_by(|a, b| a.order.cmp(&b.order)).map(|p| p.register.clone())
+                {
+                    self.unpersisted.remove(&oldest);
+                    self.stats.redis.unpersisted_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                self.unpersisted.insert(prepared.register.clone(), prepared);
+            }
+        }
+        self.stats.redis.unpersisted_depth.store(self.unpersisted.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Writes the registers of events that went out by plain `PUBLISH` into the state hash and history,
+    /// with the same script minus its `PUBLISH` (only-if-newer, so a later write is never undone).
+    async fn persist(&mut self, session: &mut Session) {
+        if self.unpersisted.is_empty() {
+            self.side_ok(SideWrite::Registers);
+            return;
+        }
+        let shared = self.shared_args();
+        let shared = [shared[0].as_str(), shared[1].as_str(), shared[2].as_str(), shared[3].as_str()];
+        let waiting: Vec<Prepared> = self.unpersisted.values().cloned().collect();
+        let mut fault = None;
+        let mut written = 0u64;
+        for batch in waiting.chunks(PUBLISH_BATCH) {
+            match Self::send_commands(&mut session.publisher, shared, batch, false).await {
+                Ok(replies) => {
+                    for (p, reply) in batch.iter().zip(replies) {
+                        match reply {
+                            Ok(_) => {
+                                self.unpersisted.remove(&p.register);
+                                written += 1;
+                            }
+                            Err(e) => {
+                                if e.is_noscript() {
+                                    let _ = self.script.prepare_invoke().load_async(&mut session.cmd).await;
+                                }
+                                fault = Some(SideFault::of_reply(&e));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The next publish would find this too; a fresh publisher keeps the session serving.
+                    debug!(error = %e, "writing kept registers failed; reconnecting the publisher");
+                    if let Ok(fresh) = self.open_raw().await {
+                        session.publisher = fresh;
+                    }
+                    fault =
+                        Some(if matches!(e, RawError::Timeout(_)) { SideFault::Timeout } else { SideFault::Transport });
+                    break;
+                }
+            }
+        }
+        self.stats.redis.unpersisted_depth.store(self.unpersisted.len() as u64, Ordering::Relaxed);
+        self.stats.redis.persisted_late.fetch_add(written, Ordering::Relaxed);
+        match fault {
+            Some(fault) => self.side_failed(SideWrite::Registers, fault),
+            None => {
+                info!(registers = written, "registers published during the write refusal are in the state hash now");
+                self.side_ok(SideWrite::Registers);
+            }
+        }
+    }
+
+    /// Writes `commands` in one go and reads every reply, one per command. `shared` is the script
+    /// hash, the state and history keys and the audit channel; without `publish` the script only
+    /// writes (empty channels).
     async fn send_commands(
         publisher: &mut RawConnection,
         shared: [&str; 4],
         commands: &[Prepared],
-    ) -> Result<(), PublishFailure> {
+        publish: bool,
+    ) -> Result<Vec<raw::Reply>, RawError> {
         let [hash, state, history, admin] = shared.map(str::as_bytes);
+        let admin: &[u8] = if publish { admin } else { b"" };
         for p in commands {
+            let channel: &[u8] = if publish { p.channel.as_bytes() } else { b"" };
             publisher.append(&[
                 b"EVALSHA",
                 hash,
@@ -747,34 +1109,43 @@ impl RedisLink {
                 p.register.as_bytes(),
                 p.order.as_bytes(),
                 p.payload.as_bytes(),
-                p.channel.as_bytes(),
+                channel,
                 p.min_id.as_bytes(),
                 p.kind.as_bytes(),
                 admin,
                 p.audit.as_bytes(),
             ]);
         }
-        publisher.flush().await.map_err(PublishFailure::Transport)?;
-        let replies = publisher.read_replies(commands.len()).await.map_err(PublishFailure::Transport)?;
-        match replies.into_iter().find_map(Result::err) {
-            Some(e) => Err(PublishFailure::Reply(e)),
-            None => Ok(()),
-        }
+        publisher.flush().await?;
+        publisher.read_replies(commands.len()).await
     }
 
-    async fn refresh_presence(&mut self, session: &mut Session) -> redis::RedisResult<()> {
+    /// Claims or refreshes our id (atomically comparing the holder), then the live list. Only an
+    /// older twin is an error; a refused or failed write is a side fault, retried next heartbeat.
+    async fn refresh_presence(&mut self, session: &mut Session) -> Result<(), DuplicateInstance> {
         let now = wall_ms_now();
         self.claim.heartbeat_ms = now;
-        let value = serde_json::to_string(&self.claim).unwrap_or_default();
-        let ttl_s = self.claim_ttl().as_secs().max(1);
+        match self.claims.claim(&mut session.cmd, &self.names.claim(), &self.claim, self.claim_ttl()).await {
+            Ok(ClaimOutcome::Claimed | ClaimOutcome::Refreshed) => {}
+            Ok(ClaimOutcome::TookOver(twin)) => {
+                self.stats.redis.claims_reasserted.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    instance = %self.instance,
+                    twin_host = %twin.host,
+                    twin_pid = twin.pid,
+                    "a younger process with our INSTANCE_ID held our claim: it is ours again, and the other one exits"
+                );
+                // Tell it now rather than at its next heartbeat.
+                self.announce("online").await;
+            }
+            Err(ClaimError::Duplicate(older)) => return Err(older),
+            Err(ClaimError::Redis(e)) => {
+                self.side_failed(SideWrite::Presence, SideFault::of(&e));
+                return Ok(());
+            }
+        }
         let ttl_ms = u64::try_from(self.claim_ttl().as_millis()).unwrap_or(u64::MAX);
-        let (live,): (Vec<String>,) = redis::pipe()
-            .cmd("SET")
-            .arg(self.names.claim())
-            .arg(value)
-            .arg("EX")
-            .arg(ttl_s)
-            .ignore()
+        let listed: redis::RedisResult<(Vec<String>,)> = redis::pipe()
             .cmd("ZADD")
             .arg(self.names.instances())
             .arg(now)
@@ -790,11 +1161,16 @@ impl RedisLink {
             .arg(0)
             .arg(-1)
             .query_async(&mut session.cmd)
-            .await?;
-        self.presence.set_live(live);
+            .await;
+        match listed {
+            Ok((live,)) => {
+                self.presence.set_live(live);
+                self.side_ok(SideWrite::Presence);
+            }
+            Err(e) => self.side_failed(SideWrite::Presence, SideFault::of(&e)),
+        }
         Ok(())
     }
-
     async fn announce(&self, status: &str) {
         // Best effort: presence events are informational; the TTL keeps the list right regardless.
         let Ok(client) = redis::Client::open(self.settings.url.as_str()) else { return };
@@ -823,7 +1199,8 @@ impl RedisLink {
         }
     }
 
-    /// On shutdown: publish what is pending (bounded wait), then say goodbye.
+    /// On shutdown: publish what is pending and write kept registers (bounded wait), release our
+    /// claim (only if it is still ours), then say goodbye.
     async fn goodbye(&mut self) {
         while let Ok(e) = self.outbox.try_recv() {
             self.keep(e);
@@ -832,9 +1209,14 @@ impl RedisLink {
         let flushed = tokio::time::timeout(Duration::from_millis(700), async {
             let Ok(mut session) = self.connect_for_flush().await else { return false };
             let ok = self.flush(&mut session).await.is_ok();
+            if !self.unpersisted.is_empty() {
+                self.persist(&mut session).await;
+            }
             if self.claimed {
-                let _: redis::RedisResult<()> =
-                    redis::cmd("DEL").arg(self.names.claim()).query_async(&mut session.cmd).await;
+                let released = self.claims.release(&mut session.cmd, &self.names.claim(), &self.claim.token).await;
+                if let Err(e) = released {
+                    debug!(error = %e, "claim not released; it expires by itself");
+                }
             }
             ok
         })
@@ -842,6 +1224,12 @@ impl RedisLink {
         .unwrap_or(false);
         if pending > 0 && !flushed {
             warn!(pending, "shutting down with unpublished events: other instances will not see them");
+        }
+        if !self.unpersisted.is_empty() {
+            warn!(
+                registers = self.unpersisted.len(),
+                "shutting down with registers Redis refused to store: peers applied them, a restarted instance will not"
+            );
         }
         if self.claimed {
             let _ = tokio::time::timeout(Duration::from_millis(300), self.announce("offline")).await;
@@ -869,6 +1257,7 @@ impl RedisLink {
 }
 
 /// One event's own arguments to the publish script (see `publish.lua`).
+#[derive(Clone)]
 struct Prepared {
     register: String,
     order: String,
@@ -877,12 +1266,6 @@ struct Prepared {
     min_id: String,
     kind: &'static str,
     audit: String,
-}
-
-/// Why one publishing attempt failed: Redis refused a command, or the connection broke.
-enum PublishFailure {
-    Reply(ServerError),
-    Transport(RawError),
 }
 
 /// What the reader hands to the link task: traffic that is not an event, and poison to record.
@@ -912,7 +1295,9 @@ struct Reader {
     /// The furthest ahead of our clock each source has been seen, so `Stats` is told only of a new
     /// maximum (rare) instead of on every event.
     peer_ahead: HashMap<String, i64>,
-    log: LogThrottle,
+    /// What the link published, to tell our echoes from an impostor's events under our id.
+    echoes: Arc<OwnEchoes>,
+    log: Arc<LogThrottle>,
     control: mpsc::Sender<Control>,
 }
 
@@ -969,7 +1354,9 @@ impl Reader {
         let now = wall_ms_now();
         let decoded = wire::decode(payload, &self.catalog, self.signer.as_ref()).and_then(|incoming| match &incoming {
             Incoming::Event { event, .. } => {
-                self.note_clock(&event.stamp.instance, wire::ahead_ms(event, now));
+                if event.stamp.instance.as_ref() != self.instance {
+                    self.note_clock(&event.stamp.instance, wire::ahead_ms(event, now));
+                }
                 wire::admit(event, Origin::PubSub, now, self.admission).map(|()| incoming)
             }
             Incoming::Audit { .. } => Ok(incoming),
@@ -977,7 +1364,13 @@ impl Reader {
         match decoded {
             Ok(Incoming::Event { event, seq }) => {
                 if event.stamp.instance.as_ref() == self.instance {
-                    self.stats.redis.own_ignored.fetch_add(1, Ordering::Relaxed);
+                    if self.echoes.is_ours(seq, event.stamp.hlc) {
+                        self.stats.redis.own_ignored.fetch_add(1, Ordering::Relaxed);
+                        return true;
+                    }
+                    // Not one we sent: applied like any remote event, so we agree with the peers that did.
+                    self.impostor(channel);
+                    events.push(event);
                     return true;
                 }
                 if let Some(seq) = seq
@@ -1032,6 +1425,21 @@ impl Reader {
         }
     }
 
+    /// Another publisher uses our `INSTANCE_ID` (a JavaScript bot, a copied `.env`): counted, shown
+    /// in the stats and health, and warned about at most once a minute.
+    fn impostor(&self, channel: &str) {
+        self.stats.redis.note_impostor(channel);
+        if let Some(suppressed) = self.log.allow("impostor", Instant::now()) {
+            warn!(
+                instance = %self.instance,
+                channel,
+                suppressed,
+                "another publisher uses our INSTANCE_ID; its events are applied like any remote event: give it \
+                 its own INSTANCE_ID"
+            );
+        }
+    }
+
     /// Tracks per-source sequence numbers; true when some were skipped (a gap worth a resync).
     fn note_seq(&mut self, source: &str, seq: u64) -> bool {
         // A known source (every event but each peer's first) updates in place, without a new key.
@@ -1076,13 +1484,57 @@ pub struct LinkCounters {
     pub probe_rtt_us: AtomicU64,
     pub outbox_depth: AtomicU64,
     pub outbox_coalesced: AtomicU64,
+    /// Events sent by a plain `PUBLISH` because Redis refused the publish script's writes.
+    pub publish_unpersisted: AtomicU64,
+    /// Registers published but not yet in the state hash (a gauge).
+    pub unpersisted_depth: AtomicU64,
+    /// Kept registers written into the state hash once Redis took writes again.
+    pub persisted_late: AtomicU64,
+    /// Kept registers forgotten because too many waited.
+    pub unpersisted_dropped: AtomicU64,
+    /// Failed side writes, by kind; each is retried on the next heartbeat.
+    pub presence_failed: AtomicU64,
+    pub dlq_failed: AtomicU64,
+    pub persist_failed: AtomicU64,
+    /// Dead letters forgotten because the backlog waiting for a retry was full.
+    pub dlq_lost: AtomicU64,
+    /// Events under our `INSTANCE_ID` that we did not publish.
+    pub impostor_events: AtomicU64,
+    /// Times a younger twin held our claim and we took it back.
+    pub claims_reasserted: AtomicU64,
+    /// True while a session is proven by a probe and serving, even when side writes fail (so the
+    /// link may be `degraded` and still carry every event).
+    pub serving: AtomicBool,
+    impostor: std::sync::Mutex<Option<ImpostorSeen>>,
     /// Published and received events per event channel, in [`wire::EVENT_CHANNELS`] order.
     published_on: Tally<4>,
     received_on: Tally<4>,
     reason: std::sync::Mutex<Option<String>>,
 }
 
+/// The last event seen under our `INSTANCE_ID` that this process did not publish.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImpostorSeen {
+    pub channel: String,
+    /// Wall-clock milliseconds.
+    pub at_ms: u64,
+}
+
 impl LinkCounters {
+    fn note_impostor(&self, channel: &str) {
+        self.impostor_events.fetch_add(1, Ordering::Relaxed);
+        let mut seen = self.impostor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match seen.as_mut() {
+            Some(s) if s.channel == channel => s.at_ms = wall_ms_now(),
+            _ => *seen = Some(ImpostorSeen { channel: channel.to_owned(), at_ms: wall_ms_now() }),
+        }
+    }
+
+    /// The last impostor event seen, for health; `None` if there never was one.
+    pub fn impostor_seen(&self) -> Option<ImpostorSeen> {
+        self.impostor.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     pub fn count_drop(&self, reason: DropReason) {
         self.dropped.add(&DropReason::ALL, &reason);
     }
@@ -1130,6 +1582,16 @@ impl LinkCounters {
             ("redis_probe_rtt_us", &self.probe_rtt_us),
             ("redis_outbox_depth", &self.outbox_depth),
             ("redis_outbox_coalesced", &self.outbox_coalesced),
+            ("redis_publish_unpersisted", &self.publish_unpersisted),
+            ("redis_unpersisted_depth", &self.unpersisted_depth),
+            ("redis_persisted_late", &self.persisted_late),
+            ("redis_unpersisted_dropped", &self.unpersisted_dropped),
+            ("redis_presence_failed", &self.presence_failed),
+            ("redis_dlq_failed", &self.dlq_failed),
+            ("redis_persist_failed", &self.persist_failed),
+            ("redis_dlq_lost", &self.dlq_lost),
+            ("redis_impostor_events", &self.impostor_events),
+            ("redis_claims_reasserted", &self.claims_reasserted),
         ] {
             out.insert(name.to_owned(), c.load(Ordering::Relaxed));
         }
@@ -1147,6 +1609,30 @@ mod tests {
             let ceiling = BACKOFF_FLOOR.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_CAP);
             assert!(d <= ceiling && d >= ceiling / 2, "attempt {attempt}: {d:?}");
         }
+    }
+
+    #[test]
+    fn the_degraded_reason_names_the_fault_and_every_write_waiting() {
+        let mut faults = SideFaults::default();
+        assert_eq!(faults.reason(), None);
+        *faults.slot(SideWrite::Registers) = Some(SideFault::OutOfMemory);
+        *faults.slot(SideWrite::Presence) = Some(SideFault::OutOfMemory);
+        assert!(faults.has(SideWrite::Presence) && !faults.has(SideWrite::DeadLetters));
+        assert_eq!(
+            faults.reason().as_deref(),
+            Some("redis out of memory (presence, state hash and history waiting for a retry)")
+        );
+        *faults.slot(SideWrite::Presence) = None;
+        *faults.slot(SideWrite::Registers) = Some(SideFault::ReadOnly);
+        assert_eq!(faults.reason().as_deref(), Some("redis is read-only (state hash and history waiting for a retry)"));
+    }
+
+    #[test]
+    fn only_oom_and_readonly_replies_mean_publish_still_works() {
+        assert_eq!(SideFault::refusing_writes("OOM"), Some(SideFault::OutOfMemory));
+        assert_eq!(SideFault::refusing_writes("READONLY"), Some(SideFault::ReadOnly));
+        assert_eq!(SideFault::refusing_writes("NOSCRIPT"), None);
+        assert_eq!(SideFault::refusing_writes("ERR"), None);
     }
 
     #[test]

@@ -33,7 +33,7 @@ where
     }
 }
 
-async fn redis_status(app: &TestApp) -> String {
+pub(crate) async fn redis_status(app: &TestApp) -> String {
     app.state().await["redis"].as_str().unwrap_or_default().to_owned()
 }
 
@@ -45,7 +45,7 @@ pub(crate) async fn connected(apps: &[&TestApp]) {
 }
 
 /// The part of `/api/state` every instance must agree on (without who is asking and `remote`).
-async fn shared_view(app: &TestApp) -> Value {
+pub(crate) async fn shared_view(app: &TestApp) -> Value {
     let mut s = app.state().await;
     if let Some(params) = s["parameters"].as_object_mut() {
         for p in params.values_mut() {
@@ -58,7 +58,7 @@ async fn shared_view(app: &TestApp) -> Value {
     s
 }
 
-async fn converged(apps: &[&TestApp]) -> bool {
+pub(crate) async fn converged(apps: &[&TestApp]) -> bool {
     let first = shared_view(apps[0]).await;
     for app in &apps[1..] {
         if shared_view(app).await != first {

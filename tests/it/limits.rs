@@ -3,6 +3,8 @@
 //! voltage outside its output's limit or a `/lzx` value outside 0..1 on the wire, and the OSC stage's
 //! clamp (the last line of defence) never has to act, because every source refused what it had to.
 
+use std::fmt::Write as _;
+
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use rosc::OscType;
@@ -115,10 +117,10 @@ async fn perform(app: &TestApp, redis: &RedisServer, step: u64, action: &Action)
             // Chat can only spell plain decimals; absurd values are typed as the largest it reads.
             let typed = |v: f64| if v.abs() > 1e6 { format!("{}", v.signum() * 999_999.0) } else { format!("{v}") };
             if let Some((lo, hi)) = range {
-                line.push_str(&format!(" range {} {}", typed(volts(*lo)), typed(volts(*hi))));
+                let _ = write!(line, " range {} {}", typed(volts(*lo)), typed(volts(*hi)));
             }
             if let Some(s) = safe {
-                line.push_str(&format!(" safe {}", typed(volts(*s))));
+                let _ = write!(line, " safe {}", typed(volts(*s)));
             }
             app.op(&line);
         }

@@ -11,6 +11,7 @@ mod limits;
 mod overlay;
 mod pipeline;
 mod raw_redis;
+mod redis_faults;
 mod redis_server;
 mod safety;
 mod sse;

@@ -129,6 +129,69 @@ impl RedisServer {
         self.launch().await;
     }
 
+    /// Refusing writes when full (`maxmemory-policy noeviction`), as a cache-sized production Redis is
+    /// set up; the limit itself is set by [`RedisServer::fill_to_maxmemory`].
+    pub async fn start_noeviction() -> RedisServer {
+        let args = ["--maxmemory-policy", "noeviction"].map(str::to_owned);
+        Self::start_with(&args, |port| format!("redis://127.0.0.1:{port}")).await
+    }
+
+    /// Caps memory a little above what is used now (an empty server already uses about 1 MB, so a
+    /// fixed `maxmemory 1mb` would refuse writes before the bots could start) and fills it with
+    /// filler keys until writes fail with `OOM`; freeing the filler (at least 256 KiB) lets writes in
+    /// again. Returns the filler keys, for [`RedisServer::free`].
+    pub async fn fill_to_maxmemory(&self) -> Vec<String> {
+        let mut conn = self.conn().await;
+        let used = self.used_memory(&mut conn).await;
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(used + 256 * 1024)
+            .query_async(&mut conn)
+            .await
+            .expect("config set maxmemory");
+        let filler = "x".repeat(8 * 1024);
+        let mut keys = Vec::new();
+        for i in 0..10_000 {
+            let key = format!("filler:{i}");
+            let set: redis::RedisResult<()> = redis::cmd("SET").arg(&key).arg(&filler).query_async(&mut conn).await;
+            match set {
+                Ok(()) => keys.push(key),
+                Err(e) if e.code() == Some("OOM") => {
+                    // Right at the limit, a client buffer shrinking would let the next write in again:
+                    // pull the limit a little below what is used, so writes stay refused until freed.
+                    let full = self.used_memory(&mut conn).await;
+                    let () = redis::cmd("CONFIG")
+                        .arg("SET")
+                        .arg("maxmemory")
+                        .arg(full - 64 * 1024)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("config set maxmemory");
+                    return keys;
+                }
+                Err(e) => panic!("filling redis: {e}"),
+            }
+        }
+        panic!("redis never refused a write: used {used} bytes at the start");
+    }
+
+    /// Deletes the filler keys, so writes work again.
+    pub async fn free(&self, keys: &[String]) {
+        let mut conn = self.conn().await;
+        for chunk in keys.chunks(100) {
+            let _: u64 = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await.expect("del filler");
+        }
+    }
+
+    async fn used_memory(&self, conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+        let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await.expect("info memory");
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("used_memory in INFO")
+    }
+
     pub async fn publish(&self, channel: &str, payload: &str) -> u64 {
         let mut conn = self.conn().await;
         redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut conn).await.expect("publish")
