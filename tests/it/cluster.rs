@@ -184,10 +184,11 @@ async fn outage(length: Duration) {
     assert_eq!(s["parameters"]["doorway#1.background"]["source_instance"], "bot-b");
     assert!(a.stat("redis_reconnects").await >= 1);
 
-    // Resubscribed by itself: an event nobody on our side sent arrives.
+    // Resubscribed by itself: an event nobody on our side sent arrives (stamped a little ahead, so
+    // it beats the outage's stop, and within MAX_CLOCK_SKEW_MS, so it is admitted).
     let raw = format!(
         r#"{{"timestamp": {}, "type": "system_broadcast", "data": {{"action": "resume", "admin": "js", "source_instance": "js-bot"}}}}"#,
-        cvbot::coord::wall_ms_now() + 60_000
+        cvbot::coord::wall_ms_now() + 5_000
     );
     redis.publish("cv:system:broadcast", &raw).await;
     eventually("remote resume applied on both", Duration::from_secs(5), || async {
