@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::io::AsyncBufRead;
+use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -44,8 +44,9 @@ pub enum StartupError {
     Routes(#[from] routes_file::RoutesFileError),
 }
 
-/// Terminal chat input: any line reader (stdin in `main`, an in-memory pipe in tests).
-pub type ChatInput = Box<dyn AsyncBufRead + Send + Unpin>;
+/// Terminal chat input: any byte stream (stdin through [`crate::chat::stdin_reader`] in `main`, an
+/// in-memory pipe in tests), split into lines by the terminal source.
+pub type ChatInput = Box<dyn AsyncRead + Send + Unpin>;
 
 /// The edges of the process, bound or opened by the caller.
 #[derive(Debug)]

@@ -94,6 +94,10 @@ pub struct Stats {
     pub replies_dropped: AtomicU64,
     /// Chat replies the IRC connection failed to send.
     pub replies_failed: AtomicU64,
+    /// Terminal chat lines longer than `chat::MAX_LINE_BYTES`, discarded as they were read.
+    pub terminal_too_long: AtomicU64,
+    /// Terminal chat lines that were not UTF-8, skipped.
+    pub terminal_not_utf8: AtomicU64,
 }
 
 impl Stats {
@@ -145,6 +149,8 @@ impl Stats {
             ("replies_sent", &self.replies_sent),
             ("replies_dropped", &self.replies_dropped),
             ("replies_failed", &self.replies_failed),
+            ("terminal_too_long", &self.terminal_too_long),
+            ("terminal_not_utf8", &self.terminal_not_utf8),
         ] {
             out.insert(name.to_owned(), get(c));
         }
