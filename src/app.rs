@@ -195,16 +195,23 @@ pub async fn start(
     )?;
     let Core { coord, redis_status, presence } = spawn_core(&config, &sup, &catalog, state, osc, &stats);
 
-    sup.critical(
-        "routing-file",
-        routes_file::keep_saved(
-            config.routing_file.clone(),
-            catalog.clone(),
-            coord.clone(),
-            stats.clone(),
-            shutdown.clone(),
-        ),
-    );
+    if extras.demo {
+        // The demo's simulated routes must never reach the show: a saved demo route would be replayed
+        // to Max at the next real start. So with `--demo` routes live in memory only; the routing
+        // file is read (the demo may show the real patch) but never written.
+        info!(file = %config.routing_file.display(), "demo: routes live in memory only; the routing file is not written");
+    } else {
+        sup.critical(
+            "routing-file",
+            routes_file::keep_saved(
+                config.routing_file.clone(),
+                catalog.clone(),
+                coord.clone(),
+                stats.clone(),
+                shutdown.clone(),
+            ),
+        );
+    }
 
     let intake = Intake::new(catalog.clone(), coord.clone(), stats.clone());
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;

@@ -129,16 +129,17 @@ impl Bot {
     }
 
     pub(crate) fn start_with(osc: &OscReceiver, stdin: Stdio, vars: &[(String, String)]) -> Bot {
-        let bot = Self::spawn(osc, stdin, vars);
+        let bot = Self::spawn(osc, stdin, vars, &[]);
         bot.wait_healthy();
         bot
     }
 
-    /// Starts the binary in a temp directory of its own without waiting for it to serve.
-    pub(crate) fn spawn(osc: &OscReceiver, stdin: Stdio, vars: &[(String, String)]) -> Bot {
+    /// Starts the binary with `args` in a temp directory of its own without waiting for it to serve.
+    pub(crate) fn spawn(osc: &OscReceiver, stdin: Stdio, vars: &[(String, String)], args: &[&str]) -> Bot {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let child = cvbot()
+            .args(args)
             .current_dir(dir.path())
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("OSC_TARGETS", osc.addr().to_string())
@@ -317,4 +318,42 @@ async fn the_twitch_token_never_reaches_the_log_even_at_trace_level() {
     std::io::Read::read_to_string(bot.child.stderr.as_mut().expect("stderr"), &mut stderr).expect("read stderr");
     assert!(stderr.contains("joined Twitch channel"), "{stderr}");
     assert!(!stderr.contains("sekrit0token"), "the token leaked into the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_never_writes_the_routing_file() {
+    let osc = OscReceiver::bind().await;
+    let files = tempfile::tempdir().expect("tempdir");
+    let path = files.path().join("routing_table.json");
+    let vars = [("ROUTING_FILE".to_owned(), path.display().to_string())];
+    let routed = |output: &'static str| move |s: &serde_json::Value| s["routes"].get(output).is_some();
+
+    // No routing file: the demo routes four outputs itself, the operator a fifth; none is saved.
+    let mut bot = Bot::spawn(&osc, Stdio::piped(), &vars, &["--demo"]);
+    bot.wait_healthy();
+    bot.wait_for_body("/api/state", "the demo's routes", routed("es9out#4"));
+    let mut stdin = bot.child.stdin.take().expect("stdin");
+    writeln!(stdin, "!admin es9out#5 → doorway#1.gain").expect("write");
+    bot.wait_for_body("/api/state", "the operator's route", routed("es9out#5"));
+    let (code, _) = bot.terminate();
+    assert_eq!(code, Some(0));
+    assert!(!path.exists(), "--demo wrote {}", std::fs::read_to_string(&path).unwrap_or_default());
+    let (_, stderr) = bot.output();
+    assert!(stderr.contains("routes live in memory only"), "{stderr}");
+
+    // A show's routing file: the demo reads it and leaves it byte for byte as it was.
+    let show = "{\n  \"es9out#1\": \"doorway#1.threshold\"\n}\n";
+    std::fs::write(&path, show).expect("write routing file");
+    let mut bot = Bot::spawn(&osc, Stdio::piped(), &vars, &["--demo"]);
+    bot.wait_healthy();
+    bot.wait_for_body("/api/state", "the show's route", |s| s["routes"]["es9out#1"] == "doorway#1.threshold");
+    let mut stdin = bot.child.stdin.take().expect("stdin");
+    writeln!(stdin, "!admin es9out#2 → doorway#1.gain").expect("write");
+    writeln!(stdin, "!admin remove es9out#1").expect("write");
+    bot.wait_for_body("/api/state", "the demo's changes", |s| {
+        s["routes"].get("es9out#2").is_some() && s["routes"].get("es9out#1").is_none()
+    });
+    let (code, _) = bot.terminate();
+    assert_eq!(code, Some(0));
+    assert_eq!(std::fs::read_to_string(&path).expect("still there"), show, "--demo changed the routing file");
 }

@@ -75,7 +75,7 @@ async fn a_fatal_error_ends_the_process_while_the_terminal_chat_waits_for_a_line
     // Fatal before anything runs: HTTP_ADDR is taken.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
-    let mut bot = Bot::spawn(&osc, Stdio::piped(), &vars(&[("HTTP_ADDR", &addr)]));
+    let mut bot = Bot::spawn(&osc, Stdio::piped(), &vars(&[("HTTP_ADDR", &addr)]), &[]);
     let held = bot.child.stdin.take();
     assert_eq!(bot.wait_exit(Duration::from_secs(10)).map(|s| s.code()), Some(Some(1)), "HTTP_ADDR in use");
     drop(held);
@@ -86,7 +86,7 @@ async fn a_fatal_error_ends_the_process_while_the_terminal_chat_waits_for_a_line
     let cluster = [("ENABLE_REDIS_EVENTS", "true"), ("REDIS_URL", url.as_str()), ("INSTANCE_ID", "stage-left")];
     let first = Bot::start_with(&osc, Stdio::null(), &vars(&cluster));
     first.wait_for_body("/readyz", "the Redis link", |h| h["redis"] == "connected");
-    let mut second = Bot::spawn(&osc, Stdio::piped(), &vars(&cluster));
+    let mut second = Bot::spawn(&osc, Stdio::piped(), &vars(&cluster), &[]);
     let held = second.child.stdin.take();
     let started = Instant::now();
     let code = second.wait_exit(Duration::from_secs(15)).map(|s| s.code());
