@@ -94,6 +94,9 @@ pub struct Stats {
     pub replies_dropped: AtomicU64,
     /// Chat replies the IRC connection failed to send.
     pub replies_failed: AtomicU64,
+    /// Twitch chat lines shed at the socket during a flood (ordinary viewers' PRIVMSGs while too many
+    /// were in flight), or server lines too long to be Twitch's.
+    pub chat_shed: AtomicU64,
     /// Terminal chat lines longer than `chat::MAX_LINE_BYTES`, discarded as they were read.
     pub terminal_too_long: AtomicU64,
     /// Terminal chat lines that were not UTF-8, skipped.
@@ -149,6 +152,7 @@ impl Stats {
             ("replies_sent", &self.replies_sent),
             ("replies_dropped", &self.replies_dropped),
             ("replies_failed", &self.replies_failed),
+            ("chat_shed", &self.chat_shed),
             ("terminal_too_long", &self.terminal_too_long),
             ("terminal_not_utf8", &self.terminal_not_utf8),
         ] {

@@ -5,6 +5,7 @@
 mod binary;
 mod cluster;
 mod fake_twitch;
+mod flood;
 mod helpers;
 mod http_api;
 mod lifecycle;
