@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::io::AsyncBufRead;
+use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -44,8 +44,9 @@ pub enum StartupError {
     Routes(#[from] routes_file::RoutesFileError),
 }
 
-/// Terminal chat input: any line reader (stdin in `main`, an in-memory pipe in tests).
-pub type ChatInput = Box<dyn AsyncBufRead + Send + Unpin>;
+/// Terminal chat input: any byte stream (stdin through [`crate::chat::stdin_reader`] in `main`, an
+/// in-memory pipe in tests), split into lines by the terminal source.
+pub type ChatInput = Box<dyn AsyncRead + Send + Unpin>;
 
 /// The edges of the process, bound or opened by the caller.
 #[derive(Debug)]
@@ -194,16 +195,23 @@ pub async fn start(
     )?;
     let Core { coord, redis_status, presence } = spawn_core(&config, &sup, &catalog, state, osc, &stats);
 
-    sup.critical(
-        "routing-file",
-        routes_file::keep_saved(
-            config.routing_file.clone(),
-            catalog.clone(),
-            coord.clone(),
-            stats.clone(),
-            shutdown.clone(),
-        ),
-    );
+    if extras.demo {
+        // The demo's simulated routes must never reach the show: a saved demo route would be replayed
+        // to Max at the next real start. So with `--demo` routes live in memory only; the routing
+        // file is read (the demo may show the real patch) but never written.
+        info!(file = %config.routing_file.display(), "demo: routes live in memory only; the routing file is not written");
+    } else {
+        sup.critical(
+            "routing-file",
+            routes_file::keep_saved(
+                config.routing_file.clone(),
+                catalog.clone(),
+                coord.clone(),
+                stats.clone(),
+                shutdown.clone(),
+            ),
+        );
+    }
 
     let intake = Intake::new(catalog.clone(), coord.clone(), stats.clone());
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;

@@ -2,14 +2,17 @@
 //! later HTTP), goes through [`Intake::submit`] (or its two halves, [`Intake::classify`] and
 //! [`Intake::run`]): parse, count, hand to the coordinator.
 //!
-//! The terminal source is the one place that prints to stdout: it is a user interface. Knows nothing
-//! of Redis, OSC or HTTP.
+//! The terminal source is the one place that prints to stdout: it is a user interface. It reads bytes,
+//! not text, so no byte sequence can end it: a line that is not UTF-8 or longer than
+//! [`MAX_LINE_BYTES`] is skipped, counted and reported, and the next line works. Knows nothing of
+//! Redis, OSC or HTTP.
 
+use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
@@ -87,39 +90,155 @@ fn truncate(line: &str, max: usize) -> &str {
     &line[..end]
 }
 
+/// How many bytes the terminal source reads at a time; with the line being assembled (at most
+/// [`MAX_LINE_BYTES`] + 1), this is all the memory any input can make it hold.
+const READ_CHUNK: usize = 8192;
+
+/// What the bytes between two newlines turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Line(String),
+    /// Longer than [`MAX_LINE_BYTES`]: discarded while it streamed in.
+    TooLong,
+    NotUtf8,
+}
+
+/// Splits a byte stream into lines on `\n` (dropping a `\r` before it) without ever holding more than
+/// [`MAX_LINE_BYTES`] + 1 bytes of a line: once a line is longer, the rest of it is skipped as it
+/// arrives, so a 100 MB line without a newline costs no more memory than a short one.
+#[derive(Debug, Default)]
+struct LineSplitter {
+    line: Vec<u8>,
+    /// The current line has passed the limit; its bytes are dropped until the next newline.
+    overlong: bool,
+}
+
+impl LineSplitter {
+    /// The line may hold one byte more than the limit, for the `\r` of a CRLF ending.
+    const HOLD: usize = MAX_LINE_BYTES + 1;
+
+    /// Feeds bytes in, handing each completed line to `on_piece`.
+    fn feed(&mut self, mut bytes: &[u8], on_piece: &mut impl FnMut(Piece)) {
+        while !bytes.is_empty() {
+            let (segment, ended) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(at) => (&bytes[..at], Some(at + 1)),
+                None => (bytes, None),
+            };
+            if !self.overlong {
+                if self.line.len() + segment.len() > Self::HOLD {
+                    self.overlong = true;
+                    self.line = Vec::new();
+                } else {
+                    self.line.extend_from_slice(segment);
+                }
+            }
+            match ended {
+                Some(next) => {
+                    on_piece(self.take());
+                    bytes = &bytes[next..];
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// At end of input: the last line, when it had bytes but no newline.
+    fn finish(&mut self) -> Option<Piece> {
+        (self.overlong || !self.line.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> Piece {
+        let mut line = std::mem::take(&mut self.line);
+        let overlong = std::mem::replace(&mut self.overlong, false);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if overlong || line.len() > MAX_LINE_BYTES {
+            return Piece::TooLong;
+        }
+        String::from_utf8(line).map_or(Piece::NotUtf8, Piece::Line)
+    }
+}
+
 /// Reads chat lines from `input` as the local operator until EOF or shutdown. EOF ends this source
-/// only; the bot keeps running for Twitch, HTTP and the overlay.
-pub async fn run_terminal<R: AsyncBufRead + Unpin>(
-    input: R,
+/// only; the bot keeps running for Twitch, HTTP and the overlay. Bad bytes never end it (see the
+/// module docs); only a read error does, and then only this source.
+pub async fn run_terminal<R: AsyncRead + Unpin>(
+    mut input: R,
     intake: Intake,
     operator: String,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut lines = input.lines();
     let sender = Sender::operator(&operator);
+    let mut splitter = LineSplitter::default();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut on_piece = |piece: Piece| match piece {
+        Piece::Line(line) if line.trim().is_empty() => {}
+        Piece::Line(line) => {
+            let outcome = intake.submit(&sender, &line);
+            print_outcome(&line, &outcome);
+        }
+        Piece::TooLong => {
+            intake.stats.terminal_too_long.fetch_add(1, Ordering::Relaxed);
+            print_skipped(&format!("line longer than {MAX_LINE_BYTES} bytes ignored"));
+        }
+        Piece::NotUtf8 => {
+            intake.stats.terminal_not_utf8.fetch_add(1, Ordering::Relaxed);
+            print_skipped("line is not UTF-8 text; ignored");
+        }
+    };
     loop {
-        let line = tokio::select! {
+        let read = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            line = lines.next_line() => line,
+            read = input.read(&mut chunk) => read,
         };
-        let line = match line {
-            Ok(Some(line)) => line,
-            Ok(None) => {
+        match read {
+            Ok(0) => {
+                if let Some(last) = splitter.finish() {
+                    on_piece(last);
+                }
                 info!("terminal input closed; chat from the terminal has ended, the bot keeps running");
                 return Ok(());
             }
+            Ok(n) => splitter.feed(&chunk[..n], &mut on_piece),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
-                // Not UTF-8 or a read error: report it and stop this source, never the process.
+                // The device itself failed (not the bytes on it): stop this source, never the process.
                 info!(error = %e, "terminal input unreadable; chat from the terminal has ended");
                 return Ok(());
             }
-        };
-        if line.trim().is_empty() {
-            continue;
         }
-        let outcome = intake.submit(&sender, &line);
-        print_outcome(&line, &outcome);
     }
+}
+
+/// Standard input as a [`run_terminal`] input, read on a plain thread of its own.
+///
+/// tokio's own stdin reads on a blocking-pool thread that the runtime waits for when it is dropped,
+/// so a process whose terminal chat was waiting for a line stayed alive after shutdown until Enter
+/// was pressed. This thread is never joined: the process exits whatever it is doing. It hands bytes
+/// over through an in-memory pipe of [`READ_CHUNK`] × 2 bytes; when that is full, it waits (and
+/// standard input waits in the kernel), so nothing piles up. It ends when the reading side is
+/// dropped, at EOF, or on a read error.
+pub fn stdin_reader() -> std::io::Result<Box<dyn AsyncRead + Send + Unpin>> {
+    let handle = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+    let (reading, mut writing) = tokio::io::duplex(READ_CHUNK * 2);
+    std::thread::Builder::new().name("cvbot-stdin".into()).spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            let n = match stdin.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            // The pipe needs no runtime driver, so this works even while the runtime shuts down.
+            if handle.block_on(writing.write_all(&chunk[..n])).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(Box::new(reading))
 }
 
 /// Tells the operator what their line did. Printing is this source's user interface.
@@ -133,6 +252,12 @@ fn print_outcome(line: &str, outcome: &Outcome) {
         }
         Outcome::Refused(reason) => println!("  ✗ {reason}"),
     }
+}
+
+/// Tells the operator, in one line, that a line was skipped and why.
+#[allow(clippy::print_stdout)] // The terminal chat source talks to its user on stdout by design.
+fn print_skipped(why: &str) {
+    println!("  ✗ {why}");
 }
 
 /// Simulated viewers for `--demo`: a few commands a second, mostly valid, some invalid, so a newcomer
@@ -185,5 +310,49 @@ mod tests {
         let t = truncate(&s, 2047);
         assert_eq!(t.len(), 2046);
         assert_eq!(truncate("short", 2048), "short");
+    }
+
+    fn split(chunks: &[&[u8]]) -> Vec<Piece> {
+        let mut splitter = LineSplitter::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            splitter.feed(chunk, &mut |p| out.push(p));
+        }
+        out.extend(splitter.finish());
+        out
+    }
+
+    #[test]
+    fn lines_split_on_newlines_across_chunks_and_crlf_is_accepted() {
+        let got = split(&[b"doorway#1.gain: 1\r\ndoor", b"way#1.gain: 2\n\nlast"]);
+        let want = ["doorway#1.gain: 1", "doorway#1.gain: 2", "", "last"].map(|l| Piece::Line(l.to_owned()));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_skipped_and_the_next_one_works() {
+        assert_eq!(split(&[b"\xff\xfe\n!admin routes\n"]), [Piece::NotUtf8, Piece::Line("!admin routes".into())]);
+    }
+
+    #[test]
+    fn an_overlong_line_is_discarded_as_it_streams_in_and_never_held() {
+        let mut splitter = LineSplitter::default();
+        let mut out = Vec::new();
+        let chunk = vec![b'x'; 1000];
+        for _ in 0..10_000 {
+            splitter.feed(&chunk, &mut |p| out.push(p));
+            assert!(splitter.line.capacity() <= LineSplitter::HOLD * 2, "held {}", splitter.line.capacity());
+        }
+        splitter.feed(b"\nok\n", &mut |p| out.push(p));
+        assert_eq!(out, [Piece::TooLong, Piece::Line("ok".into())]);
+    }
+
+    #[test]
+    fn the_limit_is_exactly_max_line_bytes_with_or_without_cr() {
+        let at_limit = "a".repeat(MAX_LINE_BYTES);
+        let over = "a".repeat(MAX_LINE_BYTES + 1);
+        let input = format!("{at_limit}\n{at_limit}\r\n{over}\n{over}");
+        let got = split(&[input.as_bytes()]);
+        assert_eq!(got, [Piece::Line(at_limit.clone()), Piece::Line(at_limit), Piece::TooLong, Piece::TooLong]);
     }
 }

@@ -1,14 +1,16 @@
 //! The `cvbot` binary: loads `.env`, sets up logging, validates the configuration, binds sockets and
-//! hands everything to [`cvbot::run`]. Nothing else here.
+//! hands everything to [`cvbot::run`], and makes sure the process ends once shutdown has begun. Knows
+//! no stage: only the app's entry points, the configuration and the exit codes.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use cvbot::app::{Extras, StartupError};
 use cvbot::config::{Config, StdinMode};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Twitch chat plays a modular synthesizer: chat commands become control voltages over OSC.
 ///
@@ -52,6 +54,16 @@ enum Cmd {
 
 /// Exit status for configuration problems (bad variable, catalogue or routing file).
 const EXIT_CONFIG: u8 = 2;
+/// Exit status when shutdown had to be cut short (see [`EXIT_DEADLINE`]).
+const EXIT_FAILURE: i32 = 1;
+/// How long the runtime may take to drop what is left once `run` has returned: tasks still running
+/// are dropped at once; blocking-pool threads (a DNS lookup, say) are abandoned after this.
+const RUNTIME_LINGER: Duration = Duration::from_millis(200);
+/// Once shutdown has begun (signal or fatal error), the process ends within this time even if a task
+/// or the runtime itself is stuck: `Running::wait` gives the tasks `SHUTDOWN_GRACE` (1.5 s), the
+/// runtime gets [`RUNTIME_LINGER`], and this catches anything that still holds on, inside the 2 s a
+/// show may wait for a restart.
+const EXIT_DEADLINE: Duration = Duration::from_millis(1900);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -99,7 +111,7 @@ fn serve(config: Config, demo: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let listeners = match cvbot::Listeners::bind(&config) {
             Ok(l) => l,
             Err(e) => {
@@ -107,10 +119,20 @@ fn serve(config: Config, demo: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let chat_input = stdin_wanted(config.chat_stdin).then(|| {
-            info!("type chat commands here, e.g. `doorway#1.threshold: 89` or `!admin routes`");
-            Box::new(tokio::io::BufReader::new(tokio::io::stdin())) as cvbot::app::ChatInput
-        });
+        let chat_input = if stdin_wanted(config.chat_stdin) {
+            match cvbot::chat::stdin_reader() {
+                Ok(input) => {
+                    info!("type chat commands here, e.g. `doorway#1.threshold: 89` or `!admin routes`");
+                    Some(input)
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot read the terminal; no chat from the terminal");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         match cvbot::run(config, listeners, Extras { chat_input, demo }, shutdown).await {
@@ -131,7 +153,11 @@ fn serve(config: Config, demo: bool) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Nothing may keep the process alive once `run` has returned: the standard-input thread is never
+    // joined, and whatever the runtime still holds gets a bounded moment.
+    runtime.shutdown_timeout(RUNTIME_LINGER);
+    code
 }
 
 #[allow(clippy::print_stdout)] // The bench's table is the command's output.
@@ -176,6 +202,8 @@ fn stdin_is_pipe() -> bool {
     false
 }
 
+/// Cancels `shutdown` on SIGINT or SIGTERM; from then on (or from a fatal error's cancellation) the
+/// exit watchdog runs.
 async fn stop_on_signal(shutdown: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -186,19 +214,39 @@ async fn stop_on_signal(shutdown: CancellationToken) {
                 tokio::select! {
                     _ = ctrl_c => info!("SIGINT: shutting down"),
                     _ = term.recv() => info!("SIGTERM: shutting down"),
-                    () = shutdown.cancelled() => return,
+                    () = shutdown.cancelled() => {}
                 }
             }
             Err(_) => {
-                let _ = ctrl_c.await;
+                tokio::select! {
+                    _ = ctrl_c => info!("SIGINT: shutting down"),
+                    () = shutdown.cancelled() => {}
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        tokio::select! {
+            _ = ctrl_c => info!("SIGINT: shutting down"),
+            () = shutdown.cancelled() => {}
+        }
     }
     shutdown.cancel();
+    arm_exit_watchdog();
+}
+
+/// Ends the process [`EXIT_DEADLINE`] from now unless it has ended by itself: a plain thread, so a
+/// stuck runtime cannot hold it up.
+fn arm_exit_watchdog() {
+    let armed = std::thread::Builder::new().name("cvbot-exit-watchdog".into()).spawn(|| {
+        std::thread::sleep(EXIT_DEADLINE);
+        error!("shutdown did not finish within {EXIT_DEADLINE:?}; exiting now");
+        std::process::exit(EXIT_FAILURE);
+    });
+    if let Err(e) = armed {
+        warn!(error = %e, "cannot start the exit watchdog; shutdown relies on the grace period alone");
+    }
 }
 
 fn init_tracing(level: &str) {

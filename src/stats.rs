@@ -130,6 +130,13 @@ pub struct Stats {
     pub osc_clamped: AtomicU64,
     /// Local commands that changed nothing (already in that state) and were answered with why.
     pub unchanged: AtomicU64,
+    /// Twitch chat lines shed at the socket during a flood (ordinary viewers' PRIVMSGs while too many
+    /// were in flight), or server lines too long to be Twitch's.
+    pub chat_shed: AtomicU64,
+    /// Terminal chat lines longer than `chat::MAX_LINE_BYTES`, discarded as they were read.
+    pub terminal_too_long: AtomicU64,
+    /// Terminal chat lines that were not UTF-8, skipped.
+    pub terminal_not_utf8: AtomicU64,
 }
 
 impl Stats {
@@ -183,6 +190,9 @@ impl Stats {
             ("replies_sent", &self.replies_sent),
             ("replies_dropped", &self.replies_dropped),
             ("replies_failed", &self.replies_failed),
+            ("chat_shed", &self.chat_shed),
+            ("terminal_too_long", &self.terminal_too_long),
+            ("terminal_not_utf8", &self.terminal_not_utf8),
         ] {
             out.insert(name.to_owned(), get(c));
         }

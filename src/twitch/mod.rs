@@ -9,8 +9,12 @@
 //! * the **worker** runs commands ([`Intake::run`]), admin commands first, and hands replies on;
 //! * the **reply sender** ([`replies`]) keeps the bot inside Twitch's message limits.
 //!
+//! In front of all three, at the socket, [`flood`] sheds ordinary viewers' lines when more chat is in
+//! flight inside twitch-irc than the consumer has handled, because those queues are unbounded.
+//!
 //! Knows Twitch IRC and the intake; nothing of State, OSC, Redis or HTTP.
 
+pub mod flood;
 mod relay;
 pub mod replies;
 pub mod roles;
@@ -29,7 +33,8 @@ use tracing::{error, info, warn};
 use twitch_irc::login::StaticLoginCredentials;
 use twitch_irc::message::{PrivmsgMessage, ServerMessage};
 use twitch_irc::transport::Transport;
-use twitch_irc::{ClientConfig, SecureTCPTransport, TwitchIRCClient};
+use twitch_irc::transport::tcp::{TCPTransport, TLS};
+use twitch_irc::{ClientConfig, TwitchIRCClient};
 
 use crate::chat::Intake;
 use crate::command::{Command, ParseError};
@@ -50,6 +55,12 @@ pub const ADMIN_QUEUE: usize = 256;
 pub const LOG_DIRECTIVE: &str = "twitch_irc::connection::event_loop=debug";
 /// How often the joined state of the channels is checked for the status.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// How often the consumer reports shed lines, and how long it must go without a chat message before
+/// it tells the shedder that nothing is in flight any more.
+const SHED_TICK: Duration = Duration::from_secs(1);
+
+/// Twitch's own TLS connections, behind the flood shedder.
+type TwitchTransport = TCPTransport<flood::Guarded<TLS>>;
 
 /// The Twitch connection as logs and health report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +97,8 @@ pub struct TwitchSettings {
     /// `TWITCH_IRC_ADDR`: a plain-TCP server instead of Twitch.
     pub server: Option<SocketAddr>,
     pub reply_errors: bool,
+    /// `ADMIN_USERS`: their chat lines are never shed in a flood.
+    pub admin_users: Vec<String>,
 }
 
 impl TwitchSettings {
@@ -103,6 +116,7 @@ impl TwitchSettings {
             account,
             server: config.twitch_irc_addr,
             reply_errors: config.chat_reply_errors,
+            admin_users: config.admin_users.iter().cloned().collect(),
         })
     }
 }
@@ -120,6 +134,7 @@ pub async fn run(
         Some((login, token)) => StaticLoginCredentials::new(login.clone(), Some(token.expose().to_owned())),
         None => StaticLoginCredentials::anonymous(),
     };
+    flood::spare(settings.admin_users.iter().cloned());
     let mut config = ClientConfig::new_simple(credentials);
     config.tracing_identifier = Some("twitch".into());
     // twitch-irc opens another connection when one has sent 5 messages in the last ~750 ms. Twitch
@@ -135,7 +150,7 @@ pub async fn run(
             info!(server = %addr, "Twitch chat through a plain-TCP IRC server (TWITCH_IRC_ADDR)");
             run_client::<relay::RelayTransport>(config, settings, intake, stats, status, shutdown).await
         }
-        None => run_client::<SecureTCPTransport>(config, settings, intake, stats, status, shutdown).await,
+        None => run_client::<TwitchTransport>(config, settings, intake, stats, status, shutdown).await,
     }
 }
 
@@ -222,6 +237,9 @@ impl Consumer {
         helpers: &mut JoinSet<()>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(SHED_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut chat_since_tick = false;
         loop {
             let message = tokio::select! {
                 biased;
@@ -230,10 +248,17 @@ impl Consumer {
                     let how = ended.err().map_or_else(|| "returned".to_owned(), |e| e.to_string());
                     anyhow::bail!("a Twitch helper task stopped by itself ({how})");
                 }
+                // Before the messages, so a flood cannot starve it.
+                _ = tick.tick() => {
+                    self.on_tick(std::mem::take(&mut chat_since_tick));
+                    continue;
+                }
                 m = incoming.recv() => m.context("the Twitch client stopped by itself")?,
             };
             match message {
                 ServerMessage::Privmsg(msg) => {
+                    flood::note_handled(&msg);
+                    chat_since_tick = true;
                     if let Some(job) = self.on_privmsg(&msg) {
                         self.hand_on(job).await;
                     }
@@ -257,6 +282,20 @@ impl Consumer {
                 ServerMessage::Notice(notice) => self.on_notice(notice.channel_login.as_deref(), &notice.message_text),
                 _ => {}
             }
+        }
+    }
+
+    /// Reports what the shedder dropped; after a second without chat, tells it nothing is in flight.
+    fn on_tick(&self, chat_since_tick: bool) {
+        let shed = flood::take_shed();
+        if shed > 0 {
+            self.stats.chat_shed.fetch_add(shed, Ordering::Relaxed);
+            if let Some(suppressed) = self.log.allow("chat_shed", Instant::now()) {
+                warn!(shed, suppressed, "chat flood: ordinary viewers' lines shed at the socket");
+            }
+        }
+        if !chat_since_tick {
+            flood::catch_up();
         }
     }
 
@@ -334,11 +373,19 @@ impl Worker {
             };
             let channel = job.channel;
             let name = job.sender.login.clone();
+            let admin = job.command.is_admin();
             let outcome = self.intake.run(&job.sender, job.command, job.at);
             let Some(replies) = &self.replies else { continue };
             match outcome {
                 Outcome::Done { reply: Some(text) } => replies.say(&channel, text, Priority::Admin),
                 Outcome::Done { reply: None } | Outcome::Refused(Refusal::ShuttingDown) => {}
+                // An admin whose command changed nothing (already so, beyond a limit) is told why,
+                // so a moderator never believes an action happened that did not.
+                Outcome::Refused(
+                    reason @ (Refusal::Unchanged(_) | Refusal::OutOfLimit { .. } | Refusal::Superseded),
+                ) if admin => {
+                    replies.say(&channel, format!("@{name} ✗ {reason}"), Priority::Admin);
+                }
                 Outcome::Refused(reason) if self.reply_errors => {
                     replies.say(&channel, format!("@{name} {reason}"), Priority::Viewer);
                 }

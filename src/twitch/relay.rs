@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use tokio::net::TcpStream;
 use twitch_irc::transport::tcp::{MakeConnection, TCPTransport, TCPTransportConnectError};
 
+use super::flood::Guarded;
+
 static ADDR: OnceLock<SocketAddr> = OnceLock::new();
 
 /// Another Twitch source in this process already talks to a different server.
@@ -44,5 +46,5 @@ impl MakeConnection for Relay {
     }
 }
 
-/// twitch-irc's line transport over [`Relay`] sockets.
-pub type RelayTransport = TCPTransport<Relay>;
+/// twitch-irc's line transport over [`Relay`] sockets, behind the flood shedder.
+pub type RelayTransport = TCPTransport<Guarded<Relay>>;

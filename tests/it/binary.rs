@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::fake_twitch::{FakeTwitch, User};
 use crate::helpers::{OscReceiver, cv, routing};
 
-fn cvbot() -> Command {
+pub(crate) fn cvbot() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cvbot"));
     // A clean environment: no developer .env or shell variables leak into the test.
     cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("LOG_LEVEL", "info");
@@ -45,6 +45,7 @@ fn a_bad_config_value_exits_2_with_one_line_naming_the_variable() {
         ("TWITCH_IRC_ADDR", "nohostport"),
         ("CHAT_REPLY_ERRORS", "loud"),
         ("TWITCH_CHANNELS", "#not a channel"),
+        ("LOG_LEVEL", "loud"),
     ] {
         let (code, _, stderr) = run_to_exit(&[(name, value)], &[]);
         assert_eq!(code, Some(2), "{name}={value}: {stderr}");
@@ -116,10 +117,10 @@ fn bench_refuses_a_plot_file_it_cannot_draw_before_measuring() {
     assert!(!stderr.contains("floor:"), "it stopped before the first phase: {stderr}");
 }
 
-struct Bot {
-    child: Child,
+pub(crate) struct Bot {
+    pub(crate) child: Child,
     _dir: tempfile::TempDir,
-    http: String,
+    pub(crate) http: String,
 }
 
 impl Bot {
@@ -127,25 +128,31 @@ impl Bot {
         Self::start_with(osc, stdin, &[])
     }
 
-    fn start_with(osc: &OscReceiver, stdin: Stdio, vars: &[(String, String)]) -> Bot {
+    pub(crate) fn start_with(osc: &OscReceiver, stdin: Stdio, vars: &[(String, String)]) -> Bot {
+        let bot = Self::spawn(osc, stdin, vars, &[]);
+        bot.wait_healthy();
+        bot
+    }
+
+    /// Starts the binary with `args` in a temp directory of its own without waiting for it to serve.
+    pub(crate) fn spawn(osc: &OscReceiver, stdin: Stdio, vars: &[(String, String)], args: &[&str]) -> Bot {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let child = cvbot()
-            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .args(args)
             .current_dir(dir.path())
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("OSC_TARGETS", osc.addr().to_string())
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn cvbot");
-        let bot = Bot { child, _dir: dir, http: format!("127.0.0.1:{port}") };
-        bot.wait_healthy();
-        bot
+        Bot { child, _dir: dir, http: format!("127.0.0.1:{port}") }
     }
 
-    fn wait_healthy(&self) {
+    pub(crate) fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if http_get(&self.http, "/healthz").is_some_and(|b| b.contains("ok")) {
@@ -156,18 +163,69 @@ impl Bot {
         panic!("cvbot did not become healthy");
     }
 
-    fn terminate(&mut self) -> (Option<i32>, Duration) {
+    /// Sends `signal` (`-TERM`, `-INT`) and waits for the exit: (status code, time it took).
+    pub(crate) fn signal(&mut self, signal: &str) -> (Option<i32>, Duration) {
         let sent = Instant::now();
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill");
         assert!(status.success());
-        let code = loop {
+        let exit =
+            self.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| panic!("cvbot did not exit after {signal}"));
+        (exit.code(), sent.elapsed())
+    }
+
+    fn terminate(&mut self) -> (Option<i32>, Duration) {
+        self.signal("-TERM")
+    }
+
+    /// Waits up to `within` for the process to end; its status when it did.
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status.code();
+                return Some(status);
             }
-            assert!(sent.elapsed() < Duration::from_secs(10), "cvbot did not exit after SIGTERM");
+            if Instant::now() > deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(10));
-        };
-        (code, sent.elapsed())
+        }
+    }
+
+    /// The process's resident memory in KiB (`VmRSS` in `/proc/PID/status`); 0 once it is gone.
+    pub(crate) fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Polls `GET path` until `check` accepts the body; fails the test after 10 s.
+    pub(crate) fn wait_for_body(&self, path: &str, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = serde_json::Value::Null;
+        while Instant::now() < deadline {
+            if let Some(body) = http_get(&self.http, path)
+                && let Ok(json) = serde_json::from_str::<serde_json::Value>(&body)
+            {
+                if check(&json) {
+                    return;
+                }
+                last = json;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{what} never showed in {path}: {last}");
+    }
+
+    /// Everything the process wrote to stdout and stderr (call after it exited).
+    pub(crate) fn output(&mut self) -> (String, String) {
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().expect("stdout"), &mut stdout).expect("read stdout");
+        std::io::Read::read_to_string(self.child.stderr.as_mut().expect("stderr"), &mut stderr).expect("read stderr");
+        (stdout, stderr)
     }
 }
 
@@ -178,12 +236,12 @@ impl Drop for Bot {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// A minimal HTTP/1.0 GET over a real socket, so this blocking test needs no async client.
-fn http_get(addr: &str, path: &str) -> Option<String> {
+pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -260,4 +318,42 @@ async fn the_twitch_token_never_reaches_the_log_even_at_trace_level() {
     std::io::Read::read_to_string(bot.child.stderr.as_mut().expect("stderr"), &mut stderr).expect("read stderr");
     assert!(stderr.contains("joined Twitch channel"), "{stderr}");
     assert!(!stderr.contains("sekrit0token"), "the token leaked into the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_never_writes_the_routing_file() {
+    let osc = OscReceiver::bind().await;
+    let files = tempfile::tempdir().expect("tempdir");
+    let path = files.path().join("routing_table.json");
+    let vars = [("ROUTING_FILE".to_owned(), path.display().to_string())];
+    let routed = |output: &'static str| move |s: &serde_json::Value| s["routes"].get(output).is_some();
+
+    // No routing file: the demo routes four outputs itself, the operator a fifth; none is saved.
+    let mut bot = Bot::spawn(&osc, Stdio::piped(), &vars, &["--demo"]);
+    bot.wait_healthy();
+    bot.wait_for_body("/api/state", "the demo's routes", routed("es9out#4"));
+    let mut stdin = bot.child.stdin.take().expect("stdin");
+    writeln!(stdin, "!admin es9out#5 → doorway#1.gain").expect("write");
+    bot.wait_for_body("/api/state", "the operator's route", routed("es9out#5"));
+    let (code, _) = bot.terminate();
+    assert_eq!(code, Some(0));
+    assert!(!path.exists(), "--demo wrote {}", std::fs::read_to_string(&path).unwrap_or_default());
+    let (_, stderr) = bot.output();
+    assert!(stderr.contains("routes live in memory only"), "{stderr}");
+
+    // A show's routing file: the demo reads it and leaves it byte for byte as it was.
+    let show = "{\n  \"es9out#1\": \"doorway#1.threshold\"\n}\n";
+    std::fs::write(&path, show).expect("write routing file");
+    let mut bot = Bot::spawn(&osc, Stdio::piped(), &vars, &["--demo"]);
+    bot.wait_healthy();
+    bot.wait_for_body("/api/state", "the show's route", |s| s["routes"]["es9out#1"] == "doorway#1.threshold");
+    let mut stdin = bot.child.stdin.take().expect("stdin");
+    writeln!(stdin, "!admin es9out#2 → doorway#1.gain").expect("write");
+    writeln!(stdin, "!admin remove es9out#1").expect("write");
+    bot.wait_for_body("/api/state", "the demo's changes", |s| {
+        s["routes"].get("es9out#2").is_some() && s["routes"].get("es9out#1").is_none()
+    });
+    let (code, _) = bot.terminate();
+    assert_eq!(code, Some(0));
+    assert_eq!(std::fs::read_to_string(&path).expect("still there"), show, "--demo changed the routing file");
 }

@@ -5,8 +5,10 @@
 mod binary;
 mod cluster;
 mod fake_twitch;
+mod flood;
 mod helpers;
 mod http_api;
+mod lifecycle;
 mod limits;
 mod overlay;
 mod pipeline;
