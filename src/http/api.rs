@@ -103,9 +103,13 @@ fn catalog(ctx: &HttpContext) -> serde_json::Value {
 /// the live instances, subscriptions and event counts, and the Twitch connection.
 fn health(ctx: &HttpContext) -> serde_json::Value {
     let status = *ctx.redis_status.borrow();
+    // Degraded while still serving (Redis full or read-only: events flow, side writes wait) is
+    // still hybrid: every instance hears every event.
+    let serving = ctx.stats.redis.serving.load(std::sync::atomic::Ordering::Relaxed);
     let (mode, healthy) = match status {
         LinkStatus::Connected => ("hybrid", true),
         LinkStatus::Disabled => ("local-only", true),
+        LinkStatus::Degraded if serving => ("hybrid", false),
         LinkStatus::Connecting | LinkStatus::Degraded => ("local-only", false),
     };
     let stats = ctx.stats.snapshot();
@@ -122,6 +126,10 @@ fn health(ctx: &HttpContext) -> serde_json::Value {
             "probe_latency_ms": (status == LinkStatus::Connected).then(|| get("redis_probe_rtt_us") as f64 / 1000.0),
             "reconnects": get("redis_reconnects"),
             "outbox_depth": get("redis_outbox_depth"),
+            // Registers Redis refused to store (OOM, read-only), written when it accepts writes again.
+            "unpersisted": get("redis_unpersisted_depth"),
+            // Another publisher using this INSTANCE_ID: how many events, and the last one seen.
+            "impostor": {"events": get("redis_impostor_events"), "last": ctx.stats.redis.impostor_seen()},
         },
         "subscriptions": {
             "redis_channels": if status == LinkStatus::Disabled { 0 } else { 4 },

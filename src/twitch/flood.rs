@@ -5,7 +5,7 @@
 //! but it numbers each PRIVMSG it passes (a `cvbot-seq` tag it adds) and the consumer reports the
 //! highest number it has handled ([`note_handled`]). The difference is how many chat messages are
 //! in flight inside twitch-irc; above [`SHED_ABOVE`] the wrapper drops PRIVMSG lines that are not from
-//! the broadcaster, a moderator or an `ADMIN_USERS` entry and counts them ([`take_shed`], reported
+//! the broadcaster, a moderator or an `ADMIN_USERS` entry and counts them ([`shed_total`], reported
 //! as `chat_shed`). PING, RECONNECT, NOTICE, USERSTATE and every other line always pass, so the
 //! connection stays healthy and admin commands still get through.
 //!
@@ -48,7 +48,7 @@ struct Books {
     passed: AtomicU64,
     /// The highest number the consumer has handled.
     handled: AtomicU64,
-    /// Lines dropped since the consumer last took the count.
+    /// Lines dropped since the process started (monotonic).
     shed: AtomicU64,
     /// `ADMIN_USERS` (logins and numeric ids, lower case): their lines are never shed.
     admins: RwLock<HashSet<String>>,
@@ -80,9 +80,11 @@ pub fn catch_up() {
     BOOKS.handled.fetch_max(BOOKS.passed.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
-/// Lines shed since the last call.
-pub fn take_shed() -> u64 {
-    BOOKS.shed.swap(0, Ordering::Relaxed)
+/// Lines shed since the process started. The books are process-wide (twitch-irc makes sockets
+/// through an argument-less `new_socket()`), so every Twitch source of a process reports the same
+/// total; a show runs one source per process.
+pub fn shed_total() -> u64 {
+    BOOKS.shed.load(Ordering::Relaxed)
 }
 
 fn in_flight() -> u64 {

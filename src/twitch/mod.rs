@@ -287,9 +287,9 @@ impl Consumer {
 
     /// Reports what the shedder dropped; after a second without chat, tells it nothing is in flight.
     fn on_tick(&self, chat_since_tick: bool) {
-        let shed = flood::take_shed();
+        let total = flood::shed_total();
+        let shed = total.saturating_sub(self.stats.chat_shed.swap(total, Ordering::Relaxed));
         if shed > 0 {
-            self.stats.chat_shed.fetch_add(shed, Ordering::Relaxed);
             if let Some(suppressed) = self.log.allow("chat_shed", Instant::now()) {
                 warn!(shed, suppressed, "chat flood: ordinary viewers' lines shed at the socket");
             }

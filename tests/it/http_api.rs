@@ -172,7 +172,11 @@ async fn publish_maps_every_event_type_onto_the_same_commands_as_chat() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(app.state().await["overlay_enabled"], false);
     publish(json!({"type": "admin_command", "payload": {"action": "emergency_stop", "message": "smoke"}})).await;
-    assert_eq!(app.state().await["emergency"], json!({"active": true, "message": "smoke"}));
+    assert_eq!(
+        app.state().await["emergency"],
+        json!({"active": true, "message": "smoke", "held": {"es9out#1": 0.0}}),
+        "every routed output is shown at the safe voltage it is held at"
+    );
     // The emergency latch refuses parameter writes from HTTP exactly as from chat.
     let (status, answer) =
         publish(json!({"type": "parameter_update", "payload": {"variable": "doorway#1.threshold", "value": 1}})).await;
@@ -244,7 +248,7 @@ async fn admin_actions_stop_resume_clear_and_toggle_the_overlay() {
     let (status, answer) =
         write(&app, Method::POST, "/api/admin/emergency-stop", &json!({"message": "too\nbright"})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(app.state().await["emergency"], json!({"active": true, "message": "toobright"}));
+    assert_eq!(app.state().await["emergency"], json!({"active": true, "message": "toobright", "held": {}}));
     let (status, _) = write(&app, Method::POST, "/api/admin/resume", &json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(app.state().await["emergency"]["active"], false);

@@ -323,8 +323,10 @@ async fn admin_page_in_chromium_logs_in_and_every_button_works() {
 
     browser.type_into("#estop-message", "fog machine").await;
     browser.click("#estop-btn").await;
-    wait_for_state(&app, "emergency stop", |s| s["emergency"] == json!({"active": true, "message": "fog machine"}))
-        .await;
+    wait_for_state(&app, "emergency stop", |s| {
+        s["emergency"]["active"] == true && s["emergency"]["message"] == "fog machine"
+    })
+    .await;
     browser.wait_until("return !document.getElementById('estop-banner').hidden;", SLOW, "the banner").await;
     browser.click("#resume-btn").await;
     wait_for_state(&app, "resume", |s| s["emergency"]["active"] == false).await;

@@ -107,7 +107,15 @@ async fn every_connection_starts_with_a_snapshot_then_gets_numbered_updates() {
     app.op("!admin emergency stop too bright");
     let stop = sse.next().await;
     assert_eq!(stop.id, Some(first + 3));
-    assert_eq!(stop.data, json!({"type": "emergency", "active": true, "message": "too bright"}));
+    // A stop changes what every routed output shows, so it comes as the whole state.
+    assert_eq!(stop.data["type"], "state");
+    assert_eq!(stop.data["action"], "EMERGENCY STOP: too bright");
+    assert_eq!(
+        stop.data["state"]["emergency"],
+        json!({"active": true, "message": "too bright", "held": {"es9out#1": 0.0}})
+    );
+    assert_eq!(stop.data["state"]["parameters"]["doorway#1.threshold"]["voltage"], 0.0, "held at the safe voltage");
+    assert_eq!(stop.data["state"]["parameters"]["doorway#1.threshold"]["held"], true);
     app.op("!admin overlay off");
     assert_eq!(sse.next().await.data, json!({"type": "overlay", "enabled": false}));
 }

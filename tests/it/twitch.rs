@@ -225,7 +225,8 @@ async fn a_burst_of_10000_lines_is_consumed_without_losing_an_admin_command() {
     }
     let started = Instant::now();
     chan.send_lines(&lines);
-    // Every line is read, or shed at the socket if too many were in flight (never an admin's).
+    // Every line is read, or shed at the socket if too many were in flight (never an admin's). The
+    // shed count is process-wide, so other tests' floods may add to it: at least every line.
     let deadline = Instant::now() + Duration::from_secs(30);
     let (read, shed) = loop {
         let (read, shed) = (app.stat("chat_lines").await, app.stat("chat_shed").await);
@@ -235,7 +236,7 @@ async fn a_burst_of_10000_lines_is_consumed_without_losing_an_admin_command() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let took = started.elapsed();
-    assert_eq!(read + shed, 10_000, "every line was read or shed: {read} read, {shed} shed");
+    assert!(read + shed >= 10_000, "every line was read or shed: {read} read, {shed} shed");
     // Admin commands are queued, never dropped: all 20 routes arrive.
     let deadline = Instant::now() + Duration::from_secs(10);
     let routes = loop {
