@@ -7,6 +7,7 @@ mod cluster;
 mod fake_twitch;
 mod helpers;
 mod http_api;
+mod http_limits;
 mod overlay;
 mod pipeline;
 mod raw_redis;
