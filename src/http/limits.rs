@@ -11,6 +11,12 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Largest request head (request line and headers) read; a larger one is answered 431 and the
+/// connection closed. Without it hyper buffers up to about 400 KB per connection; with it, stalled
+/// clients can make one instance hold at most `HTTP_MAX_CONNECTIONS` × 64 KiB (64 MiB by default).
+/// Browsers send a few KB; 64 KiB leaves room for the cookies other local tools set on `localhost`.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// Seconds a refused client is asked to wait (`Retry-After`) when a cap is reached.
 pub const RETRY_AFTER_SECS: u64 = 5;
 
@@ -92,13 +98,6 @@ impl HttpLimits {
     /// Open SSE streams holding a slot now.
     pub fn sse_open(&self) -> usize {
         self.sse_max - self.sse.available_permits()
-    }
-}
-
-impl Default for HttpLimits {
-    /// The configuration's defaults (10 s, 1024 connections, 256 SSE clients, no extra hosts).
-    fn default() -> Self {
-        HttpLimits::new(Duration::from_secs(10), 1024, 256, Vec::new())
     }
 }
 

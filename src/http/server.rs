@@ -28,7 +28,7 @@ use warp::http::{HeaderValue, Request, Version, header};
 use warp::reply::Response;
 
 use super::ApiError;
-use super::limits::{CONTENT_SECURITY_POLICY, HostPolicy, HostRefusal, HttpLimits, RETRY_AFTER_SECS};
+use super::limits::{CONTENT_SECURITY_POLICY, HostPolicy, HostRefusal, HttpLimits, MAX_HEADER_BYTES, RETRY_AFTER_SECS};
 use crate::stats::LogThrottle;
 
 /// How long an open connection may take to finish once shutdown is asked for (an in-flight request
@@ -64,7 +64,7 @@ where
     );
     let front = Front { inner: service, hosts, limits: limits.clone() };
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_header_size(MAX_HEADER_BYTES);
     let builder = Arc::new(builder);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));

@@ -75,6 +75,10 @@ async fn slow_loris_connections_are_closed_at_the_header_deadline_while_others_a
     // The configured deadline, less a little for the clock reads on either side.
     let not_before = Duration::from_millis(450);
     let app = TestApp::spawn_with(&[("HTTP_HEADER_TIMEOUT_MS", "500")]).await;
+    // An open event stream is not a request still sending its headers: opened before the stalled
+    // connections, it must outlive their deadline.
+    let mut sse = SseClient::connect(&app, None).await;
+    assert_eq!(sse.next().await.name, "snapshot");
     let mut held = Vec::new();
     for _ in 0..200 {
         let mut stream = TcpStream::connect(app.http_addr).await.expect("connect");
@@ -84,12 +88,22 @@ async fn slow_loris_connections_are_closed_at_the_header_deadline_while_others_a
     }
     let answer = exchange(app.http_addr, &get("/api/state", Some(&app.http_addr.to_string()))).await;
     assert_eq!(status(&answer), 200, "a complete request is served beside 200 stalled ones: {answer}");
+    // A head larger than MAX_HEADER_BYTES is refused, not buffered.
+    let huge = format!("GET /api/state HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\n\r\n", "a".repeat(100_000));
+    let mut stream = TcpStream::connect(app.http_addr).await.expect("connect");
+    // The server may close before it has read everything, so a failed write is fine.
+    let _ = stream.write_all(huge.as_bytes()).await;
+    let answer = read_all(&mut stream).await;
+    assert!(answer.is_empty() || status(&answer) == 431, "{answer}");
 
     let closes = held.into_iter().map(|(opened, mut stream)| async move {
         read_all(&mut stream).await;
         opened.elapsed()
     });
-    for lasted in futures_util::future::join_all(closes).await {
+    let lasted = futures_util::future::join_all(closes).await;
+    app.viewer("ann", "doorway#1.threshold: 89");
+    assert_eq!(sse.next().await.name, "update", "the stream is still open after every stalled one was closed");
+    for lasted in lasted {
         // Never before the deadline (a timer does not fire early), and never held open much past it:
         // `read_all` fails the test if a connection is still open after SOON.
         assert!(lasted >= not_before, "closed after {lasted:?}, before the deadline");
