@@ -239,6 +239,12 @@ pub async fn start(
             .then(|| RedisHistory::new(config.redis_url.expose(), &config.redis_key_prefix).ok())
             .flatten(),
         twitch_status: twitch_status.clone(),
+        limits: crate::http::HttpLimits::new(
+            config.http_header_timeout,
+            config.http_max_connections,
+            config.sse_max_clients,
+            config.http_allowed_hosts.clone(),
+        ),
     };
     sup.critical("http", crate::http::serve(http_listener, ctx, shutdown.clone()));
 

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+/// Connection and SSE caps of the bench's child instances (see `start_subscribed`).
+const BENCH_MAX_CLIENTS: usize = 100_000;
+
 /// A running child instance; killed on drop.
 #[derive(Debug)]
 pub struct ChildBot {
@@ -31,7 +34,15 @@ impl ChildBot {
         let table: serde_json::Map<String, serde_json::Value> =
             routes.iter().map(|(o, v)| (o.clone(), serde_json::Value::String(v.clone()))).collect();
         std::fs::write(dir.join("routing_table.json"), serde_json::Value::Object(table).to_string())?;
-        let vars = [("INSTANCE_ID", id.to_owned()), ("REDIS_URL", url.to_owned()), ("OSC_TARGETS", osc.to_string())];
+        let vars = [
+            ("INSTANCE_ID", id.to_owned()),
+            ("REDIS_URL", url.to_owned()),
+            ("OSC_TARGETS", osc.to_string()),
+            // The overlay bench holds up to 10,000 SSE clients on one instance: far above the show
+            // defaults (1024 connections, 256 streams), which would measure refusals instead.
+            ("HTTP_MAX_CONNECTIONS", BENCH_MAX_CLIENTS.to_string()),
+            ("SSE_MAX_CLIENTS", BENCH_MAX_CLIENTS.to_string()),
+        ];
         let child = ChildBot::start(&vars, dir)?;
         let deadline = Instant::now() + Duration::from_secs(15);
         while child.json("/api/state").is_none_or(|v| v["redis"] != "connected") {

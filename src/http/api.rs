@@ -1,7 +1,10 @@
 //! The read-only endpoints: health and readiness, state, counters, catalogue, event health and
-//! history, and `/metrics` in the Prometheus text format.
+//! history, and `/metrics` in the Prometheus text format. History names who did what, so it asks
+//! for the admin token like the write endpoints; the rest is open.
 //!
 //! Reads snapshots and counters only; never submits anything. Knows no OSC, Redis wire format or chat.
+
+use std::sync::atomic::Ordering;
 
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
@@ -12,6 +15,7 @@ use serde_json::json;
 use warp::Filter;
 use warp::reply::Response;
 
+use super::auth::authorize;
 use super::hub::HISTORY_RING;
 use super::{ApiError, ApiState, HttpContext, respond, with};
 use crate::stats::LinkStatus;
@@ -29,10 +33,23 @@ pub fn routes(ctx: &HttpContext) -> impl Filter<Extract = (Response,), Error = w
     let catalog = warp::path!("api" / "catalog").and(get.clone()).map(|ctx: HttpContext| respond(Ok(catalog(&ctx))));
     let health =
         warp::path!("api" / "events" / "health").and(get.clone()).map(|ctx: HttpContext| respond(Ok(health(&ctx))));
+    // The token is checked before the query is looked at, so a request without it learns nothing,
+    // not even that its query was malformed.
+    let query = warp::query::<HistoryQuery>()
+        .map(Ok)
+        .or(warp::any().map(|| Err(ApiError::BadRequest("the query string cannot be read".into()))))
+        .unify();
     let history = warp::path!("api" / "events" / "history")
-        .and(warp::query::<HistoryQuery>())
         .and(get.clone())
-        .then(|q: HistoryQuery, ctx: HttpContext| async move { respond(history(&ctx, &q).await) });
+        .and(warp::header::optional::<String>("authorization"))
+        .and(query)
+        .then(|ctx: HttpContext, auth: Option<String>, q: Result<HistoryQuery, ApiError>| async move {
+            let result = async {
+                authorize(&ctx.admin_token, auth.as_deref())?;
+                history(&ctx, &q?).await
+            };
+            respond(result.await)
+        });
     let metrics = warp::path!("metrics").and(get).map(|ctx: HttpContext| metrics(&ctx));
     healthz
         .or(readyz)
@@ -213,6 +230,22 @@ fn metrics(ctx: &HttpContext) -> Response {
         "sse_client_resyncs",
         "SSE clients whose queue overflowed and were sent a fresh snapshot",
         ConstCounter::new(ctx.hub.client_resyncs()),
+    );
+    let refused = &ctx.limits.counters;
+    registry.register(
+        "http_connections_refused",
+        "HTTP connections answered 503 because HTTP_MAX_CONNECTIONS were open",
+        ConstCounter::new(refused.connections_refused.load(Ordering::Relaxed)),
+    );
+    registry.register(
+        "sse_clients_refused",
+        "SSE requests answered 503 because SSE_MAX_CLIENTS streams were open",
+        ConstCounter::new(refused.sse_refused.load(Ordering::Relaxed)),
+    );
+    registry.register(
+        "http_host_refused",
+        "HTTP requests refused for a missing Host or one not in HTTP_ALLOWED_HOSTS",
+        ConstCounter::new(refused.host_refused.load(Ordering::Relaxed)),
     );
     let clients = i64::try_from(ctx.hub.clients()).unwrap_or(i64::MAX);
     registry.register("sse_clients", "SSE clients connected now", ConstGauge::new(clients));

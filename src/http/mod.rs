@@ -10,11 +10,15 @@
 //! * [`api`]: the read-only JSON endpoints and `/metrics`.
 //! * [`admin`]: the write endpoints (bearer token).
 //! * [`auth`]: the token check.
+//! * [`limits`]: header deadline, connection and SSE caps, allowed `Host` names, safe paths.
+//! * [`server`]: the accept loop that enforces them in front of the routes.
 
 pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod hub;
+pub mod limits;
+pub mod server;
 pub mod sse;
 
 use std::path::PathBuf;
@@ -38,11 +42,24 @@ use crate::stats::{LinkStatus, Stats};
 
 pub use auth::AuthError;
 pub use hub::{Hub, HubHandle};
+pub use limits::HttpLimits;
 
 /// The overlay page compiled in, served when `overlay/index.html` is not on disk.
 const EMBEDDED_OVERLAY: &str = include_str!("../../overlay/index.html");
 /// The admin page compiled in, served when `overlay/admin.html` is not on disk.
 const EMBEDDED_ADMIN: &str = include_str!("../../overlay/admin.html");
+
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// The pages' scripts and styles (files, because the Content-Security-Policy allows no inline
+/// script or style), served from `overlay/` when there and compiled in otherwise, like the pages.
+const EMBEDDED_ASSETS: [(&str, &str, &str); 4] = [
+    ("overlay.js", JS, include_str!("../../overlay/overlay.js")),
+    ("overlay.css", CSS, include_str!("../../overlay/overlay.css")),
+    ("admin.js", JS, include_str!("../../overlay/admin.js")),
+    ("admin.css", CSS, include_str!("../../overlay/admin.css")),
+];
 
 /// Largest request body accepted by a write endpoint; larger ones get 413 and change nothing.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -73,6 +90,8 @@ pub struct HttpContext {
     pub redis_history: Option<crate::redis_link::history::RedisHistory>,
     /// The Twitch connection, for health.
     pub twitch_status: watch::Receiver<crate::twitch::TwitchStatus>,
+    /// Header deadline, connection and SSE caps, allowed hosts (shared counts).
+    pub limits: HttpLimits,
 }
 
 /// `/api/state`: the state view plus who is answering.
@@ -102,6 +121,12 @@ pub enum ApiError {
     Refused(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A cap is reached (connections, SSE clients): answered with `Retry-After`.
+    #[error("{0}")]
+    Busy(String),
+    /// The request named a host this instance does not answer to (421 Misdirected Request).
+    #[error("{0}")]
+    Misdirected(String),
 }
 
 impl ApiError {
@@ -112,17 +137,22 @@ impl ApiError {
             Self::BadJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Refused(_) => StatusCode::CONFLICT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
     pub fn into_response(self) -> Response {
         use warp::Reply;
         let status = self.status();
+        let busy = matches!(self, Self::Busy(_));
         let body = warp::reply::json(&serde_json::json!({ "error": self.to_string() }));
         let mut response = warp::reply::with_status(body, status).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert("www-authenticate", warp::http::HeaderValue::from_static("Bearer"));
+        }
+        if busy {
+            response.headers_mut().insert("retry-after", warp::http::HeaderValue::from(limits::RETRY_AFTER_SECS));
         }
         response
     }
@@ -137,14 +167,16 @@ pub fn respond<T: Serialize>(result: Result<T, ApiError>) -> Response {
     }
 }
 
-/// Serves until `shutdown`; the listener is bound by the caller.
+/// Serves until `shutdown`; the listener is bound by the caller. Enforces [`HttpLimits`] (see
+/// [`server`]); returns within [`server::CLOSE_GRACE`] of `shutdown`.
 pub async fn serve(listener: TcpListener, ctx: HttpContext, shutdown: CancellationToken) -> anyhow::Result<()> {
     // The filter is boxed so each connection holds a pointer to its request's future instead of
     // room for the largest future any route can build (measured: 44 KB per idle SSE connection
     // unboxed, see BENCHMARKS.md).
     let routes = routes(&ctx).boxed();
-    // Boxed: warp's server future is large, and it lives for the whole run.
-    Box::pin(warp::serve(routes).incoming(listener).graceful(shutdown.cancelled_owned()).run()).await;
+    let service = hyper_util::service::TowerToHyperService::new(warp::service(routes));
+    // Boxed: the accept loop's future lives for the whole run.
+    Box::pin(server::run(listener, service, ctx.limits.clone(), shutdown)).await;
     Ok(())
 }
 
@@ -164,15 +196,31 @@ pub fn routes(
         .and(warp::get())
         .and(with((ctx.overlay_dir.join("admin.html"), EMBEDDED_ADMIN)))
         .then(page);
-    let static_files = warp::path("overlay").and(warp::fs::dir(ctx.overlay_dir.clone()));
+    let assets = warp::path("overlay")
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with(ctx.overlay_dir.clone()))
+        .and_then(asset);
+    // Only a plain path reaches the file server: `%00` and friends make it log an error (and answer
+    // 500), `..` a warning; here they are a quiet 404.
+    let static_files = warp::path("overlay")
+        .and(warp::path::full())
+        .and_then(|path: warp::path::FullPath| async move {
+            if limits::path_is_safe(path.as_str()) { Ok(()) } else { Err(warp::reject::not_found()) }
+        })
+        .untuple_one()
+        .and(warp::fs::dir(ctx.overlay_dir.clone()));
     api::routes(ctx)
         .or(admin::routes(ctx))
         .unify()
-        .or(sse::route(ctx.hub.clone(), ctx.shutdown.clone(), ctx.sse_keepalive))
+        .or(sse::route(ctx.hub.clone(), ctx.shutdown.clone(), ctx.sse_keepalive, ctx.limits.clone()))
         .unify()
         .or(overlay)
         .unify()
         .or(admin_page)
+        .unify()
+        .or(assets)
         .unify()
         .or(static_files)
 }
@@ -181,7 +229,20 @@ pub fn routes(
 async fn page((path, embedded): (PathBuf, &'static str)) -> Response {
     use warp::Reply;
     let page = tokio::fs::read_to_string(path).await.unwrap_or_else(|_| embedded.to_owned());
-    warp::reply::html(page).into_response()
+    // `no-cache`: OBS keeps browser sources for days; a restyled page must show on the next load.
+    warp::reply::with_header(warp::reply::html(page), "cache-control", "no-cache").into_response()
+}
+
+/// One of [`EMBEDDED_ASSETS`], from `overlay/` when there, else compiled in; other names fall
+/// through to the file server.
+async fn asset(name: String, dir: PathBuf) -> Result<Response, warp::Rejection> {
+    use warp::Reply;
+    let Some((file, content_type, embedded)) = EMBEDDED_ASSETS.iter().find(|(file, _, _)| *file == name) else {
+        return Err(warp::reject::not_found());
+    };
+    let text = tokio::fs::read_to_string(dir.join(file)).await.unwrap_or_else(|_| (*embedded).to_owned());
+    let reply = warp::reply::with_header(text, "content-type", *content_type);
+    Ok(warp::reply::with_header(reply, "cache-control", "no-cache").into_response())
 }
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`].

@@ -510,12 +510,12 @@ async fn health_and_history_show_the_cluster() {
     assert!(health["events"]["published"].as_u64().is_some_and(|n| n >= 1), "{health}");
     assert!(health["events"]["received_redis"].as_u64().is_some_and(|n| n >= 1), "{health}");
 
-    let history = a.get_json("/api/events/history?source=redis").await;
+    let history = a.get_json_as_admin("/api/events/history?source=redis").await;
     assert_eq!(history["source"], "redis");
     let events = history["events"].as_array().expect("events");
     assert!(events.iter().any(|e| e["type"] == "parameter_update" && e["source_instance"] == "bot-b"), "{history}");
     assert!(events.iter().any(|e| e["type"] == "admin_command" && e["source_instance"] == "bot-a"), "the audit trail");
-    let only = a.get_json("/api/events/history?source=redis&eventType=system_broadcast&limit=1").await;
+    let only = a.get_json_as_admin("/api/events/history?source=redis&eventType=system_broadcast&limit=1").await;
     assert_eq!(only["count"], 1);
     assert_eq!(only["events"][0]["data"]["action"], "overlay_toggle");
 

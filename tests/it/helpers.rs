@@ -195,4 +195,11 @@ impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http_addr)
     }
+
+    /// Like [`TestApp::get_json`], with the admin token (for `/api/events/history`).
+    pub async fn get_json_as_admin(&self, path: &str) -> serde_json::Value {
+        let response = self.http.get(self.url(path)).bearer_auth(TOKEN).send().await.expect("GET");
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.expect("json")
+    }
 }

@@ -291,7 +291,7 @@ async fn read_endpoints_report_health_history_catalog_metrics_and_pages() {
     // The hub records events as it sees them; give it a moment to catch up with the last one.
     let mut history = Value::Null;
     for _ in 0..50 {
-        history = app.get_json("/api/events/history").await;
+        history = app.get_json_as_admin("/api/events/history").await;
         if history["count"] == 4 {
             break;
         }
@@ -300,7 +300,7 @@ async fn read_endpoints_report_health_history_catalog_metrics_and_pages() {
     assert_eq!(history["count"], 4, "{history}");
     assert_eq!(history["events"][0]["type"], "admin_command", "newest first");
     assert_eq!(history["events"][0]["data"], json!({"action": "overlay_toggle", "enabled": false}));
-    let params = app.get_json("/api/events/history?eventType=parameter_update&limit=1").await;
+    let params = app.get_json_as_admin("/api/events/history?eventType=parameter_update&limit=1").await;
     assert_eq!(params["count"], 1);
     assert_eq!(params["events"][0]["remote"], false);
     assert_eq!(history["events"][0]["remote"], Value::Null, "admin events do not carry their origin");
@@ -308,7 +308,7 @@ async fn read_endpoints_report_health_history_catalog_metrics_and_pages() {
         params["events"][0]["data"],
         json!({"variable": "doorway#1.gain", "value": 3, "user": "bob", "source_instance": "bot-001"})
     );
-    let routing = app.get_json("/api/events/history?eventType=routing_change").await;
+    let routing = app.get_json_as_admin("/api/events/history?eventType=routing_change").await;
     assert_eq!(routing["events"][0]["data"]["output"], "es9out#1");
     for (query, status) in [
         ("source=redis", StatusCode::SERVICE_UNAVAILABLE),
@@ -317,7 +317,7 @@ async fn read_endpoints_report_health_history_catalog_metrics_and_pages() {
         ("limit=many", StatusCode::BAD_REQUEST),
         ("eventType=gossip", StatusCode::BAD_REQUEST),
     ] {
-        let (got, answer) = send(&app, Method::GET, &format!("/api/events/history?{query}"), None, None).await;
+        let (got, answer) = send(&app, Method::GET, &format!("/api/events/history?{query}"), Some(TOKEN), None).await;
         assert_eq!(got, status, "{query}: {answer}");
     }
 
@@ -333,10 +333,15 @@ async fn read_endpoints_report_health_history_catalog_metrics_and_pages() {
     assert!(text.contains("cvbot_sse_clients 0"), "{text}");
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
 
-    for page in ["/overlay", "/admin"] {
+    for (page, script) in [("/overlay", "/overlay/overlay.js"), ("/admin", "/overlay/admin.js")] {
         let response = reqwest::get(app.url(page)).await.expect("page");
         assert_eq!(response.status(), StatusCode::OK, "{page}");
-        assert!(response.text().await.expect("html").contains("EventSource"), "{page} is the live page");
+        let html = response.text().await.expect("html");
+        assert!(html.contains(&format!("<script src=\"{script}\"></script>")), "{page} loads its script: {html}");
+        let response = reqwest::get(app.url(script)).await.expect("script");
+        assert_eq!(response.status(), StatusCode::OK, "{script}");
+        assert!(response.headers()["content-type"].to_str().is_ok_and(|t| t.starts_with("text/javascript")));
+        assert!(response.text().await.expect("js").contains("EventSource"), "{page} is the live page");
     }
 }
 

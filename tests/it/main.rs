@@ -8,6 +8,7 @@ mod fake_twitch;
 mod flood;
 mod helpers;
 mod http_api;
+mod http_limits;
 mod lifecycle;
 mod limits;
 mod overlay;

@@ -1,0 +1,173 @@
+// The overlay's behaviour (the page's Content-Security-Policy allows no inline script).
+"use strict";
+// ---- options ----
+const query = new URLSearchParams(location.search);
+const corner = ["tl", "tr", "bl", "br"].includes(query.get("corner")) ? query.get("corner") : "br";
+const theme = ["dark", "light", "neon"].includes(query.get("theme")) ? query.get("theme") : "dark";
+const fadeSeconds = Number.isFinite(Number(query.get("fade"))) && query.get("fade") !== null ? Number(query.get("fade")) : 30;
+const display = ["both", "raw", "volts"].includes(query.get("display")) ? query.get("display") : "both";
+const scale = Math.min(3, Math.max(0.5, Number(query.get("scale")) || 1));
+const moduleFilter = (query.get("modules") || "").split(",").map(s => s.trim().toLowerCase()).filter(Boolean);
+const FIGHT_MS = 3000;
+document.body.classList.add("corner-" + corner, "theme-" + theme);
+document.documentElement.style.setProperty("--scale", String(scale));
+
+// ---- state ----
+const el = id => document.getElementById(id);
+let state = { parameters: {}, routes: {}, overlay_enabled: true, emergency: { active: false, message: null } };
+const seen = new Map();       // variable -> { user, at } for idle fading and fight detection
+let connected = false;
+
+function moduleOf(variable) { return variable.split(".")[0]; }          // "doorway#1"
+function shown(variable) {
+  if (!moduleFilter.length) return true;
+  const mod = moduleOf(variable).toLowerCase();
+  return moduleFilter.some(f => f === mod || f === mod.split("#")[0]);
+}
+function text(tag, cls, content) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  node.textContent = content;
+  return node;
+}
+
+function renderParam(variable, p) {
+  const row = document.createElement("div");
+  row.className = "param";
+  row.dataset.variable = variable;
+  const name = variable.slice(variable.indexOf(".") + 1);
+  const bar = document.createElement("div");
+  bar.className = "bar";
+  const fill = document.createElement("div");
+  fill.className = "fill";
+  fill.style.width = (Math.max(0, Math.min(127, p.value)) / 127 * 100).toFixed(1) + "%";
+  bar.append(fill);
+  const volts = p.voltage === null || p.voltage === undefined ? "" : p.voltage.toFixed(2) + " V";
+  const number = display === "raw" ? String(p.value) : display === "volts" ? (volts || String(p.value))
+               : String(p.value);
+  const num = text("span", "num value", number);
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const parts = [];
+  if (display !== "raw" && volts) parts.push(volts + (p.route ? " on " + p.route : ""));
+  else if (display !== "raw") parts.push("not routed");
+  parts.push("by ");
+  meta.append(document.createTextNode(parts.join(" · ")));
+  meta.append(text("span", "who", p.user));
+  if (p.remote) meta.append(text("span", "remote", " via " + p.source_instance));
+  row.append(text("span", "name", name), bar, num, meta);
+  return row;
+}
+
+function render() {
+  el("root").hidden = !state.overlay_enabled;
+  el("estop").hidden = !state.emergency.active;
+  el("estop-message").textContent = state.emergency.message || "outputs held at safe values";
+  el("conn").textContent = connected ? "live" : "reconnecting…";
+  el("conn").className = connected ? "" : "down";
+  const groups = new Map();
+  for (const [variable, p] of Object.entries(state.parameters).sort(([a], [b]) => a.localeCompare(b))) {
+    if (!shown(variable)) continue;
+    const mod = moduleOf(variable);
+    if (!groups.has(mod)) groups.set(mod, []);
+    groups.get(mod).push([variable, p]);
+  }
+  const sections = [];
+  for (const [mod, params] of groups) {
+    const section = document.createElement("section");
+    section.className = "module";
+    section.append(text("h2", "", mod.replace("#", " #")));
+    for (const [variable, p] of params) section.append(renderParam(variable, p));
+    sections.push(section);
+  }
+  el("modules").replaceChildren(...sections);
+  el("empty").hidden = groups.size > 0;
+  markIdle();
+}
+
+function markIdle() {
+  if (!(fadeSeconds > 0)) return;
+  const now = Date.now();
+  for (const row of document.querySelectorAll(".param")) {
+    const s = seen.get(row.dataset.variable);
+    row.classList.toggle("idle", !s || now - s.at > fadeSeconds * 1000);
+  }
+}
+setInterval(markIdle, 1000);
+
+function latest(message, fight) {
+  el("latest").textContent = message;
+  el("latest").className = fight ? "fight" : "";
+}
+
+function flash(variable) {
+  for (const row of document.querySelectorAll(".param")) {
+    if (row.dataset.variable === variable) {
+      row.classList.remove("fight");
+      void row.offsetWidth; // restart the animation
+      row.classList.add("fight");
+    }
+  }
+}
+
+// ---- events ----
+function applySnapshot(s) {
+  state = s;
+  seen.clear();
+  const now = Date.now();
+  for (const [variable, p] of Object.entries(s.parameters)) seen.set(variable, { user: p.user, at: Math.min(now, p.timestamp) });
+  render();
+}
+
+function applyUpdate(u) {
+  if (u.type === "parameter") {
+    const p = u.parameter;
+    const before = seen.get(u.variable);
+    const now = Date.now();
+    const fight = before && before.user !== p.user && now - before.at < FIGHT_MS;
+    state.parameters[u.variable] = p;
+    seen.set(u.variable, { user: p.user, at: now });
+    render();
+    if (fight) {
+      flash(u.variable);
+      latest("⚔ " + before.user + " vs " + p.user + " on " + u.variable + " → " + p.value, true);
+    } else {
+      latest(p.user + ": " + u.variable + " → " + p.value, false);
+    }
+  } else if (u.type === "state") {
+    const keep = state;
+    state = u.state;
+    for (const variable of Object.keys(keep.parameters)) if (!(variable in state.parameters)) seen.delete(variable);
+    render();
+    latest(u.action, false);
+  } else if (u.type === "overlay") {
+    state.overlay_enabled = u.enabled;
+    render();
+  } else if (u.type === "emergency") {
+    state.emergency = { active: u.active, message: u.message };
+    render();
+    latest(u.active ? "EMERGENCY STOP" + (u.message ? ": " + u.message : "") : "resumed", false);
+  }
+}
+
+// The browser reconnects an EventSource by itself (with Last-Event-ID) after a dropped connection,
+// but gives up for good on a non-200 answer (e.g. while the bot restarts); then we make a new one.
+let source = null;
+let lastId = null;
+function connect() {
+  const url = "/events" + (lastId ? "?last_event_id=" + encodeURIComponent(lastId) : "");
+  source = new EventSource(url);
+  source.addEventListener("snapshot", e => { lastId = e.lastEventId; connected = true; applySnapshot(JSON.parse(e.data)); });
+  source.addEventListener("update", e => { lastId = e.lastEventId; connected = true; applyUpdate(JSON.parse(e.data)); });
+  source.onopen = () => { connected = true; render(); };
+  source.onerror = () => {
+    connected = false;
+    render();
+    if (source.readyState === EventSource.CLOSED) {
+      source.close();
+      setTimeout(connect, 1000);
+    }
+  };
+}
+render();   // shows "connecting…" until the first snapshot says what to show
+connect();
