@@ -52,7 +52,9 @@ el("chat-btn").onclick = () => act("chat-msg", api("POST", "/api/chat", { user: 
 function render() {
   if (!state) return;
   el("estop-banner").hidden = !state.emergency.active;
-  el("estop-banner").textContent = "EMERGENCY STOP ACTIVE" + (state.emergency.message ? ": " + state.emergency.message : "");
+  const held = Object.entries(state.emergency.held || {}).map(([o, v]) => o + " at " + v.toFixed(2) + " V");
+  el("estop-banner").textContent = "EMERGENCY STOP ACTIVE" + (state.emergency.message ? ": " + state.emergency.message : "")
+    + (held.length ? " — held: " + held.join(", ") : "");
   el("overlay-btn").textContent = state.overlay_enabled ? "overlay is ON: hide it" : "overlay is OFF: show it";
   const routes = [];
   for (const [output, variable] of Object.entries(state.routes)) {
@@ -69,7 +71,7 @@ function render() {
   for (const [variable, p] of Object.entries(state.parameters)) {
     const row = document.createElement("tr");
     cell(row, variable); cell(row, String(p.value));
-    cell(row, p.voltage === null ? "—" : p.voltage.toFixed(2) + " V");
+    cell(row, p.voltage === null ? "—" : (p.held ? "held at " : "") + p.voltage.toFixed(2) + " V");
     cell(row, p.user + (p.remote ? " via " + p.source_instance : ""));
     params.push(row);
   }

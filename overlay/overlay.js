@@ -49,7 +49,8 @@ function renderParam(variable, p) {
   const meta = document.createElement("div");
   meta.className = "meta";
   const parts = [];
-  if (display !== "raw" && volts) parts.push(volts + (p.route ? " on " + p.route : ""));
+  if (display !== "raw" && volts && p.held) parts.push("held at " + volts + (p.route ? " on " + p.route : ""));
+  else if (display !== "raw" && volts) parts.push(volts + (p.route ? " on " + p.route : ""));
   else if (display !== "raw") parts.push("not routed");
   parts.push("by ");
   meta.append(document.createTextNode(parts.join(" · ")));
@@ -63,6 +64,9 @@ function render() {
   el("root").hidden = !state.overlay_enabled;
   el("estop").hidden = !state.emergency.active;
   el("estop-message").textContent = state.emergency.message || "outputs held at safe values";
+  // Every routed output and the voltage it is held at, as text (never HTML).
+  const held = Object.entries(state.emergency.held || {}).map(([o, v]) => o + " " + v.toFixed(2) + " V");
+  el("estop-held").textContent = held.join(" · ");
   el("conn").textContent = connected ? "live" : "reconnecting…";
   el("conn").className = connected ? "" : "down";
   const groups = new Map();

@@ -240,6 +240,10 @@ async fn overlay_in_chromium_shows_chat_values_fast_the_estop_banner_and_names_a
     let banner = "const b = document.getElementById('estop'); return !b.hidden && b.offsetHeight > 0 && \
                   document.getElementById('estop-message').textContent === 'strobing too hard';";
     browser.wait_until(banner, SLOW, "the emergency banner").await;
+    // The jacks are at their safe values, and the overlay says so instead of the last chat value.
+    let held = "return document.getElementById('estop-held').textContent.includes('es9out#1 0.00 V') && \
+                document.querySelector('[data-variable=\"doorway#1.threshold\"] .meta').textContent.startsWith('held at 0.00 V');";
+    browser.wait_until(held, SLOW, "each routed output shown held at its safe value").await;
     browser.screenshot(&screenshot_path("overlay-estop.png")).await;
     app.op("!admin resume");
     browser.wait_until("return document.getElementById('estop').hidden;", SLOW, "the banner goes away").await;
