@@ -496,6 +496,35 @@ fn decode_push(frame: &Bytes) -> Result<Push, RawError> {
     })
 }
 
+/// The reply parser the connections use, run on a caller's buffer: the entry points of the fuzz
+/// targets (`fuzz/`) and their regression tests. Not an API: it changes whenever the parser does.
+#[doc(hidden)]
+pub mod parse {
+    use bytes::{Bytes, BytesMut};
+
+    use super::{PubSubMessage, Push, RawError, Reader, Reply};
+
+    /// Takes the next complete frame off the front of `buf`, as every read does; `None` while only
+    /// part of it has arrived, with `buf` left as it was.
+    pub fn next_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, RawError> {
+        super::next_frame(buf)
+    }
+
+    /// A frame read as a command's reply, as [`RawConnection::read_replies`](super::RawConnection::read_replies) does.
+    pub fn reply(frame: &Bytes) -> Result<Reply, RawError> {
+        Ok(Reader::new(frame).value()?.into_reply())
+    }
+
+    /// A frame read as a subscribed connection's push: `Some` for a channel message, `None` for a
+    /// confirmation, a `PING` answer or anything else a subscriber skips.
+    pub fn push(frame: &Bytes) -> Result<Option<PubSubMessage>, RawError> {
+        Ok(match super::decode_push(frame)? {
+            Push::Message(message) => Some(message),
+            Push::Subscribed | Push::Pong | Push::Other => None,
+        })
+    }
+}
+
 /// Appends a type line such as `*3\r\n` or `$5\r\n` without going through `fmt`.
 fn put_header(out: &mut Vec<u8>, tag: u8, mut n: usize) {
     let mut digits = [0u8; 20];
