@@ -834,6 +834,31 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzzing_entry_points_are_the_connections_parser() {
+        let mut buf = BytesMut::from(&b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n+OK\r\n*2\r\n$4\r"[..]);
+        let message = parse::next_frame(&mut buf).expect("valid").expect("complete");
+        let pushed = parse::push(&message).expect("a push").expect("a message");
+        assert_eq!((&pushed.channel[..], &pushed.payload[..]), (&b"ch"[..], &b"x"[..]));
+        let ok = parse::next_frame(&mut buf).expect("valid").expect("complete");
+        assert_eq!(parse::reply(&ok).expect("decodes"), Ok(status("OK")));
+        assert!(matches!(parse::push(&ok), Err(RawError::Protocol(_))), "a status is no push");
+        assert_eq!(parse::next_frame(&mut buf).expect("valid"), None, "a partial frame waits");
+        assert_eq!(&buf[..], b"*2\r\n$4\r", "and stays in the buffer");
+    }
+
+    /// A length far beyond what arrived makes the parser wait: it neither refuses a length Redis may
+    /// send nor touches the buffer (the fuzz target `resp` checks that nothing is allocated).
+    #[test]
+    fn a_header_announcing_more_than_arrived_waits_without_reserving() {
+        for header in [&b"$536870912\r\n"[..], b"*16777216\r\n", b"*16777216\r\n$536870912\r\nab"] {
+            let mut buf = BytesMut::from(header);
+            let capacity = buf.capacity();
+            assert_eq!(parse::next_frame(&mut buf).expect("in range"), None);
+            assert_eq!((&buf[..], buf.capacity()), (header, capacity));
+        }
+    }
+
+    #[test]
     fn commands_encode_as_arrays_of_bulk_strings() {
         for n in [0, 7, 10, 99, 12_345, usize::MAX] {
             let mut out = Vec::new();
