@@ -496,6 +496,35 @@ fn decode_push(frame: &Bytes) -> Result<Push, RawError> {
     })
 }
 
+/// The reply parser the connections use, run on a caller's buffer: the entry points of the fuzz
+/// targets (`fuzz/`) and their regression tests. Not an API: it changes whenever the parser does.
+#[doc(hidden)]
+pub mod parse {
+    use bytes::{Bytes, BytesMut};
+
+    use super::{PubSubMessage, Push, RawError, Reader, Reply};
+
+    /// Takes the next complete frame off the front of `buf`, as every read does; `None` while only
+    /// part of it has arrived, with `buf` left as it was.
+    pub fn next_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, RawError> {
+        super::next_frame(buf)
+    }
+
+    /// A frame read as a command's reply, as [`RawConnection::read_replies`](super::RawConnection::read_replies) does.
+    pub fn reply(frame: &Bytes) -> Result<Reply, RawError> {
+        Ok(Reader::new(frame).value()?.into_reply())
+    }
+
+    /// A frame read as a subscribed connection's push: `Some` for a channel message, `None` for a
+    /// confirmation, a `PING` answer or anything else a subscriber skips.
+    pub fn push(frame: &Bytes) -> Result<Option<PubSubMessage>, RawError> {
+        Ok(match super::decode_push(frame)? {
+            Push::Message(message) => Some(message),
+            Push::Subscribed | Push::Pong | Push::Other => None,
+        })
+    }
+}
+
 /// Appends a type line such as `*3\r\n` or `$5\r\n` without going through `fmt`.
 fn put_header(out: &mut Vec<u8>, tag: u8, mut n: usize) {
     let mut digits = [0u8; 20];
@@ -802,6 +831,31 @@ mod tests {
         let refusal = decode_push(&Bytes::from_static(b"-NOPERM no channel\r\n"));
         assert!(matches!(refusal, Err(RawError::Server(e)) if e.code() == "NOPERM"));
         assert!(matches!(decode_push(&Bytes::from_static(b":1\r\n")), Err(RawError::Protocol(_))));
+    }
+
+    #[test]
+    fn the_fuzzing_entry_points_are_the_connections_parser() {
+        let mut buf = BytesMut::from(&b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n+OK\r\n*2\r\n$4\r"[..]);
+        let message = parse::next_frame(&mut buf).expect("valid").expect("complete");
+        let pushed = parse::push(&message).expect("a push").expect("a message");
+        assert_eq!((&pushed.channel[..], &pushed.payload[..]), (&b"ch"[..], &b"x"[..]));
+        let ok = parse::next_frame(&mut buf).expect("valid").expect("complete");
+        assert_eq!(parse::reply(&ok).expect("decodes"), Ok(status("OK")));
+        assert!(matches!(parse::push(&ok), Err(RawError::Protocol(_))), "a status is no push");
+        assert_eq!(parse::next_frame(&mut buf).expect("valid"), None, "a partial frame waits");
+        assert_eq!(&buf[..], b"*2\r\n$4\r", "and stays in the buffer");
+    }
+
+    /// A length far beyond what arrived makes the parser wait: it neither refuses a length Redis may
+    /// send nor touches the buffer (the fuzz target `resp` checks that nothing is allocated).
+    #[test]
+    fn a_header_announcing_more_than_arrived_waits_without_reserving() {
+        for header in [&b"$536870912\r\n"[..], b"*16777216\r\n", b"*16777216\r\n$536870912\r\nab"] {
+            let mut buf = BytesMut::from(header);
+            let capacity = buf.capacity();
+            assert_eq!(parse::next_frame(&mut buf).expect("in range"), None);
+            assert_eq!((&buf[..], buf.capacity()), (header, capacity));
+        }
     }
 
     #[test]

@@ -1,0 +1,294 @@
+//! One function per parser that faces strangers. Each takes any bytes, runs the parser as the bot
+//! does, and panics when something that must hold for every input does not: libFuzzer and the smoke
+//! runner report such a panic as a crash. Knows the parsers' public entry points, not how inputs are
+//! chosen.
+//!
+//! Beyond "never panics", each target checks what the rest of the bot relies on: accepted values are
+//! in range, what the bot prints or sends is what it reads back (chat commands, envelopes, routing
+//! files), two decoders that must agree do agree, and the RESP parser allocates nothing in
+//! proportion to a length it has not yet received.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::LazyLock;
+
+use bytes::{Bytes, BytesMut};
+use cvbot::catalog::{Catalog, CatalogSource, Output};
+use cvbot::command::{self, AdminCommand, Command, MAX_MESSAGE_CHARS};
+use cvbot::redis_link::raw::{self, RawError};
+use cvbot::redis_link::wire::{self, Incoming, MAX_PAYLOAD, Signer};
+use cvbot::routes_file;
+use cvbot::state::{EventKind, Route};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+static CATALOG: LazyLock<Catalog> = LazyLock::new(Catalog::builtin);
+
+/// The key every signed case uses; any key exercises the same code.
+const SIGNING_KEY: &[u8] = b"fuzz signing key";
+
+static SIGNER: LazyLock<Signer> = LazyLock::new(|| Signer::new(SIGNING_KEY));
+
+/// Chat lines: `command::parse` with the built-in catalogue.
+pub fn chat(data: &[u8]) {
+    let line = String::from_utf8_lossy(data);
+    let catalog = &*CATALOG;
+    let Ok(parsed) = command::parse(&line, catalog) else { return };
+    // The forms the bot itself shows (the log, replies, the admin page's hints) must read back as
+    // the same command, or an operator copying one would get something else.
+    let canonical = match &parsed {
+        Command::Set { variable, value } => {
+            assert!(*value <= catalog.value_max(), "accepted value {value} above the maximum");
+            format!("{variable}: {value}")
+        }
+        Command::Admin(AdminCommand::Route { output, variable }) => format!("!admin {output} → {variable}"),
+        Command::Admin(AdminCommand::Unroute { output }) => format!("!admin remove {output}"),
+        Command::Admin(AdminCommand::EmergencyStop { message: Some(message) }) => {
+            // The overlay banner shows this text: short, printable, trimmed, never empty.
+            assert!(message.chars().count() <= MAX_MESSAGE_CHARS, "emergency message too long");
+            assert!(!message.chars().any(char::is_control), "control characters in {message:?}");
+            assert!(!message.is_empty() && message.trim() == message, "untrimmed message {message:?}");
+            format!("!admin emergency stop {message}")
+        }
+        Command::Admin(admin) => format!("!admin {admin}"),
+    };
+    assert_eq!(command::parse(&canonical, catalog).as_ref(), Ok(&parsed), "{canonical:?} reads back differently");
+}
+
+/// Pub/sub payloads and state-hash values: `wire::decode`, unsigned and signed.
+pub fn envelope(data: &[u8]) {
+    payload(data);
+    // A state-hash value is `order_key|envelope`, read as text (the hash is loaded as strings) and
+    // split on the first `|`, as `RedisLink::resync` does.
+    if let Ok(value) = std::str::from_utf8(data)
+        && let Some((_, rest)) = value.split_once('|')
+    {
+        payload(rest.as_bytes());
+    }
+}
+
+fn payload(data: &[u8]) {
+    let catalog = &*CATALOG;
+    let signer = &*SIGNER;
+    let unsigned = wire::decode(data, catalog, None);
+    let signed = wire::decode(data, catalog, Some(signer));
+    // A signature only adds a condition: whatever passes it decodes as it does without a key.
+    if let Ok(incoming) = &signed {
+        assert_eq!(unsigned.as_ref(), Ok(incoming), "the signed decode accepted what the unsigned one did not");
+    }
+    if let Ok(Incoming::Event { event, seq }) = &unsigned {
+        if let EventKind::Set { value, .. } = &event.kind {
+            assert!(*value <= catalog.value_max(), "accepted value {value} above the maximum");
+        }
+        // What we publish must decode to the event we meant, both with and without a key (the
+        // unsigned `parameter_update` is written by hand, the rest through serde_json).
+        for key in [None, Some(signer)] {
+            let encoded = wire::encode(event, seq.unwrap_or(0), key);
+            if key.is_some() && !reserialises_the_same(&encoded.payload) {
+                // Open bug (fuzz/regressions/open/envelope): see `reserialises_the_same`.
+                continue;
+            }
+            let again = wire::decode(encoded.payload.as_bytes(), catalog, key);
+            let Ok(Incoming::Event { event: decoded, .. }) = again else {
+                panic!("our own envelope {:?} was refused: {again:?}", encoded.payload);
+            };
+            assert_eq!(&decoded, event, "{:?} decodes to another event", encoded.payload);
+        }
+    }
+    // The same envelope, signed with the right key, must decode as the unsigned one did: the
+    // unsigned decode takes a typed fast path for `parameter_update`, the signed one never does, so
+    // this holds the two paths equal on every input.
+    if data.len() <= MAX_PAYLOAD
+        && let Some(resigned) = sign(data)
+        && resigned.len() <= MAX_PAYLOAD
+        && reserialises_the_same(&resigned)
+    {
+        let general = wire::decode(resigned.as_bytes(), catalog, Some(signer));
+        assert_eq!(general, unsigned, "the signed copy {resigned:?} decodes differently");
+    }
+}
+
+/// `data` with a valid `sig` for [`SIGNING_KEY`], as the wire format defines it: HMAC-SHA256 over the
+/// compact JSON of the envelope without `sig`, in hex. `None` when `data` is not a JSON object.
+fn sign(data: &[u8]) -> Option<String> {
+    let mut root: Value = serde_json::from_slice(data).ok()?;
+    let object = root.as_object_mut()?;
+    object.remove("sig");
+    let text = Value::Object(object.clone()).to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(SIGNING_KEY).ok()?;
+    mac.update(text.as_bytes());
+    object.insert("sig".to_owned(), Value::String(hex::encode(mac.finalize().into_bytes())));
+    Some(root.to_string())
+}
+
+/// True when `text` parsed and printed again by `serde_json` is the same text.
+///
+/// The signature is checked over the receiver's re-serialisation of the envelope, and `serde_json`
+/// (without its `float_roundtrip` feature) does not always parse the shortest form of an `f64` back
+/// to the same `f64`: a signed route with a range such as `0.012036108411848545` fails verification
+/// at every peer. That bug is open (reported, `fuzz/regressions/open/envelope/`); until it is fixed,
+/// the signed checks skip such envelopes so the fuzzer keeps looking for other failures.
+fn reserialises_the_same(text: &str) -> bool {
+    serde_json::from_str::<Value>(text)
+        .is_ok_and(|value| serde_json::to_string(&value).is_ok_and(|again| again == text))
+}
+
+/// The routing file: `routes_file::parse` with the built-in catalogue.
+pub fn routes(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let catalog = &*CATALOG;
+    let path = Path::new("routes.json");
+    let routes = match routes_file::parse(&text, path, catalog) {
+        Ok(routes) => routes,
+        Err(routes_file::RoutesFileError::Syntax { line, .. } | routes_file::RoutesFileError::Invalid { line, .. }) => {
+            // An error names a line of the file, so the operator can find it.
+            assert!(line <= text.lines().count().max(1) + 1, "line {line} is past the end of the file");
+            return;
+        }
+        Err(e) => panic!("parsing text failed as if reading a file: {e}"),
+    };
+    for (_, route) in &routes {
+        assert!(route.range.low.is_finite() && route.range.high.is_finite() && route.range.low != route.range.high);
+        assert!(
+            route.safe >= route.range.low.min(route.range.high) && route.safe <= route.range.low.max(route.range.high)
+        );
+    }
+    // What the bot saves after a route change must load back as the same routes. One output may be
+    // listed twice in two spellings (`es9out#1`, `ES9OUT#1`): `parse` returns both and the file
+    // rendered from them keeps one. That is an open bug (fuzz/regressions/open/routes/); until it is
+    // fixed, each output must come back with one of the routes it was given.
+    let rendered = routes_file::render(routes.iter().map(|(output, route)| (output, route)), catalog);
+    let reloaded = routes_file::parse(&rendered, path, catalog).expect("a rendered routing file loads");
+    let outputs = |list: &[(Output, Route)]| list.iter().map(|(o, _)| o.clone()).collect::<BTreeSet<_>>();
+    assert_eq!(outputs(&reloaded), outputs(&routes), "the rendered file {rendered:?} names other outputs");
+    for entry in &reloaded {
+        assert!(routes.contains(entry), "the rendered file {rendered:?} loads {entry:?}, which was not given");
+    }
+}
+
+/// The catalogue file: `Catalog::parse`, then a few chat lines and routes against what it accepted.
+pub fn catalog(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(catalog) = Catalog::parse(&text, CatalogSource::File("catalog.json".into())) else { return };
+    // Every variable the catalogue lists can be set from chat, by the name the bot shows for it. A
+    // few per module keep a huge catalogue from making one input slow.
+    for (module, (_, instances, parameters)) in catalog.modules() {
+        let jack = (catalog.max_input_jacks() > 0).then(|| "inputJack#1".to_owned());
+        for parameter in parameters.iter().take(4).map(|p| (*p).to_owned()).chain(jack) {
+            for instance in [1, instances] {
+                let variable = catalog.variable(module, instance, &parameter);
+                let variable =
+                    variable.unwrap_or_else(|| panic!("{module}#{instance}.{parameter} is listed but unknown"));
+                assert_eq!(catalog.parse_variable(&variable.to_string()).as_ref(), Some(&variable));
+                let line = format!("{variable}: {}", catalog.value_max());
+                if catalog.output(&variable.to_string()).is_none() {
+                    let parsed = command::parse(&line, &catalog);
+                    assert_eq!(parsed, Ok(Command::Set { variable, value: catalog.value_max() }), "{line:?}");
+                }
+            }
+        }
+    }
+    for output in catalog.outputs().into_iter().take(8) {
+        let range = catalog.output_range(&output);
+        assert!(range.low.is_finite() && range.high.is_finite() && range.low != range.high);
+        assert_eq!(catalog.output(&output.as_str().to_ascii_uppercase()).as_ref(), Some(&output));
+        check_unroute(&catalog, &output);
+    }
+    // Arbitrary chat against an arbitrary catalogue: the parser stays total.
+    for line in ["a#1.b: 1", "!admin es9out#1 → a#1.b", "!cv x#65535.inputJack#255 255", "remove a"] {
+        if let Ok(Command::Set { value, .. }) = command::parse(line, &catalog) {
+            assert!(value <= catalog.value_max());
+        }
+    }
+}
+
+fn check_unroute(catalog: &Catalog, output: &Output) {
+    let line = format!("!admin remove {output}");
+    assert_eq!(command::parse(&line, catalog), Ok(Command::Admin(AdminCommand::Unroute { output: output.clone() })));
+}
+
+/// The most a RESP frame may cost in one allocation per byte received (a `Vec<Value>` of a frame's
+/// elements is the largest), plus a constant for the buffer's first growth.
+const RESP_BYTES_PER_INPUT_BYTE: usize = 16;
+const RESP_ALLOCATION_SLACK: usize = 4096;
+
+/// What a stream of bytes decodes to: every frame, then how it stopped.
+#[derive(Debug, PartialEq)]
+struct Decoded {
+    frames: Vec<Bytes>,
+    /// The error that ended decoding, as text (errors carry no `PartialEq`).
+    error: Option<String>,
+    /// Bytes of an incomplete frame left in the buffer.
+    left: usize,
+}
+
+/// RESP2 replies and pushes: the parser `RawConnection` and `RawSubscriber` run on every read.
+///
+/// The input is decoded whole and again as if it had arrived in three reads cut at points taken
+/// from its first bytes; both must give the same frames and the same end. The first read is also
+/// decoded on its own: a header whose length lies beyond what arrived must wait, not reserve.
+pub fn resp(data: &[u8]) {
+    let (first, second) = match data {
+        [a, b, ..] => (usize::from(*a), usize::from(*b)),
+        _ => (0, 0),
+    };
+    let input = data.get(2..).unwrap_or_default();
+    let whole = decode_reads(&[input]);
+    let cut1 = first.min(input.len());
+    let cut2 = (cut1 + second * 7).min(input.len());
+    let parts = [&input[..cut1], &input[cut1..cut2], &input[cut2..]];
+    assert_eq!(decode_reads(&parts), whole, "decoding depends on where reads end");
+    for frame in &whole.frames {
+        // A frame next_frame let through is one the reply reader can walk: it checks everything first.
+        let reply = raw::parse::reply(frame);
+        assert!(reply.is_ok(), "a checked frame failed to decode: {reply:?}");
+        let _ = raw::parse::push(frame);
+    }
+}
+
+/// Feeds `reads` into one buffer in turn, taking frames off after each as a connection does, and
+/// checks the largest allocation against what has arrived so far.
+fn decode_reads(reads: &[&[u8]]) -> Decoded {
+    let mut buf = BytesMut::new();
+    let mut decoded = Decoded { frames: Vec::new(), error: None, left: 0 };
+    let mut received = 0;
+    for read in reads {
+        buf.extend_from_slice(read);
+        received += read.len();
+        loop {
+            let (next, largest) = alloc_checked(|| raw::parse::next_frame(&mut buf));
+            assert!(
+                largest <= RESP_BYTES_PER_INPUT_BYTE * received + RESP_ALLOCATION_SLACK,
+                "{largest} bytes allocated at once after receiving {received}"
+            );
+            match next {
+                Ok(Some(frame)) => {
+                    let ((), largest) = alloc_checked(|| {
+                        let _ = raw::parse::reply(&frame);
+                        let _ = raw::parse::push(&frame);
+                    });
+                    assert!(
+                        largest <= RESP_BYTES_PER_INPUT_BYTE * frame.len() + RESP_ALLOCATION_SLACK,
+                        "{largest} bytes allocated at once to decode a frame of {}",
+                        frame.len()
+                    );
+                    decoded.frames.push(frame);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    assert!(matches!(e, RawError::Protocol(_)), "the parser failed with {e:?}");
+                    decoded.error = Some(e.to_string());
+                    // What an error leaves in the buffer depends on how much had arrived: not compared.
+                    return decoded;
+                }
+            }
+        }
+    }
+    decoded.left = buf.len();
+    decoded
+}
+
+fn alloc_checked<T>(work: impl FnOnce() -> T) -> (T, usize) {
+    crate::alloc::largest_during(work)
+}
