@@ -71,9 +71,14 @@ pub fn parse(text: &str, path: &Path, catalog: &Catalog) -> Result<Vec<(Output, 
         line: text.find(&format!("\"{key}\"")).map_or(1, |at| text[..at].matches('\n').count() + 1),
         message,
     };
-    let mut routes = Vec::with_capacity(raw.len());
+    let mut routes: Vec<(Output, Route)> = Vec::with_capacity(raw.len());
     for (name, raw_route) in raw {
         let output = catalog.output(&name).ok_or_else(|| invalid(&name, format!("unknown output {name:?}")))?;
+        if routes.iter().any(|(o, _)| *o == output) {
+            // Output names are case-insensitive: `es9out#1` and `ES9OUT#1` are one jack, and which
+            // route it got would depend on the order they were applied.
+            return Err(invalid(&name, format!("{name}: output {output} is listed twice")));
+        }
         let (variable_name, range, safe) = match raw_route {
             RawRoute::Variable(v) => (v, None, None),
             RawRoute::Extended { variable, range, safe } => (variable, range, safe),
@@ -235,6 +240,13 @@ mod tests {
         let err = parse("{\"es9out#1\": {\"variable\": \"doorway#1.gain\", \"range\": [0, 1], \"safe\": 3}}", p, &c)
             .expect_err("safe");
         assert!(err.to_string().contains("the safe voltage 3 V is not inside the route's range"), "{err}");
+    }
+
+    #[test]
+    fn one_output_in_two_spellings_is_refused() {
+        let text = "{\"es9out#1\": \"doorway#1.threshold\",\n\"ES9OUT#1\": \"doorway#1.gain\"}";
+        let err = parse(text, Path::new("r.json"), &Catalog::builtin()).expect_err("twice");
+        assert_eq!(err.to_string(), "routing file r.json line 1: es9out#1: output es9out#1 is listed twice");
     }
 
     #[test]

@@ -754,6 +754,24 @@ mod tests {
         assert_eq!(decode(tampered.as_bytes(), &c, Some(&signer)), Err(DropReason::BadSignature));
     }
 
+    /// Found by the envelope fuzz target: signed routes with ranges such as `[0.012036108411848545, 5]`
+    /// failed verification at every peer until `serde_json` parsed floats exactly (`float_roundtrip`).
+    #[test]
+    fn signed_routes_with_any_voltage_verify() {
+        let text = r#"{"format": 1, "modules": [{"name": "doorway", "parameters": ["gain"]}],
+            "outputs": [{"group": "g", "range": [0, 1], "limit": [-10, 10], "names": ["es9out#1"]}]}"#;
+        let c = Catalog::parse(text, crate::catalog::CatalogSource::Embedded).expect("catalogue");
+        let signer = Signer::new(b"k");
+        let (out, var) = (c.output("es9out#1").expect("out"), c.parse_variable("doorway#1.gain").expect("var"));
+        for i in 0..2000u16 {
+            let range = VoltRange { low: f32::from(i) / 997.0, high: 5.0 };
+            let route = Route { variable: var.clone(), range, safe: range.low };
+            let e = ev(EventKind::Route { output: out.clone(), route: Some(route) });
+            let payload = encode(&e, 1, Some(&signer)).payload;
+            assert!(decode(payload.as_bytes(), &c, Some(&signer)).is_ok(), "{payload}");
+        }
+    }
+
     #[test]
     fn instance_commands_must_be_signed_and_fresh_when_a_key_is_set() {
         let now = 1_800_000_000_000u64;
