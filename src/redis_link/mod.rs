@@ -577,50 +577,70 @@ impl RedisLink {
 
     /// Loads every register from the state hash and merges it (LWW makes order irrelevant).
     async fn resync(&mut self, session: &mut Session) -> anyhow::Result<()> {
-        let all: HashMap<String, String> =
+        // Bytes, not strings: one value that is not UTF-8 must cost that register, not the whole load.
+        let all: Vec<(Vec<u8>, Vec<u8>)> =
             redis::cmd("HGETALL").arg(self.names.state()).query_async(&mut session.cmd).await?;
         let mut merged = 0usize;
         let now = wall_ms_now();
         for (field, value) in &all {
-            let Some((_, payload)) = value.split_once('|') else { continue };
-            let decoded = wire::decode(payload.as_bytes(), &self.catalog, self.signer.as_ref()).and_then(|incoming| {
-                match &incoming {
-                    Incoming::Event { event, .. } => wire::admit(event, Origin::StateHash, now, self.admission()),
-                    Incoming::Audit { .. } => Ok(()),
+            let text = String::from_utf8_lossy(value);
+            let (reason, purge) = match self.merge_register(value, now) {
+                Ok(true) => {
+                    merged += 1;
+                    continue;
                 }
-                .map(|()| incoming)
-            });
-            if let Err(reason @ (DropReason::ClockSkew | DropReason::OutOfLimit)) = decoded {
-                // A register no instance may apply would also block every honest write to it (the
-                // publish script writes only if newer): keep a copy in the dead-letter stream, then
-                // remove it, unless a newer write replaced it meanwhile.
-                self.count_drop(reason, "state", payload, &mut session.cmd).await;
+                Ok(false) => continue,
+                Err(Refused::Stopped) => anyhow::bail!("coordinator stopped"),
+                Err(Refused::Drop { reason, purge }) => (reason, purge),
+            };
+            let payload = text.split_once('|').map_or(text.as_ref(), |(_, p)| p);
+            self.count_drop(reason, "state", payload, &mut session.cmd).await;
+            if purge {
+                // A register no instance can use would also block every honest write to it (the
+                // publish script writes only if newer): the dead-letter stream keeps a copy, and it
+                // is removed unless a newer write replaced it meanwhile.
                 let removed: redis::RedisResult<u64> = redis::Script::new(DELETE_IF_SAME)
                     .key(self.names.state())
-                    .arg(field)
-                    .arg(value)
+                    .arg(field.as_slice())
+                    .arg(value.as_slice())
                     .invoke_async(&mut session.cmd)
                     .await;
                 if let Ok(n) = removed {
                     self.stats.redis.state_purged.fetch_add(n, Ordering::Relaxed);
                 }
-                continue;
-            }
-            match decoded {
-                Ok(Incoming::Event { event, .. }) => {
-                    // Our own earlier writes count too: a restarted instance picks them up here.
-                    if !self.coord.apply_remote(&event) {
-                        anyhow::bail!("coordinator stopped");
-                    }
-                    merged += 1;
-                }
-                Ok(Incoming::Audit { .. }) => {}
-                Err(reason) => self.count_drop(reason, "state", payload, &mut session.cmd).await,
             }
         }
         self.stats.redis.resyncs.fetch_add(1, Ordering::Relaxed);
         debug!(merged, "state hash merged");
         Ok(())
+    }
+
+    /// Decodes, admits and applies one state-hash value (`order_key|envelope`); true when applied.
+    /// Garbage no instance could read (not UTF-8, no order key) and far-future stamps are to be
+    /// purged; anything else refused (an unknown variable, say) may be another catalogue's, and is
+    /// only dropped here.
+    fn merge_register(&self, value: &[u8], now: u64) -> Result<bool, Refused> {
+        let drop = |reason, purge| Refused::Drop { reason, purge };
+        let text = std::str::from_utf8(value).map_err(|_| drop(DropReason::NotJson, true))?;
+        let (order, payload) = text.split_once('|').ok_or(drop(DropReason::Malformed, true))?;
+        let admission = self.admission();
+        // The order key leads with the stamp's hybrid clock: a far-future one is refused before the
+        // envelope is even read, whatever else is wrong with it.
+        if let Some(hlc) = order.get(..20).and_then(|digits| digits.parse::<u64>().ok())
+            && crate::state::Hlc::wall_ms(hlc) > now.saturating_add(admission.max_skew_ms)
+        {
+            return Err(drop(DropReason::ClockSkew, true));
+        }
+        match wire::decode(payload.as_bytes(), &self.catalog, self.signer.as_ref()) {
+            Ok(Incoming::Event { event, .. }) => {
+                wire::admit(&event, Origin::StateHash, now, admission)
+                    .map_err(|reason| drop(reason, reason == DropReason::ClockSkew))?;
+                // Our own earlier writes count too: a restarted instance picks them up here.
+                if self.coord.apply_remote(&event) { Ok(true) } else { Err(Refused::Stopped) }
+            }
+            Ok(Incoming::Audit { .. }) => Ok(false),
+            Err(reason) => Err(drop(reason, false)),
+        }
     }
 
     /// Serves one session until it breaks or shutdown.
@@ -1254,6 +1274,14 @@ impl RedisLink {
         let (_tx, messages) = mpsc::channel(1);
         Ok(Session { cmd, publisher, messages, reader: tokio::spawn(async {}), gap: Arc::new(AtomicBool::new(false)) })
     }
+}
+
+/// Why a state-hash register was not merged.
+enum Refused {
+    /// Dropped (counted, dead-lettered); `purge`: also removed from the hash.
+    Drop { reason: DropReason, purge: bool },
+    /// The coordinator has shut down.
+    Stopped,
 }
 
 /// One event's own arguments to the publish script (see `publish.lua`).

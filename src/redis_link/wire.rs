@@ -329,14 +329,7 @@ fn decode_general(payload: &[u8], catalog: &Catalog, signer: Option<&Signer>) ->
     let mut root: Value = serde_json::from_slice(payload).map_err(|_| DropReason::NotJson)?;
     let obj = root.as_object_mut().ok_or(DropReason::Malformed)?;
     if let Some(signer) = signer {
-        let sig = match obj.remove("sig") {
-            Some(Value::String(s)) => s,
-            Some(_) => return Err(DropReason::BadSignature),
-            None => return Err(DropReason::MissingSignature),
-        };
-        if !signer.verify(&Value::Object(obj.clone()).to_string(), &sig) {
-            return Err(DropReason::BadSignature);
-        }
+        verify_and_strip(obj, signer)?;
     }
     let kind = obj.get("type").and_then(Value::as_str).ok_or(DropReason::Malformed)?.to_owned();
     let timestamp = obj.get("timestamp").and_then(Value::as_u64).ok_or(DropReason::Malformed)?;
@@ -382,6 +375,16 @@ fn decode_general(payload: &[u8], catalog: &Catalog, signer: Option<&Signer>) ->
     };
     let event = Event { stamp: Stamp { hlc, instance: source.into() }, wall_ms: timestamp, user: user.into(), kind };
     Ok(Incoming::Event { event, seq })
+}
+
+/// Removes `sig` from a signed object and checks it: HMAC-SHA256 over the compact JSON of the rest.
+fn verify_and_strip(obj: &mut Map<String, Value>, signer: &Signer) -> Result<(), DropReason> {
+    let sig = match obj.remove("sig") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(DropReason::BadSignature),
+        None => return Err(DropReason::MissingSignature),
+    };
+    if signer.verify(&Value::Object(obj.clone()).to_string(), &sig) { Ok(()) } else { Err(DropReason::BadSignature) }
 }
 
 /// The hot case — an unsigned `parameter_update` — decoded into borrowed typed fields, without
@@ -513,14 +516,7 @@ pub fn decode_command(
     let mut root: Value = serde_json::from_slice(payload).map_err(|_| DropReason::NotJson)?;
     let obj = root.as_object_mut().ok_or(DropReason::Malformed)?;
     if let Some(signer) = signer {
-        let sig = match obj.remove("sig") {
-            Some(Value::String(s)) => s,
-            Some(_) => return Err(DropReason::BadSignature),
-            None => return Err(DropReason::MissingSignature),
-        };
-        if !signer.verify(&Value::Object(obj.clone()).to_string(), &sig) {
-            return Err(DropReason::BadSignature);
-        }
+        verify_and_strip(obj, signer)?;
         let at = obj.get("timestamp").and_then(Value::as_u64).ok_or(DropReason::Malformed)?;
         if now_ms.abs_diff(at) > max_age_ms {
             return Err(DropReason::StaleSignature);

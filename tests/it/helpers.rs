@@ -203,3 +203,19 @@ impl TestApp {
         response.json().await.expect("json")
     }
 }
+
+/// Starts the bot local-only with `routing_file` (what start-up makes of a routing file).
+pub async fn start_with_routing_file(
+    routing_file: &std::path::Path,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    let config = Config::from_vars([
+        ("HTTP_ADDR", "127.0.0.1:0"),
+        ("ENABLE_REDIS_EVENTS", "false"),
+        ("CHAT_STDIN", "off"),
+        ("ROUTING_FILE", routing_file.to_str().expect("utf8")),
+    ])
+    .expect("config");
+    let listeners = Listeners::bind(&config).expect("bind");
+    cvbot::start(config, listeners, Extras::default(), shutdown).await
+}

@@ -11,7 +11,7 @@ use rosc::OscType;
 use serde_json::json;
 
 use crate::cluster::connected;
-use crate::helpers::{TOKEN, TestApp};
+use crate::helpers::{TOKEN, TestApp, start_with_routing_file};
 use crate::redis_server::RedisServer;
 use cvbot::catalog::Catalog;
 use cvbot::coord::wall_ms_now;
@@ -248,17 +248,8 @@ async fn instance_with_dir(id: &str, url: &str, dir: tempfile::TempDir, extra: &
 
 /// True when the bot refuses to start with the routing file in `dir` as a configuration error.
 async fn refuses_to_start(dir: &std::path::Path) -> bool {
-    let file = dir.join("routing_table.json");
-    let config = cvbot::Config::from_vars([
-        ("HTTP_ADDR", "127.0.0.1:0"),
-        ("ENABLE_REDIS_EVENTS", "false"),
-        ("CHAT_STDIN", "off"),
-        ("ROUTING_FILE", file.to_str().expect("utf8")),
-    ])
-    .expect("config");
-    let listeners = cvbot::Listeners::bind(&config).expect("bind");
     let token = tokio_util::sync::CancellationToken::new();
-    match cvbot::start(config, listeners, cvbot::Extras::default(), token.clone()).await {
+    match start_with_routing_file(&dir.join("routing_table.json"), token.clone()).await {
         Ok(running) => {
             token.cancel();
             let _ = running.wait().await;

@@ -9,7 +9,7 @@ use rosc::OscType;
 use serde_json::{Value, json};
 
 use crate::cluster::{connected, eventually, instance, instance_with};
-use crate::helpers::{SILENCE, TOKEN, TestApp};
+use crate::helpers::{SILENCE, TOKEN, TestApp, start_with_routing_file};
 use crate::redis_server::RedisServer;
 use cvbot::coord::{Outcome, Refusal, Unchanged, wall_ms_now};
 use cvbot::redis_link::wire::{self, InstanceCommand, Signer};
@@ -110,16 +110,8 @@ async fn a_routing_file_entry_beyond_the_limit_stops_start_up_naming_the_file_an
         "{\n  \"es9out#1\": {\"variable\": \"doorway#1.gain\", \"range\": [0, 1], \"safe\": 1000}\n}\n",
     )
     .expect("write");
-    let config = cvbot::Config::from_vars([
-        ("HTTP_ADDR", "127.0.0.1:0"),
-        ("ENABLE_REDIS_EVENTS", "false"),
-        ("CHAT_STDIN", "off"),
-        ("ROUTING_FILE", path.to_str().expect("utf8")),
-    ])
-    .expect("config");
-    let listeners = cvbot::Listeners::bind(&config).expect("bind");
     let token = tokio_util::sync::CancellationToken::new();
-    let err = cvbot::start(config, listeners, cvbot::Extras::default(), token).await.expect_err("refused");
+    let err = start_with_routing_file(&path, token).await.expect_err("refused");
     assert!(err.downcast_ref::<cvbot::app::StartupError>().is_some(), "a configuration error (exit 2): {err:#}");
     let text = format!("{err:#}");
     assert!(text.contains(&format!("routing file {} line 2: es9out#1:", path.display())), "{text}");
@@ -311,4 +303,45 @@ async fn signed_means_fresh_and_the_command_channel_is_signed_too() {
     })
     .await;
     tokio::time::sleep(SILENCE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_the_state_hash_costs_only_its_own_register() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.conn().await;
+    let good = Event {
+        stamp: Stamp { hlc: Hlc::from_wall_ms(wall_ms_now()), instance: "bot-b".into() },
+        wall_ms: wall_ms_now(),
+        user: "u".into(),
+        kind: EventKind::Set {
+            variable: cvbot::catalog::Catalog::builtin().parse_variable("doorway#1.gain").expect("var"),
+            value: 77,
+        },
+    };
+    let good_value = format!("{}|{}", wire::order_key(&good.stamp), wire::encode(&good, 1, None).payload);
+    let () = redis::cmd("HSET")
+        .arg("{cv}:state")
+        .arg("p:doorway#1.gain")
+        .arg(good_value)
+        .arg("p:doorway#1.threshold")
+        .arg(&b"\xff\xfe not utf-8"[..])
+        .arg("overlay")
+        .arg("no order key at all")
+        .query_async(&mut conn)
+        .await
+        .expect("hset");
+    let app = instance("bot-a", &redis.url()).await;
+    connected(&[&app]).await;
+    assert_eq!(app.state().await["parameters"]["doorway#1.gain"]["value"], 77, "the good register merged");
+    assert_eq!(app.stat("redis_state_purged").await, 2);
+    let mut reasons = dead_letters(&redis).await;
+    reasons.sort();
+    assert_eq!(reasons, ["malformed", "not_json"]);
+    let left: u64 = redis::cmd("HLEN").arg("{cv}:state").query_async(&mut conn).await.expect("hlen");
+    assert!(left >= 1, "the good register stays");
+    assert_eq!(redis_status_of(&app).await, "connected", "the session was not torn down");
+}
+
+async fn redis_status_of(app: &TestApp) -> String {
+    app.state().await["redis"].as_str().unwrap_or_default().to_owned()
 }
