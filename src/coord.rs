@@ -283,9 +283,13 @@ impl Coordinator {
                         && let Some(osc) = &mut self.osc
                     {
                         // A stop pressed again is still a stop: the outputs get their safe values once more.
-                        osc.resend_safe_values(&self.state);
+                        osc.send_safe_values(&self.state);
                     }
-                    self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
+                    let counter = match refusal {
+                        Refusal::OutOfLimit { .. } => &self.stats.refused_out_of_limit,
+                        _ => &self.stats.unchanged,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                     return Outcome::Refused(refusal);
                 }
             },

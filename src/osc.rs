@@ -349,15 +349,11 @@ impl OscStage {
         }
     }
 
-    /// Sends every routed output its safe value again (an emergency stop pressed while one is active).
-    pub fn resend_safe_values(&self, state: &State) {
-        self.send_safe_values(state);
-    }
-
     /// Every routed output to its safe value, at once, in every form the format enables: `/cv` for
     /// the Max patches and `/lzx/…` (the safe voltage's place in the route's range) for generic
-    /// receivers, one per variable, from its first route.
-    fn send_safe_values(&self, state: &State) {
+    /// receivers, one per variable, from its first route. The coordinator calls it again when an
+    /// emergency stop is pressed while one is active.
+    pub fn send_safe_values(&self, state: &State) {
         let mut told = HashSet::new();
         for (output, route) in state.routes() {
             if self.encoder.format.max() {

@@ -130,6 +130,8 @@ pub struct Stats {
     pub osc_clamped: AtomicU64,
     /// Local commands that changed nothing (already in that state) and were answered with why.
     pub unchanged: AtomicU64,
+    /// Route commands (chat, HTTP) refused because their range or safe voltage left the output's limit.
+    pub refused_out_of_limit: AtomicU64,
     /// Twitch chat lines shed at the socket during a flood (ordinary viewers' PRIVMSGs while too many
     /// were in flight), or server lines too long to be Twitch's.
     pub chat_shed: AtomicU64,
@@ -183,6 +185,7 @@ impl Stats {
             ("osc_coalesced", &self.osc_coalesced),
             ("osc_clamped", &self.osc_clamped),
             ("unchanged", &self.unchanged),
+            ("refused_out_of_limit", &self.refused_out_of_limit),
             ("feed_resyncs", &self.feed_resyncs),
             ("routing_saves", &self.routing_saves),
             ("routing_save_failures", &self.routing_save_failures),

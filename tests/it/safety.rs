@@ -91,6 +91,7 @@ async fn chat_and_http_refuse_a_route_beyond_the_limit_with_a_clear_message() {
     let text = answer.json::<Value>().await.expect("json")["error"].as_str().unwrap_or_default().to_owned();
     assert!(text.contains("safe voltage 1000 V"), "{text}");
     assert!(app.state().await["routes"].as_object().expect("routes").is_empty());
+    assert_eq!(app.stat("refused_out_of_limit").await, 2, "both refusals are counted");
     // Inside the limit both work, and the route keeps its range and safe value.
     assert!(matches!(app.op("!admin es9out#2 → doorway#1.gain range 0.25 0.75 safe 0.5"), Outcome::Done { .. }));
     let ok = put(json!({"variable": "doorway#1.gain", "range": [1, 0], "safe": 1})).await.expect("PUT");
