@@ -363,6 +363,8 @@ async fn cross_instance(
     pipeline::drain(&rx).await;
     let (remote, _) = pipeline::remote_to_osc(url, catalog, &routes, scale(2_000, 20_000), 1000, rx).await?;
     b.stop().await;
+    // A row of zeros would read as "free"; no sample at all means the events never reached a jack.
+    anyhow::ensure!(!remote.is_empty(), "receiving half: no /cv datagram arrived for the published events");
     drop(a_rx);
     Ok((cross, remote.summary(), series))
 }

@@ -247,7 +247,9 @@ pub async fn remote_to_osc(
     let sent = SentTimes::default();
     let reader = tokio::spawn(match_cv(receiver, route_index(routes), n, sent.clone()));
     let mut conn = RawConnection::connect(url, Duration::from_secs(2)).await?;
-    let base = crate::state::Hlc::from_wall_ms(crate::coord::wall_ms_now() + 60_000);
+    // Ahead of every earlier phase's stamps, so each event wins its register, yet within the
+    // instance's clock-skew bound (MAX_CLOCK_SKEW_MS, 10 s by default), which refuses far-future stamps.
+    let base = crate::state::Hlc::from_wall_ms(crate::coord::wall_ms_now() + 5_000);
     let mut pacer = Pacer::new(rate);
     for seq in 0..n {
         pacer.wait().await;
