@@ -58,16 +58,12 @@ fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Retries `attempt` until it is true, failing the test after [`SOON`].
-async fn eventually<F, Fut>(what: &str, mut attempt: F)
+async fn eventually<F, Fut>(what: &str, attempt: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + SOON;
-    while !attempt().await {
-        assert!(Instant::now() < deadline, "{what} did not happen within {SOON:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::cluster::eventually(what, SOON, attempt).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
