@@ -583,6 +583,33 @@ mod tests {
     }
 
     #[test]
+    fn a_command_that_changes_nothing_says_why_and_makes_no_event() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut c = coordinator(Some(tx));
+        let (op, t) = (Sender::operator("op"), Instant::now());
+        let unchanged = |u| Outcome::Refused(Refusal::Unchanged(u));
+        assert_eq!(run(&mut c, &op, "!admin overlay on", t), unchanged(Unchanged::Overlay(true)));
+        assert_eq!(run(&mut c, &op, "!admin resume", t), unchanged(Unchanged::NotStopped));
+        assert!(rx.try_recv().is_err(), "nothing was stamped or published");
+        run(&mut c, &op, "!admin es9out#1 → doorway#1.gain range 0.25 0.75", t);
+        let out = c.catalog.output("es9out#1").expect("output");
+        assert_eq!(
+            run(&mut c, &op, "!admin es9out#1 → doorway#1.gain range 0.25 0.75 safe 0.25", t),
+            unchanged(Unchanged::SameRoute(out.clone())),
+            "the same range and safe voltage, spelled out"
+        );
+        let Outcome::Refused(Refusal::OutOfLimit { output, .. }) =
+            run(&mut c, &op, "!admin es9out#1 → doorway#1.gain range 0 2", t)
+        else {
+            panic!("beyond the limit is refused");
+        };
+        assert_eq!(output, out);
+        assert_eq!(c.stats.unchanged.load(Ordering::Relaxed), 3);
+        assert_eq!(c.stats.refused_out_of_limit.load(Ordering::Relaxed), 1);
+        assert_eq!(c.state().route(&out).map(|r| r.range.high), Some(0.75), "the route stands as it was");
+    }
+
+    #[test]
     fn a_full_outbox_is_counted_not_fatal() {
         let (tx, _rx) = mpsc::channel(1);
         let mut c = coordinator(Some(tx));
