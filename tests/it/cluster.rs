@@ -37,6 +37,13 @@ pub(crate) async fn redis_status(app: &TestApp) -> String {
     app.state().await["redis"].as_str().unwrap_or_default().to_owned()
 }
 
+/// Two instances, `bot-a` and `bot-b`, on `url`, both connected.
+pub(crate) async fn connected_pair(url: &str) -> (TestApp, TestApp) {
+    let (a, b) = (instance("bot-a", url).await, instance("bot-b", url).await);
+    connected(&[&a, &b]).await;
+    (a, b)
+}
+
 pub(crate) async fn connected(apps: &[&TestApp]) {
     for app in apps {
         eventually("redis connected", Duration::from_secs(15), || async { redis_status(app).await == "connected" })
@@ -150,9 +157,7 @@ async fn a_twenty_second_outage_loses_nothing_and_the_link_recovers_without_inbo
 
 async fn outage(length: Duration) {
     let mut redis = RedisServer::start().await;
-    let a = instance("bot-a", &redis.url()).await;
-    let b = instance("bot-b", &redis.url()).await;
-    connected(&[&a, &b]).await;
+    let (a, b) = connected_pair(&redis.url()).await;
     a.op("!admin es9out#1 → doorway#1.threshold");
     a.viewer("before", "doorway#1.gain: 1");
     eventually("b saw a's route", Duration::from_secs(5), || async { converged(&[&a, &b]).await }).await;
@@ -253,9 +258,7 @@ async fn a_blackholed_connection_is_detected_as_deaf_within_ten_seconds_and_reco
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fourth_instance_joining_mid_stream_is_current_at_once() {
     let redis = RedisServer::start().await;
-    let a = instance("bot-a", &redis.url()).await;
-    let b = instance("bot-b", &redis.url()).await;
-    connected(&[&a, &b]).await;
+    let (a, b) = connected_pair(&redis.url()).await;
     a.op("!admin es9out#1 → doorway#1.threshold");
     b.viewer("v", "doorway#1.threshold: 42");
     a.op("!admin overlay off");
@@ -438,9 +441,7 @@ async fn publish_only_and_subscribe_only_roles() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_tls_connections_work() {
     let redis = RedisServer::start_tls().await;
-    let a = instance("bot-a", &redis.url()).await;
-    let b = instance("bot-b", &redis.url()).await;
-    connected(&[&a, &b]).await;
+    let (a, b) = connected_pair(&redis.url()).await;
     a.viewer("v", "doorway#1.gain: 44");
     eventually("event crossed a TLS Redis", Duration::from_secs(5), || async {
         b.state().await["parameters"]["doorway#1.gain"]["value"] == 44

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use cvbot::redis_link::presence::{DuplicateInstance, host_name};
 use serde_json::Value;
 
-use crate::cluster::{connected, converged, eventually, instance, redis_status};
+use crate::cluster::{connected, connected_pair, converged, eventually, instance, redis_status};
 use crate::helpers::{OscReceiver, TestApp, cv};
 use crate::redis_server::{Proxy, RedisServer};
 
@@ -27,9 +27,7 @@ async fn state_hash(redis: &RedisServer) -> HashMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_maxmemory_the_session_keeps_serving_and_an_emergency_stop_reaches_the_peer_at_once() {
     let redis = RedisServer::start_noeviction().await;
-    let a = instance("bot-a", &redis.url()).await;
-    let b = instance("bot-b", &redis.url()).await;
-    connected(&[&a, &b]).await;
+    let (a, b) = connected_pair(&redis.url()).await;
     a.op("!admin es9out#1 → doorway#1.threshold");
     a.viewer("ann", "doorway#1.threshold: 100");
     eventually("b has a's route and value", Duration::from_secs(5), || async {
@@ -233,9 +231,7 @@ async fn the_built_binary_refused_as_a_twin_exits_2_with_one_line_naming_the_oth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_publisher_using_our_id_is_counted_and_applied_so_instances_agree() {
     let redis = RedisServer::start().await;
-    let a = instance("bot-a", &redis.url()).await;
-    let b = instance("bot-b", &redis.url()).await;
-    connected(&[&a, &b]).await;
+    let (a, b) = connected_pair(&redis.url()).await;
     // Our own echoes are not impostors.
     a.viewer("me", "doorway#1.threshold: 3");
     eventually("a's echo recognised", Duration::from_secs(5), || async { a.stat("redis_own_ignored").await >= 1 })
