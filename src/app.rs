@@ -42,6 +42,8 @@ pub enum StartupError {
     Catalog(#[from] crate::catalog::CatalogError),
     #[error(transparent)]
     Routes(#[from] routes_file::RoutesFileError),
+    #[error(transparent)]
+    RedisTls(#[from] crate::redis_link::tls::TlsFileError),
 }
 
 /// Terminal chat input: any byte stream (stdin through [`crate::chat::stdin_reader`] in `main`, an
@@ -182,6 +184,8 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     let (catalog, state) = load_catalog_and_routes(&config)?;
+    // TLS files are read now, so a missing one stops start-up instead of failing every reconnect.
+    let redis_tls = Arc::new(crate::redis_link::tls::TlsMaterial::read(&config.redis_tls).map_err(StartupError::from)?);
     let stats = Arc::new(Stats::default());
     let instance: Arc<str> = config.instance_id.as_str().into();
     let sup = Supervisor { tracker: TaskTracker::new(), shutdown: shutdown.clone(), failure: Arc::default() };
@@ -193,7 +197,7 @@ pub async fn start(
         stats.clone(),
         config.output_rest_on_shutdown,
     )?;
-    let Core { coord, redis_status, presence } = spawn_core(&config, &sup, &catalog, state, osc, &stats);
+    let Core { coord, redis_status, presence } = spawn_core(&config, redis_tls, &sup, &catalog, state, osc, &stats);
 
     if extras.demo {
         // The demo's simulated routes must never reach the show: a saved demo route would be replayed
@@ -295,6 +299,7 @@ struct Core {
 /// Starts the coordinator and, when enabled, the Redis link that drains its outbox.
 fn spawn_core(
     config: &Config,
+    redis_tls: Arc<crate::redis_link::tls::TlsMaterial>,
     sup: &Supervisor,
     catalog: &Arc<Catalog>,
     state: State,
@@ -335,7 +340,7 @@ fn spawn_core(
     if let Some((_, outbox_rx, presence)) = cluster {
         redis_status_tx.send_replace(LinkStatus::Connecting);
         let link = RedisLink::new(
-            link_settings(config),
+            link_settings(config, redis_tls),
             &instance,
             catalog.clone(),
             coord.clone(),
@@ -349,7 +354,7 @@ fn spawn_core(
     Core { coord, redis_status, presence }
 }
 
-fn link_settings(config: &Config) -> LinkSettings {
+fn link_settings(config: &Config, tls: Arc<crate::redis_link::tls::TlsMaterial>) -> LinkSettings {
     let settings = LinkSettings {
         url: config.redis_url.expose().to_owned(),
         key_prefix: config.redis_key_prefix.clone(),
@@ -363,6 +368,9 @@ fn link_settings(config: &Config) -> LinkSettings {
         heartbeat: Duration::from_secs(5),
         max_clock_skew: config.max_clock_skew,
         event_max_age: config.event_max_age,
+        topology: config.redis_topology.clone(),
+        tls,
+        client: crate::redis_link::ClientKind::default(),
     };
     info!(redis = %crate::config::mask_url(&settings.url), "connecting to Redis in the background");
     if settings.signing_key.is_none() && !redis_is_local(&settings.url) {

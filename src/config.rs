@@ -85,6 +85,10 @@ pub struct Config {
     pub redis_key_prefix: String,
     pub redis_publish: bool,
     pub redis_subscribe: bool,
+    /// One server (`REDIS_URL`), a Sentinel-managed master, or a Cluster.
+    pub redis_topology: RedisTopology,
+    /// `REDIS_TLS_CA`, `REDIS_TLS_CERT`, `REDIS_TLS_KEY`: PEM files for `rediss://` (read at start).
+    pub redis_tls: RedisTlsFiles,
     pub event_history_ttl: Duration,
     pub event_signing_key: Secret,
     /// Unpublished local events kept while Redis is unreachable (newest per register).
@@ -134,6 +138,13 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("REDIS_KEY_PREFIX", ""),
     ("REDIS_ENABLE_PUBLISHING", "true"),
     ("REDIS_ENABLE_SUBSCRIPTION", "true"),
+    ("REDIS_SENTINELS", ""),
+    ("REDIS_SENTINEL_MASTER", "mymaster"),
+    ("REDIS_SENTINEL_PASSWORD", ""),
+    ("REDIS_CLUSTER_NODES", ""),
+    ("REDIS_TLS_CA", ""),
+    ("REDIS_TLS_CERT", ""),
+    ("REDIS_TLS_KEY", ""),
     ("EVENT_HISTORY_TTL", "3600"),
     ("EVENT_SIGNING_KEY", ""),
     ("OUTBOX_CAPACITY", "10000"),
@@ -230,6 +241,8 @@ impl Config {
             redis_key_prefix: v.get("REDIS_KEY_PREFIX").unwrap_or_default().to_owned(),
             redis_publish: boolean("REDIS_ENABLE_PUBLISHING", v.get("REDIS_ENABLE_PUBLISHING"), true)?,
             redis_subscribe: boolean("REDIS_ENABLE_SUBSCRIPTION", v.get("REDIS_ENABLE_SUBSCRIPTION"), true)?,
+            redis_topology: RedisTopology::from_vars(&v)?,
+            redis_tls: RedisTlsFiles::from_vars(&v)?,
             event_history_ttl: Duration::from_secs(number(
                 "EVENT_HISTORY_TTL",
                 v.get("EVENT_HISTORY_TTL"),
@@ -285,6 +298,13 @@ impl Config {
             ("REDIS_KEY_PREFIX", self.redis_key_prefix.clone()),
             ("REDIS_ENABLE_PUBLISHING", self.redis_publish.to_string()),
             ("REDIS_ENABLE_SUBSCRIPTION", self.redis_subscribe.to_string()),
+            ("REDIS_SENTINELS", self.redis_topology.sentinels().join(",")),
+            ("REDIS_SENTINEL_MASTER", self.redis_topology.master_name().to_owned()),
+            ("REDIS_SENTINEL_PASSWORD", self.redis_topology.sentinel_password().to_string()),
+            ("REDIS_CLUSTER_NODES", self.redis_topology.cluster_nodes().join(",")),
+            ("REDIS_TLS_CA", shown_path(self.redis_tls.ca.as_ref())),
+            ("REDIS_TLS_CERT", shown_path(self.redis_tls.client.as_ref().map(|(c, _)| c))),
+            ("REDIS_TLS_KEY", shown_path(self.redis_tls.client.as_ref().map(|(_, k)| k))),
             ("EVENT_HISTORY_TTL", self.event_history_ttl.as_secs().to_string()),
             ("EVENT_SIGNING_KEY", self.event_signing_key.to_string()),
             ("OUTBOX_CAPACITY", self.outbox_capacity.to_string()),
@@ -329,12 +349,137 @@ impl Safety {
     }
 }
 
+/// Where the Redis servers are. With Sentinel or Cluster, `REDIS_URL` (or `REDIS_PASSWORD`/`REDIS_DB`)
+/// still gives the data nodes' scheme (`rediss://` for TLS), user, password and database; its host is
+/// not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// One server at `REDIS_URL`.
+    Standalone,
+    /// `REDIS_SENTINELS` (`host:port` each) watching the master named `REDIS_SENTINEL_MASTER`.
+    Sentinel { sentinels: Vec<String>, master: String, password: Secret },
+    /// `REDIS_CLUSTER_NODES`: any reachable nodes of the cluster (`host:port` each) to start from.
+    Cluster { nodes: Vec<String> },
+}
+
+impl RedisTopology {
+    fn from_vars(v: &Vars) -> Result<RedisTopology, ConfigError> {
+        let sentinels = host_ports("REDIS_SENTINELS", v.get("REDIS_SENTINELS"))?;
+        let nodes = host_ports("REDIS_CLUSTER_NODES", v.get("REDIS_CLUSTER_NODES"))?;
+        match (sentinels.is_empty(), nodes.is_empty()) {
+            (true, true) => Ok(RedisTopology::Standalone),
+            (false, false) => Err(err("REDIS_CLUSTER_NODES", "cannot be used together with REDIS_SENTINELS; set one")),
+            (false, true) => {
+                let master = v.get("REDIS_SENTINEL_MASTER").unwrap_or("mymaster").to_owned();
+                if master.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(err("REDIS_SENTINEL_MASTER", format!("{master:?} is not a master name")));
+                }
+                let password = Secret(v.get("REDIS_SENTINEL_PASSWORD").unwrap_or_default().to_owned());
+                Ok(RedisTopology::Sentinel { sentinels, master, password })
+            }
+            (true, false) => Ok(RedisTopology::Cluster { nodes }),
+        }
+    }
+
+    pub fn sentinels(&self) -> &[String] {
+        match self {
+            Self::Sentinel { sentinels, .. } => sentinels,
+            _ => &[],
+        }
+    }
+
+    pub fn cluster_nodes(&self) -> &[String] {
+        match self {
+            Self::Cluster { nodes } => nodes,
+            _ => &[],
+        }
+    }
+
+    pub fn master_name(&self) -> &str {
+        match self {
+            Self::Sentinel { master, .. } => master,
+            _ => "mymaster",
+        }
+    }
+
+    fn sentinel_password(&self) -> Secret {
+        match self {
+            Self::Sentinel { password, .. } => password.clone(),
+            _ => Secret::default(),
+        }
+    }
+
+    /// How logs and health name it: `standalone`, `sentinel`, `cluster`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Standalone => "standalone",
+            Self::Sentinel { .. } => "sentinel",
+            Self::Cluster { .. } => "cluster",
+        }
+    }
+}
+
+/// PEM files for TLS to Redis: a CA to trust instead of the system's roots, and a client certificate
+/// with its key (both or neither). Paths only; the link reads them at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTlsFiles {
+    pub ca: Option<PathBuf>,
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl RedisTlsFiles {
+    fn from_vars(v: &Vars) -> Result<RedisTlsFiles, ConfigError> {
+        let ca = v.get("REDIS_TLS_CA").map(PathBuf::from);
+        let client = match (v.get("REDIS_TLS_CERT"), v.get("REDIS_TLS_KEY")) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            (Some(_), None) => return Err(err("REDIS_TLS_KEY", "must be set with REDIS_TLS_CERT (the client key)")),
+            (None, Some(_)) => {
+                return Err(err("REDIS_TLS_CERT", "must be set with REDIS_TLS_KEY (the client certificate)"));
+            }
+        };
+        Ok(RedisTlsFiles { ca, client })
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.ca.is_some() || self.client.is_some()
+    }
+}
+
+fn shown_path(path: Option<&PathBuf>) -> String {
+    path.map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// A comma-separated list of `host:port` (a host name, an IPv4 address or a bracketed IPv6 one).
+fn host_ports(variable: &'static str, value: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    list(value)
+        .map(|entry| {
+            let bad = || err(variable, format!("{entry:?} is not host:port"));
+            let (host, port) = entry.rsplit_once(':').ok_or_else(bad)?;
+            let host_ok = !host.is_empty()
+                && (host.starts_with('[') && host.ends_with(']')
+                    || host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 && host_ok => Ok(entry.to_owned()),
+                _ => Err(bad()),
+            }
+        })
+        .collect()
+}
+
 /// `REDIS_URL`, or one built from `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`/`REDIS_DB`.
 fn redis_url(v: &Vars) -> Result<String, ConfigError> {
     if let Some(url) = v.get("REDIS_URL") {
         let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| url.starts_with(s));
         if !scheme_ok || redis::parse_redis_url(url).is_none() && !url.contains("unix://") {
             return Err(err("REDIS_URL", format!("{:?} is not a redis:// or rediss:// URL", mask_url(url))));
+        }
+        if url.split_once('?').is_some_and(|(_, query)| {
+            query.split('&').any(|kv| {
+                kv.to_ascii_lowercase().starts_with("protocol=") && !kv.ends_with("=resp2") && kv != "protocol=2"
+            })
+        }) {
+            return Err(err("REDIS_URL", "protocol=3 (RESP3) is not supported: cvbot speaks RESP2; remove ?protocol="));
         }
         return Ok(url.to_owned());
     }
@@ -569,6 +714,42 @@ mod tests {
             assert_eq!(e.variable, *expected);
             assert!(!e.to_string().contains('\n'), "one line: {e}");
         }
+    }
+
+    #[test]
+    fn sentinel_cluster_and_tls_settings_are_checked_and_named() {
+        let s = cfg(&[
+            ("REDIS_SENTINELS", "10.0.0.1:26379, sentinel-b:26380,[::1]:26381"),
+            ("REDIS_SENTINEL_PASSWORD", "pw"),
+        ])
+        .expect("valid");
+        assert_eq!(s.redis_topology.sentinels(), ["10.0.0.1:26379", "sentinel-b:26380", "[::1]:26381"]);
+        assert_eq!(s.redis_topology.master_name(), "mymaster");
+        assert!(!format!("{:?}", s.describe()).contains("pw"), "the sentinel password is masked");
+        let c = cfg(&[("REDIS_CLUSTER_NODES", "127.0.0.1:7000,127.0.0.1:7001")]).expect("valid");
+        assert_eq!(
+            c.redis_topology,
+            RedisTopology::Cluster { nodes: vec!["127.0.0.1:7000".into(), "127.0.0.1:7001".into()] }
+        );
+        assert_eq!(cfg(&[]).expect("valid").redis_topology, RedisTopology::Standalone);
+        let refused = |vars: &[(&str, &str)], variable: &str| {
+            let e = cfg(vars).expect_err("refused");
+            assert_eq!(e.variable, variable, "{e}");
+        };
+        refused(&[("REDIS_SENTINELS", "host-without-port")], "REDIS_SENTINELS");
+        refused(&[("REDIS_SENTINELS", "a:0")], "REDIS_SENTINELS");
+        refused(&[("REDIS_CLUSTER_NODES", "a b:7000")], "REDIS_CLUSTER_NODES");
+        refused(&[("REDIS_SENTINELS", "a:1"), ("REDIS_CLUSTER_NODES", "b:2")], "REDIS_CLUSTER_NODES");
+        refused(&[("REDIS_SENTINELS", "a:1"), ("REDIS_SENTINEL_MASTER", "my master")], "REDIS_SENTINEL_MASTER");
+        refused(&[("REDIS_TLS_CERT", "client.pem")], "REDIS_TLS_KEY");
+        refused(&[("REDIS_TLS_KEY", "client.key")], "REDIS_TLS_CERT");
+        refused(&[("REDIS_URL", "redis://127.0.0.1:6379/?protocol=3")], "REDIS_URL");
+        refused(&[("REDIS_URL", "redis://127.0.0.1:6379/?protocol=resp3")], "REDIS_URL");
+        assert!(cfg(&[("REDIS_URL", "redis://127.0.0.1:6379/?protocol=resp2")]).is_ok());
+        let tls =
+            cfg(&[("REDIS_TLS_CA", "ca.pem"), ("REDIS_TLS_CERT", "c.pem"), ("REDIS_TLS_KEY", "k.pem")]).expect("valid");
+        assert_eq!(tls.redis_tls.ca.as_deref(), Some(std::path::Path::new("ca.pem")));
+        assert!(tls.redis_tls.is_set() && tls.redis_tls.client.is_some());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod history;
 pub mod presence;
 pub mod raw;
+pub mod tls;
 pub mod wire;
 
 mod counters;
@@ -20,6 +21,7 @@ pub use counters::{ImpostorSeen, LinkCounters};
 use publishing::Prepared;
 use reader::{Control, Reader};
 use side::{DeadLetter, SideFault, SideFaults, SideWrite};
+use tls::TlsMaterial;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::catalog::Catalog;
+use crate::config::RedisTopology;
 use crate::coord::{CoordHandle, wall_ms_now};
 use crate::state::Event;
 use crate::stats::{LinkStatus, LogThrottle, Stats, Tally};
@@ -91,6 +94,23 @@ pub struct LinkSettings {
     pub max_clock_skew: Duration,
     /// With a signing key, signed pub/sub events older than this are refused (`EVENT_MAX_AGE_MS`).
     pub event_max_age: Duration,
+    /// One server at `url`, a Sentinel-managed master, or a Cluster (credentials and scheme from `url`).
+    pub topology: RedisTopology,
+    /// CA and client certificate for `rediss://`.
+    pub tls: Arc<TlsMaterial>,
+    /// Which client carries the hot path (publish and subscribe) on one server; the bench compares them.
+    pub client: ClientKind,
+}
+
+/// The client on the hot path to one server (standalone, or the master Sentinel names). A Cluster
+/// always goes through redis-rs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientKind {
+    /// The hand-written RESP2 connection (`raw`): socket I/O in the link's own task.
+    #[default]
+    Raw,
+    /// redis-rs's multiplexed connection and async pub/sub.
+    RedisRs,
 }
 
 impl std::fmt::Debug for LinkSettings {
