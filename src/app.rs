@@ -79,11 +79,17 @@ pub struct Extras {
     pub chat_input: Option<ChatInput>,
     /// Simulated viewers (`--demo`).
     pub demo: bool,
+    /// The client on the Redis hot path, when not the default (the bench's A/B rows).
+    pub redis_client: Option<crate::redis_link::ClientKind>,
 }
 
 impl std::fmt::Debug for Extras {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Extras").field("chat_input", &self.chat_input.is_some()).field("demo", &self.demo).finish()
+        f.debug_struct("Extras")
+            .field("chat_input", &self.chat_input.is_some())
+            .field("demo", &self.demo)
+            .field("redis_client", &self.redis_client)
+            .finish()
     }
 }
 
@@ -197,7 +203,8 @@ pub async fn start(
         stats.clone(),
         config.output_rest_on_shutdown,
     )?;
-    let Core { coord, redis_status, presence } = spawn_core(&config, redis_tls, &sup, &catalog, state, osc, &stats);
+    let Core { coord, redis_status, presence } =
+        spawn_core(&config, (redis_tls, extras.redis_client), &sup, &catalog, state, osc, &stats);
 
     if extras.demo {
         // The demo's simulated routes must never reach the show: a saved demo route would be replayed
@@ -299,7 +306,7 @@ struct Core {
 /// Starts the coordinator and, when enabled, the Redis link that drains its outbox.
 fn spawn_core(
     config: &Config,
-    redis_tls: Arc<crate::redis_link::tls::TlsMaterial>,
+    (redis_tls, redis_client): (Arc<crate::redis_link::tls::TlsMaterial>, Option<crate::redis_link::ClientKind>),
     sup: &Supervisor,
     catalog: &Arc<Catalog>,
     state: State,
@@ -340,7 +347,7 @@ fn spawn_core(
     if let Some((_, outbox_rx, presence)) = cluster {
         redis_status_tx.send_replace(LinkStatus::Connecting);
         let link = RedisLink::new(
-            link_settings(config, redis_tls),
+            link_settings(config, redis_tls, redis_client.unwrap_or_default()),
             &instance,
             catalog.clone(),
             coord.clone(),
@@ -354,7 +361,11 @@ fn spawn_core(
     Core { coord, redis_status, presence }
 }
 
-fn link_settings(config: &Config, tls: Arc<crate::redis_link::tls::TlsMaterial>) -> LinkSettings {
+fn link_settings(
+    config: &Config,
+    tls: Arc<crate::redis_link::tls::TlsMaterial>,
+    client: crate::redis_link::ClientKind,
+) -> LinkSettings {
     let settings = LinkSettings {
         url: config.redis_url.expose().to_owned(),
         key_prefix: config.redis_key_prefix.clone(),
@@ -370,7 +381,7 @@ fn link_settings(config: &Config, tls: Arc<crate::redis_link::tls::TlsMaterial>)
         event_max_age: config.event_max_age,
         topology: config.redis_topology.clone(),
         tls,
-        client: crate::redis_link::ClientKind::default(),
+        client,
     };
     info!(redis = %crate::config::mask_url(&settings.url), "connecting to Redis in the background");
     if settings.signing_key.is_none() && !redis_is_local(&settings.url) {
