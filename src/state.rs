@@ -279,6 +279,42 @@ impl State {
             .unwrap_or(0)
     }
 
+    /// Every register that was ever written, as the event that wrote it (the newest), so it can be
+    /// written back into a state hash that lacks it. Defaults and routes from the routing file (the
+    /// zero stamp) are not registers anyone wrote, and are left out. Routes, the overlay, the latch
+    /// and the clear keep no user or wall time: the stamp's instance and hybrid clock stand in.
+    pub fn registers(&self) -> Vec<Event> {
+        let written = |stamp: &Stamp, kind: EventKind| {
+            (stamp.hlc != 0).then(|| Event {
+                stamp: stamp.clone(),
+                wall_ms: Hlc::wall_ms(stamp.hlc),
+                user: stamp.instance.clone(),
+                kind,
+            })
+        };
+        let mut events: Vec<Event> = self
+            .params
+            .iter()
+            .map(|(variable, p)| Event {
+                stamp: p.stamp.clone(),
+                wall_ms: p.wall_ms,
+                user: p.user.clone(),
+                kind: EventKind::Set { variable: variable.clone(), value: p.value },
+            })
+            .collect();
+        events.extend(self.routes.iter().filter_map(|(output, r)| {
+            written(&r.stamp, EventKind::Route { output: output.clone(), route: r.value.clone() })
+        }));
+        events.extend(written(&self.overlay.stamp, EventKind::Overlay { enabled: self.overlay.value }));
+        let latch = &self.emergency.value;
+        events.extend(written(
+            &self.emergency.stamp,
+            EventKind::Emergency { active: latch.active, message: latch.message.clone() },
+        ));
+        events.extend(written(&self.cleared, EventKind::ClearAll));
+        events
+    }
+
     /// The JSON view served at `/api/state`. `me` decides which entries are marked `remote`.
     pub fn view(&self, me: &str, value_max: u8) -> StateView {
         let first_route = |variable: &Variable| self.routes().find(|(_, r)| r.variable == *variable);

@@ -41,6 +41,15 @@ pub struct LinkCounters {
     pub impostor_events: AtomicU64,
     /// Times a younger twin held our claim and we took it back.
     pub claims_reasserted: AtomicU64,
+    /// Registers written back into the state hash because it lacked them or held them older
+    /// (anti-entropy at the start of each session, and after Redis lost its data).
+    pub reseeded: AtomicU64,
+    /// Times Redis was found to have lost its data under a live session (the epoch key gone or changed).
+    pub data_lost: AtomicU64,
+    /// Values from older bots (events without an `hlc`) written into the state hash by us.
+    pub legacy_persisted: AtomicU64,
+    /// Sessions ended by a failover: the sentinels' `+switch-master`, or a master that turned replica.
+    pub failovers: AtomicU64,
     /// True while a session is proven by a probe and serving, even when side writes fail (so the
     /// link may be `degraded` and still carry every event).
     pub serving: AtomicBool,
@@ -131,6 +140,10 @@ impl LinkCounters {
             ("redis_dlq_lost", &self.dlq_lost),
             ("redis_impostor_events", &self.impostor_events),
             ("redis_claims_reasserted", &self.claims_reasserted),
+            ("redis_reseeded", &self.reseeded),
+            ("redis_data_lost", &self.data_lost),
+            ("redis_legacy_persisted", &self.legacy_persisted),
+            ("redis_failovers", &self.failovers),
         ] {
             out.insert(name.to_owned(), c.load(Ordering::Relaxed));
         }

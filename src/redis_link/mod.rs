@@ -6,6 +6,7 @@
 //! [`CoordHandle::apply_remote`]. Recovery protocol (see ARCHITECTURE.md): subscribe, load the state
 //! hash and merge, flush the outbox, then probe our own channel to prove the subscription hears.
 
+mod backend;
 pub mod history;
 pub mod presence;
 pub mod raw;
@@ -13,13 +14,19 @@ pub mod tls;
 pub mod wire;
 
 mod counters;
+mod lifecycle;
 mod publishing;
 mod reader;
+mod serve;
+mod session;
 mod side;
 
+pub use backend::SessionError;
+use backend::{Backend, Commands, Endpoints, FailoverWatch, Publisher, Reply, SendError, Subscriber};
 pub use counters::{ImpostorSeen, LinkCounters};
 use publishing::Prepared;
 use reader::{Control, Reader};
+use session::Session;
 use side::{DeadLetter, SideFault, SideFaults, SideWrite};
 use tls::TlsMaterial;
 
@@ -28,8 +35,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +46,7 @@ use crate::coord::{CoordHandle, wall_ms_now};
 use crate::state::Event;
 use crate::stats::{LinkStatus, LogThrottle, Stats, Tally};
 use presence::{Claim, ClaimError, ClaimOutcome, Claims, ClusterPresence, DuplicateInstance, OwnEchoes};
-use raw::{PubSubMessage, RawConnection, RawError, RawSubscriber, ServerError};
+use raw::{PubSubMessage, ServerError};
 use wire::{Admission, DropReason, Incoming, Origin, Signer};
 
 /// The atomic publish step: writes the register only if newer, appends to the history stream,
@@ -53,8 +58,6 @@ pub(crate) const PUBLISH_SCRIPT: &str = include_str!("publish.lua");
 /// early reconnect.
 pub const CONTROL_QUEUE: usize = 1024;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKOFF_FLOOR: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// Publish retries before the event goes back to the outbox and the connection is rebuilt.
@@ -154,6 +157,10 @@ impl Names {
     pub fn instances(&self) -> String {
         format!("{}{{cv}}:instances", self.prefix)
     }
+    /// A random token set once per data set: gone or changed means Redis lost its data.
+    pub fn epoch(&self) -> String {
+        format!("{}{{cv}}:epoch", self.prefix)
+    }
     pub fn status_channel(&self) -> String {
         self.channel("cv:instance:status")
     }
@@ -174,25 +181,9 @@ impl Names {
 /// Why a session with Redis ended.
 enum SessionEnd {
     Shutdown,
-    Broken(String),
+    Broken(SessionError),
     /// An older live process holds our `INSTANCE_ID`: this one must go.
     Duplicate(DuplicateInstance),
-}
-
-/// One live session: a command connection, a publishing connection owned by the link task (no
-/// hand-off to a driver task on the way to Redis), and the subscription's bounded control queue.
-struct Session {
-    cmd: MultiplexedConnection,
-    publisher: RawConnection,
-    messages: mpsc::Receiver<Control>,
-    reader: JoinHandle<()>,
-    gap: Arc<AtomicBool>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
 }
 
 /// The link task's state.
@@ -210,7 +201,10 @@ pub struct RedisLink {
     stats: Arc<Stats>,
     presence: Arc<ClusterPresence>,
     signer: Option<Signer>,
+    /// Where each session's connections go (one server, Sentinel, Cluster).
+    backend: Backend,
     script: redis::Script,
+    seed: redis::Script,
     seq: u64,
     claim: Claim,
     claims: Claims,
@@ -221,6 +215,8 @@ pub struct RedisLink {
     /// be written into the state hash and history (only-if-newer) on a heartbeat.
     unpersisted: BTreeMap<String, Prepared>,
     dead_letters: VecDeque<DeadLetter>,
+    /// Values from older bots (no `hlc`) to write into the state hash, newest per register.
+    legacy: BTreeMap<String, Event>,
     faults: SideFaults,
     /// This session's subscription has been proven by a probe.
     verified: bool,
@@ -259,6 +255,7 @@ impl RedisLink {
         RedisLink {
             names: Names::new(&settings.key_prefix, instance),
             signer: settings.signing_key.as_deref().map(Signer::new),
+            backend: Backend::new(&settings.url, settings.topology.clone(), settings.tls.clone(), settings.client),
             settings,
             instance: instance.to_owned(),
             catalog,
@@ -269,6 +266,7 @@ impl RedisLink {
             stats,
             presence,
             script: redis::Script::new(PUBLISH_SCRIPT),
+            seed: redis::Script::new(session::SEED_SCRIPT),
             seq: 0,
             claim,
             claims: Claims::default(),
@@ -276,6 +274,7 @@ impl RedisLink {
             echoes: Arc::default(),
             unpersisted: BTreeMap::new(),
             dead_letters: VecDeque::new(),
+            legacy: BTreeMap::new(),
             faults: SideFaults::default(),
             verified: false,
             log: Arc::new(LogThrottle::per_minute()),
@@ -297,16 +296,16 @@ impl RedisLink {
                     Ok(()) => self.serve(&mut session, &shutdown).await,
                     Err(d) => SessionEnd::Duplicate(d),
                 },
-                Err(e) => SessionEnd::Broken(format!("cannot connect: {e}")),
+                Err(e) => SessionEnd::Broken(e),
             };
             self.verified = false;
             self.stats.redis.serving.store(false, Ordering::Relaxed);
             match end {
-                SessionEnd::Shutdown => break,
+                SessionEnd::Shutdown | SessionEnd::Broken(SessionError::Stopped) => break,
                 SessionEnd::Duplicate(d) => return Err(d.into()),
                 SessionEnd::Broken(reason) => {
                     self.stats.redis.reconnects.fetch_add(1, Ordering::Relaxed);
-                    self.degrade(&reason);
+                    self.degrade(&reason.to_string());
                 }
             }
             // A session that lasted a while resets the backoff: this is a new outage.
@@ -377,68 +376,6 @@ impl RedisLink {
         self.stats.redis.outbox_depth.store(self.pending.len() as u64, Ordering::Relaxed);
     }
 
-    async fn connect(&mut self) -> anyhow::Result<Session> {
-        if !matches!(*self.status.borrow(), LinkStatus::Degraded) {
-            self.status.send_replace(LinkStatus::Connecting);
-        }
-        let client = redis::Client::open(self.settings.url.as_str())?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let cmd = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection_with_config(&config))
-            .await??;
-        let publisher = self.open_raw().await?;
-        let mut channels = vec![self.names.probe_channel(), self.names.command_channel()];
-        if self.settings.subscribe {
-            channels.extend(self.names.event_channels());
-            channels.push(self.names.status_channel());
-        }
-        let names: Vec<&[u8]> = channels.iter().map(String::as_bytes).collect();
-        let subscriber = self.open_raw().await?.subscribe(&names).await?;
-        let (control, messages) = mpsc::channel(CONTROL_QUEUE);
-        let gap = Arc::new(AtomicBool::new(false));
-        let reader = Reader {
-            coord: self.coord.clone(),
-            catalog: self.catalog.clone(),
-            signer: self.signer.clone(),
-            instance: self.instance.clone(),
-            prefix: self.settings.key_prefix.clone(),
-            event_channels: self.names.event_channels(),
-            stats: self.stats.clone(),
-            gap: gap.clone(),
-            last_seq: HashMap::new(),
-            admission: self.admission(),
-            peer_ahead: HashMap::new(),
-            echoes: self.echoes.clone(),
-            log: self.log.clone(),
-            control,
-        };
-        let reader = tokio::spawn(reader.run(subscriber));
-        let mut session = Session { cmd, publisher, messages, reader, gap };
-        self.script.prepare_invoke().load_async(&mut session.cmd).await?;
-        // Subscribed first, then the snapshot: anything published in between arrives twice at worst,
-        // and applying twice is harmless.
-        if self.settings.subscribe {
-            self.resync(&mut session).await?;
-        }
-        debug!(channels = channels.len(), "Redis subscribed and state merged");
-        Ok(session)
-    }
-
-    /// At the start of a session: claim our id (or learn that an older process holds it), then retry
-    /// whatever side writes earlier sessions left failing. A claim Redis refuses (OOM) is no reason
-    /// to stop serving: it is retried on the next heartbeat like any side write.
-    async fn claim_presence(&mut self, session: &mut Session) -> Result<(), DuplicateInstance> {
-        self.refresh_presence(session).await?;
-        if !self.claimed {
-            self.claimed = true;
-            self.announce("online").await;
-            info!(instance = %self.instance, "joined the cluster");
-        }
-        self.side_writes(session).await;
-        Ok(())
-    }
-
     fn admission(&self) -> Admission {
         Admission {
             max_skew_ms: u64::try_from(self.settings.max_clock_skew.as_millis()).unwrap_or(u64::MAX),
@@ -452,323 +389,6 @@ impl RedisLink {
     fn claim_ttl(&self) -> Duration {
         self.settings.heartbeat * 3
     }
-
-    /// Loads every register from the state hash and merges it (LWW makes order irrelevant).
-    async fn resync(&mut self, session: &mut Session) -> anyhow::Result<()> {
-        // Bytes, not strings: one value that is not UTF-8 must cost that register, not the whole load.
-        let all: Vec<(Vec<u8>, Vec<u8>)> =
-            redis::cmd("HGETALL").arg(self.names.state()).query_async(&mut session.cmd).await?;
-        let mut merged = 0usize;
-        let now = wall_ms_now();
-        for (field, value) in &all {
-            let text = String::from_utf8_lossy(value);
-            let (reason, purge) = match self.merge_register(value, now) {
-                Ok(true) => {
-                    merged += 1;
-                    continue;
-                }
-                Ok(false) => continue,
-                Err(Refused::Stopped) => anyhow::bail!("coordinator stopped"),
-                Err(Refused::Drop { reason, purge }) => (reason, purge),
-            };
-            let payload = text.split_once('|').map_or(text.as_ref(), |(_, p)| p);
-            self.count_drop(reason, "state", payload, &mut session.cmd).await;
-            if purge {
-                // A register no instance can use would also block every honest write to it (the
-                // publish script writes only if newer): the dead-letter stream keeps a copy, and it
-                // is removed unless a newer write replaced it meanwhile.
-                let removed: redis::RedisResult<u64> = redis::Script::new(DELETE_IF_SAME)
-                    .key(self.names.state())
-                    .arg(field.as_slice())
-                    .arg(value.as_slice())
-                    .invoke_async(&mut session.cmd)
-                    .await;
-                if let Ok(n) = removed {
-                    self.stats.redis.state_purged.fetch_add(n, Ordering::Relaxed);
-                }
-            }
-        }
-        self.stats.redis.resyncs.fetch_add(1, Ordering::Relaxed);
-        debug!(merged, "state hash merged");
-        Ok(())
-    }
-
-    /// Decodes, admits and applies one state-hash value (`order_key|envelope`); true when applied.
-    /// Garbage no instance could read (not UTF-8, no order key) and far-future stamps are to be
-    /// purged; anything else refused (an unknown variable, say) may be another catalogue's, and is
-    /// only dropped here.
-    fn merge_register(&self, value: &[u8], now: u64) -> Result<bool, Refused> {
-        let drop = |reason, purge| Refused::Drop { reason, purge };
-        let text = std::str::from_utf8(value).map_err(|_| drop(DropReason::NotJson, true))?;
-        let (order, payload) = text.split_once('|').ok_or(drop(DropReason::Malformed, true))?;
-        let admission = self.admission();
-        // The order key leads with the stamp's hybrid clock: a far-future one is refused before the
-        // envelope is even read, whatever else is wrong with it.
-        if let Some(hlc) = order.get(..20).and_then(|digits| digits.parse::<u64>().ok())
-            && crate::state::Hlc::wall_ms(hlc) > now.saturating_add(admission.max_skew_ms)
-        {
-            return Err(drop(DropReason::ClockSkew, true));
-        }
-        match wire::decode(payload.as_bytes(), &self.catalog, self.signer.as_ref()) {
-            Ok(Incoming::Event { event, .. }) => {
-                wire::admit(&event, Origin::StateHash, now, admission)
-                    .map_err(|reason| drop(reason, reason == DropReason::ClockSkew))?;
-                // Our own earlier writes count too: a restarted instance picks them up here.
-                if self.coord.apply_remote(&event) { Ok(true) } else { Err(Refused::Stopped) }
-            }
-            Ok(Incoming::Audit { .. }) => Ok(false),
-            Err(reason) => Err(drop(reason, false)),
-        }
-    }
-
-    /// Serves one session until it breaks or shutdown.
-    async fn serve(&mut self, session: &mut Session, shutdown: &CancellationToken) -> SessionEnd {
-        // Take whatever arrived while offline, then publish it all.
-        while let Ok(e) = self.outbox.try_recv() {
-            self.keep(e);
-        }
-        if let Err(reason) = self.flush(session).await {
-            return SessionEnd::Broken(reason);
-        }
-        let mut probe_timer = tokio::time::interval(self.settings.probe_interval);
-        probe_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.reset();
-        let mut probe: Option<(String, Instant)> = None;
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return SessionEnd::Shutdown,
-                message = session.messages.recv() => match message {
-                    Some(m) => {
-                        if let Err(end) = self.on_control(m, session, &mut probe).await {
-                            return end;
-                        }
-                    }
-                    None => return SessionEnd::Broken("subscription closed by the server".into()),
-                },
-                event = self.outbox.recv() => match event {
-                    Some(e) => {
-                        if let Err(reason) = self.publish_now(session, e).await {
-                            return SessionEnd::Broken(reason);
-                        }
-                    }
-                    None => return SessionEnd::Shutdown,
-                },
-                _ = probe_timer.tick() => {
-                    if let Err(reason) = self.send_probe(session, &mut probe).await {
-                        return SessionEnd::Broken(reason);
-                    }
-                }
-                _ = heartbeat.tick() => {
-                    if let Err(twin) = self.heartbeat(session).await {
-                        return SessionEnd::Duplicate(twin);
-                    }
-                }
-            }
-            if session.gap.swap(false, Ordering::Relaxed) {
-                warn!("missed Redis messages; resynchronising from the state hash");
-                if let Err(e) = self.resync(session).await {
-                    return SessionEnd::Broken(format!("resync failed: {e}"));
-                }
-            }
-        }
-    }
-
-    /// Checks the outstanding probe and sends the next one. A probe unheard past the deadline, or a
-    /// publish nobody receives, means our subscription is deaf.
-    async fn send_probe(&mut self, session: &mut Session, probe: &mut Option<(String, Instant)>) -> Result<(), String> {
-        if let Some((_, sent)) = probe {
-            if sent.elapsed() > self.settings.probe_deadline {
-                self.stats.redis.probes_lost.fetch_add(1, Ordering::Relaxed);
-                return Err(format!("deaf: probe not heard back within {:?}", self.settings.probe_deadline));
-            }
-            return Ok(());
-        }
-        let nonce = format!("{:016x}", fastrand::u64(..));
-        let receivers: redis::RedisResult<u64> =
-            redis::cmd("PUBLISH").arg(self.names.probe_channel()).arg(&nonce).query_async(&mut session.cmd).await;
-        match receivers {
-            Ok(0) => Err("deaf: our subscription is gone (probe reached no subscriber)".into()),
-            Ok(_) => {
-                *probe = Some((nonce, Instant::now()));
-                Ok(())
-            }
-            Err(e) => Err(format!("probe publish failed: {e}")),
-        }
-    }
-
-    /// Control traffic from the reader: probes, our command channel, presence, and poison to record.
-    async fn on_control(
-        &mut self,
-        control: Control,
-        session: &mut Session,
-        probe: &mut Option<(String, Instant)>,
-    ) -> Result<(), SessionEnd> {
-        let message = match control {
-            Control::Poison { reason, channel, payload } => {
-                self.count_drop(reason, &channel, &payload, &mut session.cmd).await;
-                return Ok(());
-            }
-            Control::Message(m) => m,
-        };
-        let channel = String::from_utf8_lossy(&message.channel);
-        let payload = &message.payload[..];
-        if channel == self.names.probe_channel() {
-            if let Some((nonce, sent)) = probe.as_ref()
-                && nonce.as_bytes() == payload
-            {
-                let rtt = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                self.stats.redis.probe_rtt_us.store(rtt, Ordering::Relaxed);
-                *probe = None;
-                if !self.verified {
-                    debug!(rtt_us = rtt, "subscription verified by probe");
-                    self.verified = true;
-                }
-                self.show_status();
-            }
-            return Ok(());
-        }
-        if channel == self.names.command_channel() {
-            return self.on_command(payload, session).await.map_err(SessionEnd::Broken);
-        }
-        if channel == self.names.status_channel() {
-            // Someone joined, left or took a claim back: check ours now rather than at the next beat,
-            // so a younger twin leaves as soon as the older one is back.
-            debug!(payload = %String::from_utf8_lossy(payload), "instance status");
-            self.refresh_presence(session).await.map_err(SessionEnd::Duplicate)?;
-            self.show_status();
-            return Ok(());
-        }
-        debug!(%channel, "message on an unexpected channel ignored");
-        Ok(())
-    }
-
-    /// Commands addressed to this instance: `{"command": "resync"}` or `{"command": "status"}`,
-    /// signed and fresh when `EVENT_SIGNING_KEY` is set.
-    async fn on_command(&mut self, payload: &[u8], session: &mut Session) -> Result<(), String> {
-        let max_age = u64::try_from(self.settings.event_max_age.as_millis()).unwrap_or(u64::MAX);
-        match wire::decode_command(payload, self.signer.as_ref(), wall_ms_now(), max_age) {
-            Ok(wire::InstanceCommand::Resync) => {
-                info!("resync requested on our command channel");
-                self.resync(session).await.map_err(|e| format!("resync failed: {e}"))
-            }
-            Ok(wire::InstanceCommand::Status) => {
-                let report = serde_json::json!({
-                    "type": "instance_report", "instance": self.instance, "host": self.claim.host,
-                    "status": self.status.borrow().as_str(), "timestamp": wall_ms_now(),
-                    "stats": self.stats.snapshot(),
-                });
-                let published: redis::RedisResult<u64> = redis::cmd("PUBLISH")
-                    .arg(self.names.status_channel())
-                    .arg(report.to_string())
-                    .query_async(&mut session.cmd)
-                    .await;
-                // A lost report is not worth a new session: if the connection is gone, the probe says so.
-                if let Err(e) = published {
-                    debug!(error = %e, "status report not published");
-                }
-                Ok(())
-            }
-            Err(reason) => {
-                self.count_drop(reason, "command", &String::from_utf8_lossy(payload), &mut session.cmd).await;
-                Ok(())
-            }
-        }
-    }
-
-    async fn announce(&self, status: &str) {
-        // Best effort: presence events are informational; the TTL keeps the list right regardless.
-        let Ok(client) = redis::Client::open(self.settings.url.as_str()) else { return };
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let Ok(Ok(mut cmd)) =
-            tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection_with_config(&config)).await
-        else {
-            return;
-        };
-        let payload = serde_json::json!({
-            "type": "instance_status", "status": status, "instance": self.instance,
-            "host": self.claim.host, "timestamp": wall_ms_now(),
-        });
-        let _: redis::RedisResult<u64> =
-            redis::cmd("PUBLISH").arg(self.names.status_channel()).arg(payload.to_string()).query_async(&mut cmd).await;
-        if status == "offline" {
-            let _: redis::RedisResult<()> = redis::pipe()
-                .cmd("ZREM")
-                .arg(self.names.instances())
-                .arg(&self.instance)
-                .ignore()
-                .query_async(&mut cmd)
-                .await;
-        }
-    }
-
-    /// On shutdown: publish what is pending and write kept registers (bounded wait), release our
-    /// claim (only if it is still ours), then say goodbye.
-    async fn goodbye(&mut self) {
-        while let Ok(e) = self.outbox.try_recv() {
-            self.keep(e);
-        }
-        let pending = self.pending.len();
-        let flushed = tokio::time::timeout(Duration::from_millis(700), async {
-            let Ok(mut session) = self.connect_for_flush().await else { return false };
-            let ok = self.flush(&mut session).await.is_ok();
-            if !self.unpersisted.is_empty() {
-                self.persist(&mut session).await;
-            }
-            if self.claimed {
-                let released = self.claims.release(&mut session.cmd, &self.names.claim(), &self.claim.token).await;
-                if let Err(e) = released {
-                    debug!(error = %e, "claim not released; it expires by itself");
-                }
-            }
-            ok
-        })
-        .await
-        .unwrap_or(false);
-        if pending > 0 && !flushed {
-            warn!(pending, "shutting down with unpublished events: other instances will not see them");
-        }
-        if !self.unpersisted.is_empty() {
-            warn!(
-                registers = self.unpersisted.len(),
-                "shutting down with registers Redis refused to store: peers applied them, a restarted instance will not"
-            );
-        }
-        if self.claimed {
-            let _ = tokio::time::timeout(Duration::from_millis(300), self.announce("offline")).await;
-        }
-    }
-
-    /// A raw connection (publishing or subscribing) with the link's connect and response timeouts.
-    async fn open_raw(&self) -> anyhow::Result<RawConnection> {
-        let mut connection = RawConnection::connect(&self.settings.url, CONNECT_TIMEOUT).await?;
-        connection.set_timeout(RESPONSE_TIMEOUT);
-        Ok(connection)
-    }
-
-    /// A command connection only (no subscription), for the final flush.
-    async fn connect_for_flush(&self) -> anyhow::Result<Session> {
-        let client = redis::Client::open(self.settings.url.as_str())?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let cmd = client.get_multiplexed_async_connection_with_config(&config).await?;
-        let publisher = self.open_raw().await?;
-        let (_tx, messages) = mpsc::channel(1);
-        Ok(Session { cmd, publisher, messages, reader: tokio::spawn(async {}), gap: Arc::new(AtomicBool::new(false)) })
-    }
-}
-
-/// Why a state-hash register was not merged.
-enum Refused {
-    /// Dropped (counted, dead-lettered); `purge`: also removed from the hash.
-    Drop { reason: DropReason, purge: bool },
-    /// The coordinator has shut down.
-    Stopped,
 }
 
 /// Capped exponential backoff with full jitter: 100 ms, 200 ms, … up to 5 s, each scaled by 50–100 %.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 
 use crate::coord::Presence;
@@ -133,7 +133,7 @@ impl Claims {
     /// decides: a key that exists belongs to a live instance.
     pub async fn claim(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut (impl ConnectionLike + Send),
         key: &str,
         mine: &Claim,
         ttl: Duration,
@@ -165,7 +165,7 @@ impl Claims {
 
     async fn invoke(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut (impl ConnectionLike + Send),
         key: &str,
         mine: &Claim,
         ttl: Duration,
@@ -185,7 +185,12 @@ impl Claims {
     }
 
     /// Deletes `key` if `token` still holds it; true when it did.
-    pub async fn release(&self, conn: &mut MultiplexedConnection, key: &str, token: &str) -> redis::RedisResult<bool> {
+    pub async fn release(
+        &self,
+        conn: &mut (impl ConnectionLike + Send),
+        key: &str,
+        token: &str,
+    ) -> redis::RedisResult<bool> {
         let deleted: u64 = self.release.key(key).arg(token).invoke_async(conn).await?;
         Ok(deleted > 0)
     }

@@ -21,7 +21,7 @@ impl RedisLink {
     /// Publishes `first` and everything already waiting behind it as one pipeline, every event as
     /// it is (no coalescing while connected: peers and the history see each one). On failure the
     /// batch joins the pending outbox.
-    pub(super) async fn publish_now(&mut self, session: &mut Session, first: Event) -> Result<(), String> {
+    pub(super) async fn publish_now(&mut self, session: &mut Session, first: Event) -> Result<(), SessionError> {
         let mut batch = vec![first];
         while batch.len() < PUBLISH_BATCH {
             match self.outbox.try_recv() {
@@ -38,13 +38,13 @@ impl RedisLink {
             for event in batch {
                 self.keep(event);
             }
-            return Err(format!("publish failed after retries: {e}"));
+            return Err(e);
         }
         Ok(())
     }
 
     /// Publishes every pending event, oldest first. On failure the rest stay pending.
-    pub(super) async fn flush(&mut self, session: &mut Session) -> Result<(), String> {
+    pub(super) async fn flush(&mut self, session: &mut Session) -> Result<(), SessionError> {
         if !self.settings.publish {
             self.pending.clear();
             return Ok(());
@@ -58,7 +58,7 @@ impl RedisLink {
                 for unsent in queue.drain(sent..) {
                     self.keep(unsent);
                 }
-                return Err(format!("publish failed after retries: {e}"));
+                return Err(e);
             }
             sent += batch.len();
         }
@@ -85,7 +85,7 @@ impl RedisLink {
     /// replica) is sent at once by a plain `PUBLISH`, which Redis still allows, so every instance
     /// hears it (an emergency stop most of all); its register and history entry wait in
     /// `unpersisted` for [`RedisLink::persist`].
-    pub(super) async fn publish(&mut self, session: &mut Session, events: &[Event]) -> Result<(), String> {
+    pub(super) async fn publish(&mut self, session: &mut Session, events: &[Event]) -> Result<(), SessionError> {
         let ttl_ms = u64::try_from(self.settings.history_ttl.as_millis()).unwrap_or(0);
         let shared = self.shared_args();
         let shared = [shared[0].as_str(), shared[1].as_str(), shared[2].as_str(), shared[3].as_str()];
@@ -116,14 +116,13 @@ impl RedisLink {
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
-            let replies = match Self::send_commands(&mut session.publisher, shared, &todo, true).await {
+            let replies = match Self::send_commands(session, shared, &todo, true).await {
                 Ok(replies) => replies,
                 Err(e) => {
                     debug!(attempt, error = %e, "publish attempt failed; reconnecting the publisher");
                     last_error = e.to_string();
-                    match self.open_raw().await {
-                        Ok(fresh) => session.publisher = fresh,
-                        Err(e) => last_error = format!("{e:#}"),
+                    if let Err(e) = self.fresh_publisher(session).await {
+                        last_error = e.to_string();
                     }
                     continue;
                 }
@@ -146,6 +145,11 @@ impl RedisLink {
                 }
             }
             if let Some(fault) = refusal {
+                if fault == SideFault::ReadOnly && matches!(self.backend.topology(), RedisTopology::Sentinel { .. }) {
+                    // A Sentinel master that answers READONLY has been demoted: the batch goes back
+                    // to the outbox and the next session asks the sentinels for the new master.
+                    return self.demoted(&session.node);
+                }
                 self.publish_unpersisted(session, refused, fault).await?;
             }
             if retry.is_empty() {
@@ -156,7 +160,16 @@ impl RedisLink {
             }
             todo = retry;
         }
-        Err(last_error)
+        Err(SessionError::Publish(last_error))
+    }
+
+    /// A new hand-written publishing connection after a transport failure (the shared one
+    /// reconnects by itself).
+    async fn fresh_publisher(&self, session: &mut Session) -> Result<(), SessionError> {
+        if let Publisher::Raw(_) = session.publisher {
+            session.publisher = self.backend.publisher(&session.node).await?;
+        }
+        Ok(())
     }
 
     /// The fallback for events whose script Redis refused: a plain `PUBLISH` of each envelope (and
@@ -166,22 +179,22 @@ impl RedisLink {
         session: &mut Session,
         refused: Vec<Prepared>,
         fault: SideFault,
-    ) -> Result<(), String> {
+    ) -> Result<(), SessionError> {
         let admin = self.names.channel(wire::ADMIN_CHANNEL);
-        let mut commands = 0;
+        let mut commands: Vec<Vec<&[u8]>> = Vec::with_capacity(refused.len() * 2);
         for p in &refused {
-            session.publisher.append(&[b"PUBLISH", p.channel.as_bytes(), p.payload.as_bytes()]);
-            commands += 1;
+            commands.push(vec![b"PUBLISH", p.channel.as_bytes(), p.payload.as_bytes()]);
             if !p.audit.is_empty() {
-                session.publisher.append(&[b"PUBLISH", admin.as_bytes(), p.audit.as_bytes()]);
-                commands += 1;
+                commands.push(vec![b"PUBLISH", admin.as_bytes(), p.audit.as_bytes()]);
             }
         }
-        session.publisher.flush().await.map_err(|e| format!("plain publish failed: {e}"))?;
-        let replies =
-            session.publisher.read_replies(commands).await.map_err(|e| format!("plain publish failed: {e}"))?;
+        let replies = session
+            .publisher
+            .send(&mut session.cmd, &commands)
+            .await
+            .map_err(|e| SessionError::Publish(format!("plain publish failed: {e}")))?;
         if let Some(e) = replies.into_iter().find_map(Result::err) {
-            return Err(format!("plain publish refused: {e}"));
+            return Err(SessionError::Publish(format!("plain publish refused: {e}")));
         }
         let sent = refused.len() as u64;
         self.stats.redis.published.fetch_add(sent, Ordering::Relaxed);
@@ -230,11 +243,11 @@ impl RedisLink {
         let mut fault = None;
         let mut written = 0u64;
         for batch in waiting.chunks(PUBLISH_BATCH) {
-            match Self::send_commands(&mut session.publisher, shared, batch, false).await {
+            match Self::send_commands(session, shared, batch, false).await {
                 Ok(replies) => {
                     for (p, reply) in batch.iter().zip(replies) {
                         match reply {
-                            Ok(_) => {
+                            Ok(()) => {
                                 self.unpersisted.remove(&p.register);
                                 written += 1;
                             }
@@ -250,11 +263,9 @@ impl RedisLink {
                 Err(e) => {
                     // The next publish would find this too; a fresh publisher keeps the session serving.
                     debug!(error = %e, "writing kept registers failed; reconnecting the publisher");
-                    if let Ok(fresh) = self.open_raw().await {
-                        session.publisher = fresh;
-                    }
+                    let _ = self.fresh_publisher(session).await;
                     fault =
-                        Some(if matches!(e, RawError::Timeout(_)) { SideFault::Timeout } else { SideFault::Transport });
+                        Some(if matches!(e, SendError::Timeout) { SideFault::Timeout } else { SideFault::Transport });
                     break;
                 }
             }
@@ -274,16 +285,17 @@ impl RedisLink {
     /// hash, the state and history keys and the audit channel; without `publish` the script only
     /// writes (empty channels).
     pub(super) async fn send_commands(
-        publisher: &mut RawConnection,
+        session: &mut Session,
         shared: [&str; 4],
         commands: &[Prepared],
         publish: bool,
-    ) -> Result<Vec<raw::Reply>, RawError> {
+    ) -> Result<Vec<Reply>, SendError> {
         let [hash, state, history, admin] = shared.map(str::as_bytes);
         let admin: &[u8] = if publish { admin } else { b"" };
+        let mut all: Vec<Vec<&[u8]>> = Vec::with_capacity(commands.len());
         for p in commands {
             let channel: &[u8] = if publish { p.channel.as_bytes() } else { b"" };
-            publisher.append(&[
+            all.push(vec![
                 b"EVALSHA",
                 hash,
                 b"2",
@@ -299,7 +311,6 @@ impl RedisLink {
                 p.audit.as_bytes(),
             ]);
         }
-        publisher.flush().await?;
-        publisher.read_replies(commands.len()).await
+        session.publisher.send(&mut session.cmd, &all).await
     }
 }

@@ -94,6 +94,11 @@ pub type Reply = Result<Value, ServerError>;
 pub struct ServerError(String);
 
 impl ServerError {
+    /// An error reply as the server worded it (`READONLY You can't write against a read only replica.`).
+    pub fn new(text: impl Into<String>) -> ServerError {
+        ServerError(text.into())
+    }
+
     pub fn message(&self) -> &str {
         &self.0
     }

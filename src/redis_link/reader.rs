@@ -8,7 +8,13 @@ use super::*;
 /// What the reader hands to the link task: traffic that is not an event, and poison to record.
 pub(super) enum Control {
     Message(PubSubMessage),
-    Poison { reason: DropReason, channel: String, payload: String },
+    /// An older bot's event (no `seq`, no `hlc`), applied already, to be written into the state hash.
+    Legacy(Event),
+    Poison {
+        reason: DropReason,
+        channel: String,
+        payload: String,
+    },
 }
 
 /// Reads the subscription. redis-rs buffers pub/sub messages in an unbounded channel, so this task
@@ -39,13 +45,13 @@ pub(super) struct Reader {
 }
 
 impl Reader {
-    pub(super) async fn run(mut self, mut subscriber: RawSubscriber) {
+    pub(super) async fn run(mut self, mut subscriber: Subscriber) {
         // Everything one read delivered is applied as one batch, so a burst costs one lock and sends
         // each variable's OSC value once; a lone message is a batch of one.
         let mut messages = Vec::with_capacity(READ_BATCH);
         let mut events = Vec::with_capacity(READ_BATCH);
         loop {
-            if let Err(e) = subscriber.next_batch(&mut messages).await {
+            if let Err(e) = subscriber.next_batch(&mut messages, READ_BATCH).await {
                 debug!(error = %e, "subscription ended");
                 return;
             }
@@ -110,10 +116,18 @@ impl Reader {
                     events.push(event);
                     return true;
                 }
-                if let Some(seq) = seq
-                    && self.note_seq(&event.stamp.instance, seq)
-                {
-                    self.gap.store(true, Ordering::Relaxed);
+                match seq {
+                    Some(seq) => {
+                        if self.note_seq(&event.stamp.instance, seq) {
+                            self.gap.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    // Older bots only PUBLISH: the state hash gets their value from us.
+                    None => {
+                        if !self.hand_over(Control::Legacy(event.clone())) {
+                            return false;
+                        }
+                    }
                 }
                 events.push(event);
                 true

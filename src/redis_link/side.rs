@@ -161,13 +161,7 @@ impl RedisLink {
     /// Counts, logs (once a minute per reason) and keeps a dropped payload in the dead-letter stream.
     /// While the stream refuses writes, the payload waits (bounded, [`DLQ_BACKLOG`]) for the next
     /// heartbeat instead of costing every poison message another failing round trip.
-    pub(super) async fn count_drop(
-        &mut self,
-        reason: DropReason,
-        channel: &str,
-        payload: &str,
-        cmd: &mut MultiplexedConnection,
-    ) {
+    pub(super) async fn count_drop(&mut self, reason: DropReason, channel: &str, payload: &str, cmd: &mut Commands) {
         self.stats.redis.count_drop(reason);
         if let Some(suppressed) = self.log.allow(reason.label(), Instant::now()) {
             warn!(reason = reason.label(), channel, suppressed, "dropped a Redis payload");
@@ -185,7 +179,7 @@ impl RedisLink {
     }
 
     /// Appends every waiting dead letter to the capped `{cv}:dlq` stream in one pipeline.
-    pub(super) async fn write_dead_letters(&mut self, cmd: &mut MultiplexedConnection) {
+    pub(super) async fn write_dead_letters(&mut self, cmd: &mut Commands) {
         if self.dead_letters.is_empty() {
             self.side_ok(SideWrite::DeadLetters);
             return;
@@ -235,7 +229,7 @@ impl RedisLink {
                     "a younger process with our INSTANCE_ID held our claim: it is ours again, and the other one exits"
                 );
                 // Tell it now rather than at its next heartbeat.
-                self.announce("online").await;
+                self.announce("online", &mut session.cmd).await;
             }
             Err(ClaimError::Duplicate(older)) => return Err(older),
             Err(ClaimError::Redis(e)) => {

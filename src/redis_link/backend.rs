@@ -1,0 +1,539 @@
+//! The seam under the link: where one session's connections go, for each deployment shape.
+//!
+//! * **Standalone**: every connection goes to `REDIS_URL`.
+//! * **Sentinel**: the sentinels name the master (redis-rs asks them in turn and checks the master's
+//!   `ROLE`); every connection goes to that master, and a subscription to one sentinel's
+//!   `+switch-master` ends the session the moment a failover is announced.
+//! * **Cluster**: commands go through redis-rs's cluster connection, which follows `MOVED`/`ASK` and
+//!   refreshes its slot map (every key shares the `{cv}` hash tag, so every script runs on one node);
+//!   the subscription is a plain `SUBSCRIBE` on one healthy node, because a classic `PUBLISH` on any
+//!   node of a cluster reaches the subscribers of every node (older bots publish to whichever node
+//!   they know).
+//!
+//! Everything above this file (recovery protocol, outbox, probe, presence, anti-entropy) is written
+//! once and does not know which shape it runs on. The hot path (publish and subscribe) to one server
+//! goes through the client [`ClientKind`] names; see ARCHITECTURE.md for the measured choice.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{AsyncConnectionConfig, Cmd, ConnectionAddr, IntoConnectionInfo as _, Pipeline, RedisFuture, Value};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+
+use super::ClientKind;
+use super::raw::{PubSubMessage, RawConnection, RawError, RawSubscriber, ServerError};
+use super::tls::TlsMaterial;
+use crate::config::RedisTopology;
+
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a session could not be opened or ended; the link logs it, shows it as the degraded reason and
+/// opens a new session after a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("no master for {master:?} from the sentinels: {reason}")]
+    NoMaster { master: String, reason: String },
+    #[error("{addr} is not a master any more (ROLE says {role})")]
+    NotMaster { addr: String, role: String },
+    #[error("failover: the sentinels moved {master:?} to {to}")]
+    Failover { master: String, to: String },
+    #[error("no healthy cluster node to subscribe on: {0}")]
+    NoNode(String),
+    #[error("subscription closed by the server")]
+    SubscriptionClosed,
+    #[error("deaf: {0}")]
+    Deaf(String),
+    #[error("publish failed after retries: {0}")]
+    Publish(String),
+    #[error("resync failed: {0}")]
+    Resync(String),
+    #[error("redis lost its data ({0})")]
+    DataLost(String),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("the coordinator stopped")]
+    Stopped,
+}
+
+/// Commands (scripts, reads, side writes): one server's multiplexed connection, or a Cluster's.
+#[derive(Clone)]
+pub(super) enum Commands {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Commands {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Why a batch on the hot path failed as a whole (per-command error replies are values).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SendError {
+    #[error("no answer from redis in time")]
+    Timeout,
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl From<RawError> for SendError {
+    fn from(e: RawError) -> Self {
+        match e {
+            RawError::Timeout(_) => SendError::Timeout,
+            e => SendError::Transport(e.to_string()),
+        }
+    }
+}
+
+impl From<redis::RedisError> for SendError {
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_timeout() { SendError::Timeout } else { SendError::Transport(e.to_string()) }
+    }
+}
+
+/// The answer to one command on the hot path: done, or the server's error reply.
+pub(super) type Reply = Result<(), ServerError>;
+
+/// The connection that carries publishes: the hand-written one (socket I/O in the link's own task),
+/// or the session's command connection (redis-rs; always on a Cluster).
+pub(super) enum Publisher {
+    Raw(RawConnection),
+    Shared,
+}
+
+impl Publisher {
+    /// Sends every command in one write (one pipeline) and returns one reply per command.
+    pub(super) async fn send(&mut self, cmd: &mut Commands, commands: &[Vec<&[u8]>]) -> Result<Vec<Reply>, SendError> {
+        match self {
+            Self::Raw(raw) => {
+                for args in commands {
+                    raw.append(args);
+                }
+                raw.flush().await?;
+                let replies = raw.read_replies(commands.len()).await?;
+                Ok(replies.into_iter().map(|r| r.map(drop)).collect())
+            }
+            Self::Shared => {
+                let mut pipe = redis::pipe();
+                for args in commands {
+                    let mut command = redis::Cmd::new();
+                    for arg in args {
+                        command.arg(*arg);
+                    }
+                    pipe.add_command(command);
+                }
+                pipe.ignore_errors();
+                let results: Vec<redis::RedisResult<Value>> = pipe.query_async(cmd).await?;
+                results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(_) => Ok(Ok(())),
+                        Err(e) => match e.code() {
+                            Some(code) => {
+                                Ok(Err(ServerError::new(format!("{code} {}", e.detail().unwrap_or_default()))))
+                            }
+                            None => Err(SendError::from(e)),
+                        },
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+type MessageStream = Pin<Box<dyn Stream<Item = redis::Msg> + Send>>;
+
+/// A subscription on one server, through either client.
+pub(super) enum Subscriber {
+    Raw(RawSubscriber),
+    RedisRs(MessageStream),
+}
+
+impl Subscriber {
+    /// Waits for at least one message, then takes every message already received, up to `max`.
+    pub(super) async fn next_batch(&mut self, out: &mut Vec<PubSubMessage>, max: usize) -> Result<(), SessionError> {
+        match self {
+            Self::Raw(raw) => raw.next_batch(out).await.map_err(|e| match e {
+                RawError::Closed => SessionError::SubscriptionClosed,
+                e => SessionError::Connect(e.to_string()),
+            }),
+            Self::RedisRs(stream) => {
+                let first = stream.next().await.ok_or(SessionError::SubscriptionClosed)?;
+                out.push(message(&first));
+                while out.len() < max {
+                    match futures_util::FutureExt::now_or_never(stream.next()) {
+                        Some(Some(m)) => out.push(message(&m)),
+                        Some(None) | None => break,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn message(m: &redis::Msg) -> PubSubMessage {
+    let channel: Vec<u8> = m.get_channel().unwrap_or_default();
+    PubSubMessage { channel: Bytes::from(channel), payload: Bytes::copy_from_slice(m.get_payload_bytes()) }
+}
+
+/// Where one session's connections go.
+pub(super) struct Endpoints {
+    pub(super) cmd: Commands,
+    /// The one server to subscribe on (and, off a Cluster, to publish on), as a URL.
+    pub(super) node: String,
+    /// How logs and health name where we are connected.
+    pub(super) describe: String,
+    /// Sentinel only: the failover announcement that ends this session.
+    pub(super) failover: Option<FailoverWatch>,
+}
+
+/// A subscription to one sentinel's `+switch-master`, for our master's name only.
+pub(super) struct FailoverWatch {
+    pub(super) moved: mpsc::Receiver<String>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FailoverWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Finds and opens the connections of each new session.
+pub(super) struct Backend {
+    /// `REDIS_URL`: the server itself, or (with Sentinel or Cluster) the scheme and credentials.
+    url: String,
+    topology: RedisTopology,
+    tls: Arc<TlsMaterial>,
+    pub(super) client: ClientKind,
+    sentinel: Option<SentinelClient>,
+    /// Turns through the cluster's healthy nodes, so a rebuilt session subscribes somewhere else.
+    turn: usize,
+}
+
+impl Backend {
+    pub(super) fn new(url: &str, topology: RedisTopology, tls: Arc<TlsMaterial>, client: ClientKind) -> Backend {
+        Backend { url: url.to_owned(), topology, tls, client, sentinel: None, turn: 0 }
+    }
+
+    pub(super) fn topology(&self) -> &RedisTopology {
+        &self.topology
+    }
+
+    /// Discovers where to go and opens the command connection.
+    pub(super) async fn open(&mut self) -> Result<Endpoints, SessionError> {
+        match self.topology.clone() {
+            RedisTopology::Standalone => {
+                let cmd = Commands::Single(self.single(&self.url).await?);
+                Ok(Endpoints { cmd, node: self.url.clone(), describe: "standalone".into(), failover: None })
+            }
+            RedisTopology::Sentinel { master, .. } => self.open_sentinel(&master).await,
+            RedisTopology::Cluster { nodes } => self.open_cluster(&nodes).await,
+        }
+    }
+
+    async fn single(&self, url: &str) -> Result<MultiplexedConnection, SessionError> {
+        let client = self.tls.client(url)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection_with_config(&config))
+            .await
+            .map_err(|_| SessionError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| SessionError::Connect(e.to_string()))
+    }
+
+    async fn open_sentinel(&mut self, master: &str) -> Result<Endpoints, SessionError> {
+        let no_master = |reason: String| SessionError::NoMaster { master: master.to_owned(), reason };
+        if self.sentinel.is_none() {
+            self.sentinel = Some(self.sentinel_client(master).map_err(|e| no_master(e.to_string()))?);
+        }
+        let Some(sentinels) = self.sentinel.as_mut() else { return Err(no_master("no sentinel client".into())) };
+        // redis-rs asks each sentinel in turn and accepts an address only when that server's ROLE says master.
+        let client = tokio::time::timeout(CONNECT_TIMEOUT * 3, sentinels.async_get_client())
+            .await
+            .map_err(|_| no_master("no sentinel answered in time".into()))?
+            .map_err(|e| no_master(e.to_string()))?;
+        let addr = host_port(client.get_connection_info().addr());
+        let node = node_url(&self.url, &addr);
+        let mut cmd = Commands::Single(self.single(&node).await?);
+        // Checked again on our own connection: the master may have changed since the sentinel answered.
+        let role = role(&mut cmd).await?;
+        if role != "master" {
+            return Err(SessionError::NotMaster { addr, role });
+        }
+        let failover = self.watch_failover(master).await;
+        if failover.is_none() {
+            debug!("no sentinel subscription for +switch-master: failovers are noticed by the probe instead");
+        }
+        Ok(Endpoints { cmd, node, describe: format!("sentinel master {master} at {addr}"), failover })
+    }
+
+    fn sentinel_client(&self, master: &str) -> redis::RedisResult<SentinelClient> {
+        let RedisTopology::Sentinel { sentinels, password, .. } = &self.topology else {
+            return Err((redis::ErrorKind::InvalidClientConfig, "not a sentinel topology").into());
+        };
+        let base = self.url.as_str().into_connection_info()?;
+        let tls = match base.addr() {
+            ConnectionAddr::TcpTls { insecure: true, .. } => Some(redis::TlsMode::Insecure),
+            ConnectionAddr::TcpTls { .. } => Some(redis::TlsMode::Secure),
+            _ => None,
+        };
+        let addrs = sentinels
+            .iter()
+            .map(|s| {
+                let (host, port) = split_host_port(s);
+                match tls {
+                    Some(mode) => ConnectionAddr::TcpTls {
+                        host,
+                        port,
+                        insecure: mode == redis::TlsMode::Insecure,
+                        tls_params: None,
+                    },
+                    None => ConnectionAddr::Tcp(host, port),
+                }
+            })
+            .collect::<Vec<_>>();
+        let settings = base.redis_settings();
+        let mut builder = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)?
+            .set_client_to_redis_db(settings.db())
+            .set_client_to_sentinel_tcp_settings(redis::io::tcp::TcpSettings::default());
+        if let Some(user) = settings.username() {
+            builder = builder.set_client_to_redis_username(user);
+        }
+        if let Some(pw) = settings.password() {
+            builder = builder.set_client_to_redis_password(pw);
+        }
+        if password.is_set() {
+            builder = builder.set_client_to_sentinel_password(password.expose());
+        }
+        if let Some(mode) = tls {
+            builder = builder.set_client_to_redis_tls_mode(mode).set_client_to_sentinel_tls_mode(mode);
+        }
+        self.tls.sentinel(builder).build()
+    }
+
+    /// Subscribes to `+switch-master` on the first sentinel that answers; `None` when none does.
+    async fn watch_failover(&mut self, master: &str) -> Option<FailoverWatch> {
+        let sentinels = self.sentinel.as_mut()?;
+        let client = tokio::time::timeout(CONNECT_TIMEOUT, sentinels.async_get_sentinel_client()).await.ok()?.ok()?;
+        let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await.ok()?.ok()?;
+        pubsub.subscribe("+switch-master").await.ok()?;
+        let (tx, moved) = mpsc::channel(4);
+        let name = master.to_owned();
+        let task = tokio::spawn(async move {
+            let mut messages = pubsub.into_on_message();
+            while let Some(m) = messages.next().await {
+                // `<name> <old-ip> <old-port> <new-ip> <new-port>`
+                let text: String = m.get_payload().unwrap_or_default();
+                let mut parts = text.split_whitespace();
+                if parts.next() != Some(name.as_str()) {
+                    continue;
+                }
+                let to = parts.skip(2).collect::<Vec<_>>().join(":");
+                info!(master = %name, %to, "sentinels announced a failover");
+                if tx.send(to).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Some(FailoverWatch { moved, task })
+    }
+
+    async fn open_cluster(&mut self, seeds: &[String]) -> Result<Endpoints, SessionError> {
+        let urls: Vec<String> = seeds.iter().map(|s| node_url(&self.url, s)).collect();
+        let builder = redis::cluster::ClusterClientBuilder::new(urls.clone())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(3);
+        let client = self.tls.cluster(builder).build()?;
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_async_connection())
+            .await
+            .map_err(|_| SessionError::Connect(format!("no cluster node answered within {:?}", CONNECT_TIMEOUT * 2)))?
+            .map_err(|e| SessionError::Connect(e.to_string()))?;
+        let mut cmd = Commands::Cluster(conn);
+        let listed: redis::RedisResult<String> = redis::cmd("CLUSTER").arg("NODES").query_async(&mut cmd).await;
+        let mut healthy = match listed {
+            Ok(text) => healthy_nodes(&text),
+            Err(e) => {
+                debug!(error = %e, "CLUSTER NODES failed; subscribing on a seed node");
+                Vec::new()
+            }
+        };
+        if healthy.is_empty() {
+            healthy.clone_from(&seeds.to_vec());
+        }
+        let Some(addr) = healthy.get(self.turn % healthy.len().max(1)).cloned() else {
+            return Err(SessionError::NoNode("the cluster lists no node".into()));
+        };
+        self.turn = self.turn.wrapping_add(1);
+        let node = node_url(&self.url, &addr);
+        Ok(Endpoints { cmd, node, describe: format!("cluster, subscribed on {addr}"), failover: None })
+    }
+
+    /// The publishing connection for a session: the hand-written client to one server, or the
+    /// command connection itself.
+    pub(super) async fn publisher(&self, node: &str) -> Result<Publisher, SessionError> {
+        match (&self.topology, self.client) {
+            (RedisTopology::Cluster { .. }, _) | (_, ClientKind::RedisRs) => Ok(Publisher::Shared),
+            (_, ClientKind::Raw) => Ok(Publisher::Raw(self.raw(node).await?)),
+        }
+    }
+
+    /// A fresh hand-written connection to `node` with the link's timeouts.
+    pub(super) async fn raw(&self, node: &str) -> Result<RawConnection, SessionError> {
+        let mut connection =
+            RawConnection::connect(node, CONNECT_TIMEOUT).await.map_err(|e| SessionError::Connect(format!("{e:#}")))?;
+        connection.set_timeout(RESPONSE_TIMEOUT);
+        Ok(connection)
+    }
+
+    /// Subscribes to `channels` on `node`, confirmed by the server before this returns.
+    pub(super) async fn subscribe(&self, node: &str, channels: &[String]) -> Result<Subscriber, SessionError> {
+        match self.client {
+            ClientKind::Raw => {
+                let names: Vec<&[u8]> = channels.iter().map(String::as_bytes).collect();
+                let subscriber = self
+                    .raw(node)
+                    .await?
+                    .subscribe(&names)
+                    .await
+                    .map_err(|e| SessionError::Connect(format!("subscribe: {e}")))?;
+                Ok(Subscriber::Raw(subscriber))
+            }
+            ClientKind::RedisRs => {
+                let client = self.tls.client(node)?;
+                let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+                    .await
+                    .map_err(|_| SessionError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+                    .map_err(|e| SessionError::Connect(e.to_string()))?;
+                tokio::time::timeout(RESPONSE_TIMEOUT, pubsub.subscribe(channels))
+                    .await
+                    .map_err(|_| SessionError::Connect("subscribe: no confirmation in time".into()))??;
+                Ok(Subscriber::RedisRs(Box::pin(pubsub.into_on_message())))
+            }
+        }
+    }
+}
+
+/// `ROLE`'s first element: `master`, `slave` or `sentinel`.
+async fn role(cmd: &mut Commands) -> Result<String, SessionError> {
+    let reply: Value = redis::cmd("ROLE").query_async(cmd).await?;
+    let first = match &reply {
+        Value::Array(items) => items.first(),
+        _ => None,
+    };
+    Ok(match first {
+        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(Value::SimpleString(s)) => s.clone(),
+        _ => "unknown".to_owned(),
+    })
+}
+
+fn host_port(addr: &ConnectionAddr) -> String {
+    match addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        }
+        other => format!("{other}"),
+    }
+}
+
+/// `host:port` (with IPv6 in brackets) split into a host for redis-rs and a port.
+fn split_host_port(entry: &str) -> (String, u16) {
+    let (host, port) = entry.rsplit_once(':').unwrap_or((entry, "6379"));
+    (host.trim_start_matches('[').trim_end_matches(']').to_owned(), port.parse().unwrap_or(6379))
+}
+
+/// `base` (a `redis://` or `rediss://` URL with credentials) pointed at another `host:port`: the
+/// scheme, user, password, database, query and fragment stay.
+pub(super) fn node_url(base: &str, host_port: &str) -> String {
+    let (scheme, rest) = base.split_once("://").unwrap_or(("redis", base));
+    let scheme = if scheme.starts_with("rediss") { "rediss" } else { "redis" };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let userinfo = authority.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
+    format!("{scheme}://{userinfo}{host_port}{tail}")
+}
+
+/// The nodes of `CLUSTER NODES` that are connected and not failing, as `host:port`.
+fn healthy_nodes(listing: &str) -> Vec<String> {
+    let mut nodes: Vec<String> = listing
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (addr, flags, link) = (fields.get(1)?, fields.get(2)?, fields.get(7)?);
+            let bad = flags.split(',').any(|f| matches!(f, "fail" | "fail?" | "handshake" | "noaddr" | "nofailover"));
+            let addr = addr.split(['@', ',']).next()?;
+            (!bad && *link == "connected" && !addr.starts_with(':')).then(|| addr.to_owned())
+        })
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_url_keeps_scheme_credentials_and_database() {
+        assert_eq!(node_url("redis://127.0.0.1:6379", "10.0.0.2:7001"), "redis://10.0.0.2:7001");
+        assert_eq!(
+            node_url("rediss://bot:pw@redis.example:6380/2", "10.0.0.2:7001"),
+            "rediss://bot:pw@10.0.0.2:7001/2"
+        );
+        assert_eq!(node_url("redis://:p@ss@h:1/0?x=1#insecure", "[::1]:7"), "redis://:p@ss@[::1]:7/0?x=1#insecure");
+        assert_eq!(split_host_port("[::1]:26379"), ("::1".to_owned(), 26379));
+    }
+
+    #[test]
+    fn failing_and_disconnected_cluster_nodes_are_not_subscribed_on() {
+        let listing = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001 master,fail - 0 0 2 disconnected 5461-10922
+c3 127.0.0.1:7002@17002,host-c slave a1 0 0 1 connected
+d4 :0@0 master,noaddr - 0 0 0 disconnected
+";
+        assert_eq!(healthy_nodes(listing), ["127.0.0.1:7000", "127.0.0.1:7002"]);
+    }
+}
