@@ -6,6 +6,7 @@ mod binary;
 mod cluster;
 mod fake_twitch;
 mod flood;
+mod ha;
 mod helpers;
 mod http_api;
 mod http_limits;

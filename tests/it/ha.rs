@@ -1,0 +1,145 @@
+//! Redis that outlives its own failures: the state hash re-seeded by the instances that survive
+//! (anti-entropy), data loss noticed under a live session, older bots' values kept, and the
+//! redis-rs client on the hot path.
+
+use std::time::Duration;
+
+use cvbot::Extras;
+use cvbot::redis_link::ClientKind;
+use redis::AsyncCommands;
+
+use crate::cluster::{connected, converged, eventually, instance, shared_view};
+use crate::helpers::{TestApp, cv};
+use crate::redis_server::RedisServer;
+
+async fn hget(redis: &RedisServer, field: &str) -> Option<String> {
+    let mut conn = redis.conn().await;
+    conn.hget("{cv}:state", field).await.ok().flatten()
+}
+
+/// The reproduction: a route and a value, Redis killed and restarted empty, one command during the
+/// outage; a late joiner then must have all of it, byte-identical to the instances that survived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_empty_restart_a_late_joiner_is_byte_identical_to_the_survivors() {
+    let mut redis = RedisServer::start().await;
+    let (a, b) = (instance("bot-a", &redis.url()).await, instance("bot-b", &redis.url()).await);
+    connected(&[&a, &b]).await;
+    a.op("!admin es9out#1 → doorway#1.threshold");
+    a.viewer("viewer1", "doorway#1.threshold: 89");
+    eventually("both hold the route and the value", Duration::from_secs(10), || async {
+        converged(&[&a, &b]).await && b.state().await["parameters"]["doorway#1.threshold"]["value"] == 89
+    })
+    .await;
+
+    redis.kill();
+    eventually("A notices the outage", Duration::from_secs(15), || async {
+        crate::cluster::redis_status(&a).await != "connected"
+    })
+    .await;
+    a.viewer("viewer2", "doorway#1.gain: 40");
+    redis.restart().await;
+    assert_eq!(hget(&redis, "r:es9out#1").await, None, "Redis came back empty");
+    connected(&[&a, &b]).await;
+    eventually("the survivors agree again, the outage's command included", Duration::from_secs(15), || async {
+        converged(&[&a, &b]).await && b.state().await["parameters"]["doorway#1.gain"]["value"] == 40
+    })
+    .await;
+    eventually("the state hash is re-seeded", Duration::from_secs(10), || async {
+        hget(&redis, "r:es9out#1").await.is_some() && hget(&redis, "p:doorway#1.threshold").await.is_some()
+    })
+    .await;
+    assert!(a.stat("redis_reseeded").await + b.stat("redis_reseeded").await >= 2);
+
+    let c = instance("bot-c", &redis.url()).await;
+    connected(&[&c]).await;
+    eventually("the late joiner is byte-identical to the survivors", Duration::from_secs(10), || async {
+        converged(&[&a, &b, &c]).await
+    })
+    .await;
+    let view = shared_view(&c).await;
+    assert_eq!(view["parameters"]["doorway#1.threshold"]["value"], 89, "{view}");
+    assert_eq!(view["parameters"]["doorway#1.gain"]["value"], 40, "{view}");
+    assert!(view["routes"].to_string().contains("es9out#1"), "{view}");
+}
+
+/// A flush (or a restart behind a proxy) keeps the connections up: the epoch key tells.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_lost_under_a_live_session_is_noticed_and_the_hash_re_seeded() {
+    let redis = RedisServer::start().await;
+    let a = instance("bot-a", &redis.url()).await;
+    connected(&[&a]).await;
+    a.op("!admin es9out#2 → doorway#1.gain");
+    a.viewer("viewer", "doorway#1.gain: 12");
+    eventually("written", Duration::from_secs(5), || async { hget(&redis, "p:doorway#1.gain").await.is_some() }).await;
+    let mut conn = redis.conn().await;
+    let () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("flushall");
+    eventually("noticed and re-seeded", Duration::from_secs(10), || async {
+        hget(&redis, "p:doorway#1.gain").await.is_some() && hget(&redis, "r:es9out#2").await.is_some()
+    })
+    .await;
+    assert_eq!(a.stat("redis_data_lost").await, 1);
+    assert_eq!(crate::cluster::redis_status(&a).await, "connected", "no new session was needed");
+}
+
+/// Older bots only PUBLISH; the value they set must survive every cvbot restarting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_bots_value_is_written_into_the_hash_and_survives_every_cvbot_restarting() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (instance("bot-a", &redis.url()).await, instance("bot-b", &redis.url()).await);
+    connected(&[&a, &b]).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
+    let raw = format!(
+        r#"{{"timestamp": {now}, "type": "parameter_update", "data": {{"variable": "doorway#1.gain", "value": 77, "user": "oldtimer", "source_instance": "js-bot"}}}}"#
+    );
+    assert!(redis.publish("cv:parameter:update", &raw).await >= 2);
+    eventually("the older bot's value is in the state hash", Duration::from_secs(5), || async {
+        hget(&redis, "p:doorway#1.gain").await.is_some_and(|v| v.contains("oldtimer"))
+    })
+    .await;
+    assert!(a.stat("redis_legacy_persisted").await + b.stat("redis_legacy_persisted").await >= 1);
+    a.stop().await;
+    b.stop().await;
+
+    let c = instance("bot-c", &redis.url()).await;
+    connected(&[&c]).await;
+    let p = c.state().await["parameters"]["doorway#1.gain"].clone();
+    assert_eq!(p["value"], 77, "{p}");
+    assert_eq!(p["user"], "oldtimer");
+    assert_eq!(p["source_instance"], "js-bot");
+}
+
+/// redis-rs's multiplexed connection and pub/sub carry the hot path as well as the hand-written client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_redis_rs_client_commands_cross_and_the_link_recovers_from_an_outage() {
+    let mut redis = RedisServer::start().await;
+    let url = redis.url();
+    let spawn = |id: &'static str| {
+        let url = url.clone();
+        async move {
+            let vars = [
+                ("INSTANCE_ID", id),
+                ("REDIS_URL", url.as_str()),
+                ("ENABLE_REDIS_EVENTS", "true"),
+                ("RATE_LIMIT_MS", "0"),
+            ];
+            let extras = Extras { redis_client: Some(ClientKind::RedisRs), ..Extras::default() };
+            TestApp::spawn_full(tempfile::tempdir().expect("tempdir"), &vars, extras).await
+        }
+    };
+    let (a, b) = (spawn("bot-a").await, spawn("bot-b").await);
+    connected(&[&a, &b]).await;
+    a.op("!admin es9out#3 → doorway#1.threshold");
+    b.osc.recv_addr("/routing").await;
+    a.viewer("viewer", "doorway#1.threshold: 127");
+    assert_eq!(b.osc.recv_addr("/cv").await, cv("es9out#3", 1.0, "doorway", 1, "threshold", 127));
+
+    redis.kill();
+    a.viewer("viewer", "doorway#1.threshold: 0");
+    redis.restart().await;
+    connected(&[&a, &b]).await;
+    eventually("the outage's command crossed", Duration::from_secs(15), || async {
+        b.state().await["parameters"]["doorway#1.threshold"]["value"] == 0
+    })
+    .await;
+    assert!(converged(&[&a, &b]).await);
+}
