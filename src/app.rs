@@ -383,8 +383,25 @@ fn link_settings(
         tls,
         client,
     };
-    info!(redis = %crate::config::mask_url(&settings.url), "connecting to Redis in the background");
-    if settings.signing_key.is_none() && !redis_is_local(&settings.url) {
+    match &settings.topology {
+        crate::config::RedisTopology::Standalone => {
+            info!(redis = %crate::config::mask_url(&settings.url), "connecting to Redis in the background");
+        }
+        crate::config::RedisTopology::Sentinel { sentinels, master, .. } => {
+            info!(sentinels = %sentinels.join(","), %master, "connecting to the Redis master the sentinels name, in the background");
+        }
+        crate::config::RedisTopology::Cluster { nodes } => {
+            info!(nodes = %nodes.join(","), "connecting to the Redis Cluster in the background");
+        }
+    }
+    let local = match &settings.topology {
+        crate::config::RedisTopology::Standalone => redis_is_local(&settings.url),
+        crate::config::RedisTopology::Sentinel { sentinels: hosts, .. }
+        | crate::config::RedisTopology::Cluster { nodes: hosts } => {
+            hosts.iter().all(|h| redis_is_local(&format!("redis://{h}")))
+        }
+    };
+    if settings.signing_key.is_none() && !local {
         warn!(
             redis = %crate::config::mask_url(&settings.url),
             "EVENT_SIGNING_KEY is not set and Redis is not on this machine: any client of that Redis can \

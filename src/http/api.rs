@@ -142,6 +142,9 @@ fn health(ctx: &HttpContext) -> serde_json::Value {
             "reason": ctx.stats.redis.reason(),
             "probe_latency_ms": (status == LinkStatus::Connected).then(|| get("redis_probe_rtt_us") as f64 / 1000.0),
             "reconnects": get("redis_reconnects"),
+            // Where the current session is: `standalone`, `sentinel master NAME at HOST:PORT`, `cluster, …`.
+            "endpoint": ctx.stats.redis.endpoint(),
+            "failovers": get("redis_failovers"),
             "outbox_depth": get("redis_outbox_depth"),
             // Registers Redis refused to store (OOM, read-only), written when it accepts writes again.
             "unpersisted": get("redis_unpersisted_depth"),

@@ -58,6 +58,7 @@ pub struct LinkCounters {
     pub(super) published_on: Tally<4>,
     pub(super) received_on: Tally<4>,
     pub(super) reason: std::sync::Mutex<Option<String>>,
+    pub(super) endpoint: std::sync::Mutex<Option<String>>,
 }
 
 /// The last event seen under our `INSTANCE_ID` that this process did not publish.
@@ -98,6 +99,15 @@ impl LinkCounters {
     /// Why the link is degraded, if it is.
     pub fn reason(&self) -> Option<String> {
         self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Where the current (or last) session is connected.
+    pub fn endpoint(&self) -> Option<String> {
+        self.endpoint.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub(super) fn set_endpoint(&self, endpoint: &str) {
+        *self.endpoint.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(endpoint.to_owned());
     }
 
     pub(super) fn set_reason(&self, reason: Option<&str>) {

@@ -100,6 +100,7 @@ impl RedisLink {
             self.resync(&mut session).await?;
         }
         self.reseed(&mut session).await?;
+        self.stats.redis.set_endpoint(&describe);
         debug!(at = %describe, channels = channels.len(), "Redis subscribed, state merged and re-seeded");
         Ok(session)
     }
