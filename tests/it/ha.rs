@@ -8,7 +8,7 @@ use cvbot::Extras;
 use cvbot::redis_link::ClientKind;
 use redis::AsyncCommands;
 
-use crate::cluster::{connected, converged, eventually, instance, shared_view};
+use crate::cluster::{connected, converged, eventually, instance, instance_with, shared_view};
 use crate::helpers::{TestApp, cv};
 use crate::redis_server::RedisServer;
 
@@ -141,5 +141,39 @@ async fn with_the_redis_rs_client_commands_cross_and_the_link_recovers_from_an_o
         b.state().await["parameters"]["doorway#1.threshold"]["value"] == 0
     })
     .await;
+    assert!(converged(&[&a, &b]).await);
+}
+
+/// The least-privilege user README's "High availability" section gives (keys under `{cv}`, channels
+/// under `cv:`, only the commands cvbot sends) is enough for everything a show does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_least_privilege_acl_user_is_enough_for_a_show() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let line = readme
+        .lines()
+        .find(|l| l.trim_start().starts_with("user cvbot "))
+        .expect("README gives a `user cvbot …` ACL line")
+        .trim()
+        .replace(">CHANGE-ME", ">s3cret");
+    let mut args = vec!["--user".to_owned(), "default".to_owned(), "off".to_owned(), "--user".to_owned()];
+    args.extend(line.split_whitespace().skip(1).map(str::to_owned));
+    let redis = RedisServer::start_with(&args, |port| format!("redis://cvbot:s3cret@127.0.0.1:{port}")).await;
+    let token = [("ADMIN_TOKEN", crate::helpers::TOKEN)];
+    let (a, b) = (instance_with("bot-a", &redis.url(), &token).await, instance("bot-b", &redis.url()).await);
+    connected(&[&a, &b]).await;
+    a.op("!admin es9out#1 → doorway#1.threshold");
+    b.osc.recv_addr("/routing").await;
+    a.viewer("viewer", "doorway#1.threshold: 100");
+    assert_eq!(b.osc.recv_addr("/cv").await.addr, "/cv");
+    let history = a.get_json_as_admin("/api/events/history?source=redis").await;
+    assert!(history.to_string().contains("doorway#1.threshold"), "{history}");
+    let poison = r#"{"type": "parameter_update", "data": 7}"#;
+    assert!(redis.publish("cv:parameter:update", poison).await >= 2);
+    eventually("poison in the dead-letter stream", Duration::from_secs(5), || async {
+        a.stat("redis_dlq_written").await >= 1
+    })
+    .await;
+    assert_eq!(a.stat("redis_presence_failed").await + a.stat("redis_dlq_failed").await, 0);
+    assert_eq!(crate::cluster::redis_status(&a).await, "connected");
     assert!(converged(&[&a, &b]).await);
 }
