@@ -9,6 +9,7 @@ mod flood;
 mod helpers;
 mod http_api;
 mod http_limits;
+mod interop;
 mod lifecycle;
 mod limits;
 mod overlay;
