@@ -43,7 +43,8 @@ pub enum CatalogError {
     Invalid { source_name: String, line: usize, message: String },
 }
 
-/// A parameter of a module: a named CV input from the catalogue, or the generic `inputJack#k`.
+/// A parameter of a module: a named CV input from the catalogue, or the generic `inputJack#k` (read in
+/// any case, always shown as `inputJack#k`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Parameter {
     Named(Arc<str>),
@@ -307,7 +308,7 @@ impl Catalog {
             }
             let mut parameters: Vec<Arc<str>> = Vec::with_capacity(m.parameters.len());
             for p in m.parameters {
-                if p.is_empty() || !p.chars().all(is_name_char) || p.starts_with("inputJack#") {
+                if p.is_empty() || !p.chars().all(is_name_char) || strip_input_jack(&p).is_some() {
                     return Err(invalid(&needle, format!("module {}: bad parameter name {p:?}", m.name)));
                 }
                 if parameters.iter().any(|q| q.as_ref() == p) {
@@ -388,13 +389,14 @@ impl Catalog {
     }
 
     /// Looks up `module#instance.parameter` parts. The module is matched case-insensitively; a named
-    /// parameter must be spelled as in the catalogue; `inputJack#k` exists on every module.
+    /// parameter must be spelled as in the catalogue; `inputJack#k` exists on every module and is
+    /// matched in any case (`inputjack#1`, the only spelling older bots' routing files accept).
     pub fn variable(&self, module: &str, instance: u16, parameter: &str) -> Option<Variable> {
         let entry = self.module_entry(module)?;
         if instance == 0 || instance > entry.instances {
             return None;
         }
-        let parameter = if let Some(k) = parameter.strip_prefix("inputJack#") {
+        let parameter = if let Some(k) = strip_input_jack(parameter) {
             let k: u8 = parse_small_number(k)?;
             if k == 0 || k > self.max_input_jacks {
                 return None;
@@ -486,6 +488,15 @@ impl Catalog {
     }
 }
 
+/// The jack number's text after an `inputJack#` prefix written in any case; `None` for any other name.
+/// The one place that spelling is recognised, so a catalogue can never name a parameter that clashes
+/// with it.
+fn strip_input_jack(parameter: &str) -> Option<&str> {
+    const PREFIX: &str = "inputJack#";
+    let head = parameter.get(..PREFIX.len())?;
+    head.eq_ignore_ascii_case(PREFIX).then(|| &parameter[PREFIX.len()..])
+}
+
 /// Parses a short run of ASCII digits (no sign, no spaces, at most 5 digits) into a number.
 pub fn parse_small_number<T: TryFrom<u32>>(text: &str) -> Option<T> {
     if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -547,6 +558,48 @@ mod tests {
         assert!(c.parse_variable("arch#1.inputJack#17").is_none());
         assert!(c.parse_variable("arch#1.inputJack#0").is_none());
         assert!(c.parse_variable("arch#1.gain").is_none(), "modules without CV only take inputJack");
+    }
+
+    #[test]
+    fn input_jacks_are_read_in_any_case_and_shown_in_the_catalogue_spelling() {
+        let c = Catalog::builtin();
+        let canonical = c.parse_variable("angles#1.inputJack#1").expect("canonical");
+        for spelling in ["angles#1.inputjack#1", "angles#1.INPUTJACK#1", "Angles#1.InputJack#1", "angles#1.iNpUtJaCk#1"]
+        {
+            let v = c.parse_variable(spelling).unwrap_or_else(|| panic!("{spelling} resolves"));
+            assert_eq!(v, canonical, "{spelling}");
+            assert_eq!(v.to_string(), "angles#1.inputJack#1");
+            assert_eq!(v.input_jack(), Some(1));
+        }
+        assert_eq!(c.variable("doorway", 2, "INPUTJACK#16").and_then(|v| v.input_jack()), Some(16));
+        // Only the jack prefix is case-free: the bounds still hold, and named parameters keep their case.
+        for refused in [
+            "angles#1.inputjack#17",
+            "angles#1.inputjack#0",
+            "angles#1.inputjack#",
+            "angles#1.inputjack1",
+            "angles#1.inputjak#1",
+            "angles#1.inputjack#x",
+            "angles#1.inputjack#+1",
+            "doorway#1.Threshold",
+            "marbleindex#1.OPACITYA",
+            "angles#1.inputjacké#1",
+            "angles#1.input",
+        ] {
+            assert!(c.parse_variable(refused).is_none(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_catalogue_parameter_spelled_like_an_input_jack_in_any_case_is_refused() {
+        for name in ["inputJack#1", "inputjack#1", "INPUTJACK#x"] {
+            let text =
+                format!(r#"{{"format": 1, "modules": [{{"name": "m", "parameters": ["{name}"]}}], "outputs": []}}"#);
+            let err = Catalog::parse(&text, CatalogSource::Embedded).expect_err(name);
+            assert!(err.to_string().contains("bad parameter name"), "{err}");
+        }
+        let ok = r#"{"format": 1, "modules": [{"name": "m", "parameters": ["inputs", "jack#1"]}], "outputs": []}"#;
+        assert!(Catalog::parse(ok, CatalogSource::Embedded).is_ok());
     }
 
     #[test]

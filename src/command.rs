@@ -460,6 +460,29 @@ mod tests {
     }
 
     #[test]
+    fn input_jacks_are_accepted_in_any_case_and_resolve_to_the_catalogue_spelling() {
+        let cases = [
+            ("!admin es9out#8 → angles#1.inputjack#1", "admin es9out#8 → angles#1.inputJack#1"),
+            ("!admin es9out#8 → angles#1.INPUTJACK#1", "admin es9out#8 → angles#1.inputJack#1"),
+            (
+                "!admin es9out#8 -> Angles#1.InputJack#2 range 0.2 0.8",
+                "admin es9out#8 → angles#1.inputJack#2 range 0.2 0.8",
+            ),
+            ("es9out#8 to angles#1.inputjack#3", "admin es9out#8 → angles#1.inputJack#3"),
+            ("angles#1.inputjack#1: 64", "set angles#1.inputJack#1 64"),
+            ("!cv arch#2.INPUTJACK#16 0", "set arch#2.inputJack#16 0"),
+            ("doorway#1.InputJack#4: 7", "set doorway#1.inputJack#4 7"),
+            ("!admin es9out#8 → angles#1.INPUTJACK#17", "error unknown_variable"),
+            ("!admin es9out#8 → angles#1.inputjack#0", "error unknown_variable"),
+            ("angles#1.inputjack1: 5", "error unknown_variable"),
+            ("doorway#1.Gain: 5", "error unknown_variable"),
+        ];
+        for (line, expected) in cases {
+            check(line, expected);
+        }
+    }
+
+    #[test]
     fn emergency_message_is_cleaned_and_capped() {
         let catalog = Catalog::builtin();
         let long = format!("!admin emergency stop {}", "x".repeat(1000));

@@ -216,6 +216,30 @@ mod tests {
     }
 
     #[test]
+    fn input_jacks_load_in_any_case_as_the_catalogue_variable() {
+        let c = Catalog::builtin();
+        let text = "{\"es9out#8\": \"angles#1.inputjack#1\", \"es9out#7\": \"angles#1.INPUTJACK#2\",\n\"es9out#6\": {\"variable\": \"arch#3.InputJack#16\", \"range\": [1, 0]}}";
+        let routes = parse(text, Path::new("routing_table.json"), &c).expect("valid");
+        let names: Vec<(String, String)> =
+            routes.iter().map(|(o, r)| (o.to_string(), r.variable.to_string())).collect();
+        assert_eq!(
+            names,
+            [
+                ("es9out#6".into(), "arch#3.inputJack#16".into()),
+                ("es9out#7".into(), "angles#1.inputJack#2".into()),
+                ("es9out#8".into(), "angles#1.inputJack#1".into())
+            ]
+        );
+        assert_eq!(routes[2].1.variable, c.parse_variable("angles#1.inputJack#1").expect("canonical"));
+        // Saved again in the catalogue's spelling, which loads back as the same routes.
+        let rendered = render(routes.iter().map(|(o, r)| (o, r)), &c);
+        assert!(rendered.contains("\"es9out#8\": \"angles#1.inputJack#1\""), "{rendered}");
+        assert_eq!(parse(&rendered, Path::new("r.json"), &c).expect("valid"), routes);
+        let err = parse("{\"es9out#8\": \"angles#1.inputjack#17\"}", Path::new("r.json"), &c).expect_err("jack 17");
+        assert!(err.to_string().contains("unknown variable \"angles#1.inputjack#17\""), "{err}");
+    }
+
+    #[test]
     fn extended_entries_keep_range_and_safe_value_and_round_trip() {
         let c = Catalog::builtin();
         let text = "{\"es9out#2\": {\"variable\": \"doorway#1.gain\", \"range\": [0.8, 0.2], \"safe\": 0.5}, \"es9out#1\": \"doorway#1.threshold\"}";
