@@ -95,14 +95,21 @@ impl Reader {
         let base = channel.strip_prefix(self.prefix.as_str()).unwrap_or(channel);
         LinkCounters::count_channel(&self.stats.redis.received_on, base);
         let now = wall_ms_now();
-        let decoded = wire::decode(payload, &self.catalog, self.signer.as_ref()).and_then(|incoming| match &incoming {
-            Incoming::Event { event, .. } => {
-                if event.stamp.instance.as_ref() != self.instance {
-                    self.note_clock(&event.stamp.instance, wire::ahead_ms(event, now));
+        // A routing map naming several outputs (as older bots write one) brings one route per output,
+        // all with the envelope's stamp and seq: admitted, checked and applied together.
+        let mut more = Vec::new();
+        let decoded = wire::decode_all(payload, &self.catalog, self.signer.as_ref()).and_then(|decoded| {
+            more = decoded.more;
+            let incoming = decoded.incoming;
+            match &incoming {
+                Incoming::Event { event, .. } => {
+                    if event.stamp.instance.as_ref() != self.instance {
+                        self.note_clock(&event.stamp.instance, wire::ahead_ms(event, now));
+                    }
+                    wire::admit(event, Origin::PubSub, now, self.admission).map(|()| incoming)
                 }
-                wire::admit(event, Origin::PubSub, now, self.admission).map(|()| incoming)
+                Incoming::Audit { .. } => Ok(incoming),
             }
-            Incoming::Audit { .. } => Ok(incoming),
         });
         match decoded {
             Ok(Incoming::Event { event, seq }) => {
@@ -114,6 +121,7 @@ impl Reader {
                     // Not one we sent: applied like any remote event, so we agree with the peers that did.
                     self.impostor(channel);
                     events.push(event);
+                    events.append(&mut more);
                     return true;
                 }
                 match seq {
@@ -122,14 +130,17 @@ impl Reader {
                             self.gap.store(true, Ordering::Relaxed);
                         }
                     }
-                    // Older bots only PUBLISH: the state hash gets their value from us.
+                    // Older bots only PUBLISH: the state hash gets their values from us.
                     None => {
-                        if !self.hand_over(Control::Legacy(event.clone())) {
-                            return false;
+                        for e in std::iter::once(&event).chain(&more) {
+                            if !self.hand_over(Control::Legacy(e.clone())) {
+                                return false;
+                            }
                         }
                     }
                 }
                 events.push(event);
+                events.append(&mut more);
                 true
             }
             Ok(Incoming::Audit { source, command }) => {

@@ -99,17 +99,29 @@ async fn an_older_bots_routing_map_routes_its_output_everywhere_the_route_goes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_routing_map_naming_several_outputs_changes_nothing_and_is_dead_lettered() {
+async fn a_routing_map_naming_several_outputs_routes_each_and_reaches_the_state_hash() {
     let redis = RedisServer::start().await;
     let app = connected_instance(&redis).await;
     publish_routing(&redis, &json!({"es9out#1": "doorway#1.threshold", "es9out#2": "doorway#1.gain"})).await;
-    eventually("dead-lettered as several_outputs", WAIT, || async {
-        dead_letters(&redis).await == ["several_outputs"]
+    eventually("both outputs routed", WAIT, || async {
+        let r = routes(&app).await;
+        r["es9out#1"] == "doorway#1.threshold" && r["es9out#2"] == "doorway#1.gain"
     })
     .await;
-    assert_eq!(app.stat("redis_dropped_several_outputs").await, 1);
-    assert_eq!(routes(&app).await, json!({}), "no part of it was applied");
-    assert!(app.osc.drain().await.iter().all(|m| m.addr != "/routing"));
+    let routed: Vec<String> =
+        app.osc.drain().await.into_iter().filter(|m| m.addr == "/routing").map(|m| format!("{:?}", m.args)).collect();
+    assert_eq!(routed.len(), 2, "{routed:?}");
+    assert_eq!(app.stat("redis_dropped_several_outputs").await, 0);
+    let conn = redis.conn().await;
+    eventually("both routes are in the state hash (written for the older bot)", WAIT, || {
+        let mut conn = conn.clone();
+        async move {
+            let fields: Vec<String> =
+                redis::cmd("HKEYS").arg("{cv}:state").query_async(&mut conn).await.unwrap_or_default();
+            fields.contains(&"r:es9out#1".to_owned()) && fields.contains(&"r:es9out#2".to_owned())
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
