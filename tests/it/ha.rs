@@ -177,3 +177,124 @@ async fn the_readme_least_privilege_acl_user_is_enough_for_a_show() {
     assert_eq!(crate::cluster::redis_status(&a).await, "connected");
     assert!(converged(&[&a, &b]).await);
 }
+
+/// One master, one replica, three sentinels (`down-after-milliseconds 1000`): the master is killed
+/// with SIGKILL while a viewer keeps typing; within 10 s of the promotion commands cross again, every
+/// instance is byte-identical and nothing typed meanwhile is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failover_a_killed_master_loses_nothing_and_commands_cross_within_ten_seconds() {
+    let set = cvbot::bench::topology::SentinelSet::start().await.expect("sentinel set");
+    let sentinels = set.sentinel_addrs().join(",");
+    let vars = [("REDIS_SENTINELS", sentinels.as_str()), ("REDIS_SENTINEL_MASTER", set.master_name())];
+    let a = instance_with("bot-a", "redis://127.0.0.1:1", &vars).await;
+    let b = instance_with("bot-b", "redis://127.0.0.1:1", &vars).await;
+    connected(&[&a, &b]).await;
+    let health = a.get_json("/api/events/health").await;
+    assert!(
+        health["redis"]["endpoint"].as_str().unwrap_or_default().starts_with("sentinel master mymaster at"),
+        "{health}"
+    );
+    a.op("!admin es9out#1 → doorway#1.threshold");
+    a.viewer("viewer", "doorway#1.threshold: 10");
+    eventually("converged before the failover", Duration::from_secs(10), || async {
+        converged(&[&a, &b]).await && b.state().await["parameters"]["doorway#1.threshold"]["value"] == 10
+    })
+    .await;
+
+    let old = set.kill_master().await.expect("kill");
+    a.viewer("viewer", "doorway#1.gain: 55");
+    let (new, after_kill) = set.wait_for_promotion(&old, Duration::from_secs(15)).await.expect("promotion");
+    let promoted = std::time::Instant::now();
+    eprintln!("sentinel promotion {after_kill:?} after the kill: {old} → {new}");
+    let mut value = 20;
+    eventually("a command crosses through the new master", Duration::from_secs(10), || {
+        value += 1;
+        a.viewer("viewer", &format!("doorway#1.threshold: {value}"));
+        let expected = value;
+        let b = &b;
+        async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            b.state().await["parameters"]["doorway#1.threshold"]["value"] == expected
+        }
+    })
+    .await;
+    eprintln!("sentinel: a command crossed {:?} after the promotion", promoted.elapsed());
+    eventually("byte-identical, the outage's command included", Duration::from_secs(10), || async {
+        converged(&[&a, &b]).await && b.state().await["parameters"]["doorway#1.gain"]["value"] == 55
+    })
+    .await;
+    assert!(promoted.elapsed() < Duration::from_secs(20));
+    let mut conn = redis::Client::open(format!("redis://{new}"))
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("new master");
+    let fields: Vec<String> = conn.hkeys("{cv}:state").await.expect("hkeys");
+    for field in ["r:es9out#1", "p:doorway#1.threshold", "p:doorway#1.gain"] {
+        assert!(fields.iter().any(|f| f == field), "{field} on the new master: {fields:?}");
+    }
+    assert!(a.get_json("/api/events/health").await["redis"]["endpoint"].as_str().unwrap_or_default().ends_with(&new));
+}
+
+/// Three masters with a replica each: instances seeded with different nodes converge, an older bot's
+/// PUBLISH to a third node reaches every instance's OSC, and after the `{cv}` master is killed
+/// commands cross again within 15 s with every state byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_instances_on_different_nodes_converge_hear_older_bots_anywhere_and_survive_a_failover() {
+    let set = cvbot::bench::topology::ClusterSet::start().await.expect("cluster set");
+    let nodes = set.node_addrs();
+    let a = instance_with("bot-a", "redis://127.0.0.1:1", &[("REDIS_CLUSTER_NODES", nodes[0].as_str())]).await;
+    let b = instance_with("bot-b", "redis://127.0.0.1:1", &[("REDIS_CLUSTER_NODES", nodes[4].as_str())]).await;
+    connected(&[&a, &b]).await;
+    a.op("!admin es9out#2 → doorway#1.gain");
+    b.osc.recv_addr("/routing").await;
+    a.viewer("viewer", "doorway#1.gain: 64");
+    assert_eq!(b.osc.recv_addr("/cv").await.addr, "/cv");
+    eventually("converged", Duration::from_secs(10), || async { converged(&[&a, &b]).await }).await;
+    a.osc.drain().await;
+    b.osc.drain().await;
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
+    let raw = format!(
+        r#"{{"timestamp": {now}, "type": "parameter_update", "data": {{"variable": "doorway#1.gain", "value": 99, "user": "oldtimer", "source_instance": "js-bot"}}}}"#
+    );
+    let third = &nodes[2];
+    let mut js = redis::Client::open(format!("redis://{third}"))
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("node");
+    let _: u64 =
+        redis::cmd("PUBLISH").arg("cv:parameter:update").arg(&raw).query_async(&mut js).await.expect("publish");
+    for app in [&a, &b] {
+        let sent = app.osc.recv_addr("/cv").await;
+        assert_eq!(sent.args[0], rosc::OscType::String("es9out#2".into()), "{sent:?}");
+        assert_eq!(sent.args[5], rosc::OscType::Int(99), "{sent:?}");
+    }
+
+    let state_key = "{cv}:state";
+    let old = set.master_for_key(state_key).await.expect("master of {cv}");
+    let slot = set.key_slot(state_key).await.expect("slot");
+    set.kill(&old).expect("kill");
+    a.viewer("viewer", "doorway#1.threshold: 33");
+    let (new, after_kill) = set.wait_for_failover(&old, slot, Duration::from_secs(20)).await.expect("failover");
+    let failed_over = std::time::Instant::now();
+    eprintln!("cluster failover {after_kill:?} after the kill: {old} → {new}");
+    let mut value = 0;
+    eventually("a command crosses after the failover", Duration::from_secs(15), || {
+        value += 1;
+        a.viewer("viewer", &format!("doorway#1.gain: {value}"));
+        let expected = value;
+        let b = &b;
+        async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            b.state().await["parameters"]["doorway#1.gain"]["value"] == expected
+        }
+    })
+    .await;
+    eprintln!("cluster: a command crossed {:?} after the failover", failed_over.elapsed());
+    eventually("byte-identical, the outage's command included", Duration::from_secs(10), || async {
+        converged(&[&a, &b]).await && b.state().await["parameters"]["doorway#1.threshold"]["value"] == 33
+    })
+    .await;
+}
