@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod plot;
 pub mod redis_process;
 pub mod sse;
+pub mod topology;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

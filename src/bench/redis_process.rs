@@ -13,9 +13,19 @@ pub struct RedisProcess {
 }
 
 /// A temporary directory without pulling a crate in: removed on drop.
-mod tempfile_dir {
+pub(super) mod tempfile_dir {
     #[derive(Debug)]
     pub struct Dir(pub std::path::PathBuf);
+
+    impl Dir {
+        /// A new, empty directory under the system's temporary directory, named `{prefix}-{pid}-{random}`.
+        pub fn new(prefix: &str) -> std::io::Result<Dir> {
+            let path = std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), fastrand::u64(..)));
+            std::fs::create_dir_all(&path)?;
+            Ok(Dir(path))
+        }
+    }
+
     impl Drop for Dir {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
@@ -23,31 +33,46 @@ mod tempfile_dir {
     }
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (the listener is closed before returning, so
+/// a process started next can bind it; another process may take it first, so starters retry).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Polls `PING` on `url` until it answers, `child` exits (an error naming `what`) or `within` passes.
+pub async fn wait_for_ping(url: &str, child: &mut Child, what: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            anyhow::bail!("{what} exited ({status}) before it answered PING");
+        }
+        if let Ok(mut c) = connect(url).await
+            && redis::cmd("PING").query_async::<String>(&mut c).await.is_ok()
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{what} did not answer PING within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl RedisProcess {
     pub async fn start() -> anyhow::Result<RedisProcess> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!("cvbot-bench-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        let port = free_port()?;
+        let dir = tempfile_dir::Dir::new(&format!("cvbot-bench-redis-{port}"))?;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(&dir)
+            .arg(&dir.0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("starting redis-server (install it, or pass --redis-url)")?;
         let url = format!("redis://127.0.0.1:{port}");
-        let process = RedisProcess { child, url, _dir: tempfile_dir::Dir(dir) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut c) = connect(&process.url).await
-                && redis::cmd("PING").query_async::<String>(&mut c).await.is_ok()
-            {
-                return Ok(process);
-            }
-            anyhow::ensure!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let mut process = RedisProcess { child, url, _dir: dir };
+        let url = process.url.clone();
+        wait_for_ping(&url, &mut process.child, "redis-server", Duration::from_secs(10)).await?;
+        Ok(process)
     }
 }
 

@@ -18,4 +18,5 @@ mod redis_faults;
 mod redis_server;
 mod safety;
 mod sse;
+mod topology;
 mod twitch;
