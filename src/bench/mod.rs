@@ -270,7 +270,7 @@ async fn local_latency(catalog: &Catalog, q: bool) -> anyhow::Result<Samples> {
     let scale = |quick: usize, full: usize| if q { quick } else { full };
     progress("local: chat → OSC on a standalone instance at 1000/s");
     let rx = udp_receiver().await?;
-    let solo = pipeline::BenchBot::start("bench-solo", None, rx.local_addr()?).await?;
+    let solo = pipeline::BenchBot::start("bench-solo", rx.local_addr()?, &pipeline::BotOptions::default()).await?;
     let routes = pipeline::routes(catalog, scale(16, 64));
     pipeline::install_routes(&solo, &[], &routes).await?;
     pipeline::drain(&rx).await;
@@ -292,9 +292,9 @@ async fn cross_instance(
     // A's own jacks are on another machine in a real two-studio show. Its datagrams go to a socket
     // that no runtime polls, so they wake nothing here (the kernel queues, then drops, them).
     let a_rx = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    let a = pipeline::BenchBot::start("bench-a", Some(url), a_rx.local_addr()?).await?;
+    let a = pipeline::BenchBot::start("bench-a", a_rx.local_addr()?, &pipeline::BotOptions::redis(url)).await?;
     let mut rx = udp_receiver().await?;
-    let b = pipeline::BenchBot::start("bench-b", Some(url), rx.local_addr()?).await?;
+    let b = pipeline::BenchBot::start("bench-b", rx.local_addr()?, &pipeline::BotOptions::redis(url)).await?;
     a.connected().await?;
     b.connected().await?;
     let routes = pipeline::routes(catalog, scale(16, 64));
