@@ -105,6 +105,19 @@ pub enum Publish {
 /// datagram, and the UDP receiver back here. Both Redis ends use the raw connection, the cheapest
 /// client there is, so what the bot adds on top is its own work.
 pub async fn redis_relay(url: &str, n: usize, rate: u32, how: Publish) -> anyhow::Result<Samples> {
+    redis_relay_between(url, url, n, rate, how).await
+}
+
+/// [`redis_relay`] with the publisher on the server at `publish_url` and the relay subscribed on the
+/// one at `subscribe_url`: on a Cluster, a `PUBLISH` on one node is heard on every node.
+pub async fn redis_relay_between(
+    publish_url: &str,
+    subscribe_url: &str,
+    n: usize,
+    rate: u32,
+    how: Publish,
+) -> anyhow::Result<Samples> {
+    let url = publish_url;
     let receiver = udp_receiver().await?;
     let target = receiver.local_addr()?;
     let channel = format!("bench:relay:{}", fastrand::u64(..));
@@ -120,7 +133,13 @@ pub async fn redis_relay(url: &str, n: usize, rate: u32, how: Publish) -> anyhow
     };
     let relay_side = Side::start("bench-relay")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
-    let relay = relay_side.spawn(relay_messages(url.to_owned(), channel.clone(), Some(target), ready_tx, stop.clone()));
+    let relay = relay_side.spawn(relay_messages(
+        subscribe_url.to_owned(),
+        channel.clone(),
+        Some(target),
+        ready_tx,
+        stop.clone(),
+    ));
     ready_rx.await??;
     let origin = Instant::now();
     let reader = tokio::spawn(stamped_datagrams(receiver, n, origin));

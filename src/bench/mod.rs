@@ -12,10 +12,12 @@ pub mod plot;
 pub mod redis_process;
 pub mod sse;
 pub mod topology;
+pub mod variants;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use serde::Serialize;
 use tokio::net::UdpSocket;
 
@@ -50,6 +52,17 @@ pub struct Report {
     pub throughput: Throughput,
     pub memory: Memory,
     pub overlay: Overlay,
+    /// Cross-instance at 1k/s through redis-rs against the raw client, interleaved on the same Redis.
+    /// This and the rows below are `{"Ok": …}`, or `{"Err": "…"}` naming the phase that failed.
+    pub client_ab: variants::Outcome<variants::ClientAb>,
+    /// Cross-instance at 1k/s on a Sentinel-managed master, beside its floors.
+    pub sentinel: variants::Outcome<variants::TopologyRow>,
+    /// Kill the Sentinel-managed master → first command through again.
+    pub sentinel_failover: variants::Outcome<variants::Failover>,
+    /// Cross-instance at 1k/s on a six-node Cluster, beside its floor.
+    pub cluster: variants::Outcome<variants::TopologyRow>,
+    /// Kill the master of the `{cv}` slot → first command through again.
+    pub cluster_failover: variants::Outcome<variants::Failover>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -237,6 +250,23 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     ));
     let overlay = overlay(&url, &catalog, scale(1000, 1000), scale(300, 1500), scale(2000, 10_000)).await?;
 
+    // The phases below report a failure in their row, naming the phase, and the run goes on.
+    let client_ab = variants::outcome(variants::client_ab(&url, &catalog, q).await.context("client A/B row"));
+    let sentinel = variants::outcome(variants::sentinel_row(&catalog, q).await.context("sentinel row"));
+    let sentinel_failover = match &sentinel {
+        Ok(_) => variants::outcome(
+            variants::failover(variants::Topology::Sentinel, &catalog, q).await.context("sentinel failover"),
+        ),
+        Err(_) => Err("sentinel failover: not run, as the sentinel row failed".to_owned()),
+    };
+    let cluster = variants::outcome(variants::cluster_row(&catalog, q).await.context("cluster row"));
+    let cluster_failover = match &cluster {
+        Ok(_) => variants::outcome(
+            variants::failover(variants::Topology::Cluster, &catalog, q).await.context("cluster failover"),
+        ),
+        Err(_) => Err("cluster failover: not run, as the cluster row failed".to_owned()),
+    };
+
     let report = Report {
         quick: q,
         machine: machine(),
@@ -250,6 +280,11 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         throughput,
         memory,
         overlay,
+        client_ab,
+        sentinel,
+        sentinel_failover,
+        cluster,
+        cluster_failover,
     };
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
@@ -270,7 +305,7 @@ async fn local_latency(catalog: &Catalog, q: bool) -> anyhow::Result<Samples> {
     let scale = |quick: usize, full: usize| if q { quick } else { full };
     progress("local: chat → OSC on a standalone instance at 1000/s");
     let rx = udp_receiver().await?;
-    let solo = pipeline::BenchBot::start("bench-solo", None, rx.local_addr()?).await?;
+    let solo = pipeline::BenchBot::start("bench-solo", rx.local_addr()?, &pipeline::BotOptions::default()).await?;
     let routes = pipeline::routes(catalog, scale(16, 64));
     pipeline::install_routes(&solo, &[], &routes).await?;
     pipeline::drain(&rx).await;
@@ -292,9 +327,9 @@ async fn cross_instance(
     // A's own jacks are on another machine in a real two-studio show. Its datagrams go to a socket
     // that no runtime polls, so they wake nothing here (the kernel queues, then drops, them).
     let a_rx = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    let a = pipeline::BenchBot::start("bench-a", Some(url), a_rx.local_addr()?).await?;
+    let a = pipeline::BenchBot::start("bench-a", a_rx.local_addr()?, &pipeline::BotOptions::redis(url)).await?;
     let mut rx = udp_receiver().await?;
-    let b = pipeline::BenchBot::start("bench-b", Some(url), rx.local_addr()?).await?;
+    let b = pipeline::BenchBot::start("bench-b", rx.local_addr()?, &pipeline::BotOptions::redis(url)).await?;
     a.connected().await?;
     b.connected().await?;
     let routes = pipeline::routes(catalog, scale(16, 64));
@@ -565,5 +600,73 @@ pub fn render(report: &Report) -> String {
         "overlay hold: {}/{} clients connected, {:.1} % got the next update, RSS {:.1} MB",
         o.hold_connected, o.hold_clients, o.hold_delivered_pct, o.hold_rss_mb
     );
+    render_variants(&mut out, report);
     out
+}
+
+/// The client A/B, Sentinel and Cluster rows and the failover times, or why each failed.
+fn render_variants(out: &mut String, report: &Report) {
+    use std::fmt::Write;
+    let row = |out: &mut String, name: &str, s: &Summary| {
+        let _ = writeln!(
+            out,
+            "{name:<40} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+            s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us
+        );
+    };
+    let ratio = |out: &mut String, name: &str, p50: f64, p99: f64| {
+        let _ = writeln!(out, "{name:<40} {p50:>9.2} {:>9} {p99:>9.2}", "");
+    };
+    match &report.client_ab {
+        Ok(ab) => {
+            row(out, &format!("cross @{}/s, raw client", ab.rate_per_s), &ab.raw);
+            row(out, &format!("cross @{}/s, redis-rs client", ab.rate_per_s), &ab.redis_rs);
+            ratio(out, "  redis-rs / raw", ab.p50_ratio, ab.p99_ratio);
+        }
+        Err(e) => {
+            let _ = writeln!(out, "FAILED {e}");
+        }
+    }
+    for (name, topology) in [("sentinel", &report.sentinel), ("cluster", &report.cluster)] {
+        match topology {
+            Ok(t) => {
+                let _ = writeln!(out, "{name}: set started in {:.0} ms", t.start_ms);
+                row(out, &format!("{name}: floor: relay → UDP @{}/s", t.rate_per_s), &t.floor);
+                row(out, &format!("{name}: cross-instance @{}/s", t.rate_per_s), &t.latency);
+                let (p50, p99) =
+                    (t.latency.p50_us / t.floor.p50_us.max(1e-9), t.latency.p99_us / t.floor.p99_us.max(1e-9));
+                ratio(out, "  ratio to floor", p50, p99);
+                if let Some(design) = &t.design_floor {
+                    row(out, &format!("{name}: floor: script + own subscription"), design);
+                    let (p50, p99) =
+                        (t.latency.p50_us / design.p50_us.max(1e-9), t.latency.p99_us / design.p99_us.max(1e-9));
+                    ratio(out, "  ratio to that floor", p50, p99);
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "FAILED {e}");
+            }
+        }
+    }
+    for (name, failover) in [("sentinel", &report.sentinel_failover), ("cluster", &report.cluster_failover)] {
+        match failover {
+            Ok(f) => {
+                let list = |value: &dyn Fn(&variants::FailoverRun) -> String| {
+                    f.runs.iter().map(value).collect::<Vec<_>>().join(", ")
+                };
+                let _ = writeln!(
+                    out,
+                    "{name} failover: kill → first command through {:.0} ms (median of {}; runs {} ms); that command                      was typed {} ms after the kill; Redis's new master in place after {} ms",
+                    f.median_ms,
+                    f.runs.len(),
+                    list(&|r| format!("{:.0}", r.recovered_ms)),
+                    list(&|r| format!("{:.0}", r.typed_ms)),
+                    list(&|r| r.redis_ms.map_or("?".to_owned(), |m| format!("{m:.0}"))),
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "FAILED {e}");
+            }
+        }
+    }
 }

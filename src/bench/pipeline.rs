@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use rosc::{OscPacket, OscType};
 use tokio_util::sync::CancellationToken;
 
@@ -12,6 +13,7 @@ use super::measure::Samples;
 use super::{Pacer, Side};
 use crate::catalog::Catalog;
 use crate::gate::Sender;
+use crate::redis_link::ClientKind;
 use crate::redis_link::raw::RawConnection;
 use crate::{Config, Extras, Listeners};
 
@@ -26,6 +28,8 @@ pub struct BenchBot {
     task: tokio::task::JoinHandle<()>,
     pub http_addr: std::net::SocketAddr,
     shutdown: CancellationToken,
+    /// The instance's `INSTANCE_ID`.
+    pub id: String,
     _dir: PathGuard,
 }
 
@@ -37,33 +41,51 @@ impl Drop for PathGuard {
     }
 }
 
+/// How a [`BenchBot`] is set up beyond its name and OSC target.
+#[derive(Debug, Clone, Default)]
+pub struct BotOptions {
+    /// The Redis to join (`REDIS_URL`); `None`: an instance without Redis.
+    pub redis_url: Option<String>,
+    /// More configuration variables, applied after the bench's own (so they override them).
+    pub vars: Vec<(String, String)>,
+    /// The client on the Redis hot path (`Extras::redis_client`); `None`: the instance's default.
+    pub client: Option<ClientKind>,
+}
+
+impl BotOptions {
+    /// An instance on the Redis at `url`, otherwise as configured by default.
+    pub fn redis(url: &str) -> BotOptions {
+        BotOptions { redis_url: Some(url.to_owned()), ..BotOptions::default() }
+    }
+}
+
 impl BenchBot {
-    pub async fn start(
-        id: &str,
-        redis_url: Option<&str>,
-        osc_target: std::net::SocketAddr,
-    ) -> anyhow::Result<BenchBot> {
+    pub async fn start(id: &str, osc_target: std::net::SocketAddr, options: &BotOptions) -> anyhow::Result<BenchBot> {
         let dir = std::env::temp_dir().join(format!("cvbot-bench-{id}-{}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir)?;
-        let vars = vec![
-            ("INSTANCE_ID", id.to_owned()),
-            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-            ("OSC_TARGETS", osc_target.to_string()),
-            ("ROUTING_FILE", dir.join("routing_table.json").display().to_string()),
-            ("CHAT_STDIN", "off".to_owned()),
-            ("ENABLE_REDIS_EVENTS", redis_url.is_some().to_string()),
-            ("REDIS_URL", redis_url.unwrap_or("redis://127.0.0.1:1").to_owned()),
-            ("RATE_LIMIT_MS", "0".to_owned()),
-            ("GLOBAL_RATE_LIMIT", "0".to_owned()),
+        let redis_url = options.redis_url.as_deref();
+        let mut vars = vec![
+            ("INSTANCE_ID".to_owned(), id.to_owned()),
+            ("HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            ("OSC_TARGETS".to_owned(), osc_target.to_string()),
+            ("ROUTING_FILE".to_owned(), dir.join("routing_table.json").display().to_string()),
+            ("CHAT_STDIN".to_owned(), "off".to_owned()),
+            ("ENABLE_REDIS_EVENTS".to_owned(), redis_url.is_some().to_string()),
+            ("REDIS_URL".to_owned(), redis_url.unwrap_or("redis://127.0.0.1:1").to_owned()),
+            ("RATE_LIMIT_MS".to_owned(), "0".to_owned()),
+            ("GLOBAL_RATE_LIMIT".to_owned(), "0".to_owned()),
         ];
+        // Later pairs win (the configuration reads them into a map in order).
+        vars.extend(options.vars.iter().cloned());
         let config = Config::from_vars(vars)?;
         let listeners = Listeners::bind(&config)?;
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let side = Side::start(&format!("bench-{id}"))?;
+        let extras = Extras { redis_client: options.client, ..Extras::default() };
         let task = side.spawn(async move {
-            match crate::start(config, listeners, Extras::default(), token).await {
+            match crate::start(config, listeners, extras, token).await {
                 Ok(running) => {
                     let _ = ready_tx.send(Ok((running.intake.clone(), running.http_addr)));
                     let _ = running.wait().await;
@@ -74,7 +96,7 @@ impl BenchBot {
             }
         });
         let (intake, http_addr) = ready_rx.await??;
-        Ok(BenchBot { intake, side, task, http_addr, shutdown, _dir: PathGuard(dir) })
+        Ok(BenchBot { intake, side, task, http_addr, shutdown, id: id.to_owned(), _dir: PathGuard(dir) })
     }
 
     pub fn say(&self, line: &str) {
@@ -83,14 +105,21 @@ impl BenchBot {
 
     /// Waits until this instance's Redis link reports connected.
     pub async fn connected(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let within = Duration::from_secs(15);
+        let deadline = Instant::now() + within;
         loop {
             let json = super::child::http_get(self.http_addr, "/api/state")
                 .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
-            if json.is_some_and(|v| v["redis"] == "connected") {
+            let status = json.map(|v| v["redis"].clone());
+            if status.as_ref().is_some_and(|s| s == "connected") {
                 return Ok(());
             }
-            anyhow::ensure!(Instant::now() < deadline, "instance did not connect to Redis");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "instance {} did not connect to Redis within {within:?} (its /api/state says redis: {})",
+                self.id,
+                status.map_or_else(|| "(no answer)".to_owned(), |s| s.to_string())
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -259,4 +288,84 @@ pub async fn remote_to_osc(
         conn.query(&[b"PUBLISH", b"cv:parameter:update", payload.as_bytes()]).await?;
     }
     Ok(reader.await?)
+}
+
+/// The first command to get through after a fault, as [`first_through`] measured it.
+#[derive(Debug, Clone, Copy)]
+pub struct FirstThrough {
+    /// From the fault to the arrival of that command's `/cv`.
+    pub arrived: Duration,
+    /// From the fault to when that command was typed.
+    pub typed: Duration,
+    /// Commands typed until then.
+    pub typed_count: usize,
+}
+
+/// After a fault at `since`: types a new command on `sender` every `every` (command `first_seq`
+/// onwards, so no (route, value) pair of an earlier phase comes back) until the first `/cv` of one
+/// of them reaches `receiver`, and says when; fails after `within`.
+pub async fn first_through(
+    sender: &BenchBot,
+    routes: &[(String, String)],
+    first_seq: usize,
+    every: Duration,
+    within: Duration,
+    since: Instant,
+    receiver: tokio::net::UdpSocket,
+) -> anyhow::Result<(FirstThrough, tokio::net::UdpSocket)> {
+    let sent = SentTimes::default();
+    let typed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let (intake, variables) = (sender.intake.clone(), routes.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>());
+    let chat = sender.side.spawn({
+        let (sent, typed, stop) = (sent.clone(), typed.clone(), stop.clone());
+        async move {
+            let bench = Sender::operator("bench");
+            let mut ticks = tokio::time::interval(every);
+            for seq in first_seq.. {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                let (i, value) = nth_command(seq, variables.len());
+                mark_sent(&sent, i, value);
+                intake.submit(&bench, &format!("{}: {value}", variables[i]));
+                typed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let index = route_index(routes);
+    let deadline = since + within;
+    let mut buf = vec![0u8; 2048];
+    let found = loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let Ok(Ok(len)) = tokio::time::timeout(wait, receiver.recv(&mut buf)).await else { break None };
+        let got = Instant::now();
+        let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) else { continue };
+        if m.addr != "/cv" {
+            continue;
+        }
+        let (Some(OscType::String(output)), Some(OscType::Int(value))) = (m.args.first(), m.args.get(5)) else {
+            continue;
+        };
+        let (Some(&i), Ok(value)) = (index.get(output), u8::try_from(*value)) else { continue };
+        let typed_at = sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&(i, value)).copied();
+        if let Some(typed_at) = typed_at {
+            break Some(FirstThrough {
+                arrived: got.duration_since(since),
+                typed: typed_at.saturating_duration_since(since),
+                typed_count: typed.load(std::sync::atomic::Ordering::Relaxed),
+            });
+        }
+    };
+    stop.cancel();
+    let _ = chat.await;
+    let found = found.with_context(|| {
+        format!(
+            "none of the {} commands typed on {} after the fault reached the receiver within {within:?}",
+            typed.load(std::sync::atomic::Ordering::Relaxed),
+            sender.id
+        )
+    })?;
+    Ok((found, receiver))
 }
