@@ -255,15 +255,15 @@ impl Backend {
         &self.topology
     }
 
-    /// Discovers where to go and opens the command connection.
-    pub(super) async fn open(&mut self) -> Result<Endpoints, SessionError> {
+    /// Discovers where to go and opens the command connection; `state_key` places a Cluster's subscription.
+    pub(super) async fn open(&mut self, state_key: &str) -> Result<Endpoints, SessionError> {
         match self.topology.clone() {
             RedisTopology::Standalone => {
                 let cmd = Commands::Single(self.single(&self.url).await?);
                 Ok(Endpoints { cmd, node: self.url.clone(), describe: "standalone".into(), failover: None })
             }
             RedisTopology::Sentinel { master, .. } => self.open_sentinel(&master).await,
-            RedisTopology::Cluster { nodes } => self.open_cluster(&nodes).await,
+            RedisTopology::Cluster { nodes } => self.open_cluster(&nodes, state_key).await,
         }
     }
 
@@ -375,7 +375,7 @@ impl Backend {
         Some(FailoverWatch { moved, task })
     }
 
-    async fn open_cluster(&mut self, seeds: &[String]) -> Result<Endpoints, SessionError> {
+    async fn open_cluster(&mut self, seeds: &[String], state_key: &str) -> Result<Endpoints, SessionError> {
         let urls: Vec<String> = seeds.iter().map(|s| node_url(&self.url, s)).collect();
         let builder = redis::cluster::ClusterClientBuilder::new(urls.clone())
             .connection_timeout(CONNECT_TIMEOUT)
@@ -388,20 +388,32 @@ impl Backend {
             .map_err(|e| SessionError::Connect(e.to_string()))?;
         let mut cmd = Commands::Cluster(conn);
         let listed: redis::RedisResult<String> = redis::cmd("CLUSTER").arg("NODES").query_async(&mut cmd).await;
-        let mut healthy = match listed {
-            Ok(text) => healthy_nodes(&text),
-            Err(e) => {
+        let slot: redis::RedisResult<u16> =
+            redis::cmd("CLUSTER").arg("KEYSLOT").arg(state_key).query_async(&mut cmd).await;
+        let (owner, mut healthy) = match (&listed, slot) {
+            (Ok(text), Ok(slot)) => (slot_master(text, slot), healthy_nodes(text)),
+            (Ok(text), Err(_)) => (None, healthy_nodes(text)),
+            (Err(e), _) => {
                 debug!(error = %e, "CLUSTER NODES failed; subscribing on a seed node");
-                Vec::new()
+                (None, Vec::new())
             }
         };
         if healthy.is_empty() {
             healthy.clone_from(&seeds.to_vec());
         }
-        let Some(addr) = healthy.get(self.turn % healthy.len().max(1)).cloned() else {
-            return Err(SessionError::NoNode("the cluster lists no node".into()));
+        // On the master that runs our scripts, the publish script's PUBLISH reaches our subscription
+        // without crossing the cluster bus (milliseconds on a busy bus). Without it, any healthy node
+        // does (a different one each session): classic pub/sub reaches every node.
+        let addr = match owner {
+            Some(owner) => owner,
+            None => {
+                let Some(addr) = healthy.get(self.turn % healthy.len().max(1)).cloned() else {
+                    return Err(SessionError::NoNode("the cluster lists no node".into()));
+                };
+                self.turn = self.turn.wrapping_add(1);
+                addr
+            }
         };
-        self.turn = self.turn.wrapping_add(1);
         let node = node_url(&self.url, &addr);
         Ok(Endpoints { cmd, node, describe: format!("cluster, subscribed on {addr}"), failover: None })
     }
@@ -495,6 +507,22 @@ pub(super) fn node_url(base: &str, host_port: &str) -> String {
     format!("{scheme}://{userinfo}{host_port}{tail}")
 }
 
+/// The healthy master serving `slot` in a `CLUSTER NODES` listing, as `host:port`.
+fn slot_master(listing: &str, slot: u16) -> Option<String> {
+    listing.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let flags = fields.get(2)?;
+        if !flags.split(',').any(|f| f == "master") || flags.contains("fail") || fields.get(7) != Some(&"connected") {
+            return None;
+        }
+        let serves = fields.iter().skip(8).any(|range| {
+            let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+            matches!((lo.parse::<u16>(), hi.parse::<u16>()), (Ok(lo), Ok(hi)) if (lo..=hi).contains(&slot))
+        });
+        serves.then(|| fields.get(1)?.split(['@', ',']).next().map(str::to_owned)).flatten()
+    })
+}
+
 /// The nodes of `CLUSTER NODES` that are connected and not failing, as `host:port`.
 fn healthy_nodes(listing: &str) -> Vec<String> {
     let mut nodes: Vec<String> = listing
@@ -535,5 +563,8 @@ c3 127.0.0.1:7002@17002,host-c slave a1 0 0 1 connected
 d4 :0@0 master,noaddr - 0 0 0 disconnected
 ";
         assert_eq!(healthy_nodes(listing), ["127.0.0.1:7000", "127.0.0.1:7002"]);
+        assert_eq!(slot_master(listing, 40).as_deref(), Some("127.0.0.1:7000"));
+        assert_eq!(slot_master(listing, 6000), None, "its master has failed");
+        assert_eq!(slot_master(listing, 16000), None, "nobody serves it");
     }
 }

@@ -82,7 +82,7 @@ impl RedisLink {
 
     /// A command and publishing connection only (no subscription), for the final flush.
     async fn connect_for_flush(&mut self) -> Result<Session, SessionError> {
-        let Endpoints { cmd, node, .. } = self.backend.open().await?;
+        let Endpoints { cmd, node, .. } = self.backend.open(&self.names.state()).await?;
         let publisher = self.backend.publisher(&node).await?;
         Ok(Session::unsubscribed(cmd, publisher, node))
     }

@@ -64,7 +64,7 @@ impl RedisLink {
         if !matches!(*self.status.borrow(), LinkStatus::Degraded) {
             self.status.send_replace(LinkStatus::Connecting);
         }
-        let Endpoints { cmd, node, describe, failover } = self.backend.open().await?;
+        let Endpoints { cmd, node, describe, failover } = self.backend.open(&self.names.state()).await?;
         let publisher = self.backend.publisher(&node).await?;
         let mut channels = vec![self.names.probe_channel(), self.names.command_channel()];
         if self.settings.subscribe {
