@@ -12,8 +12,8 @@ use cvbot::coord::Outcome;
 use cvbot::redis_link::raw::RawConnection;
 use cvbot::redis_link::tls::TlsMaterial;
 
-use crate::cluster::{eventually, instance_with, redis_status};
-use crate::helpers::TestApp;
+use crate::cluster::{connected, eventually, instance_with, redis_status};
+use crate::helpers::{TestApp, cv};
 use crate::redis_server::{RedisServer, TestCa};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,6 +82,24 @@ fn tls_vars(ca: &TestCa, keep: &[&str]) -> Vec<(&'static str, String)> {
 async fn bot(id: &str, url: &str, vars: &[(&'static str, String)]) -> TestApp {
     let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     instance_with(id, url, &pairs).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bots_with_the_private_ca_and_client_certificates_share_commands_over_verified_tls() {
+    let ca = TestCa::make();
+    let redis = RedisServer::start_mutual_tls(&ca).await;
+    let vars = ca.vars();
+    let (a, b) = (bot("bot-a", &redis.url(), &vars).await, bot("bot-b", &redis.url(), &vars).await);
+    connected(&[&a, &b]).await;
+    let health = a.get_json("/api/events/health").await;
+    assert_eq!(health["redis"]["connected"], true, "{health}");
+
+    // A route and a value set on a reach b's Max/MSP.
+    a.op("!admin es9out#2 → doorway#1.threshold");
+    b.osc.recv_addr("/routing").await;
+    a.viewer("viewer", "doorway#1.threshold: 127");
+    assert_eq!(b.osc.recv_addr("/cv").await, cv("es9out#2", 1.0, "doorway", 1, "threshold", 127));
+    assert_eq!(b.state().await["parameters"]["doorway#1.threshold"]["source_instance"], "bot-a");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
