@@ -166,6 +166,8 @@ impl TlsMaterial {
         let provider = provider();
         let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
         let roots = match self.ca {
+            // Nothing is checked against them: no need to read the system's store (there may be none).
+            _ if insecure => RootCertStore::empty(),
             Some(_) => self.roots().map_err(|problem| anyhow::anyhow!("REDIS_TLS_CA {problem}"))?,
             None => system_roots()?,
         };
@@ -281,5 +283,61 @@ impl ServerCertVerifier for NoVerification {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files_with_ca(contents: &[u8]) -> (tempfile::TempDir, RedisTlsFiles) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, contents).expect("write");
+        (dir, RedisTlsFiles { ca: Some(ca), client: None })
+    }
+
+    fn refused(files: &RedisTlsFiles) -> String {
+        let e = TlsMaterial::read(files).expect_err("refused");
+        assert_eq!(e.variable(), "REDIS_TLS_CA");
+        let text = e.to_string();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.starts_with("REDIS_TLS_CA: "), "{text}");
+        text
+    }
+
+    #[test]
+    fn nothing_configured_is_nothing_set() {
+        let material = TlsMaterial::read(&RedisTlsFiles::default()).expect("no files");
+        assert!(!material.is_set());
+        assert!(material.client("redis://127.0.0.1:1").is_ok());
+        assert!(material.rustls_config(true).is_ok(), "insecure needs no roots");
+    }
+
+    #[test]
+    fn a_missing_or_wrong_ca_file_is_refused_naming_the_variable() {
+        let missing = RedisTlsFiles { ca: Some("no/such/ca.pem".into()), client: None };
+        assert!(refused(&missing).contains("cannot read no/such/ca.pem"));
+
+        let (_dir, junk) = files_with_ca(b"not a certificate at all\n");
+        assert!(refused(&junk).contains("holds no PEM certificate"));
+
+        let (_dir, broken) = files_with_ca(b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n");
+        assert!(refused(&broken).contains("is not a PEM certificate file"));
+
+        // Well-formed PEM whose body is not a certificate.
+        let (_dir, hollow) =
+            files_with_ca(b"-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n");
+        assert!(refused(&hollow).contains("cannot be a trust anchor"));
+    }
+
+    #[test]
+    fn certificates_need_a_tls_url() {
+        // Contents are not checked here (read() does that); a plain URL with TLS material is refused
+        // rather than connecting without the certificates.
+        let material = TlsMaterial { ca: Some(b"x".to_vec()), client: None };
+        assert!(material.is_set());
+        let error = material.client("redis://127.0.0.1:1").expect_err("plain URL").to_string();
+        assert!(error.contains("rediss://"), "{error}");
     }
 }

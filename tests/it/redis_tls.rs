@@ -75,6 +75,33 @@ async fn both_clients_verify_the_private_ca_and_present_the_client_certificate()
     redis_rs_ping(&insecure, &material(&ca, false, true)).await.expect("redis-rs #insecure with a client certificate");
 }
 
+#[test]
+fn the_cluster_and_sentinel_builders_take_the_material() {
+    use redis::ConnectionAddr;
+    use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+    let ca = TestCa::make();
+    let full = material(&ca, true, true);
+    let node = "rediss://127.0.0.1:7001".to_owned();
+    full.cluster(redis::cluster::ClusterClientBuilder::new(vec![node])).build().expect("a cluster client with the CA");
+
+    let tls_sentinel =
+        ConnectionAddr::TcpTls { host: "127.0.0.1".into(), port: 26379, insecure: false, tls_params: None };
+    let plain_sentinel = ConnectionAddr::Tcp("127.0.0.1".into(), 26379);
+    let builder = |addr: &ConnectionAddr| {
+        SentinelClientBuilder::new([addr.clone()], "mymaster", SentinelServerType::Master).expect("builder")
+    };
+    full.sentinel(builder(&tls_sentinel)).build().expect("TLS sentinels get the certificates too");
+    // redis-rs refuses certificates for a sentinel reached without TLS; the data nodes still get them.
+    assert!(full.sentinel(builder(&plain_sentinel)).build().is_err());
+    full.sentinel_with(builder(&plain_sentinel), false).build().expect("plain sentinels, TLS data nodes");
+    // A broken PEM would have been refused at read(); redis-rs parses what it is given.
+    let broken = TlsMaterial {
+        ca: Some(b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n".to_vec()),
+        client: None,
+    };
+    assert!(broken.sentinel(builder(&tls_sentinel)).build().is_err(), "the material reaches the builder");
+}
+
 fn tls_vars(ca: &TestCa, keep: &[&str]) -> Vec<(&'static str, String)> {
     ca.vars().into_iter().filter(|(name, _)| keep.contains(name)).collect()
 }
