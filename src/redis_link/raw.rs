@@ -17,8 +17,10 @@
 //! messages are [`Bytes`] slices of the read buffer, not copies; a caller keeping one for long should
 //! copy it, or it pins the whole buffer it came from.
 //!
-//! Limits: RESP2 only (`?protocol=3` is refused); no TLS client certificates or custom roots (a URL
-//! cannot carry them anyway); channel subscriptions only (no patterns, no unsubscribe); addresses from
+//! TLS is rustls: [`RawConnection::connect_with`] takes the [`TlsMaterial`] (`REDIS_TLS_CA` roots
+//! instead of the system's, a client certificate); [`RawConnection::connect`] uses none.
+//!
+//! Limits: RESP2 only (`?protocol=3` is refused); channel subscriptions only (no patterns, no unsubscribe); addresses from
 //! DNS are tried in turn, not raced as redis-rs does; no reconnect. After an I/O error, a timeout, a
 //! protocol error or an operation cancelled half-way the connection answers [`RawError::Broken`] and the
 //! caller builds a new one. Error replies (`NOSCRIPT`, `WRONGTYPE`, …) are values, not failures.
@@ -32,6 +34,8 @@ use bytes::{Bytes, BytesMut};
 use redis::{ConnectionAddr, IntoConnectionInfo as _, RedisConnectionInfo};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+use super::tls::TlsMaterial;
 
 /// Longest bulk string accepted: Redis's own `proto-max-bulk-len` default.
 pub const MAX_BULK: usize = 512 * 1024 * 1024;
@@ -181,15 +185,22 @@ impl fmt::Debug for RawConnection {
 
 impl RawConnection {
     /// Connects, authenticates and selects the database as redis-rs does for `url`. `timeout` bounds
-    /// the whole connect, and then every flush and every wait for replies.
+    /// the whole connect, and then every flush and every wait for replies. TLS (`rediss://`) without
+    /// a CA file or client certificate: see [`connect_with`](Self::connect_with).
     pub async fn connect(url: &str, timeout: Duration) -> anyhow::Result<RawConnection> {
+        Self::connect_with(url, timeout, &TlsMaterial::default()).await
+    }
+
+    /// [`connect`](Self::connect), with `tls`'s roots and client certificate for a `rediss://` URL (a
+    /// plain or Unix-socket URL ignores it, like the `#insecure` flag on a plain URL).
+    pub async fn connect_with(url: &str, timeout: Duration, tls: &TlsMaterial) -> anyhow::Result<RawConnection> {
         let masked = crate::config::mask_url(url);
         let info = url.into_connection_info().with_context(|| format!("invalid redis URL {masked}"))?;
         if info.redis_settings().protocol().supports_resp3() {
             bail!("redis URL {masked} asks for RESP3; the raw connection speaks RESP2 only");
         }
         let connect = async {
-            let stream = open(info.addr()).await?;
+            let stream = open(info.addr(), tls).await?;
             let mut conn = RawConnection {
                 stream,
                 read_buf: BytesMut::with_capacity(READ_CHUNK),
@@ -552,21 +563,19 @@ async fn within<T>(limit: Duration, work: impl Future<Output = Result<T, RawErro
     tokio::time::timeout(limit, work).await.unwrap_or(Err(RawError::Timeout(limit)))
 }
 
-async fn open(addr: &ConnectionAddr) -> anyhow::Result<Box<dyn Io>> {
+async fn open(addr: &ConnectionAddr, tls: &TlsMaterial) -> anyhow::Result<Box<dyn Io>> {
     Ok(match addr {
         ConnectionAddr::Tcp(host, port) => Box::new(tcp(host, *port).await?),
         ConnectionAddr::TcpTls { host, port, insecure, tls_params } => {
             if tls_params.is_some() {
-                bail!("TLS client certificates and custom roots are not supported by the raw connection");
+                bail!("TLS parameters in the connection info are not supported; the raw connection takes TlsMaterial");
             }
-            let mut builder = tokio_native_tls::native_tls::TlsConnector::builder();
-            if *insecure {
-                // What redis-rs does for `#insecure`: no certificate or hostname checks, and no SNI.
-                builder.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true).use_sni(false);
-            }
-            let connector = tokio_native_tls::TlsConnector::from(builder.build()?);
+            let connector = tls.connector(*insecure)?;
+            let name = rustls::pki_types::ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
+                .with_context(|| format!("{host} is not a TLS server name"))?
+                .to_owned();
             let socket = tcp(host, *port).await?;
-            Box::new(connector.connect(host, socket).await.context("TLS handshake")?)
+            Box::new(connector.connect(name, socket).await.context("TLS handshake")?)
         }
         #[cfg(unix)]
         ConnectionAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),

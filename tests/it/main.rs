@@ -18,6 +18,7 @@ mod pipeline;
 mod raw_redis;
 mod redis_faults;
 mod redis_server;
+mod redis_tls;
 mod safety;
 mod sse;
 mod topology;

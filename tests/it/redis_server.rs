@@ -1,7 +1,9 @@
-//! A real `redis-server` per test on a free port (never the shared one on 6379), and a TCP proxy in
-//! front of it that can blackhole traffic, for fault tests.
+//! A real `redis-server` per test on a free port (never the shared one on 6379), a test CA for TLS
+//! with verified certificates, and a TCP proxy in front of it that can blackhole traffic, for fault
+//! tests.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +23,8 @@ pub struct RedisServer {
     url: String,
     /// TLS certificate and key, kept as long as the server runs.
     certs: Option<tempfile::TempDir>,
+    /// What the test's own client presents and trusts, for a server that checks it.
+    client_tls: Option<redis::TlsCertificates>,
 }
 
 fn free_port() -> u16 {
@@ -36,7 +40,8 @@ impl RedisServer {
     pub async fn start_with(args: &[String], url: impl Fn(u16) -> String) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let mut server = RedisServer { port, child: None, dir, args: args.to_vec(), url: url(port), certs: None };
+        let mut server =
+            RedisServer { port, child: None, dir, args: args.to_vec(), url: url(port), certs: None, client_tls: None };
         server.launch().await;
         server
     }
@@ -74,6 +79,38 @@ impl RedisServer {
         server
     }
 
+    /// TLS only, with a server certificate from `ca` (for 127.0.0.1 and localhost), and clients must
+    /// present a certificate `ca` signed (`tls-auth-clients yes`). The URL is `rediss://127.0.0.1:P`:
+    /// no `#insecure`, so a client must trust `ca` to connect.
+    pub async fn start_mutual_tls(ca: &TestCa) -> RedisServer {
+        let path = |p: PathBuf| p.display().to_string();
+        let args = vec![
+            "--tls-cert-file".to_owned(),
+            path(ca.file("server.pem")),
+            "--tls-key-file".to_owned(),
+            path(ca.file("server.key")),
+            "--tls-ca-cert-file".to_owned(),
+            path(ca.ca()),
+            "--tls-auth-clients".to_owned(),
+            "yes".to_owned(),
+            "--port".to_owned(),
+            "0".to_owned(),
+        ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut server = RedisServer {
+            port,
+            child: None,
+            dir,
+            args,
+            url: format!("rediss://127.0.0.1:{port}"),
+            certs: None,
+            client_tls: Some(ca.certificates()),
+        };
+        server.launch().await;
+        server
+    }
+
     async fn launch(&mut self) {
         let port_flag = if self.url.starts_with("rediss://") { "--tls-port" } else { "--port" };
         let child = Command::new("redis-server")
@@ -103,7 +140,10 @@ impl RedisServer {
     }
 
     pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url()).expect("client")
+        match &self.client_tls {
+            Some(certs) => redis::Client::build_with_tls(self.url(), certs.clone()).expect("TLS client"),
+            None => redis::Client::open(self.url()).expect("client"),
+        }
     }
 
     /// A connection for the test's own commands. redis-rs gives up on a reply after 500 ms by
@@ -202,6 +242,92 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A certificate authority of the test's own, made with the openssl CLI: `ca.pem` (and its key), a
+/// server certificate `server.pem`/`server.key` for IP 127.0.0.1 and DNS localhost, and a client
+/// certificate `client.pem`/`client.key`, both signed by it. Files live as long as this value.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn make() -> TestCa {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = dir.path();
+        openssl(
+            at,
+            &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"],
+            &[
+                "-subj",
+                "/CN=cvbot test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        Self::sign(at, "server", "localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth");
+        Self::sign(at, "client", "cvbot", "extendedKeyUsage=clientAuth");
+        TestCa { dir }
+    }
+
+    /// A key and a certificate `name.key`/`name.pem` for `cn`, signed by the CA, with `extensions`.
+    fn sign(at: &Path, name: &str, cn: &str, extensions: &str) {
+        let (key, csr, pem, ext) =
+            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
+        std::fs::write(at.join(&ext), format!("basicConstraints=CA:FALSE\n{extensions}\n")).expect("write extensions");
+        openssl(
+            at,
+            &["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"],
+            &["-subj", &format!("/CN={cn}"), "-keyout", &key, "-out", &csr],
+        );
+        openssl(
+            at,
+            &["x509", "-req", "-days", "2", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"],
+            &["-in", &csr, "-extfile", &ext, "-out", &pem],
+        );
+    }
+
+    /// A file of the CA's directory (`ca.pem`, `server.pem`, `client.key`, …).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.file("ca.pem")
+    }
+
+    /// The environment a bot needs to trust the CA and present the client certificate.
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("REDIS_TLS_CA", self.ca().display().to_string()),
+            ("REDIS_TLS_CERT", self.file("client.pem").display().to_string()),
+            ("REDIS_TLS_KEY", self.file("client.key").display().to_string()),
+        ]
+    }
+
+    /// The same, in redis-rs's form, for the test's own client.
+    pub fn certificates(&self) -> redis::TlsCertificates {
+        let read = |name: &str| std::fs::read(self.file(name)).expect("read test certificate");
+        redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: read("client.pem"),
+                client_key: read("client.key"),
+            }),
+            root_cert: Some(read("ca.pem")),
+        }
+    }
+}
+
+/// Runs the openssl CLI in `at` with `args` then `more`; fails the test (with its output) if it fails.
+fn openssl(at: &Path, args: &[&str], more: &[&str]) {
+    let out = Command::new("openssl").current_dir(at).args(args).args(more).output().expect("the openssl CLI");
+    assert!(out.status.success(), "openssl {args:?} {more:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A TCP proxy to `upstream`. While blackholed it keeps every connection open and forwards nothing,
