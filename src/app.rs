@@ -189,9 +189,9 @@ pub async fn start(
     extras: Extras,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
-    let (catalog, state) = load_catalog_and_routes(&config)?;
     // TLS files are read now, so a missing one stops start-up instead of failing every reconnect.
     let redis_tls = Arc::new(crate::redis_link::tls::TlsMaterial::read(&config.redis_tls).map_err(StartupError::from)?);
+    let (catalog, state) = load_catalog_and_routes(&config)?;
     let stats = Arc::new(Stats::default());
     let instance: Arc<str> = config.instance_id.as_str().into();
     let sup = Supervisor { tracker: TaskTracker::new(), shutdown: shutdown.clone(), failure: Arc::default() };
@@ -203,7 +203,7 @@ pub async fn start(
         stats.clone(),
         config.output_rest_on_shutdown,
     )?;
-    let Core { coord, redis_status, presence } =
+    let Core { coord, redis_status, presence, redis_history } =
         spawn_core(&config, (redis_tls, extras.redis_client), &sup, &catalog, state, osc, &stats);
 
     if extras.demo {
@@ -245,10 +245,7 @@ pub async fn start(
         shutdown: shutdown.clone(),
         sse_keepalive: config.sse_keepalive,
         presence,
-        redis_history: config
-            .redis_enabled
-            .then(|| RedisHistory::new(config.redis_url.expose(), &config.redis_key_prefix).ok())
-            .flatten(),
+        redis_history,
         twitch_status: twitch_status.clone(),
         limits: crate::http::HttpLimits::new(
             config.http_header_timeout,
@@ -298,6 +295,8 @@ fn load_catalog_and_routes(config: &Config) -> anyhow::Result<(Arc<Catalog>, Sta
 
 /// What the core hands to the outer stages.
 struct Core {
+    /// The `{cv}:history` reader, through the link's sessions (none without Redis).
+    redis_history: Option<RedisHistory>,
     coord: CoordHandle,
     redis_status: watch::Receiver<LinkStatus>,
     presence: Arc<dyn Presence>,
@@ -344,6 +343,7 @@ fn spawn_core(
         coord_task.await;
         Ok(())
     });
+    let mut redis_history = None;
     if let Some((_, outbox_rx, presence)) = cluster {
         redis_status_tx.send_replace(LinkStatus::Connecting);
         let link = RedisLink::new(
@@ -356,9 +356,10 @@ fn spawn_core(
             stats.clone(),
             presence,
         );
+        redis_history = Some(link.history());
         sup.critical("redis", link.run(shutdown));
     }
-    Core { coord, redis_status, presence }
+    Core { redis_history, coord, redis_status, presence }
 }
 
 fn link_settings(

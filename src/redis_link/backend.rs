@@ -244,11 +244,14 @@ pub(super) struct Backend {
     sentinel: Option<SentinelClient>,
     /// Turns through the cluster's healthy nodes, so a rebuilt session subscribes somewhere else.
     turn: usize,
+    /// Every cluster node seen healthy so far: the next session starts from these as well as from
+    /// `REDIS_CLUSTER_NODES`, so a seed that died (the only one given, say) does not strand us.
+    known: Vec<String>,
 }
 
 impl Backend {
     pub(super) fn new(url: &str, topology: RedisTopology, tls: Arc<TlsMaterial>, client: ClientKind) -> Backend {
-        Backend { url: url.to_owned(), topology, tls, client, sentinel: None, turn: 0 }
+        Backend { url: url.to_owned(), topology, tls, client, sentinel: None, turn: 0, known: Vec::new() }
     }
 
     pub(super) fn topology(&self) -> &RedisTopology {
@@ -345,7 +348,7 @@ impl Backend {
         if let Some(mode) = tls {
             builder = builder.set_client_to_redis_tls_mode(mode).set_client_to_sentinel_tls_mode(mode);
         }
-        self.tls.sentinel(builder).build()
+        self.tls.sentinel_with(builder, tls.is_some()).build()
     }
 
     /// Subscribes to `+switch-master` on the first sentinel that answers; `None` when none does.
@@ -376,7 +379,9 @@ impl Backend {
     }
 
     async fn open_cluster(&mut self, seeds: &[String], state_key: &str) -> Result<Endpoints, SessionError> {
-        let urls: Vec<String> = seeds.iter().map(|s| node_url(&self.url, s)).collect();
+        let mut starts: Vec<String> = seeds.to_vec();
+        starts.extend(self.known.iter().filter(|k| !seeds.contains(k)).cloned());
+        let urls: Vec<String> = starts.iter().map(|s| node_url(&self.url, s)).collect();
         let builder = redis::cluster::ClusterClientBuilder::new(urls.clone())
             .connection_timeout(CONNECT_TIMEOUT)
             .response_timeout(RESPONSE_TIMEOUT)
@@ -399,7 +404,9 @@ impl Backend {
             }
         };
         if healthy.is_empty() {
-            healthy.clone_from(&seeds.to_vec());
+            healthy.clone_from(&starts);
+        } else {
+            self.known.clone_from(&healthy);
         }
         // On the master that runs our scripts, the publish script's PUBLISH reaches our subscription
         // without crossing the cluster bus (milliseconds on a busy bus). Without it, any healthy node
@@ -429,8 +436,9 @@ impl Backend {
 
     /// A fresh hand-written connection to `node` with the link's timeouts.
     pub(super) async fn raw(&self, node: &str) -> Result<RawConnection, SessionError> {
-        let mut connection =
-            RawConnection::connect(node, CONNECT_TIMEOUT).await.map_err(|e| SessionError::Connect(format!("{e:#}")))?;
+        let mut connection = RawConnection::connect_with(node, CONNECT_TIMEOUT, &self.tls)
+            .await
+            .map_err(|e| SessionError::Connect(format!("{e:#}")))?;
         connection.set_timeout(RESPONSE_TIMEOUT);
         Ok(connection)
     }

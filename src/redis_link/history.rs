@@ -3,22 +3,21 @@
 //!
 //! Knows the stream's key and field names (written by `publish.lua`); the HTTP layer only sees JSON.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
-use super::Names;
+use super::Commands;
 
-/// A lazily connected reader of the history stream, shared by HTTP handlers.
+/// The command connection of the link's current session, shared with readers such as the history:
+/// wherever the link is (one server, the master Sentinel names, a Cluster), they are too.
+pub(super) type SessionSlot = Arc<Mutex<Option<Commands>>>;
+
+/// A reader of the history stream through the link's session, shared by HTTP handlers.
 #[derive(Clone)]
 pub struct RedisHistory {
-    client: redis::Client,
     key: String,
-    conn: Arc<Mutex<Option<MultiplexedConnection>>>,
+    session: SessionSlot,
 }
 
 impl std::fmt::Debug for RedisHistory {
@@ -33,30 +32,16 @@ impl std::fmt::Debug for RedisHistory {
 pub struct HistoryError(String);
 
 impl RedisHistory {
-    pub fn new(url: &str, key_prefix: &str) -> Result<RedisHistory, redis::RedisError> {
-        Ok(RedisHistory {
-            client: redis::Client::open(url)?,
-            key: Names::new(key_prefix, "").history(),
-            conn: Arc::default(),
-        })
+    pub(super) fn new(key: String, session: SessionSlot) -> RedisHistory {
+        RedisHistory { key, session }
     }
 
     /// Up to `limit` entries, newest first, optionally only of one event type. Scans at most a few
     /// pages so a rare type in a long stream cannot make a request slow.
     pub async fn recent(&self, kind: Option<&str>, limit: usize) -> Result<Vec<Value>, HistoryError> {
-        let mut guard = self.conn.lock().await;
-        if guard.is_none() {
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(1)))
-                .set_response_timeout(Some(Duration::from_secs(1)));
-            let conn = self
-                .client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-                .map_err(|e| HistoryError(e.to_string()))?;
-            *guard = Some(conn);
-        }
-        let conn = guard.as_mut().expect("connected above");
+        let session = self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let Some(mut conn) = session else { return Err(HistoryError("not connected to Redis".into())) };
+        let conn = &mut conn;
         let mut out = Vec::with_capacity(limit);
         let mut end = "+".to_owned();
         for _page in 0..10 {
@@ -70,10 +55,7 @@ impl RedisHistory {
                 .await
             {
                 Ok(p) => p,
-                Err(e) => {
-                    *guard = None;
-                    return Err(HistoryError(e.to_string()));
-                }
+                Err(e) => return Err(HistoryError(e.to_string())),
             };
             let Some(last) = page.last().map(|(id, _)| id.clone()) else { break };
             for (id, fields) in &page {

@@ -220,6 +220,8 @@ pub struct RedisLink {
     faults: SideFaults,
     /// This session's subscription has been proven by a probe.
     verified: bool,
+    /// The current session's command connection, for readers beside the link (the history).
+    session_slot: history::SessionSlot,
     log: Arc<LogThrottle>,
 }
 
@@ -277,6 +279,7 @@ impl RedisLink {
             legacy: BTreeMap::new(),
             faults: SideFaults::default(),
             verified: false,
+            session_slot: history::SessionSlot::default(),
             log: Arc::new(LogThrottle::per_minute()),
         }
     }
@@ -293,7 +296,12 @@ impl RedisLink {
             let started = Instant::now();
             let end = match self.connect().await {
                 Ok(mut session) => match self.claim_presence(&mut session).await {
-                    Ok(()) => self.serve(&mut session, &shutdown).await,
+                    Ok(()) => {
+                        self.set_session(Some(&session.cmd));
+                        let end = self.serve(&mut session, &shutdown).await;
+                        self.set_session(None);
+                        end
+                    }
                     Err(d) => SessionEnd::Duplicate(d),
                 },
                 Err(e) => SessionEnd::Broken(e),
@@ -320,6 +328,15 @@ impl RedisLink {
         }
         self.goodbye().await;
         Ok(())
+    }
+
+    /// A reader of the history stream that goes wherever this link's sessions go.
+    pub fn history(&self) -> history::RedisHistory {
+        history::RedisHistory::new(self.names.history(), self.session_slot.clone())
+    }
+
+    fn set_session(&self, cmd: Option<&Commands>) {
+        *self.session_slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = cmd.cloned();
     }
 
     fn degrade(&self, reason: &str) {

@@ -289,10 +289,10 @@ impl Consumer {
     fn on_tick(&self, chat_since_tick: bool) {
         let total = flood::shed_total();
         let shed = total.saturating_sub(self.stats.chat_shed.swap(total, Ordering::Relaxed));
-        if shed > 0 {
-            if let Some(suppressed) = self.log.allow("chat_shed", Instant::now()) {
-                warn!(shed, suppressed, "chat flood: ordinary viewers' lines shed at the socket");
-            }
+        if shed > 0
+            && let Some(suppressed) = self.log.allow("chat_shed", Instant::now())
+        {
+            warn!(shed, suppressed, "chat flood: ordinary viewers' lines shed at the socket");
         }
         if !chat_since_tick {
             flood::catch_up();
