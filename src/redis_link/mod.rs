@@ -60,6 +60,9 @@ pub const CONTROL_QUEUE: usize = 1024;
 
 const BACKOFF_FLOOR: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// With Sentinel or a Cluster a failover takes seconds and asking again is cheap (a sentinel, a
+/// node): retries stay at most a second apart so the new master is found soon after it is in place.
+const HA_BACKOFF_CAP: Duration = Duration::from_secs(1);
 /// Publish retries before the event goes back to the outbox and the connection is rebuilt.
 const PUBLISH_RETRIES: [Duration; 3] =
     [Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(400)];
@@ -320,7 +323,11 @@ impl RedisLink {
             if started.elapsed() > BACKOFF_CAP * 2 {
                 attempt = 0;
             }
-            let delay = backoff(attempt);
+            let cap = match self.settings.topology {
+                RedisTopology::Standalone => BACKOFF_CAP,
+                RedisTopology::Sentinel { .. } | RedisTopology::Cluster { .. } => HA_BACKOFF_CAP,
+            };
+            let delay = backoff(attempt, cap);
             attempt = attempt.saturating_add(1);
             if self.wait_offline(delay, &shutdown).await {
                 break;
@@ -408,10 +415,10 @@ impl RedisLink {
     }
 }
 
-/// Capped exponential backoff with full jitter: 100 ms, 200 ms, … up to 5 s, each scaled by 50–100 %.
-fn backoff(attempt: u32) -> Duration {
+/// Capped exponential backoff with full jitter: 100 ms, 200 ms, … up to `cap`, each scaled by 50–100 %.
+fn backoff(attempt: u32, cap: Duration) -> Duration {
     let exp = BACKOFF_FLOOR.saturating_mul(1u32 << attempt.min(16));
-    let capped = exp.min(BACKOFF_CAP);
+    let capped = exp.min(cap);
     capped.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
@@ -421,10 +428,12 @@ mod tests {
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
-        for attempt in 0..40 {
-            let d = backoff(attempt);
-            let ceiling = BACKOFF_FLOOR.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_CAP);
-            assert!(d <= ceiling && d >= ceiling / 2, "attempt {attempt}: {d:?}");
+        for cap in [BACKOFF_CAP, HA_BACKOFF_CAP] {
+            for attempt in 0..40 {
+                let d = backoff(attempt, cap);
+                let ceiling = BACKOFF_FLOOR.saturating_mul(1u32 << attempt.min(16)).min(cap);
+                assert!(d <= ceiling && d >= ceiling / 2, "attempt {attempt}: {d:?}");
+            }
         }
     }
 

@@ -46,6 +46,9 @@ fn a_bad_config_value_exits_2_with_one_line_naming_the_variable() {
         ("CHAT_REPLY_ERRORS", "loud"),
         ("TWITCH_CHANNELS", "#not a channel"),
         ("LOG_LEVEL", "loud"),
+        ("REDIS_URL", "redis://127.0.0.1:6390/?protocol=3"),
+        ("REDIS_SENTINELS", "sentinel-without-port"),
+        ("REDIS_CLUSTER_NODES", "127.0.0.1:0"),
     ] {
         let (code, _, stderr) = run_to_exit(&[(name, value)], &[]);
         assert_eq!(code, Some(2), "{name}={value}: {stderr}");
