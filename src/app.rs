@@ -79,17 +79,11 @@ pub struct Extras {
     pub chat_input: Option<ChatInput>,
     /// Simulated viewers (`--demo`).
     pub demo: bool,
-    /// The client on the Redis hot path, when not the default (the bench's A/B rows).
-    pub redis_client: Option<crate::redis_link::ClientKind>,
 }
 
 impl std::fmt::Debug for Extras {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Extras")
-            .field("chat_input", &self.chat_input.is_some())
-            .field("demo", &self.demo)
-            .field("redis_client", &self.redis_client)
-            .finish()
+        f.debug_struct("Extras").field("chat_input", &self.chat_input.is_some()).field("demo", &self.demo).finish()
     }
 }
 
@@ -204,7 +198,7 @@ pub async fn start(
         config.output_rest_on_shutdown,
     )?;
     let Core { coord, redis_status, presence, redis_history } =
-        spawn_core(&config, (redis_tls, extras.redis_client), &sup, &catalog, state, osc, &stats);
+        spawn_core(&config, redis_tls, &sup, &catalog, state, osc, &stats);
 
     if extras.demo {
         // The demo's simulated routes must never reach the show: a saved demo route would be replayed
@@ -305,7 +299,7 @@ struct Core {
 /// Starts the coordinator and, when enabled, the Redis link that drains its outbox.
 fn spawn_core(
     config: &Config,
-    (redis_tls, redis_client): (Arc<crate::redis_link::tls::TlsMaterial>, Option<crate::redis_link::ClientKind>),
+    redis_tls: Arc<crate::redis_link::tls::TlsMaterial>,
     sup: &Supervisor,
     catalog: &Arc<Catalog>,
     state: State,
@@ -347,7 +341,7 @@ fn spawn_core(
     if let Some((_, outbox_rx, presence)) = cluster {
         redis_status_tx.send_replace(LinkStatus::Connecting);
         let link = RedisLink::new(
-            link_settings(config, redis_tls, redis_client.unwrap_or_default()),
+            link_settings(config, redis_tls),
             &instance,
             catalog.clone(),
             coord.clone(),
@@ -362,11 +356,7 @@ fn spawn_core(
     Core { redis_history, coord, redis_status, presence }
 }
 
-fn link_settings(
-    config: &Config,
-    tls: Arc<crate::redis_link::tls::TlsMaterial>,
-    client: crate::redis_link::ClientKind,
-) -> LinkSettings {
+fn link_settings(config: &Config, tls: Arc<crate::redis_link::tls::TlsMaterial>) -> LinkSettings {
     let settings = LinkSettings {
         url: config.redis_url.expose().to_owned(),
         key_prefix: config.redis_key_prefix.clone(),
@@ -382,7 +372,6 @@ fn link_settings(
         event_max_age: config.event_max_age,
         topology: config.redis_topology.clone(),
         tls,
-        client,
     };
     match &settings.topology {
         crate::config::RedisTopology::Standalone => {

@@ -135,7 +135,7 @@ fn serve(config: Config, demo: bool) -> ExitCode {
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        match cvbot::run(config, listeners, Extras { chat_input, demo, redis_client: None }, shutdown).await {
+        match cvbot::run(config, listeners, Extras { chat_input, demo }, shutdown).await {
             Ok(()) => {
                 info!("stopped");
                 ExitCode::SUCCESS

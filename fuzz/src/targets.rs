@@ -5,16 +5,13 @@
 //!
 //! Beyond "never panics", each target checks what the rest of the bot relies on: accepted values are
 //! in range, what the bot prints or sends is what it reads back (chat commands, envelopes, routing
-//! files), two decoders that must agree do agree, and the RESP parser allocates nothing in
-//! proportion to a length it has not yet received.
+//! files), and two decoders that must agree do agree.
 
 use std::path::Path;
 use std::sync::LazyLock;
 
-use bytes::{Bytes, BytesMut};
 use cvbot::catalog::{Catalog, CatalogSource, Output};
 use cvbot::command::{self, AdminCommand, Command, MAX_MESSAGE_CHARS};
-use cvbot::redis_link::raw::{self, RawError};
 use cvbot::redis_link::wire::{self, Incoming, MAX_PAYLOAD, Signer};
 use cvbot::routes_file;
 use cvbot::state::{EventKind, Route};
@@ -196,89 +193,4 @@ pub fn catalog(data: &[u8]) {
 fn check_unroute(catalog: &Catalog, output: &Output) {
     let line = format!("!admin remove {output}");
     assert_eq!(command::parse(&line, catalog), Ok(Command::Admin(AdminCommand::Unroute { output: output.clone() })));
-}
-
-/// The most a RESP frame may cost in one allocation per byte received (a `Vec<Value>` of a frame's
-/// elements is the largest), plus a constant for the buffer's first growth.
-const RESP_BYTES_PER_INPUT_BYTE: usize = 16;
-const RESP_ALLOCATION_SLACK: usize = 4096;
-
-/// What a stream of bytes decodes to: every frame, then how it stopped.
-#[derive(Debug, PartialEq)]
-struct Decoded {
-    frames: Vec<Bytes>,
-    /// The error that ended decoding, as text (errors carry no `PartialEq`).
-    error: Option<String>,
-    /// Bytes of an incomplete frame left in the buffer.
-    left: usize,
-}
-
-/// RESP2 replies and pushes: the parser `RawConnection` and `RawSubscriber` run on every read.
-///
-/// The input is decoded whole and again as if it had arrived in three reads cut at points taken
-/// from its first bytes; both must give the same frames and the same end. The first read is also
-/// decoded on its own: a header whose length lies beyond what arrived must wait, not reserve.
-pub fn resp(data: &[u8]) {
-    let (first, second) = match data {
-        [a, b, ..] => (usize::from(*a), usize::from(*b)),
-        _ => (0, 0),
-    };
-    let input = data.get(2..).unwrap_or_default();
-    let whole = decode_reads(&[input]);
-    let cut1 = first.min(input.len());
-    let cut2 = (cut1 + second * 7).min(input.len());
-    let parts = [&input[..cut1], &input[cut1..cut2], &input[cut2..]];
-    assert_eq!(decode_reads(&parts), whole, "decoding depends on where reads end");
-    for frame in &whole.frames {
-        // A frame next_frame let through is one the reply reader can walk: it checks everything first.
-        let reply = raw::parse::reply(frame);
-        assert!(reply.is_ok(), "a checked frame failed to decode: {reply:?}");
-        let _ = raw::parse::push(frame);
-    }
-}
-
-/// Feeds `reads` into one buffer in turn, taking frames off after each as a connection does, and
-/// checks the largest allocation against what has arrived so far.
-fn decode_reads(reads: &[&[u8]]) -> Decoded {
-    let mut buf = BytesMut::new();
-    let mut decoded = Decoded { frames: Vec::new(), error: None, left: 0 };
-    let mut received = 0;
-    for read in reads {
-        buf.extend_from_slice(read);
-        received += read.len();
-        loop {
-            let (next, largest) = alloc_checked(|| raw::parse::next_frame(&mut buf));
-            assert!(
-                largest <= RESP_BYTES_PER_INPUT_BYTE * received + RESP_ALLOCATION_SLACK,
-                "{largest} bytes allocated at once after receiving {received}"
-            );
-            match next {
-                Ok(Some(frame)) => {
-                    let ((), largest) = alloc_checked(|| {
-                        let _ = raw::parse::reply(&frame);
-                        let _ = raw::parse::push(&frame);
-                    });
-                    assert!(
-                        largest <= RESP_BYTES_PER_INPUT_BYTE * frame.len() + RESP_ALLOCATION_SLACK,
-                        "{largest} bytes allocated at once to decode a frame of {}",
-                        frame.len()
-                    );
-                    decoded.frames.push(frame);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    assert!(matches!(e, RawError::Protocol(_)), "the parser failed with {e:?}");
-                    decoded.error = Some(e.to_string());
-                    // What an error leaves in the buffer depends on how much had arrived: not compared.
-                    return decoded;
-                }
-            }
-        }
-    }
-    decoded.left = buf.len();
-    decoded
-}
-
-fn alloc_checked<T>(work: impl FnOnce() -> T) -> (T, usize) {
-    crate::alloc::largest_during(work)
 }

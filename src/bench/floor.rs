@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::measure::Samples;
 use super::{Pacer, Side, udp_receiver};
-use crate::redis_link::raw::RawConnection;
+use redis::aio::MultiplexedConnection;
 
 /// UDP loopback one-way at `rate`: the sender on its own runtime (as the bot is), the receiver here
 /// (as Max/MSP is another process). Each datagram carries its send time.
@@ -145,7 +145,7 @@ pub async fn redis_relay_between(
     let reader = tokio::spawn(stamped_datagrams(receiver, n, origin));
     let url = url.to_owned();
     let publishing = publisher_side.spawn(async move {
-        let mut publisher = RawConnection::connect(&url, Duration::from_secs(2)).await?;
+        let mut publisher = super::redis_process::connect(&url).await?;
         let mut script = match how {
             Publish::Plain => None,
             Publish::Script | Publish::ScriptHeard => Some(ScriptArgs::load(&mut publisher, &channel).await?),
@@ -155,7 +155,9 @@ pub async fn redis_relay_between(
             pacer.wait().await;
             let ns = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX).to_string();
             match script.as_mut() {
-                None => drop(publisher.query(&[b"PUBLISH", channel.as_bytes(), ns.as_bytes()]).await?),
+                None => {
+                    let _: u64 = redis::cmd("PUBLISH").arg(&channel).arg(&ns).query_async(&mut publisher).await?;
+                }
                 Some(args) => args.publish(&mut publisher, i, &ns).await?,
             }
         }
@@ -178,7 +180,7 @@ pub async fn redis_relay_between(
 
 /// The publish script's arguments for [`Publish::Script`], on keys of the floor's own.
 struct ScriptArgs {
-    sha: Vec<u8>,
+    sha: String,
     state: String,
     history: String,
     channel: String,
@@ -188,9 +190,9 @@ struct ScriptArgs {
 }
 
 impl ScriptArgs {
-    async fn load(publisher: &mut RawConnection, channel: &str) -> anyhow::Result<ScriptArgs> {
-        let loaded = publisher.query(&[b"SCRIPT", b"LOAD", crate::redis_link::PUBLISH_SCRIPT.as_bytes()]).await?;
-        let sha = loaded.as_bytes().ok_or_else(|| anyhow::anyhow!("SCRIPT LOAD returned no hash"))?.to_vec();
+    async fn load(publisher: &mut MultiplexedConnection, channel: &str) -> anyhow::Result<ScriptArgs> {
+        let sha: String =
+            redis::cmd("SCRIPT").arg("LOAD").arg(crate::redis_link::PUBLISH_SCRIPT).query_async(publisher).await?;
         Ok(ScriptArgs {
             sha,
             state: format!("{channel}:state"),
@@ -203,32 +205,30 @@ impl ScriptArgs {
 
     /// One message: `ns` first in the payload (the relay forwards it; the receiver reads up to the
     /// first space), one of 64 registers, always newer, so every call writes as the bot's do.
-    async fn publish(&mut self, publisher: &mut RawConnection, i: usize, ns: &str) -> anyhow::Result<()> {
+    async fn publish(&mut self, publisher: &mut MultiplexedConnection, i: usize, ns: &str) -> anyhow::Result<()> {
         let register = format!("p:floor#{}.value", i % 64);
         let order = format!("{i:020}");
         let payload = format!("{ns} {}", self.padding);
-        publisher
-            .query(&[
-                b"EVALSHA",
-                &self.sha,
-                b"2",
-                self.state.as_bytes(),
-                self.history.as_bytes(),
-                register.as_bytes(),
-                order.as_bytes(),
-                payload.as_bytes(),
-                self.channel.as_bytes(),
-                self.min_id.as_bytes(),
-                b"parameter_update",
-                b"",
-                b"",
-            ])
+        let _: redis::Value = redis::cmd("EVALSHA")
+            .arg(&self.sha)
+            .arg(2)
+            .arg(&self.state)
+            .arg(&self.history)
+            .arg(register)
+            .arg(order)
+            .arg(payload)
+            .arg(&self.channel)
+            .arg(&self.min_id)
+            .arg("parameter_update")
+            .arg("")
+            .arg("")
+            .query_async(publisher)
             .await?;
         Ok(())
     }
 
-    async fn clean_up(self, publisher: &mut RawConnection) -> anyhow::Result<()> {
-        publisher.query(&[b"DEL", self.state.as_bytes(), self.history.as_bytes()]).await?;
+    async fn clean_up(self, publisher: &mut MultiplexedConnection) -> anyhow::Result<()> {
+        let _: u64 = redis::cmd("DEL").arg(&self.state).arg(&self.history).query_async(publisher).await?;
         Ok(())
     }
 }
@@ -246,8 +246,9 @@ async fn relay_messages(
     stop: CancellationToken,
 ) {
     let setup = async {
-        let connection = RawConnection::connect(&url, Duration::from_secs(2)).await?;
-        let subscriber = connection.subscribe(&[channel.as_bytes()]).await?;
+        let mut pubsub = redis::Client::open(url.as_str())?.get_async_pubsub().await?;
+        pubsub.subscribe(&channel).await?;
+        let subscriber = pubsub.into_on_message();
         let forward = match target {
             Some(target) => Some((UdpSocket::bind("127.0.0.1:0").await?, target)),
             None => None,
@@ -264,16 +265,13 @@ async fn relay_messages(
             return;
         }
     };
-    let mut batch = Vec::new();
     loop {
-        tokio::select! {
+        let message = tokio::select! {
             () = stop.cancelled() => return,
-            read = subscriber.next_batch(&mut batch) => if read.is_err() { return },
-        }
-        for message in batch.drain(..) {
-            if let Some((socket, target)) = &forward {
-                let _ = socket.send_to(&message.payload, target).await;
-            }
+            read = subscriber.next() => match read { Some(m) => m, None => return },
+        };
+        if let Some((socket, target)) = &forward {
+            let _ = socket.send_to(message.get_payload_bytes(), target).await;
         }
     }
 }

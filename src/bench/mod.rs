@@ -52,9 +52,7 @@ pub struct Report {
     pub throughput: Throughput,
     pub memory: Memory,
     pub overlay: Overlay,
-    /// Cross-instance at 1k/s through redis-rs against the raw client, interleaved on the same Redis.
     /// This and the rows below are `{"Ok": …}`, or `{"Err": "…"}` naming the phase that failed.
-    pub client_ab: variants::Outcome<variants::ClientAb>,
     /// Cross-instance at 1k/s on a Sentinel-managed master, beside its floors.
     pub sentinel: variants::Outcome<variants::TopologyRow>,
     /// Kill the Sentinel-managed master → first command through again.
@@ -251,7 +249,6 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     let overlay = overlay(&url, &catalog, scale(1000, 1000), scale(300, 1500), scale(2000, 10_000)).await?;
 
     // The phases below report a failure in their row, naming the phase, and the run goes on.
-    let client_ab = variants::outcome(variants::client_ab(&url, &catalog, q).await.context("client A/B row"));
     let sentinel = variants::outcome(variants::sentinel_row(&catalog, q).await.context("sentinel row"));
     let sentinel_failover = match &sentinel {
         Ok(_) => variants::outcome(
@@ -280,7 +277,6 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         throughput,
         memory,
         overlay,
-        client_ab,
         sentinel,
         sentinel_failover,
         cluster,
@@ -617,16 +613,6 @@ fn render_variants(out: &mut String, report: &Report) {
     let ratio = |out: &mut String, name: &str, p50: f64, p99: f64| {
         let _ = writeln!(out, "{name:<40} {p50:>9.2} {:>9} {p99:>9.2}", "");
     };
-    match &report.client_ab {
-        Ok(ab) => {
-            row(out, &format!("cross @{}/s, raw client", ab.rate_per_s), &ab.raw);
-            row(out, &format!("cross @{}/s, redis-rs client", ab.rate_per_s), &ab.redis_rs);
-            ratio(out, "  redis-rs / raw", ab.p50_ratio, ab.p99_ratio);
-        }
-        Err(e) => {
-            let _ = writeln!(out, "FAILED {e}");
-        }
-    }
     for (name, topology) in [("sentinel", &report.sentinel), ("cluster", &report.cluster)] {
         match topology {
             Ok(t) => {

@@ -13,8 +13,6 @@ use super::measure::Samples;
 use super::{Pacer, Side};
 use crate::catalog::Catalog;
 use crate::gate::Sender;
-use crate::redis_link::ClientKind;
-use crate::redis_link::raw::RawConnection;
 use crate::{Config, Extras, Listeners};
 
 /// An in-process instance for the bench, on its own OS thread and runtime (as a separate process
@@ -48,8 +46,6 @@ pub struct BotOptions {
     pub redis_url: Option<String>,
     /// More configuration variables, applied after the bench's own (so they override them).
     pub vars: Vec<(String, String)>,
-    /// The client on the Redis hot path (`Extras::redis_client`); `None`: the instance's default.
-    pub client: Option<ClientKind>,
 }
 
 impl BotOptions {
@@ -83,7 +79,7 @@ impl BenchBot {
         let token = shutdown.clone();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let side = Side::start(&format!("bench-{id}"))?;
-        let extras = Extras { redis_client: options.client, ..Extras::default() };
+        let extras = Extras::default();
         let task = side.spawn(async move {
             match crate::start(config, listeners, extras, token).await {
                 Ok(running) => {
@@ -275,7 +271,7 @@ pub async fn remote_to_osc(
     let variables: Vec<_> = routes.iter().filter_map(|(_, v)| catalog.parse_variable(v)).collect();
     let sent = SentTimes::default();
     let reader = tokio::spawn(match_cv(receiver, route_index(routes), n, sent.clone()));
-    let mut conn = RawConnection::connect(url, Duration::from_secs(2)).await?;
+    let mut conn = super::redis_process::connect(url).await?;
     // Ahead of every earlier phase's stamps, so each event wins its register, yet within the
     // instance's clock-skew bound (MAX_CLOCK_SKEW_MS, 10 s by default), which refuses far-future stamps.
     let base = crate::state::Hlc::from_wall_ms(crate::coord::wall_ms_now() + 5_000);
@@ -285,7 +281,7 @@ pub async fn remote_to_osc(
         let (i, value) = nth_command(seq, variables.len());
         let payload = raw_set_event(&variables[i], value, base + seq as u64, "bench-raw", seq as u64 + 1);
         mark_sent(&sent, i, value);
-        conn.query(&[b"PUBLISH", b"cv:parameter:update", payload.as_bytes()]).await?;
+        let _: u64 = redis::cmd("PUBLISH").arg("cv:parameter:update").arg(payload).query_async(&mut conn).await?;
     }
     Ok(reader.await?)
 }

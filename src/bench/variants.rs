@@ -1,5 +1,4 @@
-//! Cross-instance rows on other link set-ups than the default one: the hot-path client A/B on the
-//! bench's Redis; a Sentinel-managed master and a Cluster ([`super::topology`]), each beside its floor
+//! Cross-instance rows on other link set-ups than one server: a Sentinel-managed master and a Cluster ([`super::topology`]), each beside its floor
 //! in the same run; and, on each of those two, how long after its master is killed a command typed
 //! on A reaches B's jack again.
 //!
@@ -16,7 +15,6 @@ use super::pipeline::{self, BenchBot, BotOptions};
 use super::topology::{ClusterSet, SentinelSet};
 use super::{floor, progress, udp_receiver};
 use crate::catalog::Catalog;
-use crate::redis_link::ClientKind;
 
 /// Commands per second of every row here.
 pub const RATE: u32 = 1000;
@@ -41,20 +39,6 @@ pub fn outcome<T>(result: anyhow::Result<T>) -> Outcome<T> {
         tracing::error!("bench: {e}");
         e
     })
-}
-
-/// Cross-instance through redis-rs against the raw client, same run, same Redis, interleaved.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClientAb {
-    pub rate_per_s: u32,
-    /// `ClientKind::Raw`, the hand-written RESP2 client (the default).
-    pub raw: Summary,
-    /// `ClientKind::RedisRs`.
-    pub redis_rs: Summary,
-    /// redis-rs's p50 over raw's.
-    pub p50_ratio: f64,
-    /// redis-rs's p99 over raw's.
-    pub p99_ratio: f64,
 }
 
 /// Cross-instance on a Sentinel set or a Cluster, beside the relay floor on the same servers.
@@ -143,48 +127,6 @@ impl Pair {
     }
 }
 
-/// Cross-instance at [`RATE`] through `ClientKind::RedisRs` against `ClientKind::Raw` on the Redis
-/// at `url`. The two pairs use key prefixes of their own, so neither hears the other; their blocks
-/// alternate (raw first, then redis-rs first), so host noise lands on both.
-pub async fn client_ab(url: &str, catalog: &Catalog, q: bool) -> anyhow::Result<ClientAb> {
-    let scale = |quick: usize, full: usize| if q { quick } else { full };
-    let (n, blocks) = (scale(2_000, 20_000), scale(2, 10));
-    progress(&format!(
-        "client A/B: cross-instance at {RATE}/s through redis-rs and through the raw client ({n} commands each), \
-         interleaved in {blocks} blocks"
-    ));
-    let routes = pipeline::routes(catalog, scale(16, 64));
-    let options = |prefix: &str, client| BotOptions {
-        redis_url: Some(url.to_owned()),
-        vars: vec![("REDIS_KEY_PREFIX".to_owned(), prefix.to_owned())],
-        client: Some(client),
-    };
-    let raw = options("bench-ab-raw:", ClientKind::Raw);
-    let mut raw = Pair::start("ab-raw", &raw, &raw, &routes).await.context("starting the raw client's pair")?;
-    let rs = options("bench-ab-rs:", ClientKind::RedisRs);
-    let mut rs = Pair::start("ab-rs", &rs, &rs, &routes).await.context("starting the redis-rs client's pair")?;
-    let (mut raw_samples, mut rs_samples) = (Samples::default(), Samples::default());
-    for block in 0..blocks {
-        if block % 2 == 0 {
-            raw_samples.append(raw.block(n / blocks).await.context("raw client")?);
-            rs_samples.append(rs.block(n / blocks).await.context("redis-rs client")?);
-        } else {
-            rs_samples.append(rs.block(n / blocks).await.context("redis-rs client")?);
-            raw_samples.append(raw.block(n / blocks).await.context("raw client")?);
-        }
-    }
-    raw.stop().await;
-    rs.stop().await;
-    let (raw, redis_rs) = (raw_samples.summary(), rs_samples.summary());
-    Ok(ClientAb {
-        rate_per_s: RATE,
-        raw,
-        redis_rs,
-        p50_ratio: redis_rs.p50_us / raw.p50_us.max(1e-9),
-        p99_ratio: redis_rs.p99_us / raw.p99_us.max(1e-9),
-    })
-}
-
 /// An instance that finds the master through `set`'s sentinels.
 fn sentinel_options(set: &SentinelSet) -> BotOptions {
     BotOptions {
@@ -193,7 +135,6 @@ fn sentinel_options(set: &SentinelSet) -> BotOptions {
             ("REDIS_SENTINELS".to_owned(), set.sentinel_addrs().join(",")),
             ("REDIS_SENTINEL_MASTER".to_owned(), set.master_name().to_owned()),
         ],
-        client: None,
     }
 }
 
@@ -202,7 +143,6 @@ fn cluster_options(seed: &str) -> BotOptions {
     BotOptions {
         redis_url: Some(UNUSED_HOST_URL.to_owned()),
         vars: vec![("REDIS_CLUSTER_NODES".to_owned(), seed.to_owned())],
-        client: None,
     }
 }
 

@@ -11,8 +11,8 @@
 //!   they know).
 //!
 //! Everything above this file (recovery protocol, outbox, probe, presence, anti-entropy) is written
-//! once and does not know which shape it runs on. The hot path (publish and subscribe) to one server
-//! goes through the client [`ClientKind`] names; see ARCHITECTURE.md for the measured choice.
+//! once and does not know which shape it runs on. Every connection is redis-rs's (ARCHITECTURE.md,
+//! "Why the client is what it is", has the measurement that chose it).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,8 +28,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use super::ClientKind;
-use super::raw::{PubSubMessage, RawConnection, RawError, RawSubscriber, ServerError};
 use super::tls::TlsMaterial;
 use crate::config::RedisTopology;
 
@@ -110,99 +108,87 @@ pub(super) enum SendError {
     Transport(String),
 }
 
-impl From<RawError> for SendError {
-    fn from(e: RawError) -> Self {
-        match e {
-            RawError::Timeout(_) => SendError::Timeout,
-            e => SendError::Transport(e.to_string()),
-        }
-    }
-}
-
 impl From<redis::RedisError> for SendError {
     fn from(e: redis::RedisError) -> Self {
         if e.is_timeout() { SendError::Timeout } else { SendError::Transport(e.to_string()) }
     }
 }
 
+/// An error reply, its text kept whole (`READONLY You can't write against a read only replica.`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ServerError(String);
+
+impl ServerError {
+    pub fn new(text: impl Into<String>) -> ServerError {
+        ServerError(text.into())
+    }
+
+    /// The first word: `NOSCRIPT`, `READONLY`, `OOM`, …
+    pub fn code(&self) -> &str {
+        self.0.split(' ').next().unwrap_or_default()
+    }
+
+    pub fn is_noscript(&self) -> bool {
+        self.code() == "NOSCRIPT"
+    }
+}
+
 /// The answer to one command on the hot path: done, or the server's error reply.
 pub(super) type Reply = Result<(), ServerError>;
 
-/// The connection that carries publishes: the hand-written one (socket I/O in the link's own task),
-/// or the session's command connection (redis-rs; always on a Cluster).
-pub(super) enum Publisher {
-    Raw(RawConnection),
-    Shared,
+impl Commands {
+    /// Sends every command as one pipeline and returns one reply per command; only a transport
+    /// failure or a timeout fails the whole batch.
+    pub(super) async fn send(&mut self, commands: &[Vec<&[u8]>]) -> Result<Vec<Reply>, SendError> {
+        let mut pipe = redis::pipe();
+        for args in commands {
+            let mut command = redis::Cmd::new();
+            for arg in args {
+                command.arg(*arg);
+            }
+            pipe.add_command(command);
+        }
+        pipe.ignore_errors();
+        let results: Vec<redis::RedisResult<Value>> = pipe.query_async(self).await?;
+        results
+            .into_iter()
+            .map(|r| match r {
+                Ok(_) => Ok(Ok(())),
+                Err(e) => match e.code() {
+                    Some(code) => Ok(Err(ServerError::new(format!("{code} {}", e.detail().unwrap_or_default())))),
+                    None => Err(SendError::from(e)),
+                },
+            })
+            .collect()
+    }
 }
 
-impl Publisher {
-    /// Sends every command in one write (one pipeline) and returns one reply per command.
-    pub(super) async fn send(&mut self, cmd: &mut Commands, commands: &[Vec<&[u8]>]) -> Result<Vec<Reply>, SendError> {
-        match self {
-            Self::Raw(raw) => {
-                for args in commands {
-                    raw.append(args);
-                }
-                raw.flush().await?;
-                let replies = raw.read_replies(commands.len()).await?;
-                Ok(replies.into_iter().map(|r| r.map(drop)).collect())
-            }
-            Self::Shared => {
-                let mut pipe = redis::pipe();
-                for args in commands {
-                    let mut command = redis::Cmd::new();
-                    for arg in args {
-                        command.arg(*arg);
-                    }
-                    pipe.add_command(command);
-                }
-                pipe.ignore_errors();
-                let results: Vec<redis::RedisResult<Value>> = pipe.query_async(cmd).await?;
-                results
-                    .into_iter()
-                    .map(|r| match r {
-                        Ok(_) => Ok(Ok(())),
-                        Err(e) => match e.code() {
-                            Some(code) => {
-                                Ok(Err(ServerError::new(format!("{code} {}", e.detail().unwrap_or_default()))))
-                            }
-                            None => Err(SendError::from(e)),
-                        },
-                    })
-                    .collect()
-            }
-        }
-    }
+/// A message on a subscribed channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubSubMessage {
+    pub channel: Bytes,
+    pub payload: Bytes,
 }
 
 type MessageStream = Pin<Box<dyn Stream<Item = redis::Msg> + Send>>;
 
-/// A subscription on one server, through either client.
-pub(super) enum Subscriber {
-    Raw(RawSubscriber),
-    RedisRs(MessageStream),
-}
+/// A subscription on one server.
+pub(super) struct Subscriber(MessageStream);
 
 impl Subscriber {
-    /// Waits for at least one message, then takes every message already received, up to `max`.
+    /// Waits for at least one message, then takes every message already received, up to `max`, so
+    /// a burst is applied as one batch.
     pub(super) async fn next_batch(&mut self, out: &mut Vec<PubSubMessage>, max: usize) -> Result<(), SessionError> {
-        match self {
-            Self::Raw(raw) => raw.next_batch(out).await.map_err(|e| match e {
-                RawError::Closed => SessionError::SubscriptionClosed,
-                e => SessionError::Connect(e.to_string()),
-            }),
-            Self::RedisRs(stream) => {
-                let first = stream.next().await.ok_or(SessionError::SubscriptionClosed)?;
-                out.push(message(&first));
-                while out.len() < max {
-                    match futures_util::FutureExt::now_or_never(stream.next()) {
-                        Some(Some(m)) => out.push(message(&m)),
-                        Some(None) | None => break,
-                    }
-                }
-                Ok(())
+        let first = self.0.next().await.ok_or(SessionError::SubscriptionClosed)?;
+        out.push(message(&first));
+        while out.len() < max {
+            match futures_util::FutureExt::now_or_never(self.0.next()) {
+                Some(Some(m)) => out.push(message(&m)),
+                Some(None) | None => break,
             }
         }
+        Ok(())
     }
 }
 
@@ -240,7 +226,6 @@ pub(super) struct Backend {
     url: String,
     topology: RedisTopology,
     tls: Arc<TlsMaterial>,
-    pub(super) client: ClientKind,
     sentinel: Option<SentinelClient>,
     /// Turns through the cluster's healthy nodes, so a rebuilt session subscribes somewhere else.
     turn: usize,
@@ -250,8 +235,8 @@ pub(super) struct Backend {
 }
 
 impl Backend {
-    pub(super) fn new(url: &str, topology: RedisTopology, tls: Arc<TlsMaterial>, client: ClientKind) -> Backend {
-        Backend { url: url.to_owned(), topology, tls, client, sentinel: None, turn: 0, known: Vec::new() }
+    pub(super) fn new(url: &str, topology: RedisTopology, tls: Arc<TlsMaterial>) -> Backend {
+        Backend { url: url.to_owned(), topology, tls, sentinel: None, turn: 0, known: Vec::new() }
     }
 
     pub(super) fn topology(&self) -> &RedisTopology {
@@ -425,49 +410,26 @@ impl Backend {
         Ok(Endpoints { cmd, node, describe: format!("cluster, subscribed on {addr}"), failover: None })
     }
 
-    /// The publishing connection for a session: the hand-written client to one server, or the
-    /// command connection itself.
-    pub(super) async fn publisher(&self, node: &str) -> Result<Publisher, SessionError> {
-        match (&self.topology, self.client) {
-            (RedisTopology::Cluster { .. }, _) | (_, ClientKind::RedisRs) => Ok(Publisher::Shared),
-            (_, ClientKind::Raw) => Ok(Publisher::Raw(self.raw(node).await?)),
+    /// A fresh command connection to the same server after a transport failure (a Cluster's
+    /// connection reconnects by itself).
+    pub(super) async fn reconnect(&self, cmd: &mut Commands, node: &str) -> Result<(), SessionError> {
+        if let Commands::Single(_) = cmd {
+            *cmd = Commands::Single(self.single(node).await?);
         }
-    }
-
-    /// A fresh hand-written connection to `node` with the link's timeouts.
-    pub(super) async fn raw(&self, node: &str) -> Result<RawConnection, SessionError> {
-        let mut connection = RawConnection::connect_with(node, CONNECT_TIMEOUT, &self.tls)
-            .await
-            .map_err(|e| SessionError::Connect(format!("{e:#}")))?;
-        connection.set_timeout(RESPONSE_TIMEOUT);
-        Ok(connection)
+        Ok(())
     }
 
     /// Subscribes to `channels` on `node`, confirmed by the server before this returns.
     pub(super) async fn subscribe(&self, node: &str, channels: &[String]) -> Result<Subscriber, SessionError> {
-        match self.client {
-            ClientKind::Raw => {
-                let names: Vec<&[u8]> = channels.iter().map(String::as_bytes).collect();
-                let subscriber = self
-                    .raw(node)
-                    .await?
-                    .subscribe(&names)
-                    .await
-                    .map_err(|e| SessionError::Connect(format!("subscribe: {e}")))?;
-                Ok(Subscriber::Raw(subscriber))
-            }
-            ClientKind::RedisRs => {
-                let client = self.tls.client(node)?;
-                let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
-                    .await
-                    .map_err(|_| SessionError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-                    .map_err(|e| SessionError::Connect(e.to_string()))?;
-                tokio::time::timeout(RESPONSE_TIMEOUT, pubsub.subscribe(channels))
-                    .await
-                    .map_err(|_| SessionError::Connect("subscribe: no confirmation in time".into()))??;
-                Ok(Subscriber::RedisRs(Box::pin(pubsub.into_on_message())))
-            }
-        }
+        let client = self.tls.client(node)?;
+        let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+            .await
+            .map_err(|_| SessionError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| SessionError::Connect(e.to_string()))?;
+        tokio::time::timeout(RESPONSE_TIMEOUT, pubsub.subscribe(channels))
+            .await
+            .map_err(|_| SessionError::Connect("subscribe: no confirmation in time".into()))??;
+        Ok(Subscriber(Box::pin(pubsub.into_on_message())))
     }
 }
 

@@ -80,10 +80,9 @@ impl RedisLink {
         }
     }
 
-    /// A command and publishing connection only (no subscription), for the final flush.
+    /// A command connection only (no subscription), for the final flush.
     async fn connect_for_flush(&mut self) -> Result<Session, SessionError> {
         let Endpoints { cmd, node, .. } = self.backend.open(&self.names.state()).await?;
-        let publisher = self.backend.publisher(&node).await?;
-        Ok(Session::unsubscribed(cmd, publisher, node))
+        Ok(Session::unsubscribed(cmd, node))
     }
 }

@@ -9,7 +9,6 @@
 mod backend;
 pub mod history;
 pub mod presence;
-pub mod raw;
 pub mod tls;
 pub mod wire;
 
@@ -22,7 +21,7 @@ mod session;
 mod side;
 
 pub use backend::SessionError;
-use backend::{Backend, Commands, Endpoints, FailoverWatch, Publisher, Reply, SendError, Subscriber};
+use backend::{Backend, Commands, Endpoints, FailoverWatch, PubSubMessage, Reply, SendError, ServerError, Subscriber};
 pub use counters::{ImpostorSeen, LinkCounters};
 use publishing::Prepared;
 use reader::{Control, Reader};
@@ -46,7 +45,6 @@ use crate::coord::{CoordHandle, wall_ms_now};
 use crate::state::Event;
 use crate::stats::{LinkStatus, LogThrottle, Stats, Tally};
 use presence::{Claim, ClaimError, ClaimOutcome, Claims, ClusterPresence, DuplicateInstance, OwnEchoes};
-use raw::{PubSubMessage, ServerError};
 use wire::{Admission, DropReason, Incoming, Origin, Signer};
 
 /// The atomic publish step: writes the register only if newer, appends to the history stream,
@@ -104,19 +102,6 @@ pub struct LinkSettings {
     pub topology: RedisTopology,
     /// CA and client certificate for `rediss://`.
     pub tls: Arc<TlsMaterial>,
-    /// Which client carries the hot path (publish and subscribe) on one server; the bench compares them.
-    pub client: ClientKind,
-}
-
-/// The client on the hot path to one server (standalone, or the master Sentinel names). A Cluster
-/// always goes through redis-rs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ClientKind {
-    /// The hand-written RESP2 connection (`raw`): socket I/O in the link's own task.
-    #[default]
-    Raw,
-    /// redis-rs's multiplexed connection and async pub/sub.
-    RedisRs,
 }
 
 impl std::fmt::Debug for LinkSettings {
@@ -220,6 +205,8 @@ pub struct RedisLink {
     dead_letters: VecDeque<DeadLetter>,
     /// Values from older bots (no `hlc`) to write into the state hash, newest per register.
     legacy: BTreeMap<String, Event>,
+    /// The last write-back (anti-entropy) failed; it is retried on the heartbeat.
+    reseed_pending: bool,
     faults: SideFaults,
     /// This session's subscription has been proven by a probe.
     verified: bool,
@@ -260,7 +247,7 @@ impl RedisLink {
         RedisLink {
             names: Names::new(&settings.key_prefix, instance),
             signer: settings.signing_key.as_deref().map(Signer::new),
-            backend: Backend::new(&settings.url, settings.topology.clone(), settings.tls.clone(), settings.client),
+            backend: Backend::new(&settings.url, settings.topology.clone(), settings.tls.clone()),
             settings,
             instance: instance.to_owned(),
             catalog,
@@ -280,6 +267,7 @@ impl RedisLink {
             unpersisted: BTreeMap::new(),
             dead_letters: VecDeque::new(),
             legacy: BTreeMap::new(),
+            reseed_pending: false,
             faults: SideFaults::default(),
             verified: false,
             session_slot: history::SessionSlot::default(),

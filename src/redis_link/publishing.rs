@@ -1,4 +1,4 @@
-//! Publishing: the atomic publish script per event, pipelined on the raw connection, the plain
+//! Publishing: the atomic publish script per event, pipelined on the session's connection, the plain
 //! `PUBLISH` fallback when Redis refuses writes, and the late writing of what it did not store. Part
 //! of `redis_link`, split out for size; it shares the parent's imports and knows what the parent knows.
 
@@ -77,7 +77,7 @@ impl RedisLink {
     }
 
     /// Events in one pipeline, each atomically: register (only if newer), history entry, publish.
-    /// Written by this task straight to the publishing connection. Retries 100 → 200 → 400 ms, with a
+    /// One pipeline on the session's command connection. Retries 100 → 200 → 400 ms, with a
     /// fresh connection after a transport failure; re-publishing is harmless (registers are
     /// only-if-newer).
     ///
@@ -119,9 +119,9 @@ impl RedisLink {
             let replies = match Self::send_commands(session, shared, &todo, true).await {
                 Ok(replies) => replies,
                 Err(e) => {
-                    debug!(attempt, error = %e, "publish attempt failed; reconnecting the publisher");
+                    debug!(attempt, error = %e, "publish attempt failed; reconnecting");
                     last_error = e.to_string();
-                    if let Err(e) = self.fresh_publisher(session).await {
+                    if let Err(e) = self.backend.reconnect(&mut session.cmd, &session.node).await {
                         last_error = e.to_string();
                     }
                     continue;
@@ -163,15 +163,6 @@ impl RedisLink {
         Err(SessionError::Publish(last_error))
     }
 
-    /// A new hand-written publishing connection after a transport failure (the shared one
-    /// reconnects by itself).
-    async fn fresh_publisher(&self, session: &mut Session) -> Result<(), SessionError> {
-        if let Publisher::Raw(_) = session.publisher {
-            session.publisher = self.backend.publisher(&session.node).await?;
-        }
-        Ok(())
-    }
-
     /// The fallback for events whose script Redis refused: a plain `PUBLISH` of each envelope (and
     /// its audit copy), which reaches every instance; the register waits in `unpersisted`.
     pub(super) async fn publish_unpersisted(
@@ -189,8 +180,8 @@ impl RedisLink {
             }
         }
         let replies = session
-            .publisher
-            .send(&mut session.cmd, &commands)
+            .cmd
+            .send(&commands)
             .await
             .map_err(|e| SessionError::Publish(format!("plain publish failed: {e}")))?;
         if let Some(e) = replies.into_iter().find_map(Result::err) {
@@ -261,9 +252,9 @@ impl RedisLink {
                     }
                 }
                 Err(e) => {
-                    // The next publish would find this too; a fresh publisher keeps the session serving.
-                    debug!(error = %e, "writing kept registers failed; reconnecting the publisher");
-                    let _ = self.fresh_publisher(session).await;
+                    // The next publish would find this too; a fresh connection keeps the session serving.
+                    debug!(error = %e, "writing kept registers failed; reconnecting");
+                    let _ = self.backend.reconnect(&mut session.cmd, &session.node).await;
                     fault =
                         Some(if matches!(e, SendError::Timeout) { SideFault::Timeout } else { SideFault::Transport });
                     break;
@@ -311,6 +302,6 @@ impl RedisLink {
                 p.audit.as_bytes(),
             ]);
         }
-        session.publisher.send(&mut session.cmd, &all).await
+        session.cmd.send(&all).await
     }
 }

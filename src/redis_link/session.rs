@@ -10,12 +10,11 @@ pub(super) const SEED_SCRIPT: &str = include_str!("seed.lua");
 /// Registers per seed-script call: one call stays well under a millisecond of server time.
 const SEED_BATCH: usize = 128;
 
-/// One live session: the command connection, the publishing connection (owned by the link task, so
-/// no hand-off to a driver task on the way to Redis), and the subscription's bounded control queue.
+/// One live session: the command connection (publishing included) and the subscription's bounded
+/// control queue.
 pub(super) struct Session {
     pub(super) cmd: Commands,
-    pub(super) publisher: Publisher,
-    /// The server subscribed on (and, off a Cluster, published on).
+    /// The server subscribed on (and, off a Cluster, the one commands go to).
     pub(super) node: String,
     pub(super) messages: mpsc::Receiver<Control>,
     pub(super) reader: JoinHandle<()>,
@@ -34,11 +33,10 @@ impl Drop for Session {
 
 impl Session {
     /// A session with no subscription (the final flush at shutdown).
-    pub(super) fn unsubscribed(cmd: Commands, publisher: Publisher, node: String) -> Session {
+    pub(super) fn unsubscribed(cmd: Commands, node: String) -> Session {
         let (_tx, messages) = mpsc::channel(1);
         Session {
             cmd,
-            publisher,
             node,
             messages,
             reader: tokio::spawn(async {}),
@@ -65,7 +63,6 @@ impl RedisLink {
             self.status.send_replace(LinkStatus::Connecting);
         }
         let Endpoints { cmd, node, describe, failover } = self.backend.open(&self.names.state()).await?;
-        let publisher = self.backend.publisher(&node).await?;
         let mut channels = vec![self.names.probe_channel(), self.names.command_channel()];
         if self.settings.subscribe {
             channels.extend(self.names.event_channels());
@@ -91,7 +88,7 @@ impl RedisLink {
             control,
         };
         let reader = tokio::spawn(reader.run(subscriber));
-        let mut session = Session { cmd, publisher, node, messages, reader, gap, failover, epoch: None };
+        let mut session = Session { cmd, node, messages, reader, gap, failover, epoch: None };
         self.script.prepare_invoke().load_async(&mut session.cmd).await?;
         session.epoch = self.mark_epoch(&mut session).await;
         // Subscribed first, then the snapshot: anything published in between arrives twice at worst,
@@ -186,9 +183,23 @@ impl RedisLink {
         }
         let state = self.coord.snapshot().ok_or(SessionError::Stopped)?;
         let events = state.registers();
-        let written = self.write_registers(&mut session.cmd, &events).await?;
-        if written > 0 {
-            info!(registers = written, held = events.len(), "re-seeded the state hash with registers it lacked");
+        match self.write_registers(&mut session.cmd, &events).await {
+            Ok(written) => {
+                self.reseed_pending = false;
+                if written > 0 {
+                    info!(
+                        registers = written,
+                        held = events.len(),
+                        "re-seeded the state hash with registers it lacked"
+                    );
+                }
+            }
+            // Redis refusing writes (a replica, OOM) is no reason to stop serving: like any write
+            // beside the hot path it is counted, shown, and retried on the next heartbeat.
+            Err(e) => {
+                self.reseed_pending = true;
+                self.side_failed(SideWrite::Registers, SideFault::of(&e));
+            }
         }
         Ok(())
     }

@@ -113,6 +113,10 @@ impl RedisLink {
     pub(super) async fn side_writes(&mut self, session: &mut Session) {
         self.write_dead_letters(&mut session.cmd).await;
         self.persist(session).await;
+        if self.reseed_pending {
+            // After `persist`, which clears the registers' fault when it has nothing to write.
+            let _ = self.reseed(session).await;
+        }
         self.show_status();
     }
 

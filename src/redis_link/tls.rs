@@ -9,11 +9,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::RedisTlsFiles;
 
@@ -159,35 +158,6 @@ impl TlsMaterial {
         if sentinels_use_tls { builder.set_client_to_sentinel_certificates(self.certificates()) } else { builder }
     }
 
-    /// The rustls configuration for the raw connection to a `rediss://` server: `REDIS_TLS_CA`'s roots,
-    /// else the system's; the client certificate when set; with `insecure` (`#insecure` in the URL)
-    /// no certificate or hostname checks and no SNI, as redis-rs does.
-    pub fn rustls_config(&self, insecure: bool) -> anyhow::Result<Arc<ClientConfig>> {
-        let provider = provider();
-        let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
-        let roots = match self.ca {
-            // Nothing is checked against them: no need to read the system's store (there may be none).
-            _ if insecure => RootCertStore::empty(),
-            Some(_) => self.roots().map_err(|problem| anyhow::anyhow!("REDIS_TLS_CA {problem}"))?,
-            None => system_roots()?,
-        };
-        let builder = builder.with_root_certificates(roots);
-        let mut config = match self.identity().map_err(|(variable, problem)| anyhow::anyhow!("{variable} {problem}"))? {
-            Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
-            None => builder.with_no_client_auth(),
-        };
-        if insecure {
-            config.enable_sni = false;
-            config.dangerous().set_certificate_verifier(Arc::new(NoVerification(provider)));
-        }
-        Ok(Arc::new(config))
-    }
-
-    /// A connector for [`rustls_config`](Self::rustls_config).
-    pub fn connector(&self, insecure: bool) -> anyhow::Result<tokio_rustls::TlsConnector> {
-        Ok(tokio_rustls::TlsConnector::from(self.rustls_config(insecure)?))
-    }
-
     /// `REDIS_TLS_CA`'s certificates as trust anchors (at least one).
     fn roots(&self) -> Result<RootCertStore, String> {
         let mut roots = RootCertStore::empty();
@@ -228,62 +198,9 @@ fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-/// The system's trust store, as redis-rs loads it (rustls-native-certs). Unreadable entries are
-/// skipped as long as some certificate loads.
-fn system_roots() -> anyhow::Result<RootCertStore> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-    if added == 0
-        && let Some(error) = found.errors.into_iter().next()
-    {
-        return Err(anyhow::Error::from(error).context("loading the system's TLS roots"));
-    }
-    Ok(roots)
-}
-
 /// An error's text on one line, for start-up messages.
 fn one_line(e: &dyn std::fmt::Display) -> String {
     e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `#insecure`: accepts any certificate for any name, but still checks the handshake's signatures.
-#[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
@@ -311,7 +228,6 @@ mod tests {
         let material = TlsMaterial::read(&RedisTlsFiles::default()).expect("no files");
         assert!(!material.is_set());
         assert!(material.client("redis://127.0.0.1:1").is_ok());
-        assert!(material.rustls_config(true).is_ok(), "insecure needs no roots");
     }
 
     #[test]

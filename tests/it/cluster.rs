@@ -136,7 +136,7 @@ async fn an_older_bots_raw_event_is_applied_routed_to_osc_and_marked_remote() {
     // Our own events coming back are ignored, not applied twice.
     app.viewer("me", "doorway#1.gain: 3");
     eventually("own event echoed and ignored", Duration::from_secs(5), || async {
-        app.stat("redis_own_ignored").await >= 1
+        app.stat("redis_own_ignored").await >= 2 && app.stat("redis_received_parameter_update").await >= 2
     })
     .await;
     assert!(app.stat("redis_published_parameter_update").await >= 1);

@@ -1,15 +1,12 @@
 //! Redis that outlives its own failures: the state hash re-seeded by the instances that survive
-//! (anti-entropy), data loss noticed under a live session, older bots' values kept, and the
-//! redis-rs client on the hot path.
+//! (anti-entropy), data loss noticed under a live session, older bots' values kept, the least-privilege
+//! ACL user, and failovers on Sentinel and Cluster.
 
 use std::time::Duration;
 
-use cvbot::Extras;
-use cvbot::redis_link::ClientKind;
 use redis::AsyncCommands;
 
 use crate::cluster::{connected, converged, eventually, instance, instance_with, shared_view};
-use crate::helpers::{TestApp, cv};
 use crate::redis_server::RedisServer;
 
 async fn hget(redis: &RedisServer, field: &str) -> Option<String> {
@@ -37,8 +34,8 @@ async fn after_an_empty_restart_a_late_joiner_is_byte_identical_to_the_survivors
     })
     .await;
     a.viewer("viewer2", "doorway#1.gain: 40");
+    let reseeded = a.stat("redis_reseeded").await + b.stat("redis_reseeded").await;
     redis.restart().await;
-    assert_eq!(hget(&redis, "r:es9out#1").await, None, "Redis came back empty");
     connected(&[&a, &b]).await;
     eventually("the survivors agree again, the outage's command included", Duration::from_secs(15), || async {
         converged(&[&a, &b]).await && b.state().await["parameters"]["doorway#1.gain"]["value"] == 40
@@ -48,7 +45,7 @@ async fn after_an_empty_restart_a_late_joiner_is_byte_identical_to_the_survivors
         hget(&redis, "r:es9out#1").await.is_some() && hget(&redis, "p:doorway#1.threshold").await.is_some()
     })
     .await;
-    assert!(a.stat("redis_reseeded").await + b.stat("redis_reseeded").await >= 2);
+    assert!(a.stat("redis_reseeded").await + b.stat("redis_reseeded").await >= reseeded + 2, "written back, not kept");
 
     let c = instance("bot-c", &redis.url()).await;
     connected(&[&c]).await;
@@ -106,42 +103,6 @@ async fn an_older_bots_value_is_written_into_the_hash_and_survives_every_cvbot_r
     assert_eq!(p["value"], 77, "{p}");
     assert_eq!(p["user"], "oldtimer");
     assert_eq!(p["source_instance"], "js-bot");
-}
-
-/// redis-rs's multiplexed connection and pub/sub carry the hot path as well as the hand-written client.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_redis_rs_client_commands_cross_and_the_link_recovers_from_an_outage() {
-    let mut redis = RedisServer::start().await;
-    let url = redis.url();
-    let spawn = |id: &'static str| {
-        let url = url.clone();
-        async move {
-            let vars = [
-                ("INSTANCE_ID", id),
-                ("REDIS_URL", url.as_str()),
-                ("ENABLE_REDIS_EVENTS", "true"),
-                ("RATE_LIMIT_MS", "0"),
-            ];
-            let extras = Extras { redis_client: Some(ClientKind::RedisRs), ..Extras::default() };
-            TestApp::spawn_full(tempfile::tempdir().expect("tempdir"), &vars, extras).await
-        }
-    };
-    let (a, b) = (spawn("bot-a").await, spawn("bot-b").await);
-    connected(&[&a, &b]).await;
-    a.op("!admin es9out#3 → doorway#1.threshold");
-    b.osc.recv_addr("/routing").await;
-    a.viewer("viewer", "doorway#1.threshold: 127");
-    assert_eq!(b.osc.recv_addr("/cv").await, cv("es9out#3", 1.0, "doorway", 1, "threshold", 127));
-
-    redis.kill();
-    a.viewer("viewer", "doorway#1.threshold: 0");
-    redis.restart().await;
-    connected(&[&a, &b]).await;
-    eventually("the outage's command crossed", Duration::from_secs(15), || async {
-        b.state().await["parameters"]["doorway#1.threshold"]["value"] == 0
-    })
-    .await;
-    assert!(converged(&[&a, &b]).await);
 }
 
 /// The least-privilege user README's "High availability" section gives (keys under `{cv}`, channels

@@ -15,7 +15,6 @@ mod lifecycle;
 mod limits;
 mod overlay;
 mod pipeline;
-mod raw_redis;
 mod redis_faults;
 mod redis_server;
 mod redis_tls;

@@ -12,12 +12,11 @@ use cvbot_fuzz::targets;
 type Target = fn(&[u8]);
 
 /// Each target with its dictionary.
-const TARGETS: [(&str, Target, &str); 5] = [
+const TARGETS: [(&str, Target, &str); 4] = [
     ("chat", targets::chat, "chat.dict"),
     ("envelope", targets::envelope, "json.dict"),
     ("routes", targets::routes, "json.dict"),
     ("catalog", targets::catalog, "json.dict"),
-    ("resp", targets::resp, "resp.dict"),
 ];
 
 /// Mutated inputs per target when no count is given: a few seconds in all, even unoptimised.
