@@ -3,8 +3,9 @@
 //!
 //! The only module that knows Redis, channel and key names and the wire format ([`wire`]). It never
 //! touches State: local events arrive from the coordinator's outbox, remote events go to
-//! [`CoordHandle::apply_remote`]. Recovery protocol (see ARCHITECTURE.md): subscribe, load the state
-//! hash and merge, flush the outbox, then probe our own channel to prove the subscription hears.
+//! [`CoordHandle::apply_remote`]. Recovery protocol (see ARCHITECTURE.md): find the server(s) for the
+//! deployment shape ([`backend`]), subscribe, load the state hash and merge, write back what it lacks,
+//! flush the outbox, then probe our own channel to prove the subscription hears.
 
 mod backend;
 pub mod history;
