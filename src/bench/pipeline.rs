@@ -168,20 +168,25 @@ async fn match_cv(
     while samples.len() < n {
         let Ok(Ok(len)) = tokio::time::timeout(Duration::from_secs(3), receiver.recv(&mut buf)).await else { break };
         let got = Instant::now();
-        let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) else { continue };
-        if m.addr != "/cv" {
-            continue;
-        }
-        let (Some(OscType::String(output)), Some(OscType::Int(value))) = (m.args.first(), m.args.get(5)) else {
-            continue;
-        };
-        let (Some(&i), Ok(value)) = (index.get(output), u8::try_from(*value)) else { continue };
+        let Some((i, value)) = routed_cv(&buf[..len], &index) else { continue };
         let started = sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(i, value));
         if let Some(started) = started {
             samples.push(got.duration_since(started));
         }
     }
     (samples, receiver)
+}
+
+/// A `/cv` datagram's route (its position in the index) and value; `None` for anything else.
+fn routed_cv(datagram: &[u8], index: &HashMap<String, usize>) -> Option<(usize, u8)> {
+    let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(datagram) else { return None };
+    if m.addr != "/cv" {
+        return None;
+    }
+    let (Some(OscType::String(output)), Some(OscType::Int(value))) = (m.args.first(), m.args.get(5)) else {
+        return None;
+    };
+    Some((*index.get(output)?, u8::try_from(*value).ok()?))
 }
 
 /// Output name → its position in `routes`.
@@ -337,14 +342,7 @@ pub async fn first_through(
         let wait = deadline.saturating_duration_since(Instant::now());
         let Ok(Ok(len)) = tokio::time::timeout(wait, receiver.recv(&mut buf)).await else { break None };
         let got = Instant::now();
-        let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) else { continue };
-        if m.addr != "/cv" {
-            continue;
-        }
-        let (Some(OscType::String(output)), Some(OscType::Int(value))) = (m.args.first(), m.args.get(5)) else {
-            continue;
-        };
-        let (Some(&i), Ok(value)) = (index.get(output), u8::try_from(*value)) else { continue };
+        let Some((i, value)) = routed_cv(&buf[..len], &index) else { continue };
         let typed_at = sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&(i, value)).copied();
         if let Some(typed_at) = typed_at {
             break Some(FirstThrough {

@@ -7,7 +7,23 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use crate::cluster::{connected, converged, eventually, instance, instance_with, shared_view};
+use crate::helpers::TestApp;
 use crate::redis_server::RedisServer;
+
+/// A viewer on `a` keeps typing new values of `variable` (after `from`) until one reaches `b`.
+async fn crosses_again(a: &TestApp, b: &TestApp, variable: &str, from: u8, within: Duration) {
+    let mut value = from;
+    eventually("a command crosses again", within, || {
+        value += 1;
+        a.viewer("viewer", &format!("{variable}: {value}"));
+        let expected = value;
+        async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            b.state().await["parameters"][variable]["value"] == expected
+        }
+    })
+    .await;
+}
 
 async fn hget(redis: &RedisServer, field: &str) -> Option<String> {
     let mut conn = redis.conn().await;
@@ -167,18 +183,7 @@ async fn sentinel_failover_a_killed_master_loses_nothing_and_commands_cross_with
     let (new, after_kill) = set.wait_for_promotion(&old, Duration::from_secs(15)).await.expect("promotion");
     let promoted = std::time::Instant::now();
     eprintln!("sentinel promotion {after_kill:?} after the kill: {old} → {new}");
-    let mut value = 20;
-    eventually("a command crosses through the new master", Duration::from_secs(10), || {
-        value += 1;
-        a.viewer("viewer", &format!("doorway#1.threshold: {value}"));
-        let expected = value;
-        let b = &b;
-        async move {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            b.state().await["parameters"]["doorway#1.threshold"]["value"] == expected
-        }
-    })
-    .await;
+    crosses_again(&a, &b, "doorway#1.threshold", 20, Duration::from_secs(10)).await;
     eprintln!("sentinel: a command crossed {:?} after the promotion", promoted.elapsed());
     eventually("byte-identical, the outage's command included", Duration::from_secs(10), || async {
         converged(&[&a, &b]).await && b.state().await["parameters"]["doorway#1.gain"]["value"] == 55
@@ -241,18 +246,7 @@ async fn cluster_instances_on_different_nodes_converge_hear_older_bots_anywhere_
     let (new, after_kill) = set.wait_for_failover(&old, slot, Duration::from_secs(20)).await.expect("failover");
     let failed_over = std::time::Instant::now();
     eprintln!("cluster failover {after_kill:?} after the kill: {old} → {new}");
-    let mut value = 0;
-    eventually("a command crosses after the failover", Duration::from_secs(15), || {
-        value += 1;
-        a.viewer("viewer", &format!("doorway#1.gain: {value}"));
-        let expected = value;
-        let b = &b;
-        async move {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            b.state().await["parameters"]["doorway#1.gain"]["value"] == expected
-        }
-    })
-    .await;
+    crosses_again(&a, &b, "doorway#1.gain", 0, Duration::from_secs(15)).await;
     eprintln!("cluster: a command crossed {:?} after the failover", failed_over.elapsed());
     eventually("byte-identical, the outage's command included", Duration::from_secs(10), || async {
         converged(&[&a, &b]).await && b.state().await["parameters"]["doorway#1.threshold"]["value"] == 33

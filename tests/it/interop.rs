@@ -30,17 +30,6 @@ async fn routes(app: &TestApp) -> Value {
     app.state().await["routes"].clone()
 }
 
-/// Every reason in the dead-letter stream, oldest first.
-async fn dead_letters(redis: &RedisServer) -> Vec<String> {
-    let mut conn = redis.conn().await;
-    let entries: Vec<(String, Vec<(String, String)>)> =
-        redis::cmd("XRANGE").arg("{cv}:dlq").arg("-").arg("+").query_async(&mut conn).await.expect("xrange");
-    entries
-        .into_iter()
-        .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "reason").map(|(_, v)| v))
-        .collect()
-}
-
 async fn connected_instance(redis: &RedisServer) -> TestApp {
     let app = instance("bot-a", &redis.url()).await;
     connected(&[&app]).await;
@@ -67,7 +56,7 @@ async fn an_older_bots_overlay_shaped_route_and_removal_change_state_and_osc() {
     publish_routing(&redis, &json!({"type": "routing_update", "output": "es9out#3", "action": "remove"})).await;
     assert_eq!(app.osc.recv_addr("/routing").await, routing(&["remove", "es9out#3"]));
     assert_eq!(routes(&app).await, json!({"es9out#8": "angles#1.inputJack#1"}));
-    assert!(dead_letters(&redis).await.is_empty());
+    assert!(redis.dead_letters().await.is_empty());
     assert_eq!(app.stat("redis_dropped_malformed").await, 0);
 }
 
@@ -95,7 +84,7 @@ async fn an_older_bots_routing_map_routes_its_output_everywhere_the_route_goes()
     publish_routing(&redis, &json!({"es9out#3": "angles#1.INPUTJACK#2"})).await;
     assert_eq!(app.osc.recv_addr("/routing").await, routing(&["add", "es9out#3", "angles#1.inputJack#2"]));
     assert_eq!(routes(&app).await, json!({"es9out#3": "angles#1.inputJack#2"}));
-    assert!(dead_letters(&redis).await.is_empty());
+    assert!(redis.dead_letters().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +146,7 @@ async fn unknown_actions_and_hostile_routing_data_are_dead_lettered_by_reason_an
     }
     let expected: Vec<&str> = cases.iter().map(|(_, reason)| *reason).collect();
     eventually("every hostile event dead-lettered with its reason", WAIT, || async {
-        dead_letters(&redis).await == expected
+        redis.dead_letters().await == expected
     })
     .await;
     assert_eq!(app.stat("redis_dropped_unknown_action").await, 2);

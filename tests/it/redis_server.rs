@@ -232,6 +232,17 @@ impl RedisServer {
             .expect("used_memory in INFO")
     }
 
+    /// Every reason in the dead-letter stream, oldest first.
+    pub async fn dead_letters(&self) -> Vec<String> {
+        let mut conn = self.conn().await;
+        let entries: Vec<(String, Vec<(String, String)>)> =
+            redis::cmd("XRANGE").arg("{cv}:dlq").arg("-").arg("+").query_async(&mut conn).await.expect("xrange");
+        entries
+            .into_iter()
+            .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "reason").map(|(_, v)| v))
+            .collect()
+    }
+
     pub async fn publish(&self, channel: &str, payload: &str) -> u64 {
         let mut conn = self.conn().await;
         redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut conn).await.expect("publish")

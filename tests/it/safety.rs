@@ -15,17 +15,6 @@ use cvbot::coord::{Outcome, Refusal, Unchanged, wall_ms_now};
 use cvbot::redis_link::wire::{self, InstanceCommand, Signer};
 use cvbot::state::{Event, EventKind, Hlc, Stamp};
 
-/// Every reason in the dead-letter stream, oldest first.
-async fn dead_letters(redis: &RedisServer) -> Vec<String> {
-    let mut conn = redis.conn().await;
-    let entries: Vec<(String, Vec<(String, String)>)> =
-        redis::cmd("XRANGE").arg("{cv}:dlq").arg("-").arg("+").query_async(&mut conn).await.expect("xrange");
-    entries
-        .into_iter()
-        .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "reason").map(|(_, v)| v))
-        .collect()
-}
-
 /// The `/cv` voltages in `messages`, by output.
 fn voltages(messages: &[rosc::OscMessage]) -> Vec<(String, f32)> {
     messages
@@ -56,7 +45,7 @@ async fn a_hostile_route_beyond_the_output_limit_never_reaches_a_jack_the_file_o
         redis.publish("cv:routing:change", &routing_event(extra)).await;
     }
     eventually("three events dead-lettered as out_of_limit", Duration::from_secs(5), || async {
-        dead_letters(&redis).await == ["out_of_limit", "out_of_limit", "out_of_limit"]
+        redis.dead_letters().await == ["out_of_limit", "out_of_limit", "out_of_limit"]
     })
     .await;
     assert_eq!(app.stat("redis_dropped_out_of_limit").await, 3);
@@ -185,7 +174,7 @@ async fn a_far_future_register_in_the_state_hash_is_dead_lettered_and_removed_at
     let left: Option<String> =
         redis::cmd("HGET").arg("{cv}:state").arg("clear").query_async(&mut conn).await.expect("hget");
     assert_eq!(left, None, "the register no one may apply is gone, so honest clears persist again");
-    assert_eq!(dead_letters(&redis).await, ["clock_skew"]);
+    assert_eq!(redis.dead_letters().await, ["clock_skew"]);
     app.viewer("v", "doorway#1.gain: 9");
     assert_eq!(app.state().await["parameters"]["doorway#1.gain"]["value"], 9);
     assert!(matches!(app.op("!admin clear"), Outcome::Done { .. }));
@@ -335,7 +324,7 @@ async fn garbage_in_the_state_hash_costs_only_its_own_register() {
     connected(&[&app]).await;
     assert_eq!(app.state().await["parameters"]["doorway#1.gain"]["value"], 77, "the good register merged");
     assert_eq!(app.stat("redis_state_purged").await, 2);
-    let mut reasons = dead_letters(&redis).await;
+    let mut reasons = redis.dead_letters().await;
     reasons.sort();
     assert_eq!(reasons, ["malformed", "not_json"]);
     let left: u64 = redis::cmd("HLEN").arg("{cv}:state").query_async(&mut conn).await.expect("hlen");
