@@ -12,13 +12,14 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::catalog::{Catalog, Output, RouteError};
+use crate::clock::wall_ms_now;
 use crate::command::{AdminCommand, Command, ParseError};
 use crate::gate::{Denial, Gate, Sender};
 use crate::osc::OscStage;
@@ -455,11 +456,6 @@ fn admin_confirmation(kind: &EventKind) -> Option<String> {
         EventKind::Route { output, route: Some(r) } => format!("routed {output} → {}", r.variable),
         EventKind::Route { output, route: None } => format!("removed route {output}"),
     })
-}
-
-/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn wall_ms_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

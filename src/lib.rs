@@ -30,13 +30,14 @@
 //! * [`http`]: warp routes: overlay and admin pages, SSE (`/events`) through the overlay hub, the JSON
 //!   API and `/metrics`; writes become commands for the coordinator.
 //! * [`config`]: environment to validated [`config::Config`].
-//! * [`stats`]: counters and the log throttle.
+//! * [`stats`]: counters and the log throttle; [`tally`] and [`clock`]: leaves every layer may use.
 //! * [`app`]: wiring and supervision: [`app::start`], [`app::run`].
 
 pub mod app;
 pub mod bench;
 pub mod catalog;
 pub mod chat;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod coord;
@@ -47,6 +48,7 @@ pub mod redis_link;
 pub mod routes_file;
 pub mod state;
 pub mod stats;
+pub mod tally;
 pub mod twitch;
 
 pub use app::{Extras, Listeners, Running, run, start};

@@ -9,30 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::command::ParseError;
 use crate::gate::Denial;
-
-/// One counter per entry of a fixed key list (parse errors, drop reasons, channels), so a reason
-/// enum's `ALL` array is the only place its order is written down.
-#[derive(Debug)]
-pub struct Tally<const N: usize>([AtomicU64; N]);
-
-impl<const N: usize> Default for Tally<N> {
-    fn default() -> Self {
-        Tally(std::array::from_fn(|_| AtomicU64::new(0)))
-    }
-}
-
-impl<const N: usize> Tally<N> {
-    /// Counts one `key`; a key not in `keys` is ignored.
-    pub fn add<K: PartialEq>(&self, keys: &[K; N], key: &K) {
-        if let Some(i) = keys.iter().position(|k| k == key) {
-            self.0[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn get<K: PartialEq>(&self, keys: &[K; N], key: &K) -> u64 {
-        keys.iter().position(|k| k == key).map_or(0, |i| self.0[i].load(Ordering::Relaxed))
-    }
-}
+use crate::redis_link::counters::LinkCounters;
+pub use crate::tally::Tally;
 
 /// The Redis link's state as health and `/api/state` report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +91,7 @@ pub struct Stats {
     pub routing_saves: AtomicU64,
     pub routing_save_failures: AtomicU64,
     /// The Redis link's counters.
-    pub redis: crate::redis_link::LinkCounters,
+    pub redis: LinkCounters,
     /// Twitch messages seen twice (same message id, e.g. across a reconnect) and ignored the second time.
     pub chat_duplicates: AtomicU64,
     /// Chat replies sent (one per 500-character part).

@@ -198,7 +198,7 @@ impl ScriptArgs {
             state: format!("{channel}:state"),
             history: format!("{channel}:history"),
             channel: channel.to_owned(),
-            min_id: crate::coord::wall_ms_now().saturating_sub(3_600_000).to_string(),
+            min_id: crate::clock::wall_ms_now().saturating_sub(3_600_000).to_string(),
             padding: "x".repeat(ENVELOPE_BYTES),
         })
     }

@@ -410,7 +410,7 @@ async fn throughput(url: &str, catalog: &Catalog, n: usize) -> anyhow::Result<(T
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = child.rss_bytes();
     let variables: Vec<_> = routes.iter().filter_map(|(_, v)| catalog.parse_variable(v)).collect();
-    let base = Hlc::from_wall_ms(crate::coord::wall_ms_now());
+    let base = Hlc::from_wall_ms(crate::clock::wall_ms_now());
     let payloads: Vec<String> = (0..n)
         .map(|i| {
             #[allow(clippy::cast_possible_truncation)] // Modulo 128 fits a u8.

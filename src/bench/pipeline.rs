@@ -198,7 +198,7 @@ fn route_index(routes: &[(String, String)]) -> HashMap<String, usize> {
 pub fn raw_set_event(variable: &crate::catalog::Variable, value: u8, hlc: u64, instance: &str, seq: u64) -> String {
     let event = crate::state::Event {
         stamp: crate::state::Stamp { hlc, instance: instance.into() },
-        wall_ms: crate::coord::wall_ms_now(),
+        wall_ms: crate::clock::wall_ms_now(),
         user: "bench".into(),
         kind: crate::state::EventKind::Set { variable: variable.clone(), value },
     };
@@ -279,7 +279,7 @@ pub async fn remote_to_osc(
     let mut conn = super::redis_process::connect(url).await?;
     // Ahead of every earlier phase's stamps, so each event wins its register, yet within the
     // instance's clock-skew bound (MAX_CLOCK_SKEW_MS, 10 s by default), which refuses far-future stamps.
-    let base = crate::state::Hlc::from_wall_ms(crate::coord::wall_ms_now() + 5_000);
+    let base = crate::state::Hlc::from_wall_ms(crate::clock::wall_ms_now() + 5_000);
     let mut pacer = Pacer::new(rate);
     for seq in 0..n {
         pacer.wait().await;

@@ -126,7 +126,7 @@ pub async fn publish_events(
 ) -> anyhow::Result<()> {
     let mut conn = super::redis_process::connect(url).await?;
     let parsed: Vec<_> = variables.iter().filter_map(|v| catalog.parse_variable(v)).collect();
-    let base = Hlc::from_wall_ms(crate::coord::wall_ms_now() + 1000);
+    let base = Hlc::from_wall_ms(crate::clock::wall_ms_now() + 1000);
     let mut pacer = Pacer::new(rate);
     for i in 0..n {
         pacer.wait().await;

@@ -19,7 +19,8 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::catalog::{Output, Variable};
-use crate::coord::{CoordHandle, Observer, wall_ms_now};
+use crate::clock::wall_ms_now;
+use crate::coord::{CoordHandle, Observer};
 use crate::state::{Change, Emergency, EmergencyView, ParamView, Route, State, StateView};
 
 /// Updates kept for `Last-Event-ID` resume. A client that missed more gets a fresh snapshot instead.

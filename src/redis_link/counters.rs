@@ -1,7 +1,12 @@
-//! The link's counters, part of `Stats`. Part of `redis_link`, split out for size.
+//! The link's counters, part of `Stats`. Imports only the wire format and the leaves (`tally`,
+//! `clock`), so `stats` can hold them without importing the link.
 
-#[allow(clippy::wildcard_imports)] // A part of the parent module: it uses what the parent uses.
-use super::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::wire::{self, DropReason};
+use crate::clock::wall_ms_now;
+use crate::tally::Tally;
 
 /// Link counters, part of [`Stats`].
 #[derive(Debug, Default)]

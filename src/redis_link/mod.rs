@@ -13,8 +13,9 @@ pub mod presence;
 pub mod tls;
 pub mod wire;
 
-mod counters;
+pub mod counters;
 mod lifecycle;
+mod nodes;
 mod publishing;
 mod reader;
 mod serve;
@@ -32,7 +33,7 @@ use tls::TlsMaterial;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -41,10 +42,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::catalog::Catalog;
+use crate::clock::wall_ms_now;
 use crate::config::RedisTopology;
-use crate::coord::{CoordHandle, wall_ms_now};
+use crate::coord::CoordHandle;
 use crate::state::Event;
-use crate::stats::{LinkStatus, LogThrottle, Stats, Tally};
+use crate::stats::{LinkStatus, LogThrottle, Stats};
 use presence::{Claim, ClaimError, ClaimOutcome, Claims, ClusterPresence, DuplicateInstance, OwnEchoes};
 use wire::{Admission, DropReason, Incoming, Origin, Signer};
 

@@ -193,7 +193,7 @@ async fn outage(length: Duration) {
     // it beats the outage's stop, and within MAX_CLOCK_SKEW_MS, so it is admitted).
     let raw = format!(
         r#"{{"timestamp": {}, "type": "system_broadcast", "data": {{"action": "resume", "admin": "js", "source_instance": "js-bot"}}}}"#,
-        cvbot::coord::wall_ms_now() + 5_000
+        cvbot::clock::wall_ms_now() + 5_000
     );
     redis.publish("cv:system:broadcast", &raw).await;
     eventually("remote resume applied on both", Duration::from_secs(5), || async {
@@ -472,7 +472,7 @@ async fn a_gap_in_a_peers_sequence_triggers_a_resync() {
     let a = instance("bot-a", &redis.url()).await;
     connected(&[&a]).await;
     let resyncs_before = a.stat("redis_resyncs").await;
-    let at = cvbot::coord::wall_ms_now();
+    let at = cvbot::clock::wall_ms_now();
     for seq in [1u64, 2, 6] {
         let raw = format!(
             r#"{{"timestamp": {at}, "hlc": {}, "seq": {seq}, "type": "parameter_update", "data": {{"variable": "doorway#1.gain", "value": {seq}, "user": "z", "source_instance": "bot-z"}}}}"#,

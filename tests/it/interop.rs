@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use cvbot::coord::{Outcome, wall_ms_now};
+use cvbot::clock::wall_ms_now;
+use cvbot::coord::Outcome;
 use serde_json::{Value, json};
 
 use crate::cluster::{connected, eventually, instance};

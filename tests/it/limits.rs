@@ -14,7 +14,7 @@ use crate::cluster::connected;
 use crate::helpers::{TOKEN, TestApp, start_with_routing_file};
 use crate::redis_server::RedisServer;
 use cvbot::catalog::Catalog;
-use cvbot::coord::wall_ms_now;
+use cvbot::clock::wall_ms_now;
 
 /// Voltages a hostile or careless source might send: inside, at the edges, beyond, absurd.
 const VOLTS: [f64; 12] = [0.0, 0.25, 0.5, 1.0, -0.0, 1.0001, -0.5, 5.0, -1000.0, 1000.0, 3e38, 1e300];

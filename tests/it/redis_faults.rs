@@ -238,7 +238,7 @@ async fn a_foreign_publisher_using_our_id_is_counted_and_applied_so_instances_ag
         .await;
     assert_eq!(a.stat("redis_impostor_events").await, 0);
 
-    let now = cvbot::coord::wall_ms_now() + 1_000;
+    let now = cvbot::clock::wall_ms_now() + 1_000;
     // An older JavaScript bot with a copied .env: no seq, no hlc.
     let js = format!(
         r#"{{"timestamp": {now}, "type": "parameter_update", "data": {{"variable": "doorway#1.gain", "value": 99, "user": "js", "source_instance": "bot-a"}}}}"#

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::cluster::{connected, eventually, instance, instance_with};
 use crate::helpers::{SILENCE, TOKEN, TestApp, start_with_routing_file};
 use crate::redis_server::RedisServer;
-use cvbot::coord::{Outcome, Refusal, Unchanged, wall_ms_now};
+use cvbot::clock::wall_ms_now;
+use cvbot::coord::{Outcome, Refusal, Unchanged};
 use cvbot::redis_link::wire::{self, InstanceCommand, Signer};
 use cvbot::state::{Event, EventKind, Hlc, Stamp};
 
