@@ -320,8 +320,7 @@ impl Backend {
             .collect::<Vec<_>>();
         let settings = base.redis_settings();
         let mut builder = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)?
-            .set_client_to_redis_db(settings.db())
-            .set_client_to_sentinel_tcp_settings(redis::io::tcp::TcpSettings::default());
+            .set_client_to_redis_db(settings.db());
         if let Some(user) = settings.username() {
             builder = builder.set_client_to_redis_username(user);
         }
