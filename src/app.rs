@@ -19,13 +19,14 @@ use tracing::{error, info, warn};
 use crate::catalog::Catalog;
 use crate::chat::{Intake, run_demo, run_terminal};
 use crate::config::Config;
-use crate::coord::{Alone, CoordHandle, Coordinator, Presence};
+use crate::coord::{CoordHandle, Coordinator};
 use crate::gate::{Gate, GatePolicy};
 use crate::http::{HttpContext, Hub};
+use crate::instances::{Alone, Presence};
 use crate::osc::{Encoder, OscStage};
 use crate::redis_link::history::RedisHistory;
 use crate::redis_link::presence::ClusterPresence;
-use crate::redis_link::{LinkSettings, RedisLink};
+use crate::redis_link::{LinkCounters, LinkSettings, RedisLink};
 use crate::routes_file;
 use crate::state::State;
 use crate::stats::{LinkStatus, Stats};
@@ -190,14 +191,9 @@ pub async fn start(
     let instance: Arc<str> = config.instance_id.as_str().into();
     let sup = Supervisor { tracker: TaskTracker::new(), shutdown: shutdown.clone(), failure: Arc::default() };
     let encoder = Encoder::new(config.osc_format, catalog.clone());
-    let osc = OscStage::new(
-        listeners.osc,
-        config.osc_targets.clone(),
-        encoder,
-        stats.clone(),
-        config.output_rest_on_shutdown,
-    )?;
-    let Core { coord, redis_status, presence, redis_history } =
+    let osc =
+        OscStage::new(listeners.osc, config.osc_targets.clone(), encoder, &stats, config.output_rest_on_shutdown)?;
+    let Core { coord, redis_status, presence, redis_history, link_counters } =
         spawn_core(&config, redis_tls, &sup, &catalog, state, osc, &stats);
 
     if extras.demo {
@@ -208,17 +204,11 @@ pub async fn start(
     } else {
         sup.critical(
             "routing-file",
-            routes_file::keep_saved(
-                config.routing_file.clone(),
-                catalog.clone(),
-                coord.clone(),
-                stats.clone(),
-                shutdown.clone(),
-            ),
+            routes_file::keep_saved(config.routing_file.clone(), catalog.clone(), &coord, &stats, shutdown.clone()),
         );
     }
 
-    let intake = Intake::new(catalog.clone(), coord.clone(), stats.clone());
+    let intake = Intake::new(catalog.clone(), coord.clone(), &stats);
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http_listener.local_addr()?;
     let hub = Hub::new(instance.clone(), catalog.value_max(), coord.clone())
@@ -230,6 +220,7 @@ pub async fn start(
         value_max: catalog.value_max(),
         coord: coord.clone(),
         stats: stats.clone(),
+        link: link_counters,
         redis_status,
         overlay_dir: PathBuf::from("overlay"),
         catalog: catalog.clone(),
@@ -294,6 +285,8 @@ struct Core {
     coord: CoordHandle,
     redis_status: watch::Receiver<LinkStatus>,
     presence: Arc<dyn Presence>,
+    /// The link's counters and gauges, for health (registered with `Stats` even without Redis).
+    link_counters: Arc<LinkCounters>,
 }
 
 /// Starts the coordinator and, when enabled, the Redis link that drains its outbox.
@@ -314,6 +307,8 @@ fn spawn_core(
         admin_users: config.admin_users.clone(),
     };
     let (redis_status_tx, redis_status) = watch::channel(LinkStatus::Disabled);
+    let link_counters = Arc::new(LinkCounters::default());
+    stats.register(link_counters.clone());
     let cluster = config.redis_enabled.then(|| {
         let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox_capacity);
         (outbox_tx, outbox_rx, ClusterPresence::new(&instance))
@@ -329,7 +324,7 @@ fn spawn_core(
         Gate::new(&policy, Instant::now()),
         cluster.as_ref().map(|(tx, _, _)| tx.clone()),
         presence.clone(),
-        stats.clone(),
+        stats,
     )
     .with_osc(osc);
     let (coord, coord_task) = coordinator.spawn(shutdown.clone());
@@ -348,12 +343,13 @@ fn spawn_core(
             outbox_rx,
             redis_status_tx,
             stats.clone(),
+            link_counters.clone(),
             presence,
         );
         redis_history = Some(link.history());
         sup.critical("redis", link.run(shutdown));
     }
-    Core { redis_history, coord, redis_status, presence }
+    Core { redis_history, coord, redis_status, presence, link_counters }
 }
 
 fn link_settings(config: &Config, tls: Arc<crate::redis_link::tls::TlsMaterial>) -> LinkSettings {

@@ -3,23 +3,23 @@
 //! Reads the older bot's `routing_table.json` as is (`{"es9out#1": "doorway#1.threshold"}`) and an
 //! extended form per output (`{"variable": …, "range": [lo, hi], "safe": v}`); writes atomically
 //! (temporary file, then rename) so a crash mid-write never leaves half a file. Knows nothing of chat,
-//! Redis or OSC: it follows route changes from the coordinator's feed.
+//! Redis or OSC: it observes route changes and writes in a task of its own.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::catalog::{Catalog, Output, VoltRange};
-use crate::coord::CoordHandle;
-use crate::state::{Change, Route};
-use crate::stats::Stats;
+use crate::coord::{CoordHandle, Observer};
+use crate::state::{Change, Event, Route, State};
+use crate::stats::{CounterSet, Stats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoutesFileError {
@@ -135,60 +135,85 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     result
 }
 
-/// Follows route changes and rewrites the file after each. A failed write is logged and counted; the
-/// routes stay live in memory. Subscribes when called, not when first polled: commands applied before
-/// the task first runs are in its feed, not lost to it.
+/// The routing file's counters, registered with [`Stats`].
+#[derive(Debug, Default)]
+pub struct RoutesFileCounters {
+    pub saves: AtomicU64,
+    pub save_failures: AtomicU64,
+}
+
+impl CounterSet for RoutesFileCounters {
+    fn report(&self, out: &mut dyn FnMut(&str, u64)) {
+        out("routing_saves", self.saves.load(Ordering::Relaxed));
+        out("routing_save_failures", self.save_failures.load(Ordering::Relaxed));
+    }
+}
+
+type Routes = Arc<BTreeMap<Output, Route>>;
+
+/// The routing file as the coordinator's observer: on a route change it hands the new table to the
+/// writer task (a `watch`, so a burst of changes costs one write of the latest table).
+#[derive(Debug)]
+struct Follow(watch::Sender<Routes>);
+
+fn routes_of(state: &State) -> Routes {
+    Arc::new(state.routes().map(|(o, r)| (o.clone(), r.clone())).collect())
+}
+
+impl Observer for Follow {
+    fn on_change(&mut self, _event: &Event, change: &Change, state: &State) {
+        if matches!(change, Change::Route { .. }) {
+            self.0.send_replace(routes_of(state));
+        }
+    }
+}
+
+/// Follows route changes and rewrites the file after each (the latest table, when several came
+/// while a write was under way). A failed write is logged and counted; the routes stay live in
+/// memory. Observes when called, not when first polled: commands applied before the task first runs
+/// are not lost to it. Ends when the coordinator shuts down.
 pub fn keep_saved(
     path: PathBuf,
     catalog: Arc<Catalog>,
-    coord: CoordHandle,
-    stats: Arc<Stats>,
+    coord: &CoordHandle,
+    stats: &Stats,
     shutdown: CancellationToken,
-) -> impl Future<Output = anyhow::Result<()>> + Send {
-    let subscription = coord.subscribe();
-    follow(path, catalog, coord, stats, shutdown, subscription)
+) -> impl Future<Output = anyhow::Result<()>> + Send + use<> {
+    let counters = Arc::new(RoutesFileCounters::default());
+    stats.register(counters.clone());
+    let mut table = None;
+    let observing = coord.observe(|state| {
+        let (tx, rx) = watch::channel(routes_of(state));
+        table = Some(rx);
+        Box::new(Follow(tx))
+    });
+    follow(path, catalog, counters, shutdown, table.filter(|_| observing))
 }
 
 async fn follow(
     path: PathBuf,
     catalog: Arc<Catalog>,
-    coord: CoordHandle,
-    stats: Arc<Stats>,
+    counters: Arc<RoutesFileCounters>,
     shutdown: CancellationToken,
-    subscription: Option<crate::coord::Subscription>,
+    table: Option<watch::Receiver<Routes>>,
 ) -> anyhow::Result<()> {
-    let Some(mut sub) = subscription else { return Ok(()) };
-    let mut routes: BTreeMap<Output, Route> = sub.state.routes().map(|(o, r)| (o.clone(), r.clone())).collect();
+    let Some(mut table) = table else { return Ok(()) };
+    table.mark_unchanged();
     loop {
-        let change = tokio::select! {
+        tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            c = sub.changes.recv() => c,
-        };
-        match change {
-            Ok(Change::Route { output, route }) => {
-                match route {
-                    Some(r) => routes.insert(output, r),
-                    None => routes.remove(&output),
-                };
-            }
-            Ok(_) => continue,
-            Err(RecvError::Lagged(_)) => {
-                stats.feed_resyncs.fetch_add(1, Ordering::Relaxed);
-                let Some(fresh) = coord.subscribe() else { return Ok(()) };
-                sub = fresh;
-                routes = sub.state.routes().map(|(o, r)| (o.clone(), r.clone())).collect();
-            }
-            Err(RecvError::Closed) => return Ok(()),
+            changed = table.changed() => if changed.is_err() { return Ok(()) },
         }
+        let routes = table.borrow_and_update().clone();
         let text = render(routes.iter(), &catalog);
         let target = path.clone();
         match tokio::task::spawn_blocking(move || write_atomic(&target, &text)).await {
             Ok(Ok(())) => {
-                stats.routing_saves.fetch_add(1, Ordering::Relaxed);
+                counters.saves.fetch_add(1, Ordering::Relaxed);
                 info!(path = %path.display(), routes = routes.len(), "routing table saved");
             }
             Ok(Err(e)) => {
-                stats.routing_save_failures.fetch_add(1, Ordering::Relaxed);
+                counters.save_failures.fetch_add(1, Ordering::Relaxed);
                 warn!(path = %path.display(), error = %e, "could not save the routing table; routes stay live");
             }
             Err(e) => return Err(anyhow::anyhow!("routing file writer failed: {e}")),

@@ -314,79 +314,6 @@ impl State {
         events.extend(written(&self.cleared, EventKind::ClearAll));
         events
     }
-
-    /// The JSON view served at `/api/state`. `me` decides which entries are marked `remote`.
-    pub fn view(&self, me: &str, value_max: u8) -> StateView {
-        let first_route = |variable: &Variable| self.routes().find(|(_, r)| r.variable == *variable);
-        let stopped = self.emergency.value.active;
-        let parameters = self
-            .params
-            .iter()
-            .map(|(variable, p)| {
-                let routed = first_route(variable);
-                let view = ParamView {
-                    value: p.value,
-                    voltage: routed.map(|(_, r)| r.shown_voltage(p.value, value_max, stopped)),
-                    held: stopped && routed.is_some(),
-                    route: routed.map(|(o, _)| o.to_string()),
-                    user: p.user.to_string(),
-                    source_instance: p.stamp.instance.to_string(),
-                    timestamp: p.wall_ms,
-                    remote: p.stamp.instance.as_ref() != me,
-                };
-                (variable.to_string(), view)
-            })
-            .collect();
-        let routes = self.routes().map(|(o, r)| (o.to_string(), r.variable.to_string())).collect();
-        StateView {
-            parameters,
-            routes,
-            overlay_enabled: self.overlay.value,
-            emergency: EmergencyView::of(&self.emergency.value, self.routes()),
-        }
-    }
-}
-
-/// One parameter as `/api/state` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ParamView {
-    pub value: u8,
-    /// `null` when the variable is not routed to any output; the safe voltage while stopped.
-    pub voltage: Option<f32>,
-    /// True while an emergency stop holds the routed output at its safe voltage.
-    pub held: bool,
-    /// The (first) output carrying this variable, `null` when unrouted.
-    pub route: Option<String>,
-    pub user: String,
-    pub source_instance: String,
-    /// Wall-clock milliseconds of the winning write.
-    pub timestamp: u64,
-    pub remote: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EmergencyView {
-    pub active: bool,
-    pub message: Option<String>,
-    /// While active: every routed output and the safe voltage it is held at (empty otherwise).
-    pub held: BTreeMap<String, f32>,
-}
-
-impl EmergencyView {
-    /// The latch as views show it, with what it holds each routed output at.
-    pub fn of<'a>(latch: &Emergency, routes: impl Iterator<Item = (&'a Output, &'a Route)>) -> EmergencyView {
-        let held = if latch.active { routes.map(|(o, r)| (o.to_string(), r.safe)).collect() } else { BTreeMap::new() };
-        EmergencyView { active: latch.active, message: latch.message.clone(), held }
-    }
-}
-
-/// The state as JSON consumers see it; the HTTP layer adds `instance_id` and `redis`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StateView {
-    pub parameters: BTreeMap<String, ParamView>,
-    pub routes: BTreeMap<String, String>,
-    pub overlay_enabled: bool,
-    pub emergency: EmergencyView,
 }
 
 #[cfg(test)]
@@ -529,10 +456,6 @@ mod tests {
             let mut other = State::default();
             for e in &shuffled { other.apply(e); other.apply(e); }
             prop_assert_eq!(&forward, &other);
-            prop_assert_eq!(
-                serde_json::to_string(&forward.view("x", 127)).expect("json"),
-                serde_json::to_string(&other.view("x", 127)).expect("json")
-            );
         }
     }
 }

@@ -135,7 +135,7 @@ fn submit(ctx: &HttpContext, sender: &Sender, command: Command) -> Result<serde_
 
 fn outcome(outcome: Outcome) -> Result<serde_json::Value, ApiError> {
     match outcome {
-        Outcome::Done { reply } => Ok(json!({ "applied": true, "reply": reply })),
+        Outcome::Done(done) => Ok(json!({ "applied": true, "reply": crate::chat::reply::done(&done) })),
         Outcome::Refused(r @ Refusal::ShuttingDown) => Err(ApiError::Unavailable(r.to_string())),
         Outcome::Refused(r @ Refusal::OutOfLimit { .. }) => Err(ApiError::BadRequest(r.to_string())),
         Outcome::Refused(r) => Err(ApiError::Refused(r.to_string())),
@@ -311,7 +311,7 @@ async fn chat(ctx: HttpContext, body: ChatBody) -> Result<Action, ApiError> {
         }
     }
     let result = match ctx.intake.submit(&sender, &body.text) {
-        Outcome::Done { reply } => json!({ "applied": true, "reply": reply }),
+        Outcome::Done(done) => json!({ "applied": true, "reply": crate::chat::reply::done(&done) }),
         Outcome::Refused(reason) => json!({ "applied": false, "refused": reason.to_string() }),
     };
     Ok(Action::Answer(result))

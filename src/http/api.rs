@@ -72,7 +72,7 @@ pub fn api_state(ctx: &HttpContext) -> Result<ApiState, ApiError> {
     let state = ctx.coord.snapshot().ok_or_else(|| ApiError::Unavailable("shutting down".into()))?;
     Ok(ApiState {
         instance_id: ctx.instance_id.to_string(),
-        state: state.view(&ctx.instance_id, ctx.value_max),
+        state: super::view::state_view(&state, &ctx.instance_id, ctx.value_max),
         redis: ctx.redis_status.borrow().as_str(),
     })
 }
@@ -122,7 +122,7 @@ fn health(ctx: &HttpContext) -> serde_json::Value {
     let status = *ctx.redis_status.borrow();
     // Degraded while still serving (Redis full or read-only: events flow, side writes wait) is
     // still hybrid: every instance hears every event.
-    let serving = ctx.stats.redis.serving.load(std::sync::atomic::Ordering::Relaxed);
+    let serving = ctx.link.serving.load(std::sync::atomic::Ordering::Relaxed);
     let (mode, healthy) = match status {
         LinkStatus::Connected => ("hybrid", true),
         LinkStatus::Disabled => ("local-only", true),
@@ -139,17 +139,17 @@ fn health(ctx: &HttpContext) -> serde_json::Value {
         "redis": {
             "status": status.as_str(),
             "connected": status == LinkStatus::Connected,
-            "reason": ctx.stats.redis.reason(),
+            "reason": ctx.link.reason(),
             "probe_latency_ms": (status == LinkStatus::Connected).then(|| get("redis_probe_rtt_us") as f64 / 1000.0),
             "reconnects": get("redis_reconnects"),
             // Where the current session is: `standalone`, `sentinel master NAME at HOST:PORT`, `cluster, …`.
-            "endpoint": ctx.stats.redis.endpoint(),
+            "endpoint": ctx.link.endpoint(),
             "failovers": get("redis_failovers"),
             "outbox_depth": get("redis_outbox_depth"),
             // Registers Redis refused to store (OOM, read-only), written when it accepts writes again.
             "unpersisted": get("redis_unpersisted_depth"),
             // Another publisher using this INSTANCE_ID: how many events, and the last one seen.
-            "impostor": {"events": get("redis_impostor_events"), "last": ctx.stats.redis.impostor_seen()},
+            "impostor": {"events": get("redis_impostor_events"), "last": ctx.link.impostor_seen()},
         },
         "subscriptions": {
             "redis_channels": if status == LinkStatus::Disabled { 0 } else { 4 },
@@ -158,7 +158,7 @@ fn health(ctx: &HttpContext) -> serde_json::Value {
         "twitch": ctx.twitch_status.borrow().as_str(),
         // How far ahead of this host's clock each peer has stamped events; more than
         // MAX_CLOCK_SKEW_MS and its events are refused.
-        "peer_clock_ahead_ms": ctx.stats.peer_clocks.snapshot(),
+        "peer_clock_ahead_ms": ctx.link.peer_clocks.snapshot(),
         "events": {
             "published": get("redis_published"),
             "publish_failed": get("redis_publish_failed"),
@@ -255,7 +255,7 @@ fn metrics(ctx: &HttpContext) -> Response {
     let connected = i64::from(*ctx.redis_status.borrow() == LinkStatus::Connected);
     registry.register("redis_connected", "1 while the Redis link is connected", ConstGauge::new(connected));
     let peers = Family::<Vec<(&'static str, String)>, Gauge>::default();
-    for (peer, ahead) in ctx.stats.peer_clocks.snapshot() {
+    for (peer, ahead) in ctx.link.peer_clocks.snapshot() {
         peers.get_or_create(&vec![("peer", peer)]).set(ahead);
     }
     registry.register(

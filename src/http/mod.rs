@@ -20,6 +20,7 @@ pub mod hub;
 pub mod limits;
 pub mod server;
 pub mod sse;
+pub mod view;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,8 +38,8 @@ use crate::catalog::Catalog;
 use crate::chat::Intake;
 use crate::config::Secret;
 use crate::coord::CoordHandle;
-use crate::state::StateView;
 use crate::stats::{LinkStatus, Stats};
+use view::StateView;
 
 pub use auth::AuthError;
 pub use hub::{Hub, HubHandle};
@@ -71,6 +72,8 @@ pub struct HttpContext {
     pub value_max: u8,
     pub coord: CoordHandle,
     pub stats: Arc<Stats>,
+    /// The Redis link's gauges (serving, reason, endpoint, impostor, peer clocks) for health.
+    pub link: Arc<crate::redis_link::LinkCounters>,
     /// The Redis link's state, as `/api/state` reports it.
     pub redis_status: watch::Receiver<LinkStatus>,
     pub overlay_dir: PathBuf,
@@ -85,7 +88,7 @@ pub struct HttpContext {
     /// Interval of SSE keep-alive comments (`SSE_KEEPALIVE_SECS`).
     pub sse_keepalive: std::time::Duration,
     /// The live instance list (this one alone when Redis is off).
-    pub presence: Arc<dyn crate::coord::Presence>,
+    pub presence: Arc<dyn crate::instances::Presence>,
     /// The Redis history stream, when Redis is enabled.
     pub redis_history: Option<crate::redis_link::history::RedisHistory>,
     /// The Twitch connection, for health.

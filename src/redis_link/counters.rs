@@ -1,17 +1,23 @@
-//! The link's counters, part of `Stats`. Imports only the wire format and the leaves (`tally`,
-//! `clock`), so `stats` can hold them without importing the link.
+//! The link's counters and gauges, registered with `Stats` by the link's owner; health reads the
+//! gauges (serving, reason, endpoint, impostor, peer clocks) from here directly.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::wire::{self, DropReason};
 use crate::clock::wall_ms_now;
+use crate::stats::CounterSet;
 use crate::tally::Tally;
 
-/// Link counters, part of [`Stats`].
+/// Link counters, registered with [`crate::stats::Stats`] as a [`CounterSet`].
 #[derive(Debug, Default)]
 pub struct LinkCounters {
     pub published: AtomicU64,
+    /// Unpublished events dropped, oldest first, because the link's outbox was full.
+    pub outbox_dropped: AtomicU64,
+    /// How far ahead of our clock each peer has stamped events.
+    pub peer_clocks: PeerClocks,
     pub publish_failed: AtomicU64,
     pub unpublished: AtomicU64,
     pub received: AtomicU64,
@@ -118,19 +124,22 @@ impl LinkCounters {
     pub(super) fn set_reason(&self, reason: Option<&str>) {
         *self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = reason.map(str::to_owned);
     }
+}
 
-    /// `redis_*` counters for the stats snapshot.
-    pub fn snapshot_into(&self, out: &mut BTreeMap<String, u64>) {
+impl CounterSet for LinkCounters {
+    /// The `redis_*` counters.
+    fn report(&self, out: &mut dyn FnMut(&str, u64)) {
         for reason in DropReason::ALL {
-            out.insert(format!("redis_dropped_{}", reason.label()), self.dropped(reason));
+            out(&format!("redis_dropped_{}", reason.label()), self.dropped(reason));
         }
         for channel in &wire::EVENT_CHANNELS {
             let name = channel.trim_start_matches("cv:").replace(':', "_");
-            out.insert(format!("redis_published_{name}"), self.published_on.get(&wire::EVENT_CHANNELS, channel));
-            out.insert(format!("redis_received_{name}"), self.received_on.get(&wire::EVENT_CHANNELS, channel));
+            out(&format!("redis_published_{name}"), self.published_on.get(&wire::EVENT_CHANNELS, channel));
+            out(&format!("redis_received_{name}"), self.received_on.get(&wire::EVENT_CHANNELS, channel));
         }
         for (name, c) in [
             ("redis_published", &self.published),
+            ("redis_outbox_dropped", &self.outbox_dropped),
             ("redis_publish_failed", &self.publish_failed),
             ("redis_unpublished", &self.unpublished),
             ("redis_received", &self.received),
@@ -160,7 +169,36 @@ impl LinkCounters {
             ("redis_legacy_persisted", &self.legacy_persisted),
             ("redis_failovers", &self.failovers),
         ] {
-            out.insert(name.to_owned(), c.load(Ordering::Relaxed));
+            out(name, c.load(Ordering::Relaxed));
         }
+    }
+}
+
+/// Most peers whose clock offsets are tracked; a bound, so a publisher inventing instance names
+/// cannot grow the map.
+pub const MAX_PEER_CLOCKS: usize = 256;
+
+/// The furthest ahead of this host's clock each peer instance has stamped an event (milliseconds;
+/// negative when it has only ever been behind), for health and `/metrics`.
+#[derive(Debug, Default)]
+pub struct PeerClocks(Mutex<BTreeMap<String, i64>>);
+
+impl PeerClocks {
+    /// Keeps the larger of the known and the new offset for `peer`.
+    pub fn note(&self, peer: &str, ahead_ms: i64) {
+        let mut peers = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let full = peers.len() >= MAX_PEER_CLOCKS;
+        match peers.get_mut(peer) {
+            Some(max) => *max = (*max).max(ahead_ms),
+            None if !full => {
+                peers.insert(peer.to_owned(), ahead_ms);
+            }
+            None => {}
+        }
+    }
+
+    /// Every peer's largest offset, by name.
+    pub fn snapshot(&self) -> BTreeMap<String, i64> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }

@@ -190,6 +190,7 @@ pub struct RedisLink {
     pending: BTreeMap<String, Event>,
     status: watch::Sender<LinkStatus>,
     stats: Arc<Stats>,
+    counters: Arc<LinkCounters>,
     presence: Arc<ClusterPresence>,
     signer: Option<Signer>,
     /// Where each session's connections go (one server, Sentinel, Cluster).
@@ -237,6 +238,7 @@ impl RedisLink {
         outbox: mpsc::Receiver<Event>,
         status: watch::Sender<LinkStatus>,
         stats: Arc<Stats>,
+        counters: Arc<LinkCounters>,
         presence: Arc<ClusterPresence>,
     ) -> RedisLink {
         let claim = Claim {
@@ -259,6 +261,7 @@ impl RedisLink {
             pending: BTreeMap::new(),
             status,
             stats,
+            counters,
             presence,
             script: redis::Script::new(PUBLISH_SCRIPT),
             seed: redis::Script::new(session::SEED_SCRIPT),
@@ -301,12 +304,12 @@ impl RedisLink {
                 Err(e) => SessionEnd::Broken(e),
             };
             self.verified = false;
-            self.stats.redis.serving.store(false, Ordering::Relaxed);
+            self.counters.serving.store(false, Ordering::Relaxed);
             match end {
                 SessionEnd::Shutdown | SessionEnd::Broken(SessionError::Stopped) => break,
                 SessionEnd::Duplicate(d) => return Err(d.into()),
                 SessionEnd::Broken(reason) => {
-                    self.stats.redis.reconnects.fetch_add(1, Ordering::Relaxed);
+                    self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                     self.degrade(&reason.to_string());
                 }
             }
@@ -338,7 +341,7 @@ impl RedisLink {
     }
 
     fn degrade(&self, reason: &str) {
-        self.stats.redis.set_reason(Some(reason));
+        self.counters.set_reason(Some(reason));
         self.status.send_replace(LinkStatus::Degraded);
         if let Some(suppressed) = self.log.allow("degraded", Instant::now()) {
             warn!(reason, suppressed, "Redis link degraded: running local-only, retrying in the background");
@@ -364,14 +367,14 @@ impl RedisLink {
     /// Queues an unpublished local event, newest per register.
     fn keep(&mut self, event: Event) {
         if !self.settings.publish {
-            self.stats.redis.unpublished.fetch_add(1, Ordering::Relaxed);
+            self.counters.unpublished.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let key = wire::register_key(&event.kind);
         match self.pending.get(&key) {
             Some(old) if old.stamp >= event.stamp => {}
             Some(_) => {
-                self.stats.redis.outbox_coalesced.fetch_add(1, Ordering::Relaxed);
+                self.counters.outbox_coalesced.fetch_add(1, Ordering::Relaxed);
                 self.pending.insert(key, event);
             }
             None => {
@@ -381,14 +384,19 @@ impl RedisLink {
                         self.pending.iter().min_by_key(|(_, e)| e.stamp.clone()).map(|(k, _)| k.clone())
                     {
                         self.pending.remove(&oldest);
-                        self.stats.outbox_overflow.fetch_add(1, Ordering::Relaxed);
-                        warn!("outbox full: the oldest unpublished event was dropped");
+                        self.counters.outbox_dropped.fetch_add(1, Ordering::Relaxed);
+                        if let Some(swallowed) = self.log.allow("link outbox full", std::time::Instant::now()) {
+                            warn!(
+                                swallowed,
+                                "outbox full: the oldest unpublished event was dropped (counted as redis_outbox_dropped)"
+                            );
+                        }
                     }
                 }
                 self.pending.insert(key, event);
             }
         }
-        self.stats.redis.outbox_depth.store(self.pending.len() as u64, Ordering::Relaxed);
+        self.counters.outbox_depth.store(self.pending.len() as u64, Ordering::Relaxed);
     }
 
     fn admission(&self) -> Admission {

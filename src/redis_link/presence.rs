@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 
-use crate::coord::Presence;
+use crate::instances::Presence;
 
 /// Claims a key for one process atomically, and says who holds it otherwise.
 ///

@@ -30,11 +30,11 @@ impl RedisLink {
             }
         }
         if !self.settings.publish {
-            self.stats.redis.unpublished.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.counters.unpublished.fetch_add(batch.len() as u64, Ordering::Relaxed);
             return Ok(());
         }
         if let Err(e) = self.publish(session, &batch).await {
-            self.stats.redis.publish_failed.fetch_add(1, Ordering::Relaxed);
+            self.counters.publish_failed.fetch_add(1, Ordering::Relaxed);
             for event in batch {
                 self.keep(event);
             }
@@ -54,7 +54,7 @@ impl RedisLink {
         let mut sent = 0;
         for batch in queue.chunks(PUBLISH_BATCH) {
             if let Err(e) = self.publish(session, batch).await {
-                self.stats.redis.publish_failed.fetch_add(1, Ordering::Relaxed);
+                self.counters.publish_failed.fetch_add(1, Ordering::Relaxed);
                 for unsent in queue.drain(sent..) {
                     self.keep(unsent);
                 }
@@ -62,7 +62,7 @@ impl RedisLink {
             }
             sent += batch.len();
         }
-        self.stats.redis.outbox_depth.store(0, Ordering::Relaxed);
+        self.counters.outbox_depth.store(0, Ordering::Relaxed);
         Ok(())
     }
 
@@ -96,9 +96,9 @@ impl RedisLink {
                 // Recorded before it is sent, so its echo always finds it.
                 self.echoes.record(self.seq, event.stamp.hlc);
                 let encoded = wire::encode(event, self.seq, self.signer.as_ref());
-                LinkCounters::count_channel(&self.stats.redis.published_on, encoded.channel);
+                LinkCounters::count_channel(&self.counters.published_on, encoded.channel);
                 if encoded.audit.is_some() {
-                    LinkCounters::count_channel(&self.stats.redis.published_on, wire::ADMIN_CHANNEL);
+                    LinkCounters::count_channel(&self.counters.published_on, wire::ADMIN_CHANNEL);
                 }
                 Prepared {
                     register: wire::register_key(&event.kind),
@@ -130,7 +130,7 @@ impl RedisLink {
             let (mut retry, mut refused, mut refusal, mut reload) = (Vec::new(), Vec::new(), None, false);
             for (prepared, reply) in todo.drain(..).zip(replies) {
                 let Err(e) = reply else {
-                    self.stats.redis.published.fetch_add(1, Ordering::Relaxed);
+                    self.counters.published.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
                 if let Some(fault) = SideFault::refusing_writes(e.code()) {
@@ -188,8 +188,8 @@ impl RedisLink {
             return Err(SessionError::Publish(format!("plain publish refused: {e}")));
         }
         let sent = refused.len() as u64;
-        self.stats.redis.published.fetch_add(sent, Ordering::Relaxed);
-        self.stats.redis.publish_unpersisted.fetch_add(sent, Ordering::Relaxed);
+        self.counters.published.fetch_add(sent, Ordering::Relaxed);
+        self.counters.publish_unpersisted.fetch_add(sent, Ordering::Relaxed);
         for p in refused {
             self.keep_unpersisted(p);
         }
@@ -213,12 +213,12 @@ impl RedisLink {
                         self.unpersisted.values().min_by(|a, b| a.order.cmp(&b.order)).map(|p| p.register.clone())
                 {
                     self.unpersisted.remove(&oldest);
-                    self.stats.redis.unpersisted_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.counters.unpersisted_dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 self.unpersisted.insert(prepared.register.clone(), prepared);
             }
         }
-        self.stats.redis.unpersisted_depth.store(self.unpersisted.len() as u64, Ordering::Relaxed);
+        self.counters.unpersisted_depth.store(self.unpersisted.len() as u64, Ordering::Relaxed);
     }
 
     /// Writes the registers of events that went out by plain `PUBLISH` into the state hash and history,
@@ -261,8 +261,8 @@ impl RedisLink {
                 }
             }
         }
-        self.stats.redis.unpersisted_depth.store(self.unpersisted.len() as u64, Ordering::Relaxed);
-        self.stats.redis.persisted_late.fetch_add(written, Ordering::Relaxed);
+        self.counters.unpersisted_depth.store(self.unpersisted.len() as u64, Ordering::Relaxed);
+        self.counters.persisted_late.fetch_add(written, Ordering::Relaxed);
         match fault {
             Some(fault) => self.side_failed(SideWrite::Registers, fault),
             None => {

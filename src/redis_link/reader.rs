@@ -29,7 +29,7 @@ pub(super) struct Reader {
     pub(super) instance: String,
     pub(super) prefix: String,
     pub(super) event_channels: Vec<String>,
-    pub(super) stats: Arc<Stats>,
+    pub(super) counters: Arc<LinkCounters>,
     pub(super) gap: Arc<AtomicBool>,
     /// Last `seq` per source instance, for gap detection.
     pub(super) last_seq: HashMap<String, u64>,
@@ -80,7 +80,7 @@ impl Reader {
         match self.control.try_send(control) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.stats.redis.subscriber_overflow.fetch_add(1, Ordering::Relaxed);
+                self.counters.subscriber_overflow.fetch_add(1, Ordering::Relaxed);
                 true
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -91,9 +91,9 @@ impl Reader {
     pub(super) fn on_event(&mut self, message: &PubSubMessage, events: &mut Vec<Event>) -> bool {
         let channel = std::str::from_utf8(&message.channel).unwrap_or_default();
         let payload = &message.payload[..];
-        self.stats.redis.received.fetch_add(1, Ordering::Relaxed);
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
         let base = channel.strip_prefix(self.prefix.as_str()).unwrap_or(channel);
-        LinkCounters::count_channel(&self.stats.redis.received_on, base);
+        LinkCounters::count_channel(&self.counters.received_on, base);
         let now = wall_ms_now();
         // A routing map naming several outputs (as older bots write one) brings one route per output,
         // all with the envelope's stamp and seq: admitted, checked and applied together.
@@ -115,7 +115,7 @@ impl Reader {
             Ok(Incoming::Event { event, seq }) => {
                 if event.stamp.instance.as_ref() == self.instance {
                     if self.echoes.is_ours(seq, event.stamp.hlc) {
-                        self.stats.redis.own_ignored.fetch_add(1, Ordering::Relaxed);
+                        self.counters.own_ignored.fetch_add(1, Ordering::Relaxed);
                         return true;
                     }
                     // Not one we sent: applied like any remote event, so we agree with the peers that did.
@@ -169,12 +169,12 @@ impl Reader {
             None => false,
         };
         if !known {
-            if self.peer_ahead.len() >= crate::stats::MAX_PEER_CLOCKS {
+            if self.peer_ahead.len() >= super::counters::MAX_PEER_CLOCKS {
                 return;
             }
             self.peer_ahead.insert(source.to_owned(), ahead);
         }
-        self.stats.peer_clocks.note(source, ahead);
+        self.counters.peer_clocks.note(source, ahead);
         if ahead > 1000
             && let Some(suppressed) = self.log.allow("peer_clock_ahead", Instant::now())
         {
@@ -190,7 +190,7 @@ impl Reader {
     /// Another publisher uses our `INSTANCE_ID` (a JavaScript bot, a copied `.env`): counted, shown
     /// in the stats and health, and warned about at most once a minute.
     pub(super) fn impostor(&self, channel: &str) {
-        self.stats.redis.note_impostor(channel);
+        self.counters.note_impostor(channel);
         if let Some(suppressed) = self.log.allow("impostor", Instant::now()) {
             warn!(
                 instance = %self.instance,
@@ -211,7 +211,7 @@ impl Reader {
         };
         match last {
             Some(last) if seq > last + 1 => {
-                self.stats.redis.gaps.fetch_add(1, Ordering::Relaxed);
+                self.counters.gaps.fetch_add(1, Ordering::Relaxed);
                 true
             }
             _ => false,

@@ -36,7 +36,7 @@ impl RedisLink {
                 biased;
                 () = shutdown.cancelled() => return SessionEnd::Shutdown,
                 to = failover => {
-                    self.stats.redis.failovers.fetch_add(1, Ordering::Relaxed);
+                    self.counters.failovers.fetch_add(1, Ordering::Relaxed);
                     let master = self.backend.topology().master_name().to_owned();
                     return SessionEnd::Broken(SessionError::Failover { master, to: to.unwrap_or_default() });
                 }
@@ -96,7 +96,7 @@ impl RedisLink {
     ) -> Result<(), SessionError> {
         if let Some((_, sent)) = probe {
             if sent.elapsed() > self.settings.probe_deadline {
-                self.stats.redis.probes_lost.fetch_add(1, Ordering::Relaxed);
+                self.counters.probes_lost.fetch_add(1, Ordering::Relaxed);
                 return Err(SessionError::Deaf(format!(
                     "probe not heard back within {:?}",
                     self.settings.probe_deadline
@@ -124,7 +124,7 @@ impl RedisLink {
     /// The server we talk to refuses writes because it is a replica now: with Sentinel that is a
     /// failover we have not heard announced; the next session asks the sentinels again.
     pub(super) fn demoted<T>(&self, node: &str) -> Result<T, SessionError> {
-        self.stats.redis.failovers.fetch_add(1, Ordering::Relaxed);
+        self.counters.failovers.fetch_add(1, Ordering::Relaxed);
         Err(SessionError::NotMaster { addr: crate::config::mask_url(node), role: "replica".into() })
     }
 
@@ -154,7 +154,7 @@ impl RedisLink {
                 && nonce.as_bytes() == payload
             {
                 let rtt = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                self.stats.redis.probe_rtt_us.store(rtt, Ordering::Relaxed);
+                self.counters.probe_rtt_us.store(rtt, Ordering::Relaxed);
                 *probe = None;
                 if !self.verified {
                     debug!(rtt_us = rtt, "subscription verified by probe");
@@ -238,7 +238,7 @@ impl RedisLink {
         let events: Vec<Event> = std::mem::take(&mut self.legacy).into_values().collect();
         match self.write_registers(&mut session.cmd, &events).await {
             Ok(_) => {
-                self.stats.redis.legacy_persisted.fetch_add(events.len() as u64, Ordering::Relaxed);
+                self.counters.legacy_persisted.fetch_add(events.len() as u64, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {

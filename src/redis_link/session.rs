@@ -78,7 +78,7 @@ impl RedisLink {
             instance: self.instance.clone(),
             prefix: self.settings.key_prefix.clone(),
             event_channels: self.names.event_channels(),
-            stats: self.stats.clone(),
+            counters: self.counters.clone(),
             gap: gap.clone(),
             last_seq: HashMap::new(),
             admission: self.admission(),
@@ -97,7 +97,7 @@ impl RedisLink {
             self.resync(&mut session).await?;
         }
         self.reseed(&mut session).await?;
-        self.stats.redis.set_endpoint(&describe);
+        self.counters.set_endpoint(&describe);
         debug!(at = %describe, channels = channels.len(), "Redis subscribed, state merged and re-seeded");
         Ok(session)
     }
@@ -136,11 +136,11 @@ impl RedisLink {
                     .invoke_async(&mut session.cmd)
                     .await;
                 if let Ok(n) = removed {
-                    self.stats.redis.state_purged.fetch_add(n, Ordering::Relaxed);
+                    self.counters.state_purged.fetch_add(n, Ordering::Relaxed);
                 }
             }
         }
-        self.stats.redis.resyncs.fetch_add(1, Ordering::Relaxed);
+        self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
         debug!(merged, "state hash merged");
         Ok(())
     }
@@ -220,7 +220,7 @@ impl RedisLink {
             let n: u64 = invocation.invoke_async(cmd).await?;
             written += n;
         }
-        self.stats.redis.reseeded.fetch_add(written, Ordering::Relaxed);
+        self.counters.reseeded.fetch_add(written, Ordering::Relaxed);
         Ok(written)
     }
 
@@ -268,7 +268,7 @@ impl RedisLink {
         session: &mut Session,
         why: &SessionError,
     ) -> Result<(), SessionError> {
-        self.stats.redis.data_lost.fetch_add(1, Ordering::Relaxed);
+        self.counters.data_lost.fetch_add(1, Ordering::Relaxed);
         warn!(reason = %why, "Redis lost its data under a live session; re-seeding the state hash");
         session.epoch = self.mark_epoch(session).await;
         self.script.prepare_invoke().load_async(&mut session.cmd).await?;

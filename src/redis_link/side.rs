@@ -124,9 +124,9 @@ impl RedisLink {
     /// reason until it works again.
     pub(super) fn side_failed(&mut self, write: SideWrite, fault: SideFault) {
         let counter = match write {
-            SideWrite::Presence => &self.stats.redis.presence_failed,
-            SideWrite::DeadLetters => &self.stats.redis.dlq_failed,
-            SideWrite::Registers => &self.stats.redis.persist_failed,
+            SideWrite::Presence => &self.counters.presence_failed,
+            SideWrite::DeadLetters => &self.counters.dlq_failed,
+            SideWrite::Registers => &self.counters.persist_failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if let Some(suppressed) = self.log.allow(write.label(), Instant::now()) {
@@ -152,13 +152,13 @@ impl RedisLink {
         if !self.verified {
             return;
         }
-        self.stats.redis.serving.store(true, Ordering::Relaxed);
+        self.counters.serving.store(true, Ordering::Relaxed);
         let reason = self.faults.reason();
-        self.stats.redis.set_reason(reason.as_deref());
+        self.counters.set_reason(reason.as_deref());
         let wanted = if reason.is_some() { LinkStatus::Degraded } else { LinkStatus::Connected };
         let changed = self.status.send_if_modified(|status| std::mem::replace(status, wanted) != wanted);
         if changed && wanted == LinkStatus::Connected {
-            info!(rtt_us = self.stats.redis.probe_rtt_us.load(Ordering::Relaxed), "Redis link connected");
+            info!(rtt_us = self.counters.probe_rtt_us.load(Ordering::Relaxed), "Redis link connected");
         }
     }
 
@@ -166,13 +166,13 @@ impl RedisLink {
     /// While the stream refuses writes, the payload waits (bounded, [`DLQ_BACKLOG`]) for the next
     /// heartbeat instead of costing every poison message another failing round trip.
     pub(super) async fn count_drop(&mut self, reason: DropReason, channel: &str, payload: &str, cmd: &mut Commands) {
-        self.stats.redis.count_drop(reason);
+        self.counters.count_drop(reason);
         if let Some(suppressed) = self.log.allow(reason.label(), Instant::now()) {
             warn!(reason = reason.label(), channel, suppressed, "dropped a Redis payload");
         }
         if self.dead_letters.len() >= DLQ_BACKLOG {
             self.dead_letters.pop_front();
-            self.stats.redis.dlq_lost.fetch_add(1, Ordering::Relaxed);
+            self.counters.dlq_lost.fetch_add(1, Ordering::Relaxed);
         }
         let payload: String = payload.chars().take(wire::MAX_PAYLOAD).collect();
         self.dead_letters.push_back(DeadLetter { reason: reason.label(), channel: channel.to_owned(), payload });
@@ -209,7 +209,7 @@ impl RedisLink {
         let written: redis::RedisResult<()> = pipe.query_async(cmd).await;
         match written {
             Ok(()) => {
-                self.stats.redis.dlq_written.fetch_add(self.dead_letters.len() as u64, Ordering::Relaxed);
+                self.counters.dlq_written.fetch_add(self.dead_letters.len() as u64, Ordering::Relaxed);
                 self.dead_letters.clear();
                 self.side_ok(SideWrite::DeadLetters);
             }
@@ -225,7 +225,7 @@ impl RedisLink {
         match self.claims.claim(&mut session.cmd, &self.names.claim(), &self.claim, self.claim_ttl()).await {
             Ok(ClaimOutcome::Claimed | ClaimOutcome::Refreshed) => {}
             Ok(ClaimOutcome::TookOver(twin)) => {
-                self.stats.redis.claims_reasserted.fetch_add(1, Ordering::Relaxed);
+                self.counters.claims_reasserted.fetch_add(1, Ordering::Relaxed);
                 warn!(
                     instance = %self.instance,
                     twin_host = %twin.host,

@@ -21,7 +21,7 @@ pub mod roles;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ use crate::command::{Command, ParseError};
 use crate::config::{Config, Secret};
 use crate::coord::{Outcome, Refusal};
 use crate::gate::Sender;
-use crate::stats::{LogThrottle, Stats};
+use crate::stats::{CounterSet, LogThrottle, Stats};
 use replies::{Elevated, Priority, Replies};
 
 /// Viewer commands waiting for the worker. When full (the coordinator cannot keep up with a flood), a
@@ -121,6 +121,40 @@ impl TwitchSettings {
     }
 }
 
+/// The Twitch source's counters, registered with [`Stats`].
+#[derive(Debug, Default)]
+pub struct TwitchCounters {
+    /// Twitch messages seen twice (same message id, e.g. across a reconnect) and ignored the second time.
+    pub chat_duplicates: AtomicU64,
+    /// Chat lines shed at the socket during a flood (ordinary viewers' PRIVMSGs while too many were
+    /// in flight), or server lines too long to be Twitch's.
+    pub chat_shed: AtomicU64,
+    /// Viewer commands dropped because the work queue was full.
+    pub dropped_overload: AtomicU64,
+    /// Chat replies sent (one per 500-character part).
+    pub replies_sent: AtomicU64,
+    /// Chat replies dropped: reply queue full, over Twitch's rate limit for too long, or a viewer
+    /// error reply with no room left.
+    pub replies_dropped: AtomicU64,
+    /// Chat replies the IRC connection failed to send.
+    pub replies_failed: AtomicU64,
+}
+
+impl CounterSet for TwitchCounters {
+    fn report(&self, out: &mut dyn FnMut(&str, u64)) {
+        for (name, c) in [
+            ("chat_duplicates", &self.chat_duplicates),
+            ("chat_shed", &self.chat_shed),
+            ("dropped_overload", &self.dropped_overload),
+            ("replies_sent", &self.replies_sent),
+            ("replies_dropped", &self.replies_dropped),
+            ("replies_failed", &self.replies_failed),
+        ] {
+            out(name, c.load(Ordering::Relaxed));
+        }
+    }
+}
+
 /// Runs the Twitch source until `shutdown`. Returns an error only if the client cannot start or stops
 /// by itself (it reconnects on its own, so that is a bug worth a restart).
 pub async fn run(
@@ -130,6 +164,8 @@ pub async fn run(
     status: watch::Sender<TwitchStatus>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let counters = Arc::new(TwitchCounters::default());
+    stats.register(counters.clone());
     let credentials = match &settings.account {
         Some((login, token)) => StaticLoginCredentials::new(login.clone(), Some(token.expose().to_owned())),
         None => StaticLoginCredentials::anonymous(),
@@ -148,9 +184,9 @@ pub async fn run(
             config.new_connection_every = Duration::from_millis(50);
             config.connect_timeout = Duration::from_secs(5);
             info!(server = %addr, "Twitch chat through a plain-TCP IRC server (TWITCH_IRC_ADDR)");
-            run_client::<relay::RelayTransport>(config, settings, intake, stats, status, shutdown).await
+            run_client::<relay::RelayTransport>(config, settings, intake, counters, status, shutdown).await
         }
-        None => run_client::<TwitchTransport>(config, settings, intake, stats, status, shutdown).await,
+        None => run_client::<TwitchTransport>(config, settings, intake, counters, status, shutdown).await,
     }
 }
 
@@ -158,7 +194,7 @@ async fn run_client<T: Transport>(
     config: ClientConfig<StaticLoginCredentials>,
     settings: TwitchSettings,
     intake: Intake,
-    stats: Arc<Stats>,
+    counters: Arc<TwitchCounters>,
     status: watch::Sender<TwitchStatus>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -173,7 +209,7 @@ async fn run_client<T: Transport>(
     let replies = if settings.account.is_some() {
         info!(login = %login, channels = ?settings.channels, "joining Twitch chat");
         let (replies, sender) =
-            replies::spawn_sender(client.clone(), elevated.clone(), stats.clone(), shutdown.clone());
+            replies::spawn_sender(client.clone(), elevated.clone(), counters.clone(), shutdown.clone());
         tasks.spawn(sender);
         Some(replies)
     } else {
@@ -187,7 +223,7 @@ async fn run_client<T: Transport>(
     tasks.spawn(watch_joins(client.clone(), channels, status.clone(), shutdown.clone()));
     let consumer = Consumer {
         intake,
-        stats,
+        counters,
         recent: roles::RecentIds::default(),
         admin_tx,
         viewer_tx,
@@ -216,7 +252,7 @@ struct Job {
 /// Reads everything twitch-irc receives. Never awaits anything slow: see the module docs.
 struct Consumer {
     intake: Intake,
-    stats: Arc<Stats>,
+    counters: Arc<TwitchCounters>,
     recent: roles::RecentIds,
     admin_tx: mpsc::Sender<Job>,
     viewer_tx: mpsc::Sender<Job>,
@@ -288,7 +324,7 @@ impl Consumer {
     /// Reports what the shedder dropped; after a second without chat, tells it nothing is in flight.
     fn on_tick(&self, chat_since_tick: bool) {
         let total = flood::shed_total();
-        let shed = total.saturating_sub(self.stats.chat_shed.swap(total, Ordering::Relaxed));
+        let shed = total.saturating_sub(self.counters.chat_shed.swap(total, Ordering::Relaxed));
         if shed > 0
             && let Some(suppressed) = self.log.allow("chat_shed", Instant::now())
         {
@@ -302,7 +338,7 @@ impl Consumer {
     /// De-duplicates, works out roles, parses. Returns a command to run, or `None` for anything else.
     fn on_privmsg(&mut self, msg: &PrivmsgMessage) -> Option<Job> {
         if !self.recent.first_time(&msg.message_id) {
-            self.stats.chat_duplicates.fetch_add(1, Ordering::Relaxed);
+            self.counters.chat_duplicates.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         let at = Instant::now();
@@ -334,7 +370,7 @@ impl Consumer {
                 let _ = self.admin_tx.send(job).await;
             }
         } else if let Err(mpsc::error::TrySendError::Full(_)) = self.viewer_tx.try_send(job) {
-            self.stats.dropped_overload.fetch_add(1, Ordering::Relaxed);
+            self.counters.dropped_overload.fetch_add(1, Ordering::Relaxed);
             if let Some(suppressed) = self.log.allow("viewer_queue_full", Instant::now()) {
                 warn!(suppressed, "chat flood: viewer commands dropped");
             }
@@ -377,8 +413,12 @@ impl Worker {
             let outcome = self.intake.run(&job.sender, job.command, job.at);
             let Some(replies) = &self.replies else { continue };
             match outcome {
-                Outcome::Done { reply: Some(text) } => replies.say(&channel, text, Priority::Admin),
-                Outcome::Done { reply: None } | Outcome::Refused(Refusal::ShuttingDown) => {}
+                Outcome::Done(done) => {
+                    if let Some(text) = crate::chat::reply::done(&done) {
+                        replies.say(&channel, text, Priority::Admin);
+                    }
+                }
+                Outcome::Refused(Refusal::ShuttingDown) => {}
                 // An admin whose command changed nothing (already so, beyond a limit) is told why,
                 // so a moderator never believes an action happened that did not.
                 Outcome::Refused(

@@ -17,7 +17,8 @@ use twitch_irc::TwitchIRCClient;
 use twitch_irc::login::LoginCredentials;
 use twitch_irc::transport::Transport;
 
-use crate::stats::{LogThrottle, Stats};
+use super::TwitchCounters;
+use crate::stats::LogThrottle;
 
 /// Twitch's limit window, plus one second of slack: our clock starts when we send, Twitch's when the
 /// message arrives, and a limit overrun loses messages for everyone watching.
@@ -114,7 +115,7 @@ pub fn split(text: &str, max: usize, parts: usize) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub struct Replies {
     tx: mpsc::Sender<Reply>,
-    stats: Arc<Stats>,
+    stats: Arc<TwitchCounters>,
 }
 
 impl Replies {
@@ -134,7 +135,7 @@ pub type Elevated = Arc<Mutex<HashSet<String>>>;
 pub fn spawn_sender<T: Transport, L: LoginCredentials>(
     client: TwitchIRCClient<T, L>,
     elevated: Elevated,
-    stats: Arc<Stats>,
+    stats: Arc<TwitchCounters>,
     shutdown: CancellationToken,
 ) -> (Replies, impl Future<Output = ()> + Send + 'static) {
     let (tx, rx) = mpsc::channel(REPLY_QUEUE);
@@ -146,7 +147,7 @@ async fn send_loop<T: Transport, L: LoginCredentials>(
     client: TwitchIRCClient<T, L>,
     mut rx: mpsc::Receiver<Reply>,
     elevated: Elevated,
-    stats: Arc<Stats>,
+    stats: Arc<TwitchCounters>,
     shutdown: CancellationToken,
 ) {
     let mut throttle = ReplyThrottle::default();
@@ -202,7 +203,7 @@ async fn wait_for_slot(
     }
 }
 
-fn failed(stats: &Stats, log: &LogThrottle, channel: &str, error: &str) {
+fn failed(stats: &TwitchCounters, log: &LogThrottle, channel: &str, error: &str) {
     stats.replies_failed.fetch_add(1, Ordering::Relaxed);
     if let Some(suppressed) = log.allow("reply_failed", Instant::now()) {
         warn!(channel, error, suppressed, "chat reply could not be sent");
@@ -251,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_full_reply_queue_drops_and_counts_instead_of_growing() {
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(TwitchCounters::default());
         let (tx, mut rx) = mpsc::channel(2);
         let replies = Replies { tx, stats: stats.clone() };
         for i in 0..5 {

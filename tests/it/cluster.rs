@@ -271,7 +271,7 @@ async fn a_fourth_instance_joining_mid_stream_is_current_at_once() {
     assert!(replay.contains(&cv("es9out#1", 42.0 / 127.0, "doorway", 1, "threshold", 42)), "{replay:?}");
     let reply = late.op("!admin instances");
     assert!(
-        matches!(&reply, cvbot::coord::Outcome::Done { reply: Some(r) } if r.contains("bot-a") && r.contains("bot-b") && r.contains("bot-d")),
+        matches!(&reply, cvbot::coord::Outcome::Done(cvbot::coord::Done::Answer(cvbot::coord::Answer::Instances(live))) if ["bot-a", "bot-b", "bot-d"].iter().all(|n| live.iter().any(|l| l == n))),
         "{reply:?}"
     );
 }
@@ -462,7 +462,11 @@ async fn acl_users_authenticate_and_a_wrong_password_degrades_without_crashing()
         redis_status(&bad).await == "degraded"
     })
     .await;
-    assert_eq!(bad.viewer("v", "doorway#1.gain: 2"), cvbot::coord::Outcome::Done { reply: None }, "still local");
+    assert_eq!(
+        bad.viewer("v", "doorway#1.gain: 2"),
+        cvbot::coord::Outcome::Done(cvbot::coord::Done::Set),
+        "still local"
+    );
     assert!(bad.stat("redis_reconnects").await >= 1);
 }
 

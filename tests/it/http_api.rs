@@ -303,7 +303,9 @@ async fn read_endpoints_report_health_history_catalog_metrics_and_pages() {
     let params = app.get_json_as_admin("/api/events/history?eventType=parameter_update&limit=1").await;
     assert_eq!(params["count"], 1);
     assert_eq!(params["events"][0]["remote"], false);
-    assert_eq!(history["events"][0]["remote"], Value::Null, "admin events do not carry their origin");
+    assert_eq!(history["events"][0]["remote"], false, "admin events carry their origin too");
+    assert_eq!(history["events"][0]["instance"], params["events"][0]["instance"], "both made here");
+    assert!(history["events"][0]["hlc"].as_u64().is_some_and(|h| h > 0), "{history}");
     assert_eq!(
         params["events"][0]["data"],
         json!({"variable": "doorway#1.gain", "value": 3, "user": "bob", "source_instance": "bot-001"})

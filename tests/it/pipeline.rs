@@ -8,7 +8,7 @@ use rosc::OscType;
 use crate::helpers::{OscReceiver, SILENCE, TestApp, cv, routing};
 
 fn done() -> Outcome {
-    Outcome::Done { reply: None }
+    Outcome::Done(cvbot::coord::Done::Set)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

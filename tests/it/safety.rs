@@ -83,7 +83,7 @@ async fn chat_and_http_refuse_a_route_beyond_the_limit_with_a_clear_message() {
     assert!(app.state().await["routes"].as_object().expect("routes").is_empty());
     assert_eq!(app.stat("refused_out_of_limit").await, 2, "both refusals are counted");
     // Inside the limit both work, and the route keeps its range and safe value.
-    assert!(matches!(app.op("!admin es9out#2 → doorway#1.gain range 0.25 0.75 safe 0.5"), Outcome::Done { .. }));
+    assert!(matches!(app.op("!admin es9out#2 → doorway#1.gain range 0.25 0.75 safe 0.5"), Outcome::Done(_)));
     let ok = put(json!({"variable": "doorway#1.gain", "range": [1, 0], "safe": 1})).await.expect("PUT");
     assert_eq!(ok.status(), StatusCode::OK);
     let route = app.get_json("/api/routes/es9out%232").await;
@@ -141,8 +141,8 @@ async fn a_far_future_stamp_is_refused_and_a_local_stop_still_wins_and_is_report
     })
     .await;
     assert!(app.state().await["parameters"].as_object().expect("params").is_empty());
-    assert_eq!(app.viewer("v", "doorway#1.gain: 64"), Outcome::Done { reply: None }, "later writes still win");
-    assert!(matches!(app.op("!admin emergency stop"), Outcome::Done { .. }));
+    assert_eq!(app.viewer("v", "doorway#1.gain: 64"), Outcome::Done(cvbot::coord::Done::Set), "later writes still win");
+    assert!(matches!(app.op("!admin emergency stop"), Outcome::Done(_)));
     let state = app.state().await;
     assert_eq!(state["emergency"]["active"], true, "the latch is really on");
     let safe: Vec<(String, f32)> = voltages(&app.osc.drain().await);
@@ -178,7 +178,7 @@ async fn a_far_future_register_in_the_state_hash_is_dead_lettered_and_removed_at
     assert_eq!(redis.dead_letters().await, ["clock_skew"]);
     app.viewer("v", "doorway#1.gain: 9");
     assert_eq!(app.state().await["parameters"]["doorway#1.gain"]["value"], 9);
-    assert!(matches!(app.op("!admin clear"), Outcome::Done { .. }));
+    assert!(matches!(app.op("!admin clear"), Outcome::Done(_)));
     assert!(app.state().await["parameters"].as_object().expect("params").is_empty());
 }
 

@@ -9,7 +9,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -18,9 +18,36 @@ use tracing::{debug, info};
 
 use crate::catalog::Catalog;
 use crate::command::{Command, ParseError, parse};
-use crate::coord::{CoordHandle, Outcome, Refusal};
+use crate::coord::{Answer, CoordHandle, Done, Outcome, Refusal};
 use crate::gate::Sender;
-use crate::stats::Stats;
+use crate::stats::{CounterSet, Stats, Tally};
+
+pub mod reply;
+
+/// The intake's counters, registered with [`Stats`].
+#[derive(Debug, Default)]
+pub struct ChatCounters {
+    pub lines: AtomicU64,
+    /// Lines that were attempts at a command but invalid, by [`ParseError`] (index = position in `ALL`).
+    invalid: Tally<{ ParseError::ALL.len() }>,
+    /// Terminal chat lines longer than [`MAX_LINE_BYTES`], discarded as they were read.
+    pub terminal_too_long: AtomicU64,
+    /// Terminal chat lines that were not UTF-8, skipped.
+    pub terminal_not_utf8: AtomicU64,
+}
+
+impl CounterSet for ChatCounters {
+    fn report(&self, out: &mut dyn FnMut(&str, u64)) {
+        for reason in ParseError::ALL {
+            if reason != ParseError::NotACommand {
+                out(&format!("invalid_{}", reason.label()), self.invalid.get(&ParseError::ALL, &reason));
+            }
+        }
+        out("chat_lines", self.lines.load(Ordering::Relaxed));
+        out("terminal_too_long", self.terminal_too_long.load(Ordering::Relaxed));
+        out("terminal_not_utf8", self.terminal_not_utf8.load(Ordering::Relaxed));
+    }
+}
 
 /// Longest line looked at. Twitch caps messages at 500 characters; anything longer is cut before
 /// parsing so a flood of huge lines costs nothing.
@@ -31,12 +58,15 @@ pub const MAX_LINE_BYTES: usize = 2048;
 pub struct Intake {
     catalog: Arc<Catalog>,
     coord: CoordHandle,
-    stats: Arc<Stats>,
+    counters: Arc<ChatCounters>,
 }
 
 impl Intake {
-    pub fn new(catalog: Arc<Catalog>, coord: CoordHandle, stats: Arc<Stats>) -> Intake {
-        Intake { catalog, coord, stats }
+    /// The intake; its counters are registered with `stats`.
+    pub fn new(catalog: Arc<Catalog>, coord: CoordHandle, stats: &Stats) -> Intake {
+        let counters = Arc::new(ChatCounters::default());
+        stats.register(counters.clone());
+        Intake { catalog, coord, counters }
     }
 
     /// Parses one chat line and, when it is a command, runs it. Invalid lines are counted by reason.
@@ -52,12 +82,12 @@ impl Intake {
     /// [`Intake::submit`], for sources that must keep reading (Twitch) and run the command elsewhere
     /// with [`Intake::run`]. Invalid lines are counted by reason.
     pub fn classify(&self, login: &str, line: &str) -> Result<Command, ParseError> {
-        self.stats.chat_lines.fetch_add(1, Ordering::Relaxed);
+        self.counters.lines.fetch_add(1, Ordering::Relaxed);
         let parsed = self.parse(line);
         if let Err(reason) = parsed
             && reason != ParseError::NotACommand
         {
-            self.stats.count_invalid(reason);
+            self.counters.invalid.add(&ParseError::ALL, &reason);
             debug!(user = %login, reason = reason.label(), "invalid command ignored");
         }
         parsed
@@ -179,11 +209,11 @@ pub async fn run_terminal<R: AsyncRead + Unpin>(
             print_outcome(&line, &outcome);
         }
         Piece::TooLong => {
-            intake.stats.terminal_too_long.fetch_add(1, Ordering::Relaxed);
+            intake.counters.terminal_too_long.fetch_add(1, Ordering::Relaxed);
             print_skipped(&format!("line longer than {MAX_LINE_BYTES} bytes ignored"));
         }
         Piece::NotUtf8 => {
-            intake.stats.terminal_not_utf8.fetch_add(1, Ordering::Relaxed);
+            intake.counters.terminal_not_utf8.fetch_add(1, Ordering::Relaxed);
             print_skipped("line is not UTF-8 text; ignored");
         }
     };
@@ -245,8 +275,10 @@ pub fn stdin_reader() -> std::io::Result<Box<dyn AsyncRead + Send + Unpin>> {
 #[allow(clippy::print_stdout)] // The terminal chat source talks to its user on stdout by design.
 fn print_outcome(line: &str, outcome: &Outcome) {
     match outcome {
-        Outcome::Done { reply: Some(reply) } => println!("  ✓ {reply}"),
-        Outcome::Done { reply: None } => println!("  ✓ {}", line.trim()),
+        Outcome::Done(done) => match reply::done(done) {
+            Some(reply) => println!("  ✓ {reply}"),
+            None => println!("  ✓ {}", line.trim()),
+        },
         Outcome::Refused(Refusal::Parse(ParseError::NotACommand)) => {
             println!("  · not a command (try `doorway#1.threshold: 89` or `!admin routes`)");
         }
@@ -274,8 +306,8 @@ pub async fn run_demo(intake: Intake, seed: u64, shutdown: CancellationToken) ->
     const INVALID: [&str; 4] = ["doorway#1.threshold: 300", "doorway#9.nope: 5", "doorway#1.gain: abc", "hello chat!"];
     let mut rng = fastrand::Rng::with_seed(seed);
     let director = Sender::operator("demo-director");
-    if let Outcome::Done { reply: Some(routes) } = intake.submit(&director, "!admin routes")
-        && routes == "no routes"
+    if let Outcome::Done(Done::Answer(Answer::Routes(routes))) = intake.submit(&director, "!admin routes")
+        && routes.is_empty()
     {
         for (i, variable) in VARIABLES.iter().take(4).enumerate() {
             let line = format!("!admin es9out#{} → {variable}", i + 1);

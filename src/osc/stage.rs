@@ -1,153 +1,41 @@
-//! The OSC output stage: turns state changes into UDP datagrams for Max/MSP (or any OSC receiver).
-//!
-//! The only module that knows OSC addresses and argument lists. The stage is owned by the
-//! coordinator and called under its lock with each change and the state after it, so a datagram
-//! leaves in the same call that applied the command: no queue, no mirror, nothing to fall behind.
-//! A failed send is counted and logged, never fatal.
+//! The output stage: the coordinator's first observer, sending each change as it is applied.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use rosc::{OscMessage, OscPacket, OscType};
+use rosc::{OscMessage, OscPacket};
 use tracing::{debug, warn};
 
-use crate::catalog::{Catalog, Output, Parameter, Variable};
-use crate::state::{Change, Route, State};
-use crate::stats::{LogThrottle, Stats};
+use super::encode::{Cv, Encoder};
+use crate::catalog::{Output, Variable};
+use crate::coord::Observer;
+use crate::state::{Change, Event, Route, State};
+use crate::stats::{CounterSet, LogThrottle, Stats};
 
-/// Which messages to send (`OSC_FORMAT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OscFormat {
-    /// `/cv` and `/routing`, as the existing Max/MSP patches expect.
-    Max,
-    /// `/lzx/{module}/{instance}/{parameter} f` for every variable, routed or not.
-    Address,
-    Both,
+/// The stage's counters, registered with [`Stats`].
+#[derive(Debug, Default)]
+pub struct OscCounters {
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    /// Parameter values not sent because a later value for the same variable came in the same batch.
+    pub coalesced: AtomicU64,
+    /// Voltages the stage had to bring inside an output's limit: always 0 unless a bug let an
+    /// out-of-limit value through every check before it.
+    pub clamped: AtomicU64,
 }
 
-impl OscFormat {
-    fn max(self) -> bool {
-        matches!(self, Self::Max | Self::Both)
-    }
-    fn address(self) -> bool {
-        matches!(self, Self::Address | Self::Both)
-    }
-}
-
-/// Builds the OSC messages; pure, so the argument lists are tested without sockets. Every `/cv`
-/// voltage it builds is inside its output's hard limit from the catalogue, whatever the route says:
-/// the last line of defence behind the checks at every source.
-#[derive(Debug, Clone)]
-pub struct Encoder {
-    pub format: OscFormat,
-    catalog: Arc<Catalog>,
-}
-
-/// A `/cv` message and whether its voltage had to be brought inside the output's limit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Cv {
-    pub message: OscMessage,
-    pub clamped: bool,
-}
-
-impl Encoder {
-    pub fn new(format: OscFormat, catalog: Arc<Catalog>) -> Encoder {
-        Encoder { format, catalog }
-    }
-
-    fn value_max(&self) -> u8 {
-        self.catalog.value_max()
-    }
-
-    /// `/cv ,sfsisi route voltage module instance parameter value`. The voltage is always a float.
-    pub fn cv(&self, output: &Output, route: &Route, value: u8) -> Cv {
-        let voltage = route.range.voltage(value, self.value_max());
-        self.cv_with_voltage(output, &route.variable, voltage, value)
-    }
-
-    /// `/cv` carrying the route's safe voltage (emergency stop, clear).
-    pub fn cv_safe(&self, output: &Output, route: &Route) -> Cv {
-        let value = self.safe_value(route);
-        self.cv_with_voltage(output, &route.variable, route.safe, value)
-    }
-
-    /// Where the safe voltage sits in the route's range, from 0 to 1.
-    fn safe_fraction(route: &Route) -> f32 {
-        let span = route.range.high - route.range.low;
-        let t = if span == 0.0 { 0.0 } else { (route.safe - route.range.low) / span };
-        if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) }
-    }
-
-    /// The chat value nearest the safe voltage, shown beside it.
-    fn safe_value(&self, route: &Route) -> u8 {
-        // Truncation is intended: the fraction is within 0..=1, so the product fits a u8.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let value = (Self::safe_fraction(route) * f32::from(self.value_max())).round() as u8;
-        value
-    }
-
-    fn cv_with_voltage(&self, output: &Output, variable: &Variable, voltage: f32, value: u8) -> Cv {
-        let limit = self.catalog.output_limit(output);
-        let clamped_voltage = limit.clamp(voltage);
-        // Compared bit for bit: a NaN is never inside the limit, so it counts as clamped.
-        let clamped = clamped_voltage.to_bits() != voltage.to_bits();
-        let message = OscMessage {
-            addr: "/cv".to_owned(),
-            args: vec![
-                OscType::String(output.to_string()),
-                OscType::Float(clamped_voltage),
-                OscType::String(variable.module().to_owned()),
-                OscType::Int(i32::from(variable.instance())),
-                OscType::String(variable.parameter().to_string()),
-                OscType::Int(i32::from(value)),
-            ],
-        };
-        Cv { message, clamped }
-    }
-
-    /// `/routing ,sss add output variable`.
-    pub fn route_add(output: &Output, variable: &Variable) -> OscMessage {
-        OscMessage {
-            addr: "/routing".to_owned(),
-            args: vec![
-                OscType::String("add".into()),
-                OscType::String(output.to_string()),
-                OscType::String(variable.to_string()),
-            ],
-        }
-    }
-
-    /// `/routing ,ss remove output`.
-    pub fn route_remove(output: &Output) -> OscMessage {
-        OscMessage {
-            addr: "/routing".to_owned(),
-            args: vec![OscType::String("remove".into()), OscType::String(output.to_string())],
-        }
-    }
-
-    /// `/lzx/{module}/{instance}/{parameter} ,f normalized` for a chat value.
-    pub fn address(&self, variable: &Variable, value: u8) -> OscMessage {
-        Self::address_fraction(variable, f32::from(value.min(self.value_max())) / f32::from(self.value_max().max(1)))
-    }
-
-    /// The `/lzx` form of a route's safe voltage: where it sits in the route's range.
-    pub fn address_safe(route: &Route) -> OscMessage {
-        Self::address_fraction(&route.variable, Self::safe_fraction(route))
-    }
-
-    /// `/lzx/{module}/{instance}/{parameter} ,f t` with `t` from 0 to 1. OSC addresses may not
-    /// contain `#`, so a numbered parameter such as `thru#2` becomes `thru/2`.
-    fn address_fraction(variable: &Variable, t: f32) -> OscMessage {
-        let parameter = match variable.parameter() {
-            Parameter::Named(n) => n.replace('#', "/"),
-            Parameter::InputJack(k) => format!("inputJack/{k}"),
-        };
-        OscMessage {
-            addr: format!("/lzx/{}/{}/{parameter}", variable.module(), variable.instance()),
-            args: vec![OscType::Float(t)],
+impl CounterSet for OscCounters {
+    fn report(&self, out: &mut dyn FnMut(&str, u64)) {
+        for (name, c) in [
+            ("osc_sent", &self.sent),
+            ("osc_failed", &self.failed),
+            ("osc_coalesced", &self.coalesced),
+            ("osc_clamped", &self.clamped),
+        ] {
+            out(name, c.load(Ordering::Relaxed));
         }
     }
 }
@@ -160,7 +48,7 @@ pub struct OscStage {
     socket: UdpSocket,
     targets: Vec<SocketAddr>,
     encoder: Encoder,
-    stats: Arc<Stats>,
+    counters: Arc<OscCounters>,
     log: LogThrottle,
     /// Send every route's safe value when the process shuts down (`OUTPUT_REST_ON_SHUTDOWN`).
     rest_on_shutdown: bool,
@@ -176,15 +64,17 @@ impl OscStage {
         socket: UdpSocket,
         targets: Vec<SocketAddr>,
         encoder: Encoder,
-        stats: Arc<Stats>,
+        stats: &Stats,
         rest_on_shutdown: bool,
     ) -> std::io::Result<OscStage> {
         socket.set_nonblocking(true)?;
+        let counters = Arc::new(OscCounters::default());
+        stats.register(counters.clone());
         Ok(OscStage {
             socket,
             targets,
             encoder,
-            stats,
+            counters,
             log: LogThrottle::per_minute(),
             rest_on_shutdown,
             announced: BTreeSet::new(),
@@ -243,50 +133,6 @@ impl OscStage {
         for variable in &variables {
             if let Some(entry) = state.param(variable) {
                 self.send_value(variable, entry.value, state);
-            }
-        }
-    }
-
-    /// Sends what `change` (already applied to `state`) means for the receiver.
-    pub fn on_change(&mut self, change: &Change, state: &State) {
-        if let Change::Param { variable, value, .. } = change {
-            if let Some(deferred) = self.deferred.as_mut() {
-                if !deferred.insert(variable.clone()) {
-                    self.stats.osc_coalesced.fetch_add(1, Ordering::Relaxed);
-                }
-            } else {
-                self.send_value(variable, *value, state);
-            }
-            return;
-        }
-        match change {
-            Change::Param { .. } | Change::Overlay { .. } => {}
-            Change::Cleared { variables } => {
-                if state.emergency().active {
-                    return;
-                }
-                for variable in variables.iter() {
-                    let mut first = None;
-                    for (output, route) in Self::routed(state, variable) {
-                        first.get_or_insert(route);
-                        if self.encoder.format.max() {
-                            self.send_limited(self.encoder.cv_safe(output, route));
-                        }
-                    }
-                    if self.encoder.format.address() {
-                        let message = first.map_or_else(|| self.encoder.address(variable, 0), Encoder::address_safe);
-                        self.send(message);
-                    }
-                }
-            }
-            Change::Route { output, route } => self.on_route(output, route.as_ref(), state),
-            Change::Emergency { active, .. } => {
-                if *active {
-                    self.send_safe_values(state);
-                } else {
-                    // Resume: outputs go back to what State (and the overlay) shows.
-                    self.replay(state);
-                }
             }
         }
     }
@@ -369,7 +215,7 @@ impl OscStage {
     /// inside its output's limit: that means a check upstream let a bad route through.
     fn send_limited(&self, cv: Cv) {
         if cv.clamped {
-            self.stats.osc_clamped.fetch_add(1, Ordering::Relaxed);
+            self.counters.clamped.fetch_add(1, Ordering::Relaxed);
             if let Some(suppressed) = self.log.allow("clamped", Instant::now()) {
                 warn!(message = ?cv.message, suppressed, "a voltage outside its output's limit was clamped");
             }
@@ -388,7 +234,7 @@ impl OscStage {
         for target in &self.targets {
             match self.socket.send_to(&bytes, target) {
                 Ok(_) => {
-                    self.stats.osc_sent.fetch_add(1, Ordering::Relaxed);
+                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => self.fail("send", &format!("{target}: {e}")),
             }
@@ -396,82 +242,56 @@ impl OscStage {
     }
 
     fn fail(&self, reason: &'static str, detail: &str) {
-        self.stats.osc_failed.fetch_add(1, Ordering::Relaxed);
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
         if let Some(suppressed) = self.log.allow(reason, Instant::now()) {
             warn!(reason, detail, suppressed, "OSC output failed; the show goes on");
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::catalog::{Catalog, VoltRange};
-
-    fn enc() -> Encoder {
-        Encoder::new(OscFormat::Both, Arc::new(Catalog::builtin()))
-    }
-
-    #[test]
-    fn cv_message_has_the_peer_compatible_argument_list() {
-        let c = Catalog::builtin();
-        let out = c.output("es9out#1").expect("output");
-        let route = Route::new(c.parse_variable("doorway#1.threshold").expect("var"), VoltRange::LZX);
-        let Cv { message: msg, clamped } = enc().cv(&out, &route, 127);
-        assert!(!clamped);
-        assert_eq!(msg.addr, "/cv");
-        assert_eq!(
-            msg.args,
-            vec![
-                OscType::String("es9out#1".into()),
-                OscType::Float(1.0),
-                OscType::String("doorway".into()),
-                OscType::Int(1),
-                OscType::String("threshold".into()),
-                OscType::Int(127),
-            ]
-        );
-        assert_eq!(enc().cv(&out, &route, 0).message.args[1], OscType::Float(0.0), "zero is still a float");
-    }
-
-    #[test]
-    fn safe_value_message_carries_the_bottom_of_the_range() {
-        let c = Catalog::builtin();
-        let out = c.output("es9out#1").expect("output");
-        let route = Route::new(c.parse_variable("doorway#1.gain").expect("var"), VoltRange { low: 0.8, high: 0.2 });
-        let Cv { message, clamped } = enc().cv_safe(&out, &route);
-        assert!(!clamped);
-        assert_eq!(message.args[1], OscType::Float(0.8));
-        assert_eq!(message.args[5], OscType::Int(0));
-        assert_eq!(Encoder::address_safe(&Route { safe: 0.5, ..route }).args, vec![OscType::Float(0.5)]);
-    }
-
-    #[test]
-    fn no_voltage_leaves_the_output_limit_even_when_a_route_would_send_it() {
-        let c = Catalog::builtin();
-        let out = c.output("es9out#1").expect("output");
-        let variable = c.parse_variable("doorway#1.gain").expect("var");
-        // Routes no check lets in, built by hand as a future bug might.
-        for (range, safe) in [((-1000.0, 1000.0), 1000.0), ((0.0, 3e38), 3e38), ((f32::NAN, 1.0), f32::NAN)] {
-            let route = Route { variable: variable.clone(), range: VoltRange { low: range.0, high: range.1 }, safe };
-            let wanted = [route.range.voltage(0, 127), route.range.voltage(127, 127), safe];
-            let sent = [enc().cv(&out, &route, 0), enc().cv(&out, &route, 127), enc().cv_safe(&out, &route)];
-            for (want, cv) in wanted.into_iter().zip(sent) {
-                let OscType::Float(v) = cv.message.args[1] else { panic!("a float") };
-                assert!((0.0..=1.0).contains(&v), "{v} for {range:?}");
-                assert_eq!(cv.clamped, !(0.0..=1.0).contains(&want), "{want} for {range:?} is counted when clamped");
+impl Observer for OscStage {
+    /// Sends what `change` (already applied to `state`) means for the receiver.
+    fn on_change(&mut self, _event: &Event, change: &Change, state: &State) {
+        if let Change::Param { variable, value, .. } = change {
+            if let Some(deferred) = self.deferred.as_mut() {
+                if !deferred.insert(variable.clone()) {
+                    self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                }
+            } else {
+                self.send_value(variable, *value, state);
+            }
+            return;
+        }
+        match change {
+            Change::Param { .. } | Change::Overlay { .. } => {}
+            Change::Cleared { variables } => {
+                if state.emergency().active {
+                    return;
+                }
+                for variable in variables.iter() {
+                    let mut first = None;
+                    for (output, route) in Self::routed(state, variable) {
+                        first.get_or_insert(route);
+                        if self.encoder.format.max() {
+                            self.send_limited(self.encoder.cv_safe(output, route));
+                        }
+                    }
+                    if self.encoder.format.address() {
+                        let message = first.map_or_else(|| self.encoder.address(variable, 0), Encoder::address_safe);
+                        self.send(message);
+                    }
+                }
+            }
+            Change::Route { output, route } => self.on_route(output, route.as_ref(), state),
+            Change::Emergency { active, .. } => {
+                if *active {
+                    self.send_safe_values(state);
+                } else {
+                    // Resume: outputs go back to what State (and the overlay) shows.
+                    self.replay(state);
+                }
             }
         }
-    }
-
-    #[test]
-    fn address_form_has_no_hash_signs() {
-        let c = Catalog::builtin();
-        let msg = enc().address(&c.parse_variable("passage#2.thru#3").expect("var"), 127);
-        assert_eq!(msg.addr, "/lzx/passage/2/thru/3");
-        assert_eq!(msg.args, vec![OscType::Float(1.0)]);
-        let jack = enc().address(&c.parse_variable("arch#1.inputJack#4").expect("var"), 0);
-        assert_eq!(jack.addr, "/lzx/arch/1/inputJack/4");
     }
 }
 
@@ -480,9 +300,12 @@ mod stage_tests {
     use super::*;
     use crate::catalog::{Catalog, VoltRange};
     use crate::command::parse;
-    use crate::coord::{Alone, CoordHandle, Coordinator};
+    use crate::coord::{CoordHandle, Coordinator};
     use crate::gate::{Gate, GatePolicy, Sender};
+    use crate::instances::Alone;
+    use crate::osc::OscFormat;
     use crate::state::{Event, EventKind, Hlc, Stamp};
+    use rosc::OscType;
     use std::time::Duration;
     use tokio_util::sync::CancellationToken;
 
@@ -512,7 +335,7 @@ mod stage_tests {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let encoder = Encoder::new(OscFormat::Max, catalog.clone());
         let target = vec![receiver.local_addr().expect("addr")];
-        let stage = OscStage::new(socket, target, encoder, stats.clone(), rest_on_shutdown).expect("stage");
+        let stage = OscStage::new(socket, target, encoder, &stats, rest_on_shutdown).expect("stage");
         let me: Arc<str> = "bot-001".into();
         let coordinator = Coordinator::new(
             me.clone(),
@@ -521,7 +344,7 @@ mod stage_tests {
             Gate::new(&policy, Instant::now()),
             None,
             Arc::new(Alone(me)),
-            stats.clone(),
+            &stats,
         )
         .with_osc(stage);
         let shutdown = CancellationToken::new();
@@ -630,7 +453,7 @@ mod stage_tests {
             ],
             "each value as it stood before the route and the stop, then the safe values; nothing while stopped"
         );
-        assert_eq!(rig.stats.osc_coalesced.load(Ordering::Relaxed), 49 + 49);
+        assert_eq!(rig.stats.snapshot()["osc_coalesced"], 49 + 49);
         assert_eq!(
             rig.coord
                 .snapshot()
@@ -645,6 +468,6 @@ mod stage_tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(cv_values(&received(&rig.receiver)), vec![at("es9out#1", 0), at("es9out#2", 0)]);
         assert!(!rig.coord.apply_remote(&remote(c, 700, "doorway#1.gain", 5)));
-        assert!(rig.coord.subscribe().is_none());
+        assert!(rig.coord.snapshot().is_none());
     }
 }

@@ -1,0 +1,70 @@
+//! What the bot says back: the words for a command's outcome, the same in Twitch chat, the
+//! terminal and the admin API's `reply` field. The coordinator decides; this says it.
+
+use crate::coord::{Answer, Done};
+use crate::state::EventKind;
+
+/// The reply to a command that was done; `None` when there is nothing to say (a parameter set).
+pub fn done(done: &Done) -> Option<String> {
+    match done {
+        Done::Set => None,
+        Done::Admin(kind) => confirmation(kind),
+        Done::Answer(answer) => Some(self::answer(answer)),
+    }
+}
+
+/// What an applied admin event did, in words; `None` for a parameter value.
+pub fn confirmation(kind: &EventKind) -> Option<String> {
+    Some(match kind {
+        EventKind::Set { .. } => return None,
+        EventKind::ClearAll => "cleared all parameters".to_owned(),
+        EventKind::Overlay { enabled } => format!("overlay {}", if *enabled { "on" } else { "off" }),
+        EventKind::Emergency { active: true, message } => match message {
+            Some(m) => format!("EMERGENCY STOP: {m}"),
+            None => "EMERGENCY STOP: outputs at safe values".to_owned(),
+        },
+        EventKind::Emergency { active: false, .. } => "resumed".to_owned(),
+        EventKind::Route { output, route: Some(r) } => format!("routed {output} → {}", r.variable),
+        EventKind::Route { output, route: None } => format!("removed route {output}"),
+    })
+}
+
+/// The answer to an admin question, in words.
+pub fn answer(answer: &Answer) -> String {
+    match answer {
+        Answer::Routes(routes) if routes.is_empty() => "no routes".to_owned(),
+        Answer::Routes(routes) => {
+            let listed: Vec<String> = routes.iter().map(|(o, v)| format!("{o} → {v}")).collect();
+            format!("routes: {}", listed.join(", "))
+        }
+        Answer::Instances(live) => format!("{} instance(s) online: {}", live.len(), live.join(", ")),
+        Answer::NotRouted(output) => format!("{output} is not routed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, VoltRange};
+    use crate::state::Route;
+
+    #[test]
+    fn replies_read_as_the_older_bot_and_our_docs_say() {
+        let c = Catalog::builtin();
+        let out = c.output("es9out#1").expect("output");
+        let var = c.parse_variable("doorway#1.threshold").expect("variable");
+        assert_eq!(done(&Done::Set), None);
+        assert_eq!(answer(&Answer::Routes(Vec::new())), "no routes");
+        assert_eq!(answer(&Answer::Routes(vec![(out.clone(), var.clone())])), "routes: es9out#1 → doorway#1.threshold");
+        assert_eq!(answer(&Answer::Instances(vec!["a".into(), "b".into()])), "2 instance(s) online: a, b");
+        assert_eq!(answer(&Answer::NotRouted(out.clone())), "es9out#1 is not routed");
+        let route = EventKind::Route { output: out.clone(), route: Some(Route::new(var, VoltRange::LZX)) };
+        assert_eq!(done(&Done::Admin(route)).as_deref(), Some("routed es9out#1 → doorway#1.threshold"));
+        let stop = EventKind::Emergency { active: true, message: Some("strobe".into()) };
+        assert_eq!(confirmation(&stop).as_deref(), Some("EMERGENCY STOP: strobe"));
+        assert_eq!(
+            confirmation(&EventKind::Route { output: out, route: None }).as_deref(),
+            Some("removed route es9out#1")
+        );
+    }
+}

@@ -1,0 +1,422 @@
+//! The coordinator: the one owner of [`State`]. Local commands are gated, stamped, applied and
+//! handed to the outbox; remote events take the same `apply` path through [`CoordHandle::apply_remote`]
+//! and are never handed back to the outbox.
+//!
+//! Every call runs in the caller's task, under one short lock: a chat line or a Redis message is
+//! applied and its OSC datagram is on the wire before the call returns, with no task hand-off in
+//! between. The lock is never held across an `.await`. Readers never touch State. Every stage after
+//! the coordinator is an [`Observer`], told of each change in the caller's task (the OSC stage
+//! first, then the outbox, then the others in the order they attached). Knows no wire format,
+//! channel name, HTTP route or reply text: a command's [`Outcome`] is typed, and each edge says it
+//! in its own words.
+
+mod observe;
+mod outcome;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::catalog::Catalog;
+use crate::clock::wall_ms_now;
+use crate::command::{AdminCommand, Command};
+use crate::gate::{Denial, Gate, Sender};
+use crate::instances::Presence;
+use crate::osc::OscStage;
+use crate::state::{Change, Event, EventKind, Hlc, Route, Stamp, State};
+use crate::stats::{CounterSet, LogThrottle, Stats};
+
+pub use observe::Observer;
+pub use outcome::{Answer, Done, Outcome, Refusal, Unchanged};
+
+/// The coordinator's counters, registered with [`Stats`] under these names.
+#[derive(Debug, Default)]
+pub struct CoordCounters {
+    pub local_applied: AtomicU64,
+    pub remote_applied: AtomicU64,
+    /// Events (local or remote) that lost to a newer write and changed nothing.
+    pub stale_events: AtomicU64,
+    /// Local events not handed to the outbox because it was full.
+    pub outbox_overflow: AtomicU64,
+    pub denied_not_admin: AtomicU64,
+    pub denied_cooldown: AtomicU64,
+    pub denied_global_limit: AtomicU64,
+    pub refused_emergency: AtomicU64,
+    pub refused_input_jack: AtomicU64,
+    /// Route commands (chat, HTTP) refused because their range or safe voltage left the output's limit.
+    pub refused_out_of_limit: AtomicU64,
+    /// Local commands that changed nothing (already in that state) and were answered with why.
+    pub unchanged: AtomicU64,
+}
+
+impl CoordCounters {
+    fn count_denial(&self, denial: Denial) {
+        let counter = match denial {
+            Denial::NotAdmin => &self.denied_not_admin,
+            Denial::Cooldown => &self.denied_cooldown,
+            Denial::GlobalLimit => &self.denied_global_limit,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl CounterSet for CoordCounters {
+    fn report(&self, out: &mut dyn FnMut(&str, u64)) {
+        for (name, c) in [
+            ("local_applied", &self.local_applied),
+            ("remote_applied", &self.remote_applied),
+            ("stale_events", &self.stale_events),
+            ("outbox_overflow", &self.outbox_overflow),
+            ("denied_not_admin", &self.denied_not_admin),
+            ("denied_cooldown", &self.denied_cooldown),
+            ("denied_global_limit", &self.denied_global_limit),
+            ("refused_emergency", &self.refused_emergency),
+            ("refused_input_jack", &self.refused_input_jack),
+            ("refused_out_of_limit", &self.refused_out_of_limit),
+            ("unchanged", &self.unchanged),
+        ] {
+            out(name, c.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// A cheap, cloneable way to reach the coordinator. Every method returns at once: the work is a few
+/// microseconds under the lock.
+#[derive(Debug, Clone)]
+pub struct CoordHandle {
+    core: Arc<Mutex<Coordinator>>,
+}
+
+impl CoordHandle {
+    fn lock(&self) -> MutexGuard<'_, Coordinator> {
+        // A panic while holding the lock would be a bug; the show is better served by carrying on
+        // with the state as it stands than by refusing every later command.
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs a parsed command and returns its outcome.
+    pub fn submit(&self, sender: &Sender, command: Command, at: Instant) -> Outcome {
+        let wall_ms = wall_ms_now();
+        let mut core = self.lock();
+        if core.closed {
+            return Outcome::Refused(Refusal::ShuttingDown);
+        }
+        core.handle_command(sender, command, at, wall_ms)
+    }
+
+    /// Applies an event that another instance made; false once the coordinator has shut down.
+    pub fn apply_remote(&self, event: &Event) -> bool {
+        let mut core = self.lock();
+        if core.closed {
+            return false;
+        }
+        core.apply_remote(event);
+        true
+    }
+
+    /// Applies events that arrived together (one socket read). OSC output for a variable set several
+    /// times in the batch is coalesced to its last value (counted as `osc_coalesced`); State and the
+    /// observers still see every event.
+    pub fn apply_remote_batch(&self, events: &[Event]) -> bool {
+        let mut core = self.lock();
+        if core.closed {
+            return false;
+        }
+        core.apply_remote_batch(events);
+        true
+    }
+
+    /// A copy of the current state (for read-only views such as `/api/state`).
+    pub fn snapshot(&self) -> Option<State> {
+        self.read(State::clone)
+    }
+
+    /// Runs `f` on the current state under the lock, so nothing changes between what it reads and
+    /// what it does with it (an SSE client's snapshot and its registration); `None` once shut down.
+    /// `f` must be quick.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> Option<R> {
+        let core = self.lock();
+        (!core.closed).then(|| f(&core.state))
+    }
+
+    /// Registers an observer made from the current state, so it misses and doubles nothing; false
+    /// once the coordinator has shut down (the observer is not made). Observers are dropped at
+    /// shutdown, which is how their tasks learn that nothing more will come.
+    pub fn observe(&self, make: impl FnOnce(&State) -> Box<dyn Observer>) -> bool {
+        let mut core = self.lock();
+        if core.closed {
+            return false;
+        }
+        let observer = make(&core.state);
+        core.observers.push(observer);
+        true
+    }
+}
+
+/// The coordinator's parts: State and everything that must see its changes in order.
+#[derive(Debug)]
+pub struct Coordinator {
+    instance: Arc<str>,
+    catalog: Arc<Catalog>,
+    state: State,
+    hlc: Hlc,
+    gate: Gate,
+    outbox: Option<mpsc::Sender<Event>>,
+    osc: Option<OscStage>,
+    observers: Vec<Box<dyn Observer>>,
+    presence: Arc<dyn Presence>,
+    counters: Arc<CoordCounters>,
+    throttle: LogThrottle,
+    closed: bool,
+}
+
+impl Coordinator {
+    /// A coordinator over `state`; its counters are registered with `stats`.
+    pub fn new(
+        instance: Arc<str>,
+        catalog: Arc<Catalog>,
+        state: State,
+        gate: Gate,
+        outbox: Option<mpsc::Sender<Event>>,
+        presence: Arc<dyn Presence>,
+        stats: &Stats,
+    ) -> Coordinator {
+        let counters = Arc::new(CoordCounters::default());
+        stats.register(counters.clone());
+        Coordinator {
+            instance,
+            catalog,
+            state,
+            hlc: Hlc::default(),
+            gate,
+            outbox,
+            osc: None,
+            observers: Vec::new(),
+            presence,
+            counters,
+            throttle: LogThrottle::default(),
+            closed: false,
+        }
+    }
+
+    /// Sends every change to `osc` as it is applied, in the caller's task, before any other
+    /// observer hears of it. The stage is told the whole state when the coordinator starts.
+    #[must_use]
+    pub fn with_osc(mut self, osc: OscStage) -> Coordinator {
+        self.osc = Some(osc);
+        self
+    }
+
+    /// Starts serving. Returns the handle and a future that, once `shutdown` fires, closes the
+    /// coordinator: later calls are refused, observers are dropped, and the OSC stage rests its
+    /// outputs when configured to.
+    pub fn spawn(mut self, shutdown: CancellationToken) -> (CoordHandle, impl Future<Output = ()> + Send) {
+        if let Some(osc) = &mut self.osc {
+            osc.replay(&self.state);
+        }
+        let handle = CoordHandle { core: Arc::new(Mutex::new(self)) };
+        let closer = handle.clone();
+        let task = async move {
+            shutdown.cancelled().await;
+            let mut core = closer.lock();
+            core.closed = true;
+            core.observers.clear();
+            let Coordinator { osc, state, .. } = &mut *core;
+            if let Some(osc) = osc {
+                osc.shut_down(state);
+            }
+        };
+        (handle, task)
+    }
+
+    /// Gates, stamps and applies one local command. Time comes in as parameters for tests.
+    fn handle_command(&mut self, sender: &Sender, command: Command, at: Instant, wall_ms: u64) -> Outcome {
+        // State checks come before the gate so a refused command does not use up the viewer's cooldown.
+        if let Command::Set { variable, .. } = &command {
+            if self.state.emergency().active {
+                self.counters.refused_emergency.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Refused(Refusal::Emergency);
+            }
+            if let Some(k) = variable.input_jack()
+                && k > self.state.highest_input_jack(variable).saturating_add(1)
+            {
+                self.counters.refused_input_jack.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Refused(Refusal::InputJackOrder { requested: k });
+            }
+        }
+        if let Err(denial) = self.gate.check(sender, &command, at) {
+            self.counters.count_denial(denial);
+            return Outcome::Refused(Refusal::Gate(denial));
+        }
+        let kind = match command {
+            Command::Set { variable, value } => EventKind::Set { variable, value },
+            Command::Admin(admin) => match self.admin_event(admin) {
+                Ok(kind) => kind,
+                Err(AdminAnswer::Answer(answer)) => return Outcome::Done(Done::Answer(answer)),
+                Err(AdminAnswer::Refused(refusal)) => {
+                    if let Refusal::Unchanged(Unchanged::AlreadyStopped) = &refusal
+                        && let Some(osc) = &mut self.osc
+                    {
+                        // A stop pressed again is still a stop: the outputs get their safe values once more.
+                        osc.send_safe_values(&self.state);
+                    }
+                    let counter = match refusal {
+                        Refusal::OutOfLimit { .. } => &self.counters.refused_out_of_limit,
+                        _ => &self.counters.unchanged,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    return Outcome::Refused(refusal);
+                }
+            },
+        };
+        let done = match &kind {
+            EventKind::Set { .. } => Done::Set,
+            admin => {
+                info!(user = %sender.login, action = ?admin, "admin command");
+                Done::Admin(admin.clone())
+            }
+        };
+        let stamp = Stamp { hlc: self.hlc.stamp(wall_ms), instance: self.instance.clone() };
+        let event = Event { stamp, wall_ms, user: sender.login.as_str().into(), kind };
+        let Some(change) = self.apply(&event) else {
+            // Our stamp is newer than every stamp admitted so far (remote clocks are bounded), so this
+            // only happens if that promise is broken: say so instead of reporting success.
+            if let Some(swallowed) = self.throttle.allow("superseded local command", Instant::now()) {
+                warn!(user = %sender.login, swallowed, "a local command changed nothing: a newer stamp already held the register");
+            }
+            return Outcome::Refused(Refusal::Superseded);
+        };
+        self.counters.local_applied.fetch_add(1, Ordering::Relaxed);
+        // The outbox before the other observers: other instances' outputs wait on the first, only the
+        // overlay and the routing file on the others.
+        if let Some(outbox) = &self.outbox
+            && outbox.try_send(event.clone()).is_err()
+        {
+            self.counters.outbox_overflow.fetch_add(1, Ordering::Relaxed);
+            if let Some(swallowed) = self.throttle.allow("outbox full", Instant::now()) {
+                warn!(
+                    swallowed,
+                    "outbox full: local events are not reaching other instances (counted as outbox_overflow)"
+                );
+            }
+        }
+        self.announce(&event, &change);
+        Outcome::Done(done)
+    }
+
+    /// Turns an admin command into an event; or answers a question, or says why it changes nothing.
+    fn admin_event(&self, admin: AdminCommand) -> Result<EventKind, AdminAnswer> {
+        let unchanged = |u| Err(AdminAnswer::Refused(Refusal::Unchanged(u)));
+        let emergency = self.state.emergency();
+        Ok(match admin {
+            AdminCommand::Clear => EventKind::ClearAll,
+            AdminCommand::Overlay { enabled } if enabled == self.state.overlay_enabled() => {
+                return unchanged(Unchanged::Overlay(enabled));
+            }
+            AdminCommand::Overlay { enabled } => EventKind::Overlay { enabled },
+            AdminCommand::EmergencyStop { message } if emergency.active && emergency.message == message => {
+                return unchanged(Unchanged::AlreadyStopped);
+            }
+            AdminCommand::EmergencyStop { message } => EventKind::Emergency { active: true, message },
+            AdminCommand::Resume if !emergency.active => return unchanged(Unchanged::NotStopped),
+            AdminCommand::Resume => EventKind::Emergency { active: false, message: None },
+            AdminCommand::Route { output, variable, volts } => {
+                let range = volts.range.unwrap_or_else(|| self.catalog.output_range(&output));
+                let route = Route { variable, range, safe: volts.safe.unwrap_or(range.low) };
+                if let Err(error) = self.catalog.check_route(&output, range, route.safe) {
+                    return Err(AdminAnswer::Refused(Refusal::OutOfLimit { output, error }));
+                }
+                if self.state.route(&output) == Some(&route) {
+                    return unchanged(Unchanged::SameRoute(output));
+                }
+                EventKind::Route { output, route: Some(route) }
+            }
+            AdminCommand::Unroute { output } => {
+                if self.state.route(&output).is_none() {
+                    return Err(AdminAnswer::Answer(Answer::NotRouted(output)));
+                }
+                EventKind::Route { output, route: None }
+            }
+            AdminCommand::ListRoutes => {
+                let routes = self.state.routes().map(|(o, r)| (o.clone(), r.variable.clone())).collect();
+                return Err(AdminAnswer::Answer(Answer::Routes(routes)));
+            }
+            AdminCommand::Instances => {
+                return Err(AdminAnswer::Answer(Answer::Instances(self.presence.live_instances())));
+            }
+        })
+    }
+
+    /// Applies an event from another instance: the same `apply`, plus clock catch-up, no outbox.
+    fn apply_remote(&mut self, event: &Event) {
+        if let Some(change) = self.apply_remote_quietly(event) {
+            self.announce(event, &change);
+        }
+    }
+
+    fn apply_remote_quietly(&mut self, event: &Event) -> Option<Change> {
+        self.hlc.observe(event.stamp.hlc);
+        let change = self.apply(event)?;
+        self.counters.remote_applied.fetch_add(1, Ordering::Relaxed);
+        Some(change)
+    }
+
+    /// Applies a batch of remote events with the OSC output for each variable coalesced to its last
+    /// value within the batch. The other observers hear of the batch after its datagrams are sent.
+    fn apply_remote_batch(&mut self, events: &[Event]) {
+        if let Some(osc) = &mut self.osc {
+            osc.begin_batch();
+        }
+        let changes: Vec<(&Event, Change)> =
+            events.iter().filter_map(|event| Some((event, self.apply_remote_quietly(event)?))).collect();
+        if let Some(osc) = &mut self.osc {
+            osc.end_batch(&self.state);
+        }
+        for (event, change) in changes {
+            self.announce(event, &change);
+        }
+    }
+
+    /// Tells the observers after the OSC stage (the overlay hub, the routing file).
+    fn announce(&mut self, event: &Event, change: &Change) {
+        for observer in &mut self.observers {
+            observer.on_change(event, change, &self.state);
+        }
+    }
+
+    /// Applies to State and tells the OSC stage; the change when something visibly changed. OSC
+    /// goes first: it is the output a performer hears. The caller announces the change.
+    fn apply(&mut self, event: &Event) -> Option<Change> {
+        if !matches!(event.kind, EventKind::Set { .. })
+            && let Some(osc) = &mut self.osc
+        {
+            // Values held back in a batch go out as they stood before a route, clear or stop changes them.
+            osc.flush_deferred(&self.state);
+        }
+        match self.state.apply(event) {
+            Some(change) => {
+                if let Some(osc) = &mut self.osc {
+                    osc.on_change(event, &change, &self.state);
+                }
+                Some(change)
+            }
+            None => {
+                self.counters.stale_events.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+/// An admin command that makes no event: the answer to a question, or why it would change nothing.
+enum AdminAnswer {
+    Answer(Answer),
+    Refused(Refusal),
+}
+
+#[cfg(test)]
+mod tests;

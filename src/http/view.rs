@@ -1,0 +1,95 @@
+//! The state as JSON consumers see it: `/api/state`, the overlay's snapshots and updates. The core
+//! keeps registers; how they read on a page is decided here.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::catalog::{Output, Variable};
+use crate::state::{Emergency, ParamEntry, Route, State};
+
+/// One parameter as `/api/state` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParamView {
+    pub value: u8,
+    /// `null` when the variable is not routed to any output; the safe voltage while stopped.
+    pub voltage: Option<f32>,
+    /// True while an emergency stop holds the routed output at its safe voltage.
+    pub held: bool,
+    /// The (first) output carrying this variable, `null` when unrouted.
+    pub route: Option<String>,
+    pub user: String,
+    pub source_instance: String,
+    /// Wall-clock milliseconds of the winning write.
+    pub timestamp: u64,
+    pub remote: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EmergencyView {
+    pub active: bool,
+    pub message: Option<String>,
+    /// While active: every routed output and the safe voltage it is held at (empty otherwise).
+    pub held: BTreeMap<String, f32>,
+}
+
+impl EmergencyView {
+    /// The latch as views show it, with what it holds each routed output at.
+    pub fn of<'a>(latch: &Emergency, routes: impl Iterator<Item = (&'a Output, &'a Route)>) -> EmergencyView {
+        let held = if latch.active { routes.map(|(o, r)| (o.to_string(), r.safe)).collect() } else { BTreeMap::new() };
+        EmergencyView { active: latch.active, message: latch.message.clone(), held }
+    }
+}
+
+/// The state as JSON consumers see it; `/api/state` adds `instance_id` and `redis`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateView {
+    pub parameters: BTreeMap<String, ParamView>,
+    pub routes: BTreeMap<String, String>,
+    pub overlay_enabled: bool,
+    pub emergency: EmergencyView,
+}
+
+/// Who wrote a value, and when: a state entry's or an event's.
+#[derive(Debug, Clone, Copy)]
+pub struct Written<'a> {
+    pub value: u8,
+    pub user: &'a str,
+    pub instance: &'a str,
+    pub wall_ms: u64,
+}
+
+impl<'a> Written<'a> {
+    pub fn entry(p: &'a ParamEntry) -> Written<'a> {
+        Written { value: p.value, user: &p.user, instance: &p.stamp.instance, wall_ms: p.wall_ms }
+    }
+}
+
+/// How `variable` at `written` reads with `state`'s routes and latch. `me` decides `remote`.
+pub fn param_view(state: &State, variable: &Variable, written: Written<'_>, me: &str, value_max: u8) -> ParamView {
+    let routed = state.routes().find(|(_, r)| r.variable == *variable);
+    let stopped = state.emergency().active;
+    ParamView {
+        value: written.value,
+        voltage: routed.map(|(_, r)| r.shown_voltage(written.value, value_max, stopped)),
+        held: stopped && routed.is_some(),
+        route: routed.map(|(o, _)| o.to_string()),
+        user: written.user.to_owned(),
+        source_instance: written.instance.to_owned(),
+        timestamp: written.wall_ms,
+        remote: written.instance != me,
+    }
+}
+
+/// The whole view of `state`. `me` decides which entries are marked `remote`.
+pub fn state_view(state: &State, me: &str, value_max: u8) -> StateView {
+    StateView {
+        parameters: state
+            .params()
+            .map(|(variable, p)| (variable.to_string(), param_view(state, variable, Written::entry(p), me, value_max)))
+            .collect(),
+        routes: state.routes().map(|(o, r)| (o.to_string(), r.variable.to_string())).collect(),
+        overlay_enabled: state.overlay_enabled(),
+        emergency: EmergencyView::of(state.emergency(), state.routes()),
+    }
+}
