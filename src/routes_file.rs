@@ -198,26 +198,41 @@ async fn follow(
     table: Option<watch::Receiver<Routes>>,
 ) -> anyhow::Result<()> {
     let Some(mut table) = table else { return Ok(()) };
-    table.mark_unchanged();
+    let mut saved = table.borrow_and_update().clone();
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            changed = table.changed() => if changed.is_err() { return Ok(()) },
-        }
+        let stopping = tokio::select! {
+            () = shutdown.cancelled() => true,
+            changed = table.changed() => changed.is_err(),
+        };
         let routes = table.borrow_and_update().clone();
-        let text = render(routes.iter(), &catalog);
-        let target = path.clone();
-        match tokio::task::spawn_blocking(move || write_atomic(&target, &text)).await {
-            Ok(Ok(())) => {
-                counters.saves.fetch_add(1, Ordering::Relaxed);
-                info!(path = %path.display(), routes = routes.len(), "routing table saved");
+        if stopping {
+            // A change that came in while the last write was under way is not lost to a shutdown.
+            if !Arc::ptr_eq(&routes, &saved) {
+                save(&path, &routes, &catalog, &counters).await?;
             }
-            Ok(Err(e)) => {
-                counters.save_failures.fetch_add(1, Ordering::Relaxed);
-                warn!(path = %path.display(), error = %e, "could not save the routing table; routes stay live");
-            }
-            Err(e) => return Err(anyhow::anyhow!("routing file writer failed: {e}")),
+            return Ok(());
         }
+        save(&path, &routes, &catalog, &counters).await?;
+        saved = routes;
+    }
+}
+
+/// Writes `routes` to `path`, counting the outcome. Only a writer that cannot run is an error.
+async fn save(path: &Path, routes: &Routes, catalog: &Catalog, counters: &RoutesFileCounters) -> anyhow::Result<()> {
+    let text = render(routes.iter(), catalog);
+    let target = path.to_path_buf();
+    match tokio::task::spawn_blocking(move || write_atomic(&target, &text)).await {
+        Ok(Ok(())) => {
+            counters.saves.fetch_add(1, Ordering::Relaxed);
+            info!(path = %path.display(), routes = routes.len(), "routing table saved");
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            counters.save_failures.fetch_add(1, Ordering::Relaxed);
+            warn!(path = %path.display(), error = %e, "could not save the routing table; routes stay live");
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!("routing file writer failed: {e}")),
     }
 }
 
