@@ -2,10 +2,18 @@
 //!
 //! Pure and total: no I/O, no clock, no state, never panics on any input. It knows the catalogue (to
 //! validate names) but nothing of who sent the line, rate limits, Redis or OSC.
+//!
+//! This module holds the commands, the reasons and the viewer forms; `admin` is the `!admin` grammar
+//! (and the older bot's bare admin forms), `volts` a route's `range` and `safe` voltages.
+
+mod admin;
+mod volts;
 
 use std::fmt;
 
-use crate::catalog::{Catalog, Output, Variable, VoltRange, parse_small_number};
+use crate::catalog::{Catalog, Output, Variable, parse_small_number};
+use admin::{parse_admin, parse_bare_route};
+pub use volts::RouteVolts;
 
 /// Longest emergency-stop message kept; the rest is cut so the overlay banner stays readable.
 pub const MAX_MESSAGE_CHARS: usize = 200;
@@ -30,27 +38,6 @@ pub enum AdminCommand {
     Route { output: Output, variable: Variable, volts: RouteVolts },
     Unroute { output: Output },
     ListRoutes,
-}
-
-/// The voltages a route asks for. `None` means the catalogue's default range of the output and the
-/// bottom of the range as the safe voltage. Whether they fit the output is the coordinator's check
-/// against the catalogue's limit, the same for every source.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct RouteVolts {
-    pub range: Option<VoltRange>,
-    pub safe: Option<f32>,
-}
-
-impl fmt::Display for RouteVolts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(r) = self.range {
-            write!(f, " range {} {}", r.low, r.high)?;
-        }
-        if let Some(safe) = self.safe {
-            write!(f, " safe {safe}")?;
-        }
-        Ok(())
-    }
 }
 
 impl Command {
@@ -208,125 +195,11 @@ fn parse_set(text: &str, catalog: &Catalog, colon_required: bool) -> Result<Comm
     Ok(Command::Set { variable, value })
 }
 
-/// The words after `!admin`.
-fn parse_admin(text: &str, catalog: &Catalog) -> Result<AdminCommand, ParseError> {
-    if text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
-        return Err(ParseError::ControlCharacters);
-    }
-    let (verb, rest) = split_token(text);
-    let rest = rest.trim();
-    let verb_is = |w: &str| verb.eq_ignore_ascii_case(w);
-    if verb_is("clear") && rest.is_empty() {
-        return Ok(AdminCommand::Clear);
-    }
-    if verb_is("overlay") {
-        return match rest.to_ascii_lowercase().as_str() {
-            "on" => Ok(AdminCommand::Overlay { enabled: true }),
-            "off" => Ok(AdminCommand::Overlay { enabled: false }),
-            _ => Err(ParseError::UnknownAdmin),
-        };
-    }
-    if verb_is("emergency") || verb_is("estop") {
-        let message = if verb_is("emergency") {
-            let (stop, msg) = split_token(rest);
-            if !stop.eq_ignore_ascii_case("stop") {
-                return Err(ParseError::UnknownAdmin);
-            }
-            msg
-        } else {
-            rest
-        };
-        return Ok(AdminCommand::EmergencyStop { message: clean_message(message) });
-    }
-    if verb_is("resume") && rest.is_empty() {
-        return Ok(AdminCommand::Resume);
-    }
-    if verb_is("instances") && rest.is_empty() {
-        return Ok(AdminCommand::Instances);
-    }
-    if (verb_is("routes") && rest.is_empty()) || (verb_is("list") && rest.eq_ignore_ascii_case("routes")) {
-        return Ok(AdminCommand::ListRoutes);
-    }
-    if verb_is("remove") || verb_is("unroute") {
-        let output = catalog.output(rest).ok_or(ParseError::UnknownOutput)?;
-        return Ok(AdminCommand::Unroute { output });
-    }
-    if verb.contains('#') {
-        return parse_bare_route(text, catalog)?.ok_or(ParseError::UnknownAdmin);
-    }
-    Err(ParseError::UnknownAdmin)
-}
-
-/// `output → variable`, `output -> variable` or `output to variable`. `Ok(None)` means the line has
-/// no arrow at all (so it may be a viewer command instead).
-fn parse_bare_route(text: &str, catalog: &Catalog) -> Result<Option<AdminCommand>, ParseError> {
-    let text = text.trim();
-    let split = ["→", "->"].iter().find_map(|arrow| text.split_once(arrow)).or_else(|| {
-        let (first, rest) = split_token(text);
-        let (word, second) = split_token(rest.trim_start());
-        word.eq_ignore_ascii_case("to").then_some((first, second))
-    });
-    let Some((output, variable)) = split else {
-        return Ok(None);
-    };
-    let (output, rest) = (output.trim(), variable.trim());
-    let (variable, options) = split_token(rest);
-    let output = catalog.output(output).ok_or(ParseError::UnknownOutput)?;
-    let variable = catalog.parse_variable(variable).ok_or(ParseError::UnknownVariable)?;
-    let volts = parse_route_volts(options)?;
-    Ok(Some(AdminCommand::Route { output, variable, volts }))
-}
-
-/// `[range LOW HIGH] [safe VOLTS]` after a route's variable, in that order.
-fn parse_route_volts(text: &str) -> Result<RouteVolts, ParseError> {
-    let mut volts = RouteVolts::default();
-    let mut words = text.split_whitespace().peekable();
-    if words.peek().is_some_and(|w| w.eq_ignore_ascii_case("range")) {
-        words.next();
-        let (Some(low), Some(high)) = (words.next(), words.next()) else { return Err(ParseError::BadVoltage) };
-        volts.range = Some(VoltRange { low: parse_volts(low)?, high: parse_volts(high)? });
-    }
-    if words.peek().is_some_and(|w| w.eq_ignore_ascii_case("safe")) {
-        words.next();
-        volts.safe = Some(parse_volts(words.next().ok_or(ParseError::BadVoltage)?)?);
-    }
-    match words.next() {
-        None => Ok(volts),
-        Some(_) => Err(ParseError::Malformed),
-    }
-}
-
-/// A voltage as typed in chat: an optional sign, digits, an optional fraction and an optional `V`,
-/// at most 12 characters, so nothing like `1e39` or `inf` becomes a number.
-fn parse_volts(word: &str) -> Result<f32, ParseError> {
-    let number = word.strip_suffix(['V', 'v']).unwrap_or(word);
-    let digits = number.strip_prefix(['-', '+']).unwrap_or(number);
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if word.len() > 12 || whole.is_empty() || !is_digits(whole) || !is_digits(fraction) {
-        return Err(ParseError::BadVoltage);
-    }
-    number.parse::<f32>().map_err(|_| ParseError::BadVoltage)
-}
-
-/// Keeps an emergency message printable and short; an empty one becomes `None`.
-fn clean_message(text: &str) -> Option<String> {
-    let cleaned: String = text
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_MESSAGE_CHARS)
-        .collect::<String>()
-        .trim_end()
-        .to_owned();
-    (!cleaned.is_empty()).then_some(cleaned)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn check(line: &str, expected: &str) {
+    pub(super) fn check(line: &str, expected: &str) {
         let catalog = Catalog::builtin();
         let got = match parse(line, &catalog) {
             Ok(Command::Set { variable, value }) => format!("set {variable} {value}"),
@@ -398,68 +271,6 @@ mod tests {
     }
 
     #[test]
-    fn admin_commands() {
-        let cases = [
-            ("!admin clear", "admin clear"),
-            ("!ADMIN Clear", "admin clear"),
-            ("!admin overlay on", "admin overlay on"),
-            ("!admin overlay OFF", "admin overlay off"),
-            ("!admin emergency stop", "admin emergency stop"),
-            ("!admin emergency stop strobing too hard", "admin emergency stop strobing too hard"),
-            ("!admin estop", "admin emergency stop"),
-            ("!admin resume", "admin resume"),
-            ("!admin instances", "admin instances"),
-            ("!admin routes", "admin routes"),
-            ("!admin list routes", "admin routes"),
-            ("!admin es9out#1 → doorway#1.threshold", "admin es9out#1 → doorway#1.threshold"),
-            ("!admin es9out#1→doorway#1.threshold", "admin es9out#1 → doorway#1.threshold"),
-            ("!admin ES9OUT#2 -> doorway#1.gain", "admin es9out#2 → doorway#1.gain"),
-            ("!admin esx8cv#3.out#4 to passage#1.thru#1", "admin esx8cv#3.out#4 → passage#1.thru#1"),
-            ("!admin remove es9out#1", "admin remove es9out#1"),
-            ("es9out#1 → doorway#1.threshold", "admin es9out#1 → doorway#1.threshold"),
-            ("esx8cv#1.out#1 -> arch#1.inputJack#1", "admin esx8cv#1.out#1 → arch#1.inputJack#1"),
-            (
-                "!admin es9out#1 → doorway#1.gain range 0.2 0.8 safe 0.5",
-                "admin es9out#1 → doorway#1.gain range 0.2 0.8 safe 0.5",
-            ),
-            ("!admin es9out#1 → doorway#1.gain RANGE 1 0v", "admin es9out#1 → doorway#1.gain range 1 0"),
-            ("!admin es9out#1 -> doorway#1.gain safe -1000", "admin es9out#1 → doorway#1.gain safe -1000"),
-            ("overlay off", "admin overlay off"),
-            ("routes", "admin routes"),
-            ("remove es9out#3", "admin remove es9out#3"),
-        ];
-        for (line, expected) in cases {
-            check(line, expected);
-        }
-    }
-
-    #[test]
-    fn bad_admin_commands() {
-        let cases = [
-            ("!admin", "error unknown_admin"),
-            ("!admin dance", "error unknown_admin"),
-            ("!admin overlay maybe", "error unknown_admin"),
-            ("!admin emergency go", "error unknown_admin"),
-            ("!admin clear now", "error unknown_admin"),
-            ("!admin es9out#9 → doorway#1.threshold", "error unknown_output"),
-            ("!admin es9out#1 → doorway#1.nope", "error unknown_variable"),
-            ("es9out#1", "error malformed"),
-            ("!admin remove es9out#99", "error unknown_output"),
-            ("es9out#1 → doorway#1.threshold and more", "error malformed"),
-            ("!admin es9out#1 → doorway#1.gain range 0 1e39", "error bad_voltage"),
-            ("!admin es9out#1 → doorway#1.gain range 0 inf", "error bad_voltage"),
-            ("!admin es9out#1 → doorway#1.gain range 0 NaN", "error bad_voltage"),
-            ("!admin es9out#1 → doorway#1.gain range 0", "error bad_voltage"),
-            ("!admin es9out#1 → doorway#1.gain safe", "error bad_voltage"),
-            ("!admin es9out#1 → doorway#1.gain safe 0.5 range 0 1", "error malformed"),
-            ("!admin es9out#1 → doorway#1.gain safe 1234567890123", "error bad_voltage"),
-        ];
-        for (line, expected) in cases {
-            check(line, expected);
-        }
-    }
-
-    #[test]
     fn input_jacks_are_accepted_in_any_case_and_resolve_to_the_catalogue_spelling() {
         let cases = [
             ("!admin es9out#8 → angles#1.inputjack#1", "admin es9out#8 → angles#1.inputJack#1"),
@@ -480,16 +291,6 @@ mod tests {
         for (line, expected) in cases {
             check(line, expected);
         }
-    }
-
-    #[test]
-    fn emergency_message_is_cleaned_and_capped() {
-        let catalog = Catalog::builtin();
-        let long = format!("!admin emergency stop {}", "x".repeat(1000));
-        let Ok(Command::Admin(AdminCommand::EmergencyStop { message: Some(m) })) = parse(&long, &catalog) else {
-            panic!("expected an emergency stop");
-        };
-        assert_eq!(m.chars().count(), MAX_MESSAGE_CHARS);
     }
 
     #[test]

@@ -1,0 +1,167 @@
+//! The `!admin` grammar: the words after `!admin`, and the routing form an admin may also write bare
+//! (`es9out#1 → doorway#1.threshold`).
+
+use super::volts::parse_route_volts;
+use super::{AdminCommand, MAX_MESSAGE_CHARS, ParseError, split_token};
+use crate::catalog::Catalog;
+
+/// The words after `!admin`.
+pub(super) fn parse_admin(text: &str, catalog: &Catalog) -> Result<AdminCommand, ParseError> {
+    if text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+        return Err(ParseError::ControlCharacters);
+    }
+    let (verb, rest) = split_token(text);
+    let rest = rest.trim();
+    let verb_is = |w: &str| verb.eq_ignore_ascii_case(w);
+    if verb_is("clear") && rest.is_empty() {
+        return Ok(AdminCommand::Clear);
+    }
+    if verb_is("overlay") {
+        return match rest.to_ascii_lowercase().as_str() {
+            "on" => Ok(AdminCommand::Overlay { enabled: true }),
+            "off" => Ok(AdminCommand::Overlay { enabled: false }),
+            _ => Err(ParseError::UnknownAdmin),
+        };
+    }
+    if verb_is("emergency") || verb_is("estop") {
+        let message = if verb_is("emergency") {
+            let (stop, msg) = split_token(rest);
+            if !stop.eq_ignore_ascii_case("stop") {
+                return Err(ParseError::UnknownAdmin);
+            }
+            msg
+        } else {
+            rest
+        };
+        return Ok(AdminCommand::EmergencyStop { message: clean_message(message) });
+    }
+    if verb_is("resume") && rest.is_empty() {
+        return Ok(AdminCommand::Resume);
+    }
+    if verb_is("instances") && rest.is_empty() {
+        return Ok(AdminCommand::Instances);
+    }
+    if (verb_is("routes") && rest.is_empty()) || (verb_is("list") && rest.eq_ignore_ascii_case("routes")) {
+        return Ok(AdminCommand::ListRoutes);
+    }
+    if verb_is("remove") || verb_is("unroute") {
+        let output = catalog.output(rest).ok_or(ParseError::UnknownOutput)?;
+        return Ok(AdminCommand::Unroute { output });
+    }
+    if verb.contains('#') {
+        return parse_bare_route(text, catalog)?.ok_or(ParseError::UnknownAdmin);
+    }
+    Err(ParseError::UnknownAdmin)
+}
+
+/// `output → variable`, `output -> variable` or `output to variable`. `Ok(None)` means the line has
+/// no arrow at all (so it may be a viewer command instead).
+pub(super) fn parse_bare_route(text: &str, catalog: &Catalog) -> Result<Option<AdminCommand>, ParseError> {
+    let text = text.trim();
+    let split = ["→", "->"].iter().find_map(|arrow| text.split_once(arrow)).or_else(|| {
+        let (first, rest) = split_token(text);
+        let (word, second) = split_token(rest.trim_start());
+        word.eq_ignore_ascii_case("to").then_some((first, second))
+    });
+    let Some((output, variable)) = split else {
+        return Ok(None);
+    };
+    let (output, rest) = (output.trim(), variable.trim());
+    let (variable, options) = split_token(rest);
+    let output = catalog.output(output).ok_or(ParseError::UnknownOutput)?;
+    let variable = catalog.parse_variable(variable).ok_or(ParseError::UnknownVariable)?;
+    let volts = parse_route_volts(options)?;
+    Ok(Some(AdminCommand::Route { output, variable, volts }))
+}
+
+/// Keeps an emergency message printable and short; an empty one becomes `None`.
+fn clean_message(text: &str) -> Option<String> {
+    let cleaned: String = text
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_MESSAGE_CHARS)
+        .collect::<String>()
+        .trim_end()
+        .to_owned();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::check;
+    use super::super::{AdminCommand, Command, MAX_MESSAGE_CHARS, parse};
+    use crate::catalog::Catalog;
+
+    #[test]
+    fn admin_commands() {
+        let cases = [
+            ("!admin clear", "admin clear"),
+            ("!ADMIN Clear", "admin clear"),
+            ("!admin overlay on", "admin overlay on"),
+            ("!admin overlay OFF", "admin overlay off"),
+            ("!admin emergency stop", "admin emergency stop"),
+            ("!admin emergency stop strobing too hard", "admin emergency stop strobing too hard"),
+            ("!admin estop", "admin emergency stop"),
+            ("!admin resume", "admin resume"),
+            ("!admin instances", "admin instances"),
+            ("!admin routes", "admin routes"),
+            ("!admin list routes", "admin routes"),
+            ("!admin es9out#1 → doorway#1.threshold", "admin es9out#1 → doorway#1.threshold"),
+            ("!admin es9out#1→doorway#1.threshold", "admin es9out#1 → doorway#1.threshold"),
+            ("!admin ES9OUT#2 -> doorway#1.gain", "admin es9out#2 → doorway#1.gain"),
+            ("!admin esx8cv#3.out#4 to passage#1.thru#1", "admin esx8cv#3.out#4 → passage#1.thru#1"),
+            ("!admin remove es9out#1", "admin remove es9out#1"),
+            ("es9out#1 → doorway#1.threshold", "admin es9out#1 → doorway#1.threshold"),
+            ("esx8cv#1.out#1 -> arch#1.inputJack#1", "admin esx8cv#1.out#1 → arch#1.inputJack#1"),
+            (
+                "!admin es9out#1 → doorway#1.gain range 0.2 0.8 safe 0.5",
+                "admin es9out#1 → doorway#1.gain range 0.2 0.8 safe 0.5",
+            ),
+            ("!admin es9out#1 → doorway#1.gain RANGE 1 0v", "admin es9out#1 → doorway#1.gain range 1 0"),
+            ("!admin es9out#1 -> doorway#1.gain safe -1000", "admin es9out#1 → doorway#1.gain safe -1000"),
+            ("overlay off", "admin overlay off"),
+            ("routes", "admin routes"),
+            ("remove es9out#3", "admin remove es9out#3"),
+        ];
+        for (line, expected) in cases {
+            check(line, expected);
+        }
+    }
+
+    #[test]
+    fn bad_admin_commands() {
+        let cases = [
+            ("!admin", "error unknown_admin"),
+            ("!admin dance", "error unknown_admin"),
+            ("!admin overlay maybe", "error unknown_admin"),
+            ("!admin emergency go", "error unknown_admin"),
+            ("!admin clear now", "error unknown_admin"),
+            ("!admin es9out#9 → doorway#1.threshold", "error unknown_output"),
+            ("!admin es9out#1 → doorway#1.nope", "error unknown_variable"),
+            ("es9out#1", "error malformed"),
+            ("!admin remove es9out#99", "error unknown_output"),
+            ("es9out#1 → doorway#1.threshold and more", "error malformed"),
+            ("!admin es9out#1 → doorway#1.gain range 0 1e39", "error bad_voltage"),
+            ("!admin es9out#1 → doorway#1.gain range 0 inf", "error bad_voltage"),
+            ("!admin es9out#1 → doorway#1.gain range 0 NaN", "error bad_voltage"),
+            ("!admin es9out#1 → doorway#1.gain range 0", "error bad_voltage"),
+            ("!admin es9out#1 → doorway#1.gain safe", "error bad_voltage"),
+            ("!admin es9out#1 → doorway#1.gain safe 0.5 range 0 1", "error malformed"),
+            ("!admin es9out#1 → doorway#1.gain safe 1234567890123", "error bad_voltage"),
+        ];
+        for (line, expected) in cases {
+            check(line, expected);
+        }
+    }
+
+    #[test]
+    fn emergency_message_is_cleaned_and_capped() {
+        let catalog = Catalog::builtin();
+        let long = format!("!admin emergency stop {}", "x".repeat(1000));
+        let Ok(Command::Admin(AdminCommand::EmergencyStop { message: Some(m) })) = parse(&long, &catalog) else {
+            panic!("expected an emergency stop");
+        };
+        assert_eq!(m.chars().count(), MAX_MESSAGE_CHARS);
+    }
+}
