@@ -34,7 +34,6 @@
 //! * [`app`]: wiring and supervision: [`app::start`], [`app::run`].
 
 pub mod app;
-pub mod bench;
 pub mod catalog;
 pub mod chat;
 pub mod clock;

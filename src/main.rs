@@ -35,21 +35,6 @@ enum Cmd {
     },
     /// Print the effective configuration (secrets masked) and exit.
     Config,
-    /// Measure latency, throughput and memory against the Redis/UDP floor (use a release build).
-    Bench {
-        /// A smoke run that finishes in well under a minute.
-        #[arg(long)]
-        quick: bool,
-        /// Write machine-readable results to this file.
-        #[arg(long, value_name = "FILE")]
-        json: Option<std::path::PathBuf>,
-        /// Draw latency distributions (floor vs cvbot) to this SVG file.
-        #[arg(long, value_name = "FILE.svg")]
-        plot: Option<std::path::PathBuf>,
-        /// Use this Redis instead of starting a private redis-server.
-        #[arg(long, value_name = "URL")]
-        redis_url: Option<String>,
-    },
 }
 
 /// Exit status for configuration problems (bad variable, catalogue or routing file).
@@ -67,9 +52,6 @@ const EXIT_DEADLINE: Duration = Duration::from_millis(1900);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Cmd::Bench { quick, json, plot, redis_url }) = cli.command {
-        return bench(&cvbot::bench::BenchOptions { quick, json, plot, redis_url });
-    }
     if let Err(e) = dotenvy::dotenv()
         && !e.not_found()
     {
@@ -90,7 +72,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Cmd::Run { demo }) => serve(config, cli.demo || demo),
-        Some(Cmd::Bench { .. }) => ExitCode::FAILURE,
         None => serve(config, cli.demo),
     }
 }
@@ -158,28 +139,6 @@ fn serve(config: Config, demo: bool) -> ExitCode {
     // joined, and whatever the runtime still holds gets a bounded moment.
     runtime.shutdown_timeout(RUNTIME_LINGER);
     code
-}
-
-#[allow(clippy::print_stdout)] // The bench's table is the command's output.
-fn bench(options: &cvbot::bench::BenchOptions) -> ExitCode {
-    init_tracing_with("cvbot::bench=info,warn");
-    let runtime = match cvbot::app::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cvbot bench: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(cvbot::bench::run(options)) {
-        Ok(report) => {
-            print!("{}", cvbot::bench::render(&report));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("cvbot bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 /// `auto`: read chat from stdin when it is a terminal or a pipe, not when it is /dev/null or a file.
@@ -250,13 +209,9 @@ fn arm_exit_watchdog() {
 }
 
 fn init_tracing(level: &str) {
-    init_tracing_with(&format!("cvbot={level},warp=warn,{level}"));
-}
-
-fn init_tracing_with(directives: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(directives))
+        .or_else(|_| EnvFilter::try_new(format!("cvbot={level},warp=warn,{level}")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Whatever the level, twitch-irc's raw-line tracing (which carries the token) stays off.
     let filter = match cvbot::twitch::LOG_DIRECTIVE.parse() {

@@ -52,7 +52,7 @@ use wire::{Admission, DropReason, Incoming, Origin, Signer};
 
 /// The atomic publish step: writes the register only if newer, appends to the history stream,
 /// publishes (plus the audit copy). The bench also runs it bare, as a floor.
-pub(crate) const PUBLISH_SCRIPT: &str = include_str!("publish.lua");
+pub const PUBLISH_SCRIPT: &str = include_str!("publish.lua");
 
 /// Control messages (probes, commands, presence, poison) buffered between the reader and the link.
 /// When full they are dropped and counted (`redis_subscriber_overflow`); a lost probe only means an

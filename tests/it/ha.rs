@@ -160,7 +160,7 @@ async fn the_readme_least_privilege_acl_user_is_enough_for_a_show() {
 /// instance is byte-identical and nothing typed meanwhile is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failover_a_killed_master_loses_nothing_and_commands_cross_within_ten_seconds() {
-    let set = cvbot::bench::topology::SentinelSet::start().await.expect("sentinel set");
+    let set = cvbot_testbed::topology::SentinelSet::start().await.expect("sentinel set");
     let sentinels = set.sentinel_addrs().join(",");
     let vars = [("REDIS_SENTINELS", sentinels.as_str()), ("REDIS_SENTINEL_MASTER", set.master_name())];
     let a = instance_with("bot-a", "redis://127.0.0.1:1", &vars).await;
@@ -207,7 +207,7 @@ async fn sentinel_failover_a_killed_master_loses_nothing_and_commands_cross_with
 /// commands cross again within 15 s with every state byte-identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_instances_on_different_nodes_converge_hear_older_bots_anywhere_and_survive_a_failover() {
-    let set = cvbot::bench::topology::ClusterSet::start().await.expect("cluster set");
+    let set = cvbot_testbed::topology::ClusterSet::start().await.expect("cluster set");
     let nodes = set.node_addrs();
     let a = instance_with("bot-a", "redis://127.0.0.1:1", &[("REDIS_CLUSTER_NODES", nodes[0].as_str())]).await;
     let b = instance_with("bot-b", "redis://127.0.0.1:1", &[("REDIS_CLUSTER_NODES", nodes[4].as_str())]).await;

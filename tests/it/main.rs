@@ -20,5 +20,4 @@ mod redis_server;
 mod redis_tls;
 mod safety;
 mod sse;
-mod topology;
 mod twitch;

@@ -11,7 +11,7 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use std::time::Duration;
-//! use cvbot::bench::topology::{ClusterSet, SentinelSet};
+//! use cvbot_testbed::topology::{ClusterSet, SentinelSet};
 //!
 //! let sentinel = SentinelSet::start().await?;
 //! let vars = [("REDIS_SENTINELS", sentinel.sentinel_addrs().join(",")), ("REDIS_SENTINEL_MASTER", sentinel.master_name().to_owned())];
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::redis_process::{free_port, tempfile_dir::Dir, wait_for_ping};
+use crate::redis_process::{free_port, tempfile_dir::Dir, wait_for_ping};
 
 /// The master name every sentinel of a [`SentinelSet`] monitors.
 pub const MASTER_NAME: &str = "mymaster";

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cvbot::state::Hlc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::Pacer;
 use super::measure::Samples;
-use crate::state::Hlc;
 
 /// When each (variable index, value) was published.
 pub type SentTimes = Arc<Mutex<HashMap<(usize, u8), Instant>>>;
@@ -119,14 +119,14 @@ async fn follow(
 pub async fn publish_events(
     url: &str,
     variables: &[String],
-    catalog: &crate::catalog::Catalog,
+    catalog: &cvbot::catalog::Catalog,
     n: usize,
     rate: u32,
     sent: &SentTimes,
 ) -> anyhow::Result<()> {
-    let mut conn = super::redis_process::connect(url).await?;
+    let mut conn = cvbot_testbed::redis_process::connect(url).await?;
     let parsed: Vec<_> = variables.iter().filter_map(|v| catalog.parse_variable(v)).collect();
-    let base = Hlc::from_wall_ms(crate::clock::wall_ms_now() + 1000);
+    let base = Hlc::from_wall_ms(cvbot::clock::wall_ms_now() + 1000);
     let mut pacer = Pacer::new(rate);
     for i in 0..n {
         pacer.wait().await;

@@ -41,7 +41,7 @@ pub async fn udp_one_way(n: usize, rate: u32) -> anyhow::Result<Samples> {
 /// Redis pub/sub one-way at `rate`: a plain publisher and subscriber (redis-rs) in this runtime.
 pub async fn redis_one_way(url: &str, n: usize, rate: u32) -> anyhow::Result<Samples> {
     let client = redis::Client::open(url)?;
-    let mut publisher = super::redis_process::connect(url).await?;
+    let mut publisher = cvbot_testbed::redis_process::connect(url).await?;
     let mut pubsub = client.get_async_pubsub().await?;
     let channel = format!("bench:floor:{}", fastrand::u64(..));
     pubsub.subscribe(&channel).await?;
@@ -145,7 +145,7 @@ pub async fn redis_relay_between(
     let reader = tokio::spawn(stamped_datagrams(receiver, n, origin));
     let url = url.to_owned();
     let publishing = publisher_side.spawn(async move {
-        let mut publisher = super::redis_process::connect(&url).await?;
+        let mut publisher = cvbot_testbed::redis_process::connect(&url).await?;
         let mut script = match how {
             Publish::Plain => None,
             Publish::Script | Publish::ScriptHeard => Some(ScriptArgs::load(&mut publisher, &channel).await?),
@@ -192,13 +192,13 @@ struct ScriptArgs {
 impl ScriptArgs {
     async fn load(publisher: &mut MultiplexedConnection, channel: &str) -> anyhow::Result<ScriptArgs> {
         let sha: String =
-            redis::cmd("SCRIPT").arg("LOAD").arg(crate::redis_link::PUBLISH_SCRIPT).query_async(publisher).await?;
+            redis::cmd("SCRIPT").arg("LOAD").arg(cvbot::redis_link::PUBLISH_SCRIPT).query_async(publisher).await?;
         Ok(ScriptArgs {
             sha,
             state: format!("{channel}:state"),
             history: format!("{channel}:history"),
             channel: channel.to_owned(),
-            min_id: crate::clock::wall_ms_now().saturating_sub(3_600_000).to_string(),
+            min_id: cvbot::clock::wall_ms_now().saturating_sub(3_600_000).to_string(),
             padding: "x".repeat(ENVELOPE_BYTES),
         })
     }
@@ -280,7 +280,7 @@ async fn relay_messages(
 /// takes them; messages per second until the subscriber has them all.
 pub async fn redis_throughput(url: &str, n: usize) -> anyhow::Result<f64> {
     let client = redis::Client::open(url)?;
-    let mut publisher = super::redis_process::connect(url).await?;
+    let mut publisher = cvbot_testbed::redis_process::connect(url).await?;
     let mut pubsub = client.get_async_pubsub().await?;
     let channel = format!("bench:tput:{}", fastrand::u64(..));
     pubsub.subscribe(&channel).await?;

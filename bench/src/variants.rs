@@ -1,4 +1,4 @@
-//! Cross-instance rows on other link set-ups than one server: a Sentinel-managed master and a Cluster ([`super::topology`]), each beside its floor
+//! Cross-instance rows on other link set-ups than one server: a Sentinel-managed master and a Cluster ([`cvbot_testbed::topology`]), each beside its floor
 //! in the same run; and, on each of those two, how long after its master is killed a command typed
 //! on A reaches B's jack again.
 //!
@@ -8,13 +8,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use cvbot::catalog::Catalog;
+use cvbot_testbed::topology::{ClusterSet, SentinelSet};
 use serde::Serialize;
 
 use super::measure::{Samples, Summary};
 use super::pipeline::{self, BenchBot, BotOptions};
-use super::topology::{ClusterSet, SentinelSet};
 use super::{floor, progress, udp_receiver};
-use crate::catalog::Catalog;
 
 /// Commands per second of every row here.
 pub const RATE: u32 = 1000;

@@ -1,31 +1,34 @@
-//! `cvbot bench`: measures the whole system against the physical floor, in one run.
+//! # cvbot-bench: the whole system measured against the physical floor, in one run
 //!
 //! Starts its own `redis-server` (or uses `--redis-url`), runs real instances (in-process for
 //! latency, a child process for per-process CPU and memory), real UDP receivers, and prints each
 //! result beside its floor. Not a test: it reports, it does not assert timings.
+//!
+//! A crate of its own, so the library and binary that run a show carry neither this code nor its
+//! plotting: it drives `cvbot` through its public API, and its Redis processes and topologies come
+//! from `cvbot-testbed`. The binary is `cvbot-bench` (`cargo run --release -p cvbot-bench -- --help`).
 
 pub mod child;
+pub mod command_stats;
 pub mod floor;
 pub mod measure;
 pub mod pipeline;
 pub mod plot;
-pub mod redis_process;
 pub mod sse;
-pub mod topology;
 pub mod variants;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use cvbot::catalog::Catalog;
+use cvbot::state::Hlc;
 use serde::Serialize;
 use tokio::net::UdpSocket;
 
-use crate::catalog::Catalog;
-use crate::state::Hlc;
 use measure::{Samples, Summary};
 
-/// What `cvbot bench` was asked to do.
+/// What `cvbot-bench` was asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct BenchOptions {
     /// A smoke run that finishes in well under a minute (CI uses it).
@@ -36,9 +39,15 @@ pub struct BenchOptions {
     pub redis_url: Option<String>,
 }
 
+/// How the measuring code was compiled: `"release"`, or `"debug"`, whose figures are not
+/// representative (unoptimised code, debug assertions on; `scripts/test` runs a debug smoke).
+pub const BUILD: &str = if cfg!(debug_assertions) { "debug" } else { "release" };
+
 /// Every number of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// [`BUILD`]: `"debug"` means the figures below are not representative.
+    pub build: &'static str,
     pub quick: bool,
     pub machine: String,
     pub floor_udp: Summary,
@@ -150,7 +159,7 @@ impl Side {
         let worker_name = format!("{name}-w");
         let thread =
             std::thread::Builder::new().name(name.to_owned()).spawn(move || {
-                match crate::app::runtime_named(&worker_name) {
+                match cvbot::app::runtime_named(&worker_name) {
                     Ok(runtime) => {
                         let _ = handle_tx.send(Ok(runtime.handle().clone()));
                         runtime.block_on(async {
@@ -201,6 +210,9 @@ fn progress(step: &str) {
 
 /// Runs every measurement and returns the report; prints progress while it runs.
 pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
+    if BUILD != "release" {
+        tracing::warn!("bench: a {BUILD} build: its figures are not representative (use --release)");
+    }
     // Checked before minutes of measuring, not after.
     if let Some(path) = &options.plot {
         let svg = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
@@ -214,7 +226,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     let url = match &options.redis_url {
         Some(url) => url.clone(),
         None => {
-            let process = redis_process::RedisProcess::start().await?;
+            let process = cvbot_testbed::redis_process::RedisProcess::start().await?;
             let url = process.url.clone();
             _own_redis = process;
             url
@@ -265,6 +277,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     };
 
     let report = Report {
+        build: BUILD,
         quick: q,
         machine: machine(),
         floor_udp,
@@ -352,17 +365,17 @@ async fn cross_instance(
         ));
         let (mut samples, mut floor_samples, mut script_samples, mut heard_samples) =
             (Samples::default(), Samples::default(), Samples::default(), Samples::default());
-        let (mut bot_spent, mut floor_spent) = (redis_process::Spent::default(), redis_process::Spent::default());
+        let (mut bot_spent, mut floor_spent) = (command_stats::Spent::default(), command_stats::Spent::default());
         for _ in 0..blocks {
             pipeline::drain(&rx).await;
-            let before = redis_process::command_stats(url).await;
+            let before = command_stats::command_stats(url).await;
             let block;
             (block, rx) = pipeline::chat_to_osc(&a, &routes, n / blocks, rate, rx).await?;
             samples.append(block);
-            let after = redis_process::command_stats(url).await;
+            let after = command_stats::command_stats(url).await;
             bot_spent.add(&before, &after, "evalsha");
             floor_samples.append(floor::redis_relay(url, floor_n / blocks, rate, floor::Publish::Plain).await?);
-            floor_spent.add(&after, &redis_process::command_stats(url).await, "publish");
+            floor_spent.add(&after, &command_stats::command_stats(url).await, "publish");
             if rate == 1000 {
                 script_samples.append(floor::redis_relay(url, n / blocks, rate, floor::Publish::Script).await?);
                 heard_samples.append(floor::redis_relay(url, n / blocks, rate, floor::Publish::ScriptHeard).await?);
@@ -410,7 +423,7 @@ async fn throughput(url: &str, catalog: &Catalog, n: usize) -> anyhow::Result<(T
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = child.rss_bytes();
     let variables: Vec<_> = routes.iter().filter_map(|(_, v)| catalog.parse_variable(v)).collect();
-    let base = Hlc::from_wall_ms(crate::clock::wall_ms_now());
+    let base = Hlc::from_wall_ms(cvbot::clock::wall_ms_now());
     let payloads: Vec<String> = (0..n)
         .map(|i| {
             #[allow(clippy::cast_possible_truncation)] // Modulo 128 fits a u8.
@@ -428,7 +441,7 @@ async fn throughput(url: &str, catalog: &Catalog, n: usize) -> anyhow::Result<(T
         }
         (count, last)
     });
-    let mut conn = redis_process::connect(url).await?;
+    let mut conn = cvbot_testbed::redis_process::connect(url).await?;
     let cpu_before = child.cpu_time();
     let started = Instant::now();
     let mut peak_rss = idle_rss;
@@ -522,7 +535,20 @@ fn machine() -> String {
 pub fn render(report: &Report) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "cvbot bench{} on {}", if report.quick { " --quick" } else { "" }, report.machine);
+    if report.build != "release" {
+        let _ = writeln!(
+            out,
+            "NOT REPRESENTATIVE: a {} build (unoptimised, debug assertions on); measure with `cargo run --release -p cvbot-bench`",
+            report.build
+        );
+    }
+    let _ = writeln!(
+        out,
+        "cvbot-bench{} ({} build) on {}",
+        if report.quick { " --quick" } else { "" },
+        report.build,
+        report.machine
+    );
     let _ = writeln!(out, "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency (µs)", "p50", "p90", "p99", "p99.9", "max");
     let row = |out: &mut String, name: &str, s: &Summary| {
         let _ = writeln!(
@@ -654,5 +680,66 @@ fn render_variants(out: &mut String, report: &Report) {
                 let _ = writeln!(out, "FAILED {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(build: &'static str) -> Report {
+        let none = Samples::default().summary();
+        Report {
+            build,
+            quick: true,
+            machine: "2 cores, test".to_owned(),
+            floor_udp: none,
+            floor_redis: none,
+            floor_redis_udp: none,
+            floor_redis_throughput_per_s: 0.0,
+            local: none,
+            remote_to_osc: none,
+            cross: Vec::new(),
+            throughput: Throughput {
+                published: 0,
+                applied: 0,
+                osc_sent: 0,
+                osc_received: 0,
+                events_per_s: 0.0,
+                cpu_cores: 0.0,
+            },
+            memory: Memory { idle_rss_mb: 0.0, load_rss_mb: 0.0 },
+            overlay: Overlay {
+                clients: 0,
+                connected: 0,
+                events_per_s: 0,
+                latency: none,
+                rss_mb: 0.0,
+                hold_clients: 0,
+                hold_connected: 0,
+                hold_delivered_pct: 0.0,
+                hold_rss_mb: 0.0,
+            },
+            sentinel: Err("sentinel row: not run".to_owned()),
+            sentinel_failover: Err("sentinel failover: not run".to_owned()),
+            cluster: Err("cluster row: not run".to_owned()),
+            cluster_failover: Err("cluster failover: not run".to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_debug_build_says_so_first_in_the_table_and_in_the_json() {
+        assert_eq!(BUILD, if cfg!(debug_assertions) { "debug" } else { "release" });
+        let debug = report("debug");
+        let text = render(&debug);
+        let first = text.lines().next().unwrap_or_default();
+        assert!(first.starts_with("NOT REPRESENTATIVE: a debug build"), "{text}");
+        assert!(text.lines().nth(1).is_some_and(|l| l.contains("(debug build)")), "{text}");
+        let json = serde_json::to_value(&debug).expect("the report serialises");
+        assert_eq!(json["build"], "debug");
+
+        let release = render(&report("release"));
+        assert!(!release.contains("NOT REPRESENTATIVE"), "{release}");
+        assert!(release.starts_with("cvbot-bench --quick (release build) on 2 cores, test"), "{release}");
     }
 }

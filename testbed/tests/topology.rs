@@ -1,9 +1,10 @@
-//! The bench's Redis topology launchers (`cvbot::bench::topology`), which the Sentinel and Cluster
-//! tests build on: each set starts usable, replicates, and fails over when its master is killed.
+//! The Redis topology launchers (`cvbot_testbed::topology`), which the bench and cvbot's Sentinel
+//! and Cluster tests (tests/it/ha.rs) build on: each set starts usable, replicates, and fails over
+//! when its master is killed.
 
 use std::time::{Duration, Instant};
 
-use cvbot::bench::topology::{ClusterSet, SentinelSet};
+use cvbot_testbed::topology::{ClusterSet, SentinelSet};
 
 async fn conn(addr: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(format!("redis://{addr}"))

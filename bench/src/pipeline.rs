@@ -6,20 +6,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use cvbot::catalog::Catalog;
+use cvbot::gate::Sender;
+use cvbot::{Config, Extras, Listeners};
 use rosc::{OscPacket, OscType};
 use tokio_util::sync::CancellationToken;
 
 use super::measure::Samples;
 use super::{Pacer, Side};
-use crate::catalog::Catalog;
-use crate::gate::Sender;
-use crate::{Config, Extras, Listeners};
 
 /// An in-process instance for the bench, on its own OS thread and runtime (as a separate process
 /// would be), so its tasks never share worker threads with the measuring side.
 #[derive(Debug)]
 pub struct BenchBot {
-    intake: crate::chat::Intake,
+    intake: cvbot::chat::Intake,
     /// The instance's own runtime: chat is generated there, as a chat source inside the bot would be.
     side: Side,
     /// The running instance, until shutdown.
@@ -81,7 +81,7 @@ impl BenchBot {
         let side = Side::start(&format!("bench-{id}"))?;
         let extras = Extras::default();
         let task = side.spawn(async move {
-            match crate::start(config, listeners, extras, token).await {
+            match cvbot::start(config, listeners, extras, token).await {
                 Ok(running) => {
                     let _ = ready_tx.send(Ok((running.intake.clone(), running.http_addr)));
                     let _ = running.wait().await;
@@ -195,14 +195,14 @@ fn route_index(routes: &[(String, String)]) -> HashMap<String, usize> {
 }
 
 /// The wire payload of a parameter event from a made-up peer, as another instance would publish it.
-pub fn raw_set_event(variable: &crate::catalog::Variable, value: u8, hlc: u64, instance: &str, seq: u64) -> String {
-    let event = crate::state::Event {
-        stamp: crate::state::Stamp { hlc, instance: instance.into() },
-        wall_ms: crate::clock::wall_ms_now(),
+pub fn raw_set_event(variable: &cvbot::catalog::Variable, value: u8, hlc: u64, instance: &str, seq: u64) -> String {
+    let event = cvbot::state::Event {
+        stamp: cvbot::state::Stamp { hlc, instance: instance.into() },
+        wall_ms: cvbot::clock::wall_ms_now(),
         user: "bench".into(),
-        kind: crate::state::EventKind::Set { variable: variable.clone(), value },
+        kind: cvbot::state::EventKind::Set { variable: variable.clone(), value },
     };
-    crate::redis_link::wire::encode(&event, seq, None).payload
+    cvbot::redis_link::wire::encode(&event, seq, None).payload
 }
 
 /// Sends `n` commands on `sender` at `rate`, cycling over the routes and values, and measures each
@@ -276,10 +276,10 @@ pub async fn remote_to_osc(
     let variables: Vec<_> = routes.iter().filter_map(|(_, v)| catalog.parse_variable(v)).collect();
     let sent = SentTimes::default();
     let reader = tokio::spawn(match_cv(receiver, route_index(routes), n, sent.clone()));
-    let mut conn = super::redis_process::connect(url).await?;
+    let mut conn = cvbot_testbed::redis_process::connect(url).await?;
     // Ahead of every earlier phase's stamps, so each event wins its register, yet within the
     // instance's clock-skew bound (MAX_CLOCK_SKEW_MS, 10 s by default), which refuses far-future stamps.
-    let base = crate::state::Hlc::from_wall_ms(crate::clock::wall_ms_now() + 5_000);
+    let base = cvbot::state::Hlc::from_wall_ms(cvbot::clock::wall_ms_now() + 5_000);
     let mut pacer = Pacer::new(rate);
     for seq in 0..n {
         pacer.wait().await;

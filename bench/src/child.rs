@@ -1,5 +1,9 @@
-//! A `cvbot` child process for the measurements that must be per-process (RSS, CPU), with minimal
-//! helpers to read its HTTP endpoints and `/proc`.
+//! A child instance for the measurements that must be per-process (RSS, CPU), with minimal helpers
+//! to read its HTTP endpoints and `/proc`.
+//!
+//! The child is this same executable run with [`SERVE_INSTANCE`]: `cvbot-bench` then serves one bot
+//! as the `cvbot` binary does ([`serve_instance`]: the configuration from the environment, the
+//! show's runtime, [`cvbot::run`]), so the bench needs no `cvbot` binary built beside it.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -7,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+/// The hidden argument that makes `cvbot-bench` serve one bot instead of measuring.
+pub const SERVE_INSTANCE: &str = "--serve-instance";
 
 /// Connection and SSE caps of the bench's child instances (see `start_subscribed`).
 const BENCH_MAX_CLIENTS: usize = 100_000;
@@ -52,13 +59,15 @@ impl ChildBot {
         Ok(child)
     }
 
-    /// Starts the current executable as a bot with `vars` in `dir` and waits until it serves.
+    /// Starts the current executable (which must be `cvbot-bench`) as a bot ([`SERVE_INSTANCE`])
+    /// with `vars` in `dir` and waits until it serves.
     pub fn start(vars: &[(&str, String)], dir: std::path::PathBuf) -> anyhow::Result<ChildBot> {
-        let exe = std::env::current_exe().context("locating the cvbot executable")?;
+        let exe = std::env::current_exe().context("locating the cvbot-bench executable")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let http: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let mut cmd = Command::new(exe);
-        cmd.current_dir(&dir)
+        cmd.arg(SERVE_INSTANCE)
+            .current_dir(&dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HTTP_ADDR", http.to_string())
@@ -112,6 +121,34 @@ impl Drop for ChildBot {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Serves one bot until the process is killed, configured from the environment as the `cvbot`
+/// binary is (no `.env`, no terminal chat, no signal handling: [`ChildBot`] owns this process and
+/// SIGKILLs it). Returns only on a configuration or start-up error, or if the bot stops by itself.
+pub fn serve_instance() -> anyhow::Result<()> {
+    let vars = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()));
+    let config = cvbot::Config::from_vars(vars)?;
+    init_tracing(&config.log_level);
+    let runtime = cvbot::app::runtime().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listeners = cvbot::Listeners::bind(&config)?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        cvbot::run(config, listeners, cvbot::Extras::default(), shutdown).await
+    })
+}
+
+/// The `cvbot` binary's logging at `level` (the child's stderr is discarded, but it costs what it
+/// costs in a show).
+fn init_tracing(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_new(format!("cvbot={level},warp=warn,{level}")).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = match cvbot::twitch::LOG_DIRECTIVE.parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
 /// A minimal HTTP/1.0 GET, so the bench needs no HTTP client stack.

@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the hot pure paths: chat parse, gate, state apply, envelope encode/decode,
-//! OSC encode. Run with `cargo bench --bench hot_paths`; results are summarised in BENCHMARKS.md.
+//! OSC encode. Run with `cargo bench -p cvbot-bench --bench hot_paths`; results are summarised in
+//! BENCHMARKS.md.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

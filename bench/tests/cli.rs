@@ -1,0 +1,108 @@
+//! The built `cvbot-bench` binary as a user runs it: arguments checked before minutes of measuring,
+//! and the hidden child mode the bench starts its per-process instances in.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bench() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cvbot-bench"));
+    // A clean environment: no developer .env or shell variables leak into the test.
+    cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd
+}
+
+#[test]
+fn it_refuses_a_plot_file_it_cannot_draw_before_measuring() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = bench()
+        .current_dir(dir.path())
+        .args(["--quick", "--plot", "latency.png"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cvbot-bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--plot latency.png") && stderr.contains("FILE.svg"), "{stderr}");
+    assert!(!stderr.contains("floor:"), "it stopped before the first phase: {stderr}");
+}
+
+#[test]
+fn help_lists_the_flags_but_not_the_child_mode() {
+    let out = bench().arg("--help").output().expect("run cvbot-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    for flag in ["--quick", "--json", "--plot", "--redis-url"] {
+        assert!(stdout.contains(flag), "{flag}: {stdout}");
+    }
+    assert!(!stdout.contains("serve-instance"), "{stdout}");
+}
+
+/// `GET path` over HTTP/1.0; the status line and the body.
+fn get(addr: &str, path: &str) -> Option<(String, String)> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_owned(), body.to_owned()))
+}
+
+#[test]
+fn the_child_mode_serves_one_bot_configured_from_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let osc = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = bench()
+        .arg("--serve-instance")
+        .current_dir(dir.path())
+        .env("HTTP_ADDR", &addr)
+        .env("INSTANCE_ID", "bench-child-test")
+        .env("OSC_TARGETS", osc.local_addr().expect("addr").to_string())
+        .env("CHAT_STDIN", "off")
+        // Never the shared Redis on 6379: this instance runs without one.
+        .env("ENABLE_REDIS_EVENTS", "false")
+        .env("ROUTING_FILE", dir.path().join("routing_table.json"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cvbot-bench --serve-instance");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let state = loop {
+        if let Some((status, body)) = get(&addr, "/api/state")
+            && status.contains(" 200")
+        {
+            break body;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut stderr));
+            panic!("the child exited ({status}) before it served: {stderr}");
+        }
+        assert!(Instant::now() < deadline, "the child did not serve /api/state within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let state: serde_json::Value = serde_json::from_str(&state).expect("/api/state is JSON");
+    assert_eq!(state["instance_id"], "bench-child-test", "configured from the environment: {state}");
+}
+
+#[test]
+fn the_child_mode_exits_on_a_bad_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = bench()
+        .arg("--serve-instance")
+        .current_dir(dir.path())
+        .env("HTTP_ADDR", "not-an-address")
+        .env("ENABLE_REDIS_EVENTS", "false")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cvbot-bench --serve-instance");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("HTTP_ADDR"), "{stderr}");
+}
