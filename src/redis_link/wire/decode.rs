@@ -2,8 +2,9 @@
 //! [`DropReason`]. The unsigned `parameter_update` has a typed fast path; everything else, and the
 //! reason for any drop, goes through a `serde_json::Value` tree.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::reason::text;
 use super::routing::routing_kinds;
 use super::sign::verify_and_strip;
 use super::{DropReason, Incoming, MAX_PAYLOAD, Signer};
@@ -154,10 +155,6 @@ fn decode_parameter_update(payload: &[u8], catalog: &Catalog) -> Option<Result<I
         kind: EventKind::Set { variable, value },
     };
     Some(Ok(Incoming::Event { event, seq: envelope.seq }))
-}
-
-pub(super) fn text<'a>(data: &'a Map<String, Value>, field: &str) -> Result<&'a str, DropReason> {
-    data.get(field).and_then(Value::as_str).ok_or(DropReason::Malformed)
 }
 
 fn clean_message(text: &str) -> String {

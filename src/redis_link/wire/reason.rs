@@ -71,6 +71,14 @@ impl DropReason {
     ];
 }
 
+/// A text field of a payload's `data`; a missing or non-text one makes the payload malformed.
+pub(super) fn text<'a>(
+    data: &'a serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Result<&'a str, DropReason> {
+    data.get(field).and_then(serde_json::Value::as_str).ok_or(DropReason::Malformed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::DropReason;
-use super::decode::text;
+use super::reason::text;
 use crate::catalog::{Catalog, Output, RouteError, Variable, VoltRange};
 use crate::state::{EventKind, Route};
 
