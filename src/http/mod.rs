@@ -49,17 +49,20 @@ pub use limits::HttpLimits;
 const EMBEDDED_OVERLAY: &str = include_str!("../../overlay/index.html");
 /// The admin page compiled in, served when `overlay/admin.html` is not on disk.
 const EMBEDDED_ADMIN: &str = include_str!("../../overlay/admin.html");
+/// The index page at `/` (links to everything below), served when `overlay/home.html` is not on disk.
+const EMBEDDED_HOME: &str = include_str!("../../overlay/home.html");
 
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
 /// The pages' scripts and styles (files, because the Content-Security-Policy allows no inline
 /// script or style), served from `overlay/` when there and compiled in otherwise, like the pages.
-const EMBEDDED_ASSETS: [(&str, &str, &str); 4] = [
+const EMBEDDED_ASSETS: [(&str, &str, &str); 5] = [
     ("overlay.js", JS, include_str!("../../overlay/overlay.js")),
     ("overlay.css", CSS, include_str!("../../overlay/overlay.css")),
     ("admin.js", JS, include_str!("../../overlay/admin.js")),
     ("admin.css", CSS, include_str!("../../overlay/admin.css")),
+    ("home.css", CSS, include_str!("../../overlay/home.css")),
 ];
 
 /// Largest request body accepted by a write endpoint; larger ones get 413 and change nothing.
@@ -199,6 +202,8 @@ pub fn routes(
         .and(warp::get())
         .and(with((ctx.overlay_dir.join("admin.html"), EMBEDDED_ADMIN)))
         .then(page);
+    let home =
+        warp::path::end().and(warp::get()).and(with((ctx.overlay_dir.join("home.html"), EMBEDDED_HOME))).then(page);
     let assets = warp::path("overlay")
         .and(warp::path::param::<String>())
         .and(warp::path::end())
@@ -222,6 +227,8 @@ pub fn routes(
         .or(overlay)
         .unify()
         .or(admin_page)
+        .unify()
+        .or(home)
         .unify()
         .or(assets)
         .unify()

@@ -10,6 +10,7 @@ mod ha;
 mod helpers;
 mod http_api;
 mod http_limits;
+mod index;
 mod interop;
 mod lifecycle;
 mod limits;

@@ -1,7 +1,8 @@
 //! The overlay page in a real headless Chromium, driven over `WebDriver` (`chromedriver`, started by the
 //! test on a free port): values appear within a second of a chat command, the emergency banner, names
 //! rendered as text, reconnection after a server restart on the same port, and screenshots under
-//! `target/` for a human to look at.
+//! `target/screenshots/` for a human to look at. `CVBOT_UPDATE_SCREENSHOTS=1` also writes the README's
+//! two (`docs/overlay.png`, `docs/admin.png`); without it the repository is never touched.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
+
+use cvbot::coord::Outcome;
 
 use crate::helpers::{TOKEN, TestApp};
 
@@ -155,11 +158,33 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/session/{}/element/{id}/value", self.session), Some(body)).await;
     }
 
-    async fn screenshot(&self, path: &Path) {
+    /// Sets the window's outer size, browser frame included.
+    async fn set_window(&self, width: i64, height: i64) {
+        let rect = json!({"width": width, "height": height});
+        self.call(reqwest::Method::POST, &format!("/session/{}/window/rect", self.session), Some(rect)).await;
+    }
+
+    /// Sizes the window so its viewport (what a screenshot shows) is `width` × `height`: the window
+    /// is set first, then grown by what the browser's own frame takes.
+    async fn resize_viewport(&self, width: u32, height: u32) {
+        let (width, height) = (i64::from(width), i64::from(height));
+        self.set_window(width, height).await;
+        let inner = self.eval("return [window.innerWidth, window.innerHeight];").await;
+        let (w, h) = (inner[0].as_i64().expect("innerWidth"), inner[1].as_i64().expect("innerHeight"));
+        self.set_window(2 * width - w, 2 * height - h).await;
+    }
+
+    /// Saves the viewport as `target/screenshots/{name}`, checks it is a PNG with a plausible size
+    /// and returns its bytes and dimensions.
+    async fn screenshot(&self, name: &str) -> (Vec<u8>, (u32, u32)) {
         let png = self.call(reqwest::Method::GET, &format!("/session/{}/screenshot", self.session), None).await;
         let bytes =
             base64::engine::general_purpose::STANDARD.decode(png.as_str().expect("base64 PNG")).expect("valid base64");
-        std::fs::write(path, bytes).expect("write screenshot");
+        let size = png_size(&bytes).unwrap_or_else(|| panic!("{name}: not a PNG ({} bytes)", bytes.len()));
+        assert!(size.0 >= 320 && size.1 >= 240, "{name}: {size:?} is too small to show anything");
+        assert!(bytes.len() > 4096, "{name}: {} bytes is a blank picture, not a page", bytes.len());
+        std::fs::write(screenshot_path(name), &bytes).expect("write screenshot");
+        (bytes, size)
     }
 
     async fn quit(mut self) {
@@ -187,9 +212,35 @@ fn shows(variable: &str, value: u8) -> String {
 
 const LIVE: &str = "return document.getElementById('conn').textContent === 'live';";
 
-/// Where screenshots go: the test target directory, so `cargo clean` removes them.
+/// Where screenshots go: `target/screenshots/`, so `cargo clean` removes them.
 fn screenshot_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("CARGO_TARGET_TMPDIR is target/tmp");
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    dir.join(name)
+}
+
+/// The width and height in a PNG's header (signature, then the IHDR chunk), if `bytes` starts like
+/// a PNG with a non-empty picture.
+fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    let header = bytes.get(..24)?;
+    if &header[..8] != SIGNATURE || &header[12..16] != b"IHDR" {
+        return None;
+    }
+    let width = u32::from_be_bytes(header[16..20].try_into().ok()?);
+    let height = u32::from_be_bytes(header[20..24].try_into().ok()?);
+    (width > 0 && height > 0).then_some((width, height))
+}
+
+/// With `CVBOT_UPDATE_SCREENSHOTS=1`, copies a screenshot into `docs/` for the README.
+fn update_docs(name: &str, png: &[u8]) {
+    if std::env::var("CVBOT_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        std::fs::create_dir_all(&dir).expect("create docs/");
+        std::fs::write(dir.join(name), png).expect("write the README's screenshot");
+        eprintln!("updated docs/{name} ({} bytes)", png.len());
+    }
 }
 
 /// Paints a stand-in video frame behind the transparent page, as OBS would composite it.
@@ -234,7 +285,7 @@ async fn overlay_in_chromium_shows_chat_values_fast_the_estop_banner_and_names_a
     assert!(browser.eval("return document.body.textContent;").await.as_str().is_some_and(|t| t.contains(evil)));
 
     browser.eval(FAKE_VIDEO).await;
-    browser.screenshot(&screenshot_path("overlay.png")).await;
+    browser.screenshot("overlay-chat.png").await;
 
     app.op("!admin emergency stop strobing too hard");
     let banner = "const b = document.getElementById('estop'); return !b.hidden && b.offsetHeight > 0 && \
@@ -244,7 +295,7 @@ async fn overlay_in_chromium_shows_chat_values_fast_the_estop_banner_and_names_a
     let held = "return document.getElementById('estop-held').textContent.includes('es9out#1 0.00 V') && \
                 document.querySelector('[data-variable=\"doorway#1.threshold\"] .meta').textContent.startsWith('held at 0.00 V');";
     browser.wait_until(held, SLOW, "each routed output shown held at its safe value").await;
-    browser.screenshot(&screenshot_path("overlay-estop.png")).await;
+    browser.screenshot("overlay-estop.png").await;
     app.op("!admin resume");
     browser.wait_until("return document.getElementById('estop').hidden;", SLOW, "the banner goes away").await;
 
@@ -358,10 +409,88 @@ async fn admin_page_in_chromium_logs_in_and_every_button_works() {
     browser.wait_until(history, SLOW, "recent events").await;
     let instances = "return document.getElementById('instances').textContent === 'bot-001';";
     browser.wait_until(instances, SLOW, "live instances").await;
-    browser.screenshot(&screenshot_path("admin.png")).await;
+    browser.screenshot("admin-after-clear.png").await;
 
     // The token is kept for the tab: a reload needs no new login.
     browser.goto(&app.url("/admin")).await;
     browser.wait_until("return !document.getElementById('app').hidden;", SLOW, "still logged in").await;
     browser.quit().await;
+}
+
+/// A stand-in video frame for the README's picture: a top-to-bottom gradient, which PNG keeps small
+/// (every row is one colour), unlike the radial one above.
+const README_VIDEO: &str = "const frame = document.createElement('div'); \
+    frame.style.cssText = 'position: fixed; inset: 0; z-index: -1; background: \
+    linear-gradient(#3a7bd5 0%, #6a3093 55%, #0f0c29 100%)'; \
+    document.body.prepend(frame); return true;";
+
+/// True when the row of `variable` shows `value` driving `output`.
+fn shows_routed(variable: &str, value: u8, output: &str) -> String {
+    format!(
+        "const row = document.querySelector('[data-variable=\"{variable}\"]'); \
+         return row !== null && row.querySelector('.value').textContent === '{value}' && \
+         row.querySelector('.meta').textContent.includes(' on {output}');"
+    )
+}
+
+/// The README's two pictures: the overlay over a stand-in video frame with a few routed values, and
+/// the admin page logged in with the same state. Always under `target/screenshots/`; into `docs/`
+/// only with `CVBOT_UPDATE_SCREENSHOTS=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screenshots_for_the_readme_show_live_values_and_routes() {
+    const OVERLAY_SIZE: (u32, u32) = (1280, 720);
+    const ADMIN_SIZE: (u32, u32) = (1280, 1080);
+    let app = TestApp::spawn_admin().await;
+    let routes = [
+        ("es9out#1", "doorway#1.threshold", 89, "lumen_fox"),
+        ("es9out#2", "navigator#1.rotation", 42, "synthcat"),
+        ("es9out#3", "prismaticray#1.frequency", 100, "modular_mia"),
+    ];
+    for (output, variable, _, _) in routes {
+        assert!(matches!(app.op(&format!("!admin {output} → {variable}")), Outcome::Done { .. }), "{output}");
+    }
+    assert!(matches!(app.viewer("lumen_fox", "doorway#1.threshold: 70"), Outcome::Done { .. }), "a first value");
+    for (_, variable, value, user) in routes.iter().skip(1) {
+        assert!(matches!(app.viewer(user, &format!("{variable}: {value}")), Outcome::Done { .. }), "{variable}");
+    }
+    assert!(matches!(app.viewer("ann", "doorway#1.gain: 64"), Outcome::Done { .. }), "an unrouted value");
+
+    // The admin page first, while it is the only page following the bot (its health line counts them).
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/admin")).await;
+    browser.resize_viewport(ADMIN_SIZE.0, ADMIN_SIZE.1).await;
+    browser.type_into("#token", TOKEN).await;
+    browser.click("#login-btn").await;
+    browser
+        .wait_until("return document.getElementById('status').textContent === 'live';", SLOW, "logged in, live")
+        .await;
+    let tables = "return document.querySelectorAll('#params tr').length === 4 && \
+                  document.querySelectorAll('#routes tr').length === 3 && \
+                  document.querySelectorAll('#history tr').length >= 7 && \
+                  document.getElementById('instances').textContent === 'bot-001' && \
+                  document.getElementById('health').textContent.includes(' 1 live overlay');";
+    browser.wait_until(tables, SLOW, "parameters, routes, recent events, the instance and its health").await;
+    let (png, size) = browser.screenshot("admin.png").await;
+    assert_eq!(size, ADMIN_SIZE, "the admin page's picture has the viewport's size");
+    update_docs("admin.png", &png);
+
+    browser.goto(&app.url("/overlay")).await;
+    browser.resize_viewport(OVERLAY_SIZE.0, OVERLAY_SIZE.1).await;
+    browser.wait_until(LIVE, SLOW, "the overlay connects").await;
+    // One command while the page watches, so its "latest command" line has something to show.
+    assert!(matches!(app.viewer("lumen_fox", "doorway#1.threshold: 89"), Outcome::Done { .. }));
+    let latest = "return document.getElementById('latest').textContent === 'lumen_fox: doorway#1.threshold → 89';";
+    browser.wait_until(latest, SLOW, "the latest command").await;
+    for (output, variable, value, _) in routes {
+        browser.wait_until(&shows_routed(variable, value, output), SLOW, variable).await;
+    }
+    browser.wait_until(&shows("doorway#1.gain", 64), SLOW, "the unrouted value").await;
+    browser.eval(README_VIDEO).await;
+    let (png, size) = browser.screenshot("overlay.png").await;
+    assert_eq!(size, OVERLAY_SIZE, "the overlay's picture has the viewport's size");
+    update_docs("overlay.png", &png);
+    browser.quit().await;
+    // The check the pictures passed is a real one.
+    assert_eq!(png_size(&png[..24]), Some(OVERLAY_SIZE));
+    assert_eq!(png_size(b"GIF89a, not a PNG at all, no"), None);
 }
