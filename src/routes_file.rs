@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::catalog::{Catalog, Output, VoltRange};
-use crate::coord::{CoordHandle, Observer};
+use crate::coord::CoordHandle;
+use crate::observe::Observer;
 use crate::state::{Change, Event, Route, State};
 use crate::stats::{CounterSet, Stats};
 

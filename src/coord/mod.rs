@@ -10,7 +10,6 @@
 //! channel name, HTTP route or reply text: a command's [`Outcome`] is typed, and each edge says it
 //! in its own words.
 
-mod observe;
 mod outcome;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +29,7 @@ use crate::osc::OscStage;
 use crate::state::{Change, Event, EventKind, Hlc, Route, Stamp, State};
 use crate::stats::{CounterSet, LogThrottle, Stats};
 
-pub use observe::Observer;
+pub use crate::observe::Observer;
 pub use outcome::{Answer, Done, Outcome, Refusal, Unchanged};
 
 /// The coordinator's counters, registered with [`Stats`] under these names.

@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 
 use super::encode::{Cv, Encoder};
 use crate::catalog::{Output, Variable};
-use crate::coord::Observer;
+use crate::observe::Observer;
 use crate::state::{Change, Event, Route, State};
 use crate::stats::{CounterSet, LogThrottle, Stats};
 

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::clock::wall_ms_now;
-use crate::coord::{CoordHandle, Observer};
+use crate::coord::CoordHandle;
+use crate::observe::Observer;
 use crate::state::{Change, Event, State};
 pub use queue::{CLIENT_QUEUE, Client, ClientGuard, ClientQueue};
 pub use render::HistoryEntry;

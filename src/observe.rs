@@ -1,4 +1,5 @@
-//! The one protocol by which the stages after the coordinator hear of changes.
+//! The one protocol by which the stages after the coordinator hear of changes. Below the
+//! coordinator and its observers alike, so each imports it downward.
 
 use crate::state::{Change, Event, State};
 
