@@ -23,7 +23,26 @@ pub enum TlsFileError {
     Read { variable: &'static str, path: String, error: std::io::Error },
     /// Read, but not the PEM certificate(s) or key the variable asks for.
     #[error("{variable}: {path} {problem}")]
-    Invalid { variable: &'static str, path: String, problem: String },
+    Invalid { variable: &'static str, path: String, problem: PemProblem },
+}
+
+/// What is wrong with a TLS file's contents, worded to follow its path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PemProblem {
+    #[error("is not a PEM certificate file: {0}")]
+    NotCertificates(String),
+    #[error("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    NoCertificate,
+    #[error("holds a certificate that cannot be a trust anchor: {0}")]
+    NotTrustAnchor(String),
+    #[error("holds no PEM private key")]
+    NoKey,
+    #[error("is not a PEM private key: {0}")]
+    NotKey(String),
+    #[error("is not the key of the certificate in REDIS_TLS_CERT")]
+    KeyMismatch,
+    #[error("is not a usable private key: {0}")]
+    UnusableKey(String),
 }
 
 impl TlsFileError {
@@ -96,16 +115,14 @@ impl TlsMaterial {
     }
 
     /// Parses the material as a connection would; the error names the variable at fault.
-    fn check(&self) -> Result<(), (&'static str, String)> {
+    fn check(&self) -> Result<(), (&'static str, PemProblem)> {
         if self.ca.is_some() {
             self.roots().map_err(|problem| ("REDIS_TLS_CA", problem))?;
         }
         if let Some((chain, key)) = self.identity()? {
             rustls::sign::CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
-                rustls::Error::InconsistentKeys(_) => {
-                    ("REDIS_TLS_KEY", "is not the key of the certificate in REDIS_TLS_CERT".to_owned())
-                }
-                other => ("REDIS_TLS_KEY", format!("is not a usable private key: {}", one_line(&other))),
+                rustls::Error::InconsistentKeys(_) => ("REDIS_TLS_KEY", PemProblem::KeyMismatch),
+                other => ("REDIS_TLS_KEY", PemProblem::UnusableKey(one_line(&other))),
             })?;
         }
         Ok(())
@@ -159,12 +176,12 @@ impl TlsMaterial {
     }
 
     /// `REDIS_TLS_CA`'s certificates as trust anchors (at least one).
-    fn roots(&self) -> Result<RootCertStore, String> {
+    fn roots(&self) -> Result<RootCertStore, PemProblem> {
         let mut roots = RootCertStore::empty();
         for cert in certificates(self.ca.as_deref().unwrap_or_default())? {
             roots
                 .add(cert)
-                .map_err(|e| format!("holds a certificate that cannot be a trust anchor: {}", one_line(&e)))?;
+                .map_err(|e| PemProblem::NotTrustAnchor(one_line(&e)))?;
         }
         Ok(roots)
     }
@@ -173,13 +190,13 @@ impl TlsMaterial {
     #[allow(clippy::type_complexity)]
     fn identity(
         &self,
-    ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, (&'static str, String)> {
+    ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, (&'static str, PemProblem)> {
         let Some((cert, key)) = &self.client else { return Ok(None) };
         let chain = certificates(cert).map_err(|problem| ("REDIS_TLS_CERT", problem))?;
         let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
             let problem = match e {
-                rustls::pki_types::pem::Error::NoItemsFound => "holds no PEM private key".to_owned(),
-                other => format!("is not a PEM private key: {}", one_line(&other)),
+                rustls::pki_types::pem::Error::NoItemsFound => PemProblem::NoKey,
+                other => PemProblem::NotKey(one_line(&other)),
             };
             ("REDIS_TLS_KEY", problem)
         })?;
@@ -188,12 +205,12 @@ impl TlsMaterial {
 }
 
 /// Every PEM certificate in `pem`; none, or a broken one, is an error (worded to follow the path).
-fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemProblem> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("is not a PEM certificate file: {}", one_line(&e)))?;
+        .map_err(|e| PemProblem::NotCertificates(one_line(&e)))?;
     if certs.is_empty() {
-        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned());
+        return Err(PemProblem::NoCertificate);
     }
     Ok(certs)
 }
