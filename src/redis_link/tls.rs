@@ -179,9 +179,7 @@ impl TlsMaterial {
     fn roots(&self) -> Result<RootCertStore, PemProblem> {
         let mut roots = RootCertStore::empty();
         for cert in certificates(self.ca.as_deref().unwrap_or_default())? {
-            roots
-                .add(cert)
-                .map_err(|e| PemProblem::NotTrustAnchor(one_line(&e)))?;
+            roots.add(cert).map_err(|e| PemProblem::NotTrustAnchor(one_line(&e)))?;
         }
         Ok(roots)
     }
