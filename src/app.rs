@@ -375,7 +375,7 @@ fn link_settings(config: &Config, tls: Arc<crate::redis_link::tls::TlsMaterial>)
     };
     match &settings.topology {
         crate::config::RedisTopology::Standalone => {
-            info!(redis = %crate::config::mask_url(&settings.url), "connecting to Redis in the background");
+            info!(redis = %crate::secret::mask_url(&settings.url), "connecting to Redis in the background");
         }
         crate::config::RedisTopology::Sentinel { sentinels, master, .. } => {
             info!(sentinels = %sentinels.join(","), %master, "connecting to the Redis master the sentinels name, in the background");
@@ -393,7 +393,7 @@ fn link_settings(config: &Config, tls: Arc<crate::redis_link::tls::TlsMaterial>)
     };
     if settings.signing_key.is_none() && !local {
         warn!(
-            redis = %crate::config::mask_url(&settings.url),
+            redis = %crate::secret::mask_url(&settings.url),
             "EVENT_SIGNING_KEY is not set and Redis is not on this machine: any client of that Redis can \
              drive the outputs and the emergency stop; set the same EVENT_SIGNING_KEY on every instance"
         );

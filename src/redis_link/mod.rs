@@ -110,7 +110,7 @@ pub struct LinkSettings {
 impl std::fmt::Debug for LinkSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LinkSettings")
-            .field("url", &crate::config::mask_url(&self.url))
+            .field("url", &crate::secret::mask_url(&self.url))
             .field("key_prefix", &self.key_prefix)
             .field("publish", &self.publish)
             .field("subscribe", &self.subscribe)

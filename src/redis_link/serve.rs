@@ -125,7 +125,7 @@ impl RedisLink {
     /// failover we have not heard announced; the next session asks the sentinels again.
     pub(super) fn demoted<T>(&self, node: &str) -> Result<T, SessionError> {
         self.stats.redis.failovers.fetch_add(1, Ordering::Relaxed);
-        Err(SessionError::NotMaster { addr: crate::config::mask_url(node), role: "replica".into() })
+        Err(SessionError::NotMaster { addr: crate::secret::mask_url(node), role: "replica".into() })
     }
 
     /// Control traffic from the reader: probes, our command channel, presence, older bots' values
