@@ -19,9 +19,9 @@ impl RedisLink {
         if let Err(e) = self.flush(session).await {
             return SessionEnd::Broken(e);
         }
-        let mut probe_timer = tokio::time::interval(self.settings.probe_interval);
+        let mut probe_timer = tokio::time::interval(self.settings.timing.probe_interval);
         probe_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
+        let mut heartbeat = tokio::time::interval(self.settings.timing.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.reset();
         let mut probe: Option<(String, Instant)> = None;
@@ -95,11 +95,11 @@ impl RedisLink {
         probe: &mut Option<(String, Instant)>,
     ) -> Result<(), SessionError> {
         if let Some((_, sent)) = probe {
-            if sent.elapsed() > self.settings.probe_deadline {
+            if sent.elapsed() > self.settings.timing.probe_deadline {
                 self.stats.redis.probes_lost.fetch_add(1, Ordering::Relaxed);
                 return Err(SessionError::Deaf(format!(
                     "probe not heard back within {:?}",
-                    self.settings.probe_deadline
+                    self.settings.timing.probe_deadline
                 )));
             }
             return Ok(());
