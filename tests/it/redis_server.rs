@@ -178,7 +178,7 @@ impl RedisServer {
 
     /// Caps memory a little above what is used now (an empty server already uses about 1 MB, so a
     /// fixed `maxmemory 1mb` would refuse writes before the bots could start) and fills it with
-    /// filler keys until writes fail with `OOM`; freeing the filler (at least 256 KiB) lets writes in
+    /// filler keys until writes fail with `OOM`; freeing the filler (about 512 KiB) lets writes in
     /// again. Returns the filler keys, for [`RedisServer::free`].
     pub async fn fill_to_maxmemory(&self) -> Vec<String> {
         let mut conn = self.conn().await;
@@ -186,7 +186,7 @@ impl RedisServer {
         let () = redis::cmd("CONFIG")
             .arg("SET")
             .arg("maxmemory")
-            .arg(used + 256 * 1024)
+            .arg(used + 512 * 1024)
             .query_async(&mut conn)
             .await
             .expect("config set maxmemory");
@@ -198,13 +198,14 @@ impl RedisServer {
             match set {
                 Ok(()) => keys.push(key),
                 Err(e) if e.code() == Some("OOM") => {
-                    // Right at the limit, a client buffer shrinking would let the next write in again:
-                    // pull the limit a little below what is used, so writes stay refused until freed.
+                    // Right at the limit, client buffers shrinking (they go by tens of KiB as
+                    // connections come, go and idle) would let the next write in again: pull the
+                    // limit well below what is used, so writes stay refused until the filler is freed.
                     let full = self.used_memory(&mut conn).await;
                     let () = redis::cmd("CONFIG")
                         .arg("SET")
                         .arg("maxmemory")
-                        .arg(full - 64 * 1024)
+                        .arg(full - 192 * 1024)
                         .query_async(&mut conn)
                         .await
                         .expect("config set maxmemory");

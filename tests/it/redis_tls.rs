@@ -10,8 +10,8 @@ use cvbot::config::RedisTlsFiles;
 use cvbot::coord::Outcome;
 use cvbot::redis_link::tls::TlsMaterial;
 
-use crate::cluster::{connected, eventually, instance_with, redis_status};
-use crate::helpers::{TestApp, cv};
+use crate::cluster::{connected, instance_with, redis_status};
+use crate::helpers::{TestApp, cv, eventually};
 use crate::redis_server::{RedisServer, TestCa};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
