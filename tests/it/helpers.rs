@@ -75,16 +75,23 @@ where
     .await;
 }
 
-/// [`eventually_some`] for blocking code (the built binary's helpers, which run on plain threads).
-pub fn eventually_blocking<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+/// [`poll`] for blocking code (the built binary's helpers, which run on plain threads).
+pub fn poll_blocking<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(found) = check() {
-            return found;
+            return Some(found);
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(POLL);
     }
+}
+
+/// [`eventually_some`] for blocking code.
+pub fn eventually_blocking<T>(what: &str, limit: Duration, check: impl FnMut() -> Option<T>) -> T {
+    poll_blocking(limit, check).unwrap_or_else(|| panic!("timed out after {limit:?} waiting for: {what}"))
 }
 
 /// A UDP socket standing in for Max/MSP.
