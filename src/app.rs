@@ -361,9 +361,7 @@ fn link_settings(config: &Config, tls: Arc<crate::redis_link::tls::TlsMaterial>)
         history_ttl: config.event_history_ttl,
         signing_key: config.event_signing_key.is_set().then(|| config.event_signing_key.expose().as_bytes().to_vec()),
         outbox_capacity: config.outbox_capacity,
-        probe_interval: Duration::from_secs(2),
-        probe_deadline: Duration::from_secs(5),
-        heartbeat: Duration::from_secs(5),
+        timing: config.redis_timing,
         max_clock_skew: config.max_clock_skew,
         event_max_age: config.event_max_age,
         topology: config.redis_topology.clone(),
@@ -371,7 +369,7 @@ fn link_settings(config: &Config, tls: Arc<crate::redis_link::tls::TlsMaterial>)
     };
     match &settings.topology {
         crate::config::RedisTopology::Standalone => {
-            info!(redis = %crate::config::mask_url(&settings.url), "connecting to Redis in the background");
+            info!(redis = %crate::secret::mask_url(&settings.url), "connecting to Redis in the background");
         }
         crate::config::RedisTopology::Sentinel { sentinels, master, .. } => {
             info!(sentinels = %sentinels.join(","), %master, "connecting to the Redis master the sentinels name, in the background");
@@ -389,7 +387,7 @@ fn link_settings(config: &Config, tls: Arc<crate::redis_link::tls::TlsMaterial>)
     };
     if settings.signing_key.is_none() && !local {
         warn!(
-            redis = %crate::config::mask_url(&settings.url),
+            redis = %crate::secret::mask_url(&settings.url),
             "EVENT_SIGNING_KEY is not set and Redis is not on this machine: any client of that Redis can \
              drive the outputs and the emergency stop; set the same EVENT_SIGNING_KEY on every instance"
         );

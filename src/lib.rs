@@ -29,7 +29,7 @@
 //! * [`twitch`]: the Twitch chat source: IRC client, roles from badges, throttled replies.
 //! * [`http`]: warp routes: overlay and admin pages, SSE (`/events`) through the overlay hub, the JSON
 //!   API and `/metrics`; writes become commands for the coordinator.
-//! * [`config`]: environment to validated [`config::Config`].
+//! * [`config`]: environment to validated [`config::Config`]; [`secret`]: values that never print, masked URLs (a leaf).
 //! * [`stats`]: counters and the log throttle; [`tally`] and [`clock`]: leaves every layer may use.
 //! * [`app`]: wiring and supervision: [`app::start`], [`app::run`].
 
@@ -47,6 +47,7 @@ pub mod observe;
 pub mod osc;
 pub mod redis_link;
 pub mod routes_file;
+pub mod secret;
 pub mod state;
 pub mod stats;
 pub mod tally;

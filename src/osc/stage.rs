@@ -315,6 +315,8 @@ mod stage_tests {
         stats: Arc<Stats>,
         receiver: UdpSocket,
         shutdown: CancellationToken,
+        /// The coordinator's task: it rests the outputs once `shutdown` is cancelled.
+        task: tokio::task::JoinHandle<()>,
     }
 
     /// A coordinator with an OSC stage sending to a real UDP socket, `es9out#1` routed to `doorway#1.gain`.
@@ -331,7 +333,8 @@ mod stage_tests {
         let variable = catalog.parse_variable("doorway#1.gain").expect("variable");
         state.seed_route(out, Route::new(variable, VoltRange::LZX));
         let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        receiver.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+        // Only a bound for a missing datagram: `received` reads up to its own marker.
+        receiver.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let encoder = Encoder::new(OscFormat::Max, catalog.clone());
         let target = vec![receiver.local_addr().expect("addr")];
@@ -349,21 +352,28 @@ mod stage_tests {
         .with_osc(stage);
         let shutdown = CancellationToken::new();
         let (coord, task) = coordinator.spawn(shutdown.clone());
-        tokio::spawn(task);
-        Rig { coord, catalog, stats, receiver, shutdown }
+        let task = tokio::spawn(task);
+        Rig { coord, catalog, stats, receiver, shutdown, task }
     }
 
-    /// Every datagram that arrives until the socket is quiet, decoded.
+    /// Every datagram sent here so far, decoded, without waiting for a quiet spell: the socket sends
+    /// itself a marker and reads up to it (the stage sends before the call that caused it returns).
     fn received(receiver: &UdpSocket) -> Vec<OscMessage> {
+        let marker = OscPacket::Message(OscMessage { addr: "/test/marker".into(), args: vec![] });
+        let marker = rosc::encoder::encode(&marker).expect("encode the marker");
+        receiver.send_to(&marker, receiver.local_addr().expect("addr")).expect("send the marker");
         let mut out = Vec::new();
         let mut buf = vec![0u8; 2048];
-        while let Ok(n) = receiver.recv(&mut buf) {
+        loop {
+            let n = receiver.recv(&mut buf).expect("a datagram, the marker at least");
             let (_, packet) = rosc::decoder::decode_udp(&buf[..n]).expect("osc");
             if let OscPacket::Message(m) = packet {
+                if m.addr == "/test/marker" {
+                    return out;
+                }
                 out.push(m);
             }
         }
-        out
     }
 
     fn cv_values(messages: &[OscMessage]) -> Vec<(String, OscType)> {
@@ -465,7 +475,7 @@ mod stage_tests {
         );
         // Shutdown rests the outputs at their safe values, once, and later calls are refused.
         rig.shutdown.cancel();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        rig.task.await.expect("the coordinator's task");
         assert_eq!(cv_values(&received(&rig.receiver)), vec![at("es9out#1", 0), at("es9out#2", 0)]);
         assert!(!rig.coord.apply_remote(&remote(c, 700, "doorway#1.gain", 5)));
         assert!(rig.coord.snapshot().is_none());

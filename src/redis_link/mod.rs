@@ -43,7 +43,7 @@ use tracing::{debug, info, warn};
 
 use crate::catalog::Catalog;
 use crate::clock::wall_ms_now;
-use crate::config::RedisTopology;
+use crate::config::{RedisTiming, RedisTopology};
 use crate::coord::CoordHandle;
 use crate::state::Event;
 use crate::stats::{LinkStatus, LogThrottle, Stats};
@@ -59,11 +59,6 @@ pub const PUBLISH_SCRIPT: &str = include_str!("publish.lua");
 /// early reconnect.
 pub const CONTROL_QUEUE: usize = 1024;
 
-const BACKOFF_FLOOR: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
-/// With Sentinel or a Cluster a failover takes seconds and asking again is cheap (a sentinel, a
-/// node): retries stay at most a second apart so the new master is found soon after it is in place.
-const HA_BACKOFF_CAP: Duration = Duration::from_secs(1);
 /// Publish retries before the event goes back to the outbox and the connection is rebuilt.
 const PUBLISH_RETRIES: [Duration; 3] =
     [Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(400)];
@@ -91,12 +86,8 @@ pub struct LinkSettings {
     pub history_ttl: Duration,
     pub signing_key: Option<Vec<u8>>,
     pub outbox_capacity: usize,
-    /// How often we publish a probe to our own channel.
-    pub probe_interval: Duration,
-    /// A probe not heard back within this is a deaf subscription.
-    pub probe_deadline: Duration,
-    /// Presence refresh; the claim key lives three heartbeats.
-    pub heartbeat: Duration,
+    /// Probe interval and deadline, heartbeat, reconnect backoff.
+    pub timing: RedisTiming,
     /// Remote stamps further ahead of our clock are refused (`MAX_CLOCK_SKEW_MS`).
     pub max_clock_skew: Duration,
     /// With a signing key, signed pub/sub events older than this are refused (`EVENT_MAX_AGE_MS`).
@@ -110,7 +101,7 @@ pub struct LinkSettings {
 impl std::fmt::Debug for LinkSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LinkSettings")
-            .field("url", &crate::config::mask_url(&self.url))
+            .field("url", &crate::secret::mask_url(&self.url))
             .field("key_prefix", &self.key_prefix)
             .field("publish", &self.publish)
             .field("subscribe", &self.subscribe)
@@ -314,14 +305,15 @@ impl RedisLink {
                 }
             }
             // A session that lasted a while resets the backoff: this is a new outage.
-            if started.elapsed() > BACKOFF_CAP * 2 {
+            let timing = self.settings.timing;
+            if started.elapsed() > timing.backoff_cap * 2 {
                 attempt = 0;
             }
             let cap = match self.settings.topology {
-                RedisTopology::Standalone => BACKOFF_CAP,
-                RedisTopology::Sentinel { .. } | RedisTopology::Cluster { .. } => HA_BACKOFF_CAP,
+                RedisTopology::Standalone => timing.backoff_cap,
+                RedisTopology::Sentinel { .. } | RedisTopology::Cluster { .. } => timing.ha_backoff_cap,
             };
-            let delay = backoff(attempt, cap);
+            let delay = backoff(attempt, timing.backoff_floor, cap);
             attempt = attempt.saturating_add(1);
             if self.wait_offline(delay, &shutdown).await {
                 break;
@@ -410,13 +402,15 @@ impl RedisLink {
     }
 
     fn claim_ttl(&self) -> Duration {
-        self.settings.heartbeat * 3
+        self.settings.timing.heartbeat * 3
     }
 }
 
-/// Capped exponential backoff with full jitter: 100 ms, 200 ms, … up to `cap`, each scaled by 50–100 %.
-fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let exp = BACKOFF_FLOOR.saturating_mul(1u32 << attempt.min(16));
+/// Capped exponential backoff with full jitter: `floor`, twice that, … up to `cap`, each scaled by 50–100 %.
+/// With Sentinel or a Cluster the cap is lower (a failover takes seconds and asking again is cheap),
+/// so the new master is found soon after it is in place.
+fn backoff(attempt: u32, floor: Duration, cap: Duration) -> Duration {
+    let exp = floor.saturating_mul(1u32 << attempt.min(16));
     let capped = exp.min(cap);
     capped.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
@@ -427,10 +421,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
-        for cap in [BACKOFF_CAP, HA_BACKOFF_CAP] {
+        let timing = RedisTiming::default();
+        for cap in [timing.backoff_cap, timing.ha_backoff_cap] {
             for attempt in 0..40 {
-                let d = backoff(attempt, cap);
-                let ceiling = BACKOFF_FLOOR.saturating_mul(1u32 << attempt.min(16)).min(cap);
+                let d = backoff(attempt, timing.backoff_floor, cap);
+                let ceiling = timing.backoff_floor.saturating_mul(1u32 << attempt.min(16)).min(cap);
                 assert!(d <= ceiling && d >= ceiling / 2, "attempt {attempt}: {d:?}");
             }
         }

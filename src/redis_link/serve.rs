@@ -19,9 +19,9 @@ impl RedisLink {
         if let Err(e) = self.flush(session).await {
             return SessionEnd::Broken(e);
         }
-        let mut probe_timer = tokio::time::interval(self.settings.probe_interval);
+        let mut probe_timer = tokio::time::interval(self.settings.timing.probe_interval);
         probe_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
+        let mut heartbeat = tokio::time::interval(self.settings.timing.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.reset();
         let mut probe: Option<(String, Instant)> = None;
@@ -95,11 +95,11 @@ impl RedisLink {
         probe: &mut Option<(String, Instant)>,
     ) -> Result<(), SessionError> {
         if let Some((_, sent)) = probe {
-            if sent.elapsed() > self.settings.probe_deadline {
+            if sent.elapsed() > self.settings.timing.probe_deadline {
                 self.counters.probes_lost.fetch_add(1, Ordering::Relaxed);
                 return Err(SessionError::Deaf(format!(
                     "probe not heard back within {:?}",
-                    self.settings.probe_deadline
+                    self.settings.timing.probe_deadline
                 )));
             }
             return Ok(());
@@ -125,7 +125,7 @@ impl RedisLink {
     /// failover we have not heard announced; the next session asks the sentinels again.
     pub(super) fn demoted<T>(&self, node: &str) -> Result<T, SessionError> {
         self.counters.failovers.fetch_add(1, Ordering::Relaxed);
-        Err(SessionError::NotMaster { addr: crate::config::mask_url(node), role: "replica".into() })
+        Err(SessionError::NotMaster { addr: crate::secret::mask_url(node), role: "replica".into() })
     }
 
     /// Control traffic from the reader: probes, our command channel, presence, older bots' values

@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fake_twitch::{FakeTwitch, User};
-use crate::helpers::{OscReceiver, cv, routing};
+use crate::helpers::{OscReceiver, cv, eventually_blocking, poll_blocking, routing};
 
 pub(crate) fn cvbot() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cvbot"));
@@ -159,14 +159,9 @@ impl Bot {
     }
 
     pub(crate) fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if http_get(&self.http, "/healthz").is_some_and(|b| b.contains("ok")) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("cvbot did not become healthy");
+        eventually_blocking("cvbot healthy", Duration::from_secs(10), || {
+            http_get(&self.http, "/healthz").is_some_and(|b| b.contains("ok")).then_some(())
+        });
     }
 
     /// Sends `signal` (`-TERM`, `-INT`) and waits for the exit: (status code, time it took).
@@ -185,16 +180,7 @@ impl Bot {
 
     /// Waits up to `within` for the process to end; its status when it did.
     pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        poll_blocking(within, || self.child.try_wait().expect("try_wait"))
     }
 
     /// The process's resident memory in KiB (`VmRSS` in `/proc/PID/status`); 0 once it is gone.
@@ -209,20 +195,14 @@ impl Bot {
 
     /// Polls `GET path` until `check` accepts the body; fails the test after 10 s.
     pub(crate) fn wait_for_body(&self, path: &str, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
         let mut last = serde_json::Value::Null;
-        while Instant::now() < deadline {
-            if let Some(body) = http_get(&self.http, path)
-                && let Ok(json) = serde_json::from_str::<serde_json::Value>(&body)
-            {
-                if check(&json) {
-                    return;
-                }
-                last = json;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("{what} never showed in {path}: {last}");
+        let seen = poll_blocking(Duration::from_secs(10), || {
+            let json = serde_json::from_str::<serde_json::Value>(&http_get(&self.http, path)?).ok()?;
+            let holds = check(&json);
+            last = json;
+            holds.then_some(())
+        });
+        assert!(seen.is_some(), "{what} never showed in {path}: {last}");
     }
 
     /// Everything the process wrote to stdout and stderr (call after it exited).
@@ -268,19 +248,20 @@ async fn terminal_chat_drives_osc_and_sigterm_exits_cleanly_within_two_seconds()
     assert_eq!(osc.recv().await, routing(&["add", "es9out#1", "doorway#1.threshold"]));
     assert_eq!(osc.recv().await, cv("es9out#1", 89.0 / 127.0, "doorway", 1, "threshold", 89));
 
-    // EOF on stdin ends the terminal source, not the process.
+    // EOF on stdin ends the terminal source, not the process: the log shows the EOF handled, and then
+    // the SIGTERM received by a process still running (no wait for something not to happen).
     drop(stdin);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(bot.child.try_wait().expect("try_wait").is_none(), "still running after stdin closed");
     let state = http_get(&bot.http, "/api/state").expect("state after EOF");
     assert!(state.contains("\"doorway#1.threshold\""), "{state}");
 
     let (code, took) = bot.terminate();
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(bot.child.stdout.as_mut().expect("stdout"), &mut stdout).expect("read stdout");
+    let (stdout, stderr) = bot.output();
     assert!(stdout.contains("routed es9out#1 → doorway#1.threshold"), "the operator sees replies: {stdout}");
+    let eof = stderr.find("terminal input closed").unwrap_or_else(|| panic!("the EOF is logged: {stderr}"));
+    let term = stderr.find("SIGTERM: shutting down").unwrap_or_else(|| panic!("the SIGTERM is logged: {stderr}"));
+    assert!(eof < term, "still running after stdin closed: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

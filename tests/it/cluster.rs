@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, cv};
+use cvbot::config::RedisTiming;
+
+use crate::helpers::{FAST_REDIS, TestApp, cv, eventually};
 use crate::redis_server::{Proxy, RedisServer};
 
 /// Starts an instance on `url`.
@@ -20,17 +22,10 @@ pub(crate) async fn instance_with(id: &str, url: &str, extra: &[(&str, &str)]) -
     TestApp::spawn_with(&vars).await
 }
 
-/// Polls `check` until it is true or `limit` passes (then fails the test with `what`).
-pub(crate) async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// An instance on `url` whose Redis link runs on `timing`.
+async fn timed(id: &str, url: &str, timing: RedisTiming) -> TestApp {
+    let vars = [("INSTANCE_ID", id), ("REDIS_URL", url), ("ENABLE_REDIS_EVENTS", "true"), ("RATE_LIMIT_MS", "0")];
+    TestApp::spawn_timed(tempfile::tempdir().expect("tempdir"), &vars, cvbot::Extras::default(), timing).await
 }
 
 pub(crate) async fn redis_status(app: &TestApp) -> String {
@@ -145,19 +140,40 @@ async fn an_older_bots_raw_event_is_applied_routed_to_osc_and_marked_remote() {
     assert!(app.stat("redis_published_admin_command").await >= 1, "the routing audit copy");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_two_second_outage_loses_nothing_and_the_link_recovers_without_inbound_traffic() {
-    outage(Duration::from_secs(2)).await;
+/// The longest time the link's backoff can take to climb from its floor to its cap (each delay is
+/// 50–100 % of its ceiling), and the shortest.
+fn backoff_climb(timing: &RedisTiming) -> (Duration, Duration) {
+    let mut ceiling = timing.backoff_floor;
+    let mut longest = Duration::ZERO;
+    while ceiling < timing.backoff_cap {
+        longest += ceiling;
+        ceiling *= 2;
+    }
+    (longest / 2, longest)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_twenty_second_outage_loses_nothing_and_the_link_recovers_without_inbound_traffic() {
-    outage(Duration::from_secs(20)).await;
+async fn an_outage_shorter_than_the_backoffs_climb_loses_nothing_and_the_link_recovers_without_inbound_traffic() {
+    // Today's backoff (100 ms doubling up to 5 s) is still climbing when Redis returns.
+    let timing =
+        RedisTiming { backoff_floor: Duration::from_millis(100), backoff_cap: Duration::from_secs(5), ..FAST_REDIS };
+    let length = Duration::from_secs(1);
+    assert!(length < backoff_climb(&timing).0);
+    outage(length, timing).await;
 }
 
-async fn outage(length: Duration) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_with_the_backoff_long_at_its_cap_loses_nothing_and_the_link_recovers_without_inbound_traffic() {
+    // Retrying at the cap for most of the outage, and longer than the claim key lives.
+    let length = Duration::from_secs(2);
+    assert!(length > backoff_climb(&FAST_REDIS).1 + FAST_REDIS.backoff_cap * 5 && length > FAST_REDIS.heartbeat * 3);
+    outage(length, FAST_REDIS).await;
+}
+
+async fn outage(length: Duration, timing: RedisTiming) {
     let mut redis = RedisServer::start().await;
-    let (a, b) = connected_pair(&redis.url()).await;
+    let (a, b) = (timed("bot-a", &redis.url(), timing).await, timed("bot-b", &redis.url(), timing).await);
+    connected(&[&a, &b]).await;
     a.op("!admin es9out#1 → doorway#1.threshold");
     a.viewer("before", "doorway#1.gain: 1");
     eventually("b saw a's route", Duration::from_secs(5), || async { converged(&[&a, &b]).await }).await;
@@ -171,6 +187,7 @@ async fn outage(length: Duration) {
         a.viewer(&format!("a{i}"), &format!("doorway#1.threshold: {}", i % 128));
         b.viewer(&format!("b{i}"), &format!("doorway#1.background: {}", i % 128));
         i = i.wrapping_add(1);
+        // The outage's length is the point: chat keeps typing through it at a viewer's pace.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     a.op("!admin es9out#3 → doorway#1.background");
@@ -237,7 +254,7 @@ async fn a_blackholed_connection_is_detected_as_deaf_within_ten_seconds_and_reco
     proxy.set_blackhole(false);
     connected(&[&a]).await;
     // What was done while deaf reached Redis after healing.
-    let mut conn = redis.conn().await;
+    let conn = redis.conn().await;
     eventually("outage write published", Duration::from_secs(10), || {
         let mut conn = conn.clone();
         async move {
@@ -251,7 +268,6 @@ async fn a_blackholed_connection_is_detected_as_deaf_within_ten_seconds_and_reco
         }
     })
     .await;
-    let _: Option<String> = redis::cmd("PING").query_async(&mut conn).await.ok();
     assert!(detected < Duration::from_secs(10), "deaf detection took {detected:?}");
 }
 
@@ -372,9 +388,23 @@ async fn a_prefix_keeps_deployments_apart_on_one_redis() {
         }
     })
     .await;
-    let _: bool =
-        redis::cmd("HEXISTS").arg("studio1:{cv}:state").arg("x").query_async(&mut conn).await.expect("hexists");
-    assert!(b.state().await["parameters"].as_object().is_some_and(serde_json::Map::is_empty));
+    for other in ["studio2:{cv}:state", "{cv}:state"] {
+        let there: bool =
+            redis::cmd("HEXISTS").arg(other).arg("p:doorway#1.gain").query_async(&mut conn).await.expect("hexists");
+        assert!(!there, "a's register is not under {other}");
+    }
+    // A marker on b's own channel, published after a's event: once b has applied it, it would have
+    // applied a's event first had it heard it.
+    let marker = format!(
+        r#"{{"timestamp": {}, "type": "parameter_update", "data": {{"variable": "doorway#1.threshold", "value": 9, "user": "marker", "source_instance": "js-bot"}}}}"#,
+        cvbot::clock::wall_ms_now()
+    );
+    assert_eq!(redis.publish("studio2:cv:parameter:update", &marker).await, 1, "only b hears its prefix");
+    eventually("b applied the marker", Duration::from_secs(5), || async {
+        b.state().await["parameters"]["doorway#1.threshold"]["value"] == 9
+    })
+    .await;
+    assert!(b.state().await["parameters"].get("doorway#1.gain").is_none(), "b never heard a's deployment");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,13 +458,43 @@ async fn publish_only_and_subscribe_only_roles() {
         listener.state().await["parameters"]["doorway#1.gain"]["value"] == 21
     })
     .await;
+    // The listener publishes nothing: its write is counted as kept back, and a marker published after
+    // that is the first thing a watcher of the event channel hears.
+    let mut watcher = redis.client().get_async_pubsub().await.expect("pubsub");
+    watcher.subscribe("cv:parameter:update").await.expect("subscribe");
+    let unpublished = listener.stat("redis_unpublished").await;
     listener.viewer("w", "doorway#1.threshold: 5");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(talker.state().await["parameters"].get("doorway#1.threshold").is_none(), "the listener publishes nothing");
-    assert!(listener.stat("redis_unpublished").await >= 1);
-    let raw = r#"{"timestamp": 1, "type": "parameter_update", "data": {"variable": "doorway#1.x", "value": 1, "source_instance": "js"}}"#;
-    redis.publish("cv:parameter:update", raw).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the listener kept its write back", Duration::from_secs(5), || async {
+        listener.stat("redis_unpublished").await > unpublished
+    })
+    .await;
+    let marker = r#"{"timestamp": 1, "type": "parameter_update", "data": {"variable": "doorway#1.x", "value": 1, "source_instance": "js"}}"#;
+    // The listener and the watcher hear it; the talker subscribes to no event channel.
+    assert_eq!(redis.publish("cv:parameter:update", marker).await, 2, "subscribers of the event channel");
+    let first = tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut watcher.on_message()))
+        .await
+        .expect("the marker in time")
+        .expect("message");
+    assert_eq!(first.get_payload::<String>().expect("text"), marker, "the listener published nothing before it");
+    assert!(talker.state().await["parameters"].get("doorway#1.threshold").is_none());
+
+    // Nor does the talker read events: by the time it answers a status command sent after the marker,
+    // it would have counted the marker.
+    let mut reports = redis.client().get_async_pubsub().await.expect("pubsub");
+    reports.subscribe("cv:instance:status").await.expect("subscribe");
+    redis.publish("cv:instance:bot-talker:command", r#"{"command": "status"}"#).await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut stream = reports.on_message();
+        loop {
+            let m = futures_util::StreamExt::next(&mut stream).await.expect("message");
+            let v: Value = serde_json::from_slice(m.get_payload_bytes()).expect("json");
+            if v["type"] == "instance_report" && v["instance"] == "bot-talker" {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the talker's status report");
     assert_eq!(talker.stat("redis_received").await, 0, "the talker subscribes to no event channel");
 }
 

@@ -231,6 +231,40 @@ impl Channel {
         line[prefix.len()..].to_owned()
     }
 
+    /// The texts of the next `n` PRIVMSGs the bot sends here (each within [`ARRIVAL`]).
+    pub async fn replies(&mut self, n: usize) -> Vec<String> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.reply().await);
+        }
+        out
+    }
+
+    /// The PRIVMSG texts the bot sends here before `marker` (a reply the test asked for last).
+    pub async fn replies_before(&mut self, marker: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let text = self.reply().await;
+            if text == marker {
+                return out;
+            }
+            out.push(text);
+        }
+    }
+
+    /// Every line the bot sends here until it answers a PING sent now: what it said so far.
+    pub async fn lines_until_pong(&mut self) -> Vec<String> {
+        self.ping();
+        let mut out = Vec::new();
+        loop {
+            let line = self.next_line().await;
+            if line.starts_with("PONG") {
+                return out;
+            }
+            out.push(line);
+        }
+    }
+
     /// PRIVMSG texts the bot sends until it is quiet for `quiet`.
     pub async fn replies_until_quiet(&mut self, quiet: Duration) -> Vec<String> {
         let prefix = format!("PRIVMSG #{} :", self.name);

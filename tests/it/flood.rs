@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::binary::{Bot, http_get};
 use crate::fake_twitch::{FakeTwitch, User};
-use crate::helpers::OscReceiver;
+use crate::helpers::{OscReceiver, eventually_some, poll};
 
 /// The bound on resident memory during and after a flood.
 const RSS_BOUND_KIB: u64 = 64 * 1024;
@@ -51,6 +51,7 @@ async fn a_chat_flood_is_shed_memory_stays_bounded_and_an_admin_command_gets_thr
                     .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
                     .unwrap_or(0);
                 samples.lock().expect("samples").push((started.elapsed(), rss));
+                // The sampling period: memory is watched over time, there is no event to wait for.
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
@@ -83,32 +84,28 @@ async fn a_chat_flood_is_shed_memory_stays_bounded_and_an_admin_command_gets_thr
     let stop_sent_at = stop_sent_at.expect("the stop was sent");
 
     // The moderator's stop got through the flood.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let stop_took = loop {
-        let state: serde_json::Value =
-            http_get(&bot.http, "/api/state").and_then(|b| serde_json::from_str(&b).ok()).unwrap_or_default();
-        if state["emergency"]["active"] == true {
-            break stop_sent_at.elapsed();
-        }
-        assert!(Instant::now() < deadline, "the emergency stop sent mid-flood never took effect: {state}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let stop_took =
+        eventually_some("the emergency stop sent mid-flood takes effect", Duration::from_secs(30), || async {
+            let state: serde_json::Value =
+                http_get(&bot.http, "/api/state").and_then(|b| serde_json::from_str(&b).ok()).unwrap_or_default();
+            (state["emergency"]["active"] == true).then(|| stop_sent_at.elapsed())
+        })
+        .await;
 
     // Every line was read or shed, and counted as one or the other.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (read, shed) = loop {
+    let counted = || {
         let s = stats(&bot);
-        let (read, shed) = (s["chat_lines"].as_u64().unwrap_or(0), s["chat_shed"].as_u64().unwrap_or(0));
-        if read + shed >= sent as u64 || Instant::now() > deadline {
-            break (read, shed);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        (s["chat_lines"].as_u64().unwrap_or(0), s["chat_shed"].as_u64().unwrap_or(0))
     };
+    let (read, shed) = poll(Duration::from_secs(60), || async {
+        let (read, shed) = counted();
+        (read + shed >= sent as u64).then_some((read, shed))
+    })
+    .await
+    .unwrap_or_else(counted);
     let drained = flood_started.elapsed();
-    let quiet_until = Instant::now() + after;
-    while Instant::now() < quiet_until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // What memory does `after` the flood is measured, not awaited: the sampler watches meanwhile.
+    tokio::time::sleep(after).await;
     done.store(true, Ordering::Relaxed);
     sampler.join().expect("sampler");
     let samples = samples.lock().expect("samples").clone();

@@ -6,23 +6,28 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use crate::cluster::{connected, converged, eventually, instance, instance_with, shared_view};
-use crate::helpers::TestApp;
+use crate::cluster::{connected, converged, instance, instance_with, shared_view};
+use crate::helpers::{TestApp, eventually, poll};
 use crate::redis_server::RedisServer;
 
-/// A viewer on `a` keeps typing new values of `variable` (after `from`) until one reaches `b`.
+/// A viewer on `a` keeps typing new values of `variable` (after `from`) until one reaches `b`; each
+/// is watched for on `b` a moment before the next is typed, and the wait ends as soon as one arrives.
 async fn crosses_again(a: &TestApp, b: &TestApp, variable: &str, from: u8, within: Duration) {
+    let started = std::time::Instant::now();
     let mut value = from;
-    eventually("a command crosses again", within, || {
+    loop {
         value += 1;
         a.viewer("viewer", &format!("{variable}: {value}"));
         let expected = value;
-        async move {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            b.state().await["parameters"][variable]["value"] == expected
+        let crossed = poll(Duration::from_millis(250), || async {
+            (b.state().await["parameters"][variable]["value"] == expected).then_some(())
+        })
+        .await;
+        if crossed.is_some() {
+            return;
         }
-    })
-    .await;
+        assert!(started.elapsed() < within, "no command crossed within {within:?}");
+    }
 }
 
 async fn hget(redis: &RedisServer, field: &str) -> Option<String> {

@@ -1,10 +1,13 @@
 //! Test helpers: start the real bot on free ports with its own temp directory, send chat lines,
-//! receive and decode OSC datagrams on a real UDP socket, read HTTP.
+//! receive and decode OSC datagrams on a real UDP socket, read HTTP, and wait for events (never for
+//! the clock).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use cvbot::config::RedisTiming;
 use cvbot::coord::Outcome;
 use cvbot::gate::Sender;
 use cvbot::{Config, Extras, Listeners, Running};
@@ -14,8 +17,82 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for a datagram that must arrive before it fails.
 pub const ARRIVAL: Duration = Duration::from_secs(3);
-/// How long a test listens to be sure nothing is sent (only used where silence is the point).
+/// How long a test listens to be sure nothing is sent, where only a real timer of the code under
+/// test could send it (no event marks that it will not).
 pub const SILENCE: Duration = Duration::from_millis(300);
+/// How often the waits below look again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// The Redis link's timings for in-process tests: faults are noticed and healed in milliseconds
+/// (the defaults take seconds). The probe deadline stays well above a loaded machine's round trip, so a
+/// slow probe is not taken for a deaf subscription; the claim key lives three heartbeats (900 ms).
+pub const FAST_REDIS: RedisTiming = RedisTiming {
+    probe_interval: Duration::from_millis(100),
+    probe_deadline: Duration::from_secs(1),
+    heartbeat: Duration::from_millis(300),
+    backoff_floor: Duration::from_millis(20),
+    backoff_cap: Duration::from_millis(200),
+    ha_backoff_cap: Duration::from_millis(200),
+};
+
+/// Polls `check` until it yields `Some`, returning that at once; `None` once `limit` has passed.
+pub async fn poll<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls `check` until it yields `Some` and returns it; fails the test with `what` after `limit`.
+pub async fn eventually_some<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    poll(limit, check).await.unwrap_or_else(|| panic!("timed out after {limit:?} waiting for: {what}"))
+}
+
+/// Polls `check` until it is true, returning at once; fails the test with `what` after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    eventually_some(what, limit, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    })
+    .await;
+}
+
+/// [`poll`] for blocking code (the built binary's helpers, which run on plain threads).
+pub fn poll_blocking<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// [`eventually_some`] for blocking code.
+pub fn eventually_blocking<T>(what: &str, limit: Duration, check: impl FnMut() -> Option<T>) -> T {
+    poll_blocking(limit, check).unwrap_or_else(|| panic!("timed out after {limit:?} waiting for: {what}"))
+}
 
 /// A UDP socket standing in for Max/MSP.
 pub struct OscReceiver {
@@ -46,13 +123,27 @@ impl OscReceiver {
         }
     }
 
-    /// Messages until the socket is quiet for [`SILENCE`].
+    /// Every message the bot has sent here so far, without waiting for a quiet spell: this socket
+    /// sends itself a marker and reads up to it. The bot sends OSC before a command returns (chat,
+    /// HTTP writes, start-up replay), so after those everything is already here; for output caused
+    /// by something that happens elsewhere (Redis, Twitch), first await that it happened.
     pub async fn drain(&self) -> Vec<OscMessage> {
+        static MARKERS: AtomicU64 = AtomicU64::new(0);
+        let marker = format!("/test/marker/{}", MARKERS.fetch_add(1, Ordering::Relaxed));
+        let packet = rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: marker.clone(), args: vec![] }))
+            .expect("encode the marker");
+        // Sent at once, before any await: nothing the caller did before can come after it.
+        if self.socket.try_send_to(&packet, self.addr()).is_err() {
+            self.socket.send_to(&packet, self.addr()).await.expect("send the marker");
+        }
         let mut out = Vec::new();
-        while let Some(m) = self.try_recv(SILENCE).await {
+        loop {
+            let m = self.recv().await;
+            if m.addr == marker {
+                return out;
+            }
             out.push(m);
         }
-        out
     }
 
     /// Skips messages until one with `addr` arrives (fails after [`ARRIVAL`] per message).
@@ -111,6 +202,16 @@ impl TestApp {
     }
 
     pub async fn spawn_full(dir: tempfile::TempDir, vars: &[(&str, &str)], extras: Extras) -> TestApp {
+        Self::spawn_timed(dir, vars, extras, FAST_REDIS).await
+    }
+
+    /// Like [`TestApp::spawn_full`] with the Redis link's `timing` (the others get [`FAST_REDIS`]).
+    pub async fn spawn_timed(
+        dir: tempfile::TempDir,
+        vars: &[(&str, &str)],
+        extras: Extras,
+        timing: RedisTiming,
+    ) -> TestApp {
         let osc = OscReceiver::bind().await;
         let base = dir.path().display().to_string();
         let mut env: Vec<(String, String)> = vec![
@@ -125,7 +226,8 @@ impl TestApp {
             env.retain(|(name, _)| name != k);
             env.push(((*k).into(), v.replace("{dir}", &base).replace("{osc}", &osc.addr().to_string())));
         }
-        let config = Config::from_vars(env).expect("test config is valid");
+        let mut config = Config::from_vars(env).expect("test config is valid");
+        config.redis_timing = timing;
         let listeners = Listeners::bind(&config).expect("bind");
         let shutdown = CancellationToken::new();
         let running = cvbot::start(config, listeners, extras, shutdown.clone()).await.expect("start");

@@ -8,8 +8,8 @@ use cvbot::clock::wall_ms_now;
 use cvbot::coord::Outcome;
 use serde_json::{Value, json};
 
-use crate::cluster::{connected, eventually, instance};
-use crate::helpers::{TestApp, routing, start_with_routing_file};
+use crate::cluster::{connected, instance};
+use crate::helpers::{TestApp, eventually, routing, start_with_routing_file};
 use crate::redis_server::RedisServer;
 
 const ROUTING_CHANNEL: &str = "cv:routing:change";

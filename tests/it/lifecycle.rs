@@ -121,6 +121,7 @@ async fn bad_bytes_on_stdin_are_skipped_and_counted_and_the_next_line_still_work
     let mut peak = baseline;
     while !writer.is_finished() {
         peak = peak.max(bot.rss_kib());
+        // The sampling period of the memory watch while the writer runs: nothing to await.
         std::thread::sleep(Duration::from_millis(5));
     }
     let stdin = writer.join().expect("writer");

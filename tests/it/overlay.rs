@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use cvbot::coord::Outcome;
 
-use crate::helpers::{TOKEN, TestApp};
+use crate::helpers::{TOKEN, TestApp, eventually};
 
 /// How long a chat command may take to show on the overlay (the promise to streamers).
 const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
@@ -88,16 +88,13 @@ impl Browser {
     }
 
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + SLOW;
-        while Instant::now() < deadline {
-            if let Ok(r) = self.http.get(format!("{}/status", self.base)).send().await
-                && r.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == true)
-            {
-                return;
+        eventually("chromedriver ready", SLOW, || async {
+            match self.http.get(format!("{}/status", self.base)).send().await {
+                Ok(r) => r.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == true),
+                Err(_) => false,
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("chromedriver did not become ready within {SLOW:?}");
+        })
+        .await;
     }
 
     /// One `WebDriver` command; returns its `value`, failing the test on a `WebDriver` error.
@@ -124,13 +121,8 @@ impl Browser {
     /// Polls `script` until it returns `true`; fails with `what` and the elapsed time after `limit`.
     async fn wait_until(&self, script: &str, limit: Duration, what: &str) -> Duration {
         let started = Instant::now();
-        loop {
-            if self.eval(script).await == Value::Bool(true) {
-                return started.elapsed();
-            }
-            assert!(started.elapsed() < limit, "{what}: not seen within {limit:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(what, limit, || async { self.eval(script).await == Value::Bool(true) }).await;
+        started.elapsed()
     }
 
     /// Finds one element by CSS selector; returns its `WebDriver` reference.
@@ -343,15 +335,7 @@ async fn overlay_in_chromium_reconnects_after_the_server_restarts_on_the_same_po
 
 /// Polls the app's `/api/state` until `check` holds.
 async fn wait_for_state(app: &TestApp, what: &str, check: impl Fn(&Value) -> bool) {
-    let started = Instant::now();
-    loop {
-        let state = app.state().await;
-        if check(&state) {
-            return;
-        }
-        assert!(started.elapsed() < SLOW, "{what}: not seen within {SLOW:?}: {state}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(what, SLOW, || async { check(&app.state().await) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use cvbot::command::ParseError;
 use cvbot::coord::{Outcome, Refusal};
 use rosc::OscType;
 
-use crate::helpers::{OscReceiver, SILENCE, TestApp, cv, routing};
+use crate::helpers::{ARRIVAL, OscReceiver, TestApp, cv, eventually, routing};
 
 fn done() -> Outcome {
     Outcome::Done(cvbot::coord::Done::Set)
@@ -131,12 +131,10 @@ async fn routes_survive_a_restart_and_are_replayed_at_start() {
     app.op("!admin esx8cv#1.out#8 → arch#1.inputJack#1");
     // The file is written by its own task; wait until both routes are in it.
     let path = app.routing_file();
-    for _ in 0..100 {
-        if std::fs::read_to_string(&path).is_ok_and(|t| t.contains("esx8cv#1.out#8")) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("both routes in the routing file", ARRIVAL, || async {
+        std::fs::read_to_string(&path).is_ok_and(|t| t.contains("esx8cv#1.out#8"))
+    })
+    .await;
     let dir = app.stop().await;
     let text = std::fs::read_to_string(dir.path().join("routing_table.json")).expect("routing file");
     let json: serde_json::Value = serde_json::from_str(&text).expect("json");
@@ -254,7 +252,6 @@ async fn input_jacks_follow_the_older_bots_sequence_rule() {
     assert_eq!(app.viewer("a", "arch#1.inputJack#1: 5"), done());
     assert_eq!(app.viewer("a", "arch#1.inputJack#2: 5"), done());
     assert_eq!(app.stat("refused_input_jack").await, 1);
-    tokio::time::sleep(SILENCE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

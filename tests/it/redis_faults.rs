@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use cvbot::redis_link::presence::{DuplicateInstance, host_name};
 use serde_json::Value;
 
-use crate::cluster::{connected, connected_pair, converged, eventually, instance, redis_status};
-use crate::helpers::{OscReceiver, TestApp, cv};
+use crate::cluster::{connected, connected_pair, converged, instance, redis_status};
+use crate::helpers::{OscReceiver, TestApp, cv, eventually};
 use crate::redis_server::{Proxy, RedisServer};
 
-/// A presence heartbeat is 5 s; a few of them, with room for a loaded machine.
-const FEW_HEARTBEATS: Duration = Duration::from_secs(30);
+/// A presence heartbeat is 300 ms here (`FAST_REDIS`); a few of them, with room for a loaded machine.
+const FEW_HEARTBEATS: Duration = Duration::from_secs(10);
 
 async fn health(app: &TestApp) -> Value {
     app.get_json("/api/events/health").await
@@ -190,36 +190,31 @@ async fn the_built_binary_refused_as_a_twin_exits_2_with_one_line_naming_the_oth
     let dir = tempfile::tempdir().expect("tempdir");
     let url = redis.url();
     let osc_addr = osc.addr().to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cvbot"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs([
-                ("LOG_LEVEL", "info"),
-                ("INSTANCE_ID", "bot-twin"),
-                ("ENABLE_REDIS_EVENTS", "true"),
-                ("REDIS_URL", url.as_str()),
-                ("HTTP_ADDR", "127.0.0.1:0"),
-                ("OSC_TARGETS", osc_addr.as_str()),
-            ])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run cvbot");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().expect("try_wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.wait_with_output().expect("output")
-    })
-    .await
-    .expect("join");
+    let child = Command::new(env!("CARGO_BIN_EXE_cvbot"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs([
+            ("LOG_LEVEL", "info"),
+            ("INSTANCE_ID", "bot-twin"),
+            ("ENABLE_REDIS_EVENTS", "true"),
+            ("REDIS_URL", url.as_str()),
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            ("OSC_TARGETS", osc_addr.as_str()),
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cvbot");
+    // Its exit is awaited; only if it never comes is the process killed (and the test failed).
+    let pid = child.id().to_string();
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output().expect("output"));
+    let Ok(output) = tokio::time::timeout(Duration::from_secs(20), exit).await else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("the twin did not exit within 20 s");
+    };
+    let output = output.expect("join");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     let naming: Vec<&str> = stderr.lines().filter(|l| l.contains("already in use")).collect();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -123,16 +123,14 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (scripts/test installs it)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut conn) = self.client().get_multiplexed_async_connection().await
-                && redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
-            {
-                return;
+        let client = self.client();
+        crate::helpers::eventually("redis-server answering PING", Duration::from_secs(10), || async {
+            match client.get_multiplexed_async_connection().await {
+                Ok(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok(),
+                Err(_) => false,
             }
-            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
     }
 
     pub fn url(&self) -> String {
@@ -178,7 +176,7 @@ impl RedisServer {
 
     /// Caps memory a little above what is used now (an empty server already uses about 1 MB, so a
     /// fixed `maxmemory 1mb` would refuse writes before the bots could start) and fills it with
-    /// filler keys until writes fail with `OOM`; freeing the filler (at least 256 KiB) lets writes in
+    /// filler keys until writes fail with `OOM`; freeing the filler (about 512 KiB) lets writes in
     /// again. Returns the filler keys, for [`RedisServer::free`].
     pub async fn fill_to_maxmemory(&self) -> Vec<String> {
         let mut conn = self.conn().await;
@@ -186,7 +184,7 @@ impl RedisServer {
         let () = redis::cmd("CONFIG")
             .arg("SET")
             .arg("maxmemory")
-            .arg(used + 256 * 1024)
+            .arg(used + 512 * 1024)
             .query_async(&mut conn)
             .await
             .expect("config set maxmemory");
@@ -198,13 +196,14 @@ impl RedisServer {
             match set {
                 Ok(()) => keys.push(key),
                 Err(e) if e.code() == Some("OOM") => {
-                    // Right at the limit, a client buffer shrinking would let the next write in again:
-                    // pull the limit a little below what is used, so writes stay refused until freed.
+                    // Right at the limit, client buffers shrinking (they go by tens of KiB as
+                    // connections come, go and idle) would let the next write in again: pull the
+                    // limit well below what is used, so writes stay refused until the filler is freed.
                     let full = self.used_memory(&mut conn).await;
                     let () = redis::cmd("CONFIG")
                         .arg("SET")
                         .arg("maxmemory")
-                        .arg(full - 64 * 1024)
+                        .arg(full - 192 * 1024)
                         .query_async(&mut conn)
                         .await
                         .expect("config set maxmemory");

@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use rosc::OscType;
 use serde_json::{Value, json};
 
-use crate::cluster::{connected, eventually, instance, instance_with};
-use crate::helpers::{SILENCE, TOKEN, TestApp, start_with_routing_file};
+use crate::cluster::{connected, instance, instance_with};
+use crate::helpers::{TOKEN, TestApp, eventually, start_with_routing_file};
 use crate::redis_server::RedisServer;
 use cvbot::clock::wall_ms_now;
 use cvbot::coord::{Outcome, Refusal, Unchanged};
@@ -293,7 +293,6 @@ async fn signed_means_fresh_and_the_command_channel_is_signed_too() {
         app.state().await["emergency"]["active"] == true
     })
     .await;
-    tokio::time::sleep(SILENCE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cvbot::twitch::TwitchStatus;
 
 use crate::fake_twitch::{BAD_TOKEN, Channel, FakeTwitch, User};
-use crate::helpers::{ARRIVAL, SILENCE, TestApp, cv, routing};
+use crate::helpers::{ARRIVAL, SILENCE, TestApp, cv, eventually_some, poll, routing};
 
 /// Starts a bot in `chan` with a token, plus `extra` variables (which win over the defaults).
 async fn bot(chan: &Channel, extra: &[(&str, &str)]) -> TestApp {
@@ -25,15 +25,16 @@ async fn wait_status(app: &TestApp, want: TwitchStatus) {
         .expect("status sender alive");
 }
 
-/// Waits (bounded) until the counter `name` reaches `at_least`.
+/// Waits (bounded) until the counter `name` reaches `at_least`; its value then (or at the deadline).
 async fn wait_stat(app: &TestApp, name: &str, at_least: u64, within: Duration) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
+    let reached = poll(within, || async {
         let n = app.stat(name).await;
-        if n >= at_least || Instant::now() > deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        (n >= at_least).then_some(n)
+    })
+    .await;
+    match reached {
+        Some(n) => n,
+        None => app.stat(name).await,
     }
 }
 
@@ -46,6 +47,8 @@ async fn viewer_commands_in_twitch_chat_move_the_routed_output() {
     wait_status(&app, TwitchStatus::Joined).await;
     app.op("!admin es9out#1 → doorway#1.threshold");
     assert_eq!(app.osc.recv().await, routing(&["add", "es9out#1", "doorway#1.threshold"]));
+    app.op("!admin es9out#2 → doorway#1.gain");
+    assert_eq!(app.osc.recv().await, routing(&["add", "es9out#2", "doorway#1.gain"]));
 
     // Escaped tag values, an emote and unicode around the command.
     let ann = User { display: "Ann\\s\\:)".into(), ..User::new("ann", 1001, "subscriber/12") };
@@ -63,10 +66,11 @@ async fn viewer_commands_in_twitch_chat_move_the_routed_output() {
     chan.say(&User::new("cat", 1003, "vip/1"), &long);
     assert_eq!(app.osc.recv().await, cv("es9out#1", 100.0 / 127.0, "doorway", 1, "threshold", 100));
 
-    // Ordinary chat is read and ignored.
+    // Ordinary chat is read and ignored: the next command's output is the next datagram.
     chan.say(&User::new("dan", 1004, ""), "hello chat, what a sound 🎶");
-    assert!(app.osc.drain().await.is_empty());
-    assert_eq!(wait_stat(&app, "chat_lines", 5, ARRIVAL).await, 5);
+    chan.say(&User::new("eve", 1005, ""), "doorway#1.gain: 1");
+    assert_eq!(app.osc.recv().await, cv("es9out#2", 1.0 / 127.0, "doorway", 1, "gain", 1));
+    assert_eq!(wait_stat(&app, "chat_lines", 7, ARRIVAL).await, 7, "two operator lines and five from chat");
     let state = app.state().await;
     assert_eq!(state["parameters"]["doorway#1.threshold"]["user"], "cat");
 }
@@ -97,7 +101,9 @@ async fn moderators_run_the_show_from_chat_with_replies_and_viewers_cannot() {
     // A moderator's typo gets a hint; viewers' refusals stay silent.
     chan.say(&User::new("modperson", 2003, "moderator/1"), "!admin es9out#99 → doorway#1.gain");
     assert_eq!(chan.reply().await, "@modperson unknown output");
-    assert!(chan.replies_until_quiet(SILENCE).await.is_empty(), "no reply to the viewers");
+    // Replies go out in order: had a viewer been answered, it would come before this one.
+    chan.say(&User::new("headmod", 2004, "lead_moderator/1"), "!admin routes");
+    assert_eq!(chan.reply().await, "routes: es9out#2 → doorway#1.gain", "no reply to the viewers");
 
     let state = app.state().await;
     assert_eq!(state["emergency"]["active"], false);
@@ -118,6 +124,7 @@ async fn the_per_viewer_cooldown_applies_to_twitch_chat() {
     chan.say(&User::new("bob", 3002, ""), "doorway#1.gain: 3");
     assert_eq!(app.osc.recv().await, cv("es9out#1", 1.0 / 127.0, "doorway", 1, "gain", 1));
     assert_eq!(app.osc.recv().await, cv("es9out#1", 3.0 / 127.0, "doorway", 1, "gain", 3));
+    // Bob's line came after Ann's second: that one was refused, not merely late.
     assert!(app.osc.drain().await.is_empty());
     assert_eq!(app.stat("denied_cooldown").await, 1);
 }
@@ -152,10 +159,14 @@ async fn replies_stay_within_20_per_30_seconds_for_an_ordinary_bot_account() {
     let moderator = User::new("modperson", 5001, "moderator/1");
     let lines: Vec<String> = (0..25).map(|_| chan.privmsg(&moderator, "!admin routes")).collect();
     chan.send_lines(&lines);
-    // The 21st may go only 31 s after the first; four quiet seconds are plenty to tell.
-    let replies = chan.replies_until_quiet(Duration::from_secs(4)).await;
-    assert_eq!(replies.len(), 20, "Twitch allows an ordinary account 20 messages per 30 s");
-    assert!(replies.iter().all(|r| r == "no routes"));
+    let replies = chan.replies(20).await;
+    assert!(replies.iter().all(|r| r == "no routes"), "{replies:?}");
+    // The 21st may go only 31 s after the first, when the throttle's real window has passed: no
+    // event marks that it is held, so a short quiet spell is the proof (it would come at once).
+    assert!(
+        chan.replies_until_quiet(SILENCE).await.is_empty(),
+        "Twitch allows an ordinary account 20 messages per 30 s"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,8 +178,11 @@ async fn a_bot_that_moderates_the_channel_may_say_more() {
     let moderator = User::new("modperson", 6001, "moderator/1");
     let lines: Vec<String> = (0..30).map(|_| chan.privmsg(&moderator, "!admin routes")).collect();
     chan.send_lines(&lines);
-    let replies = chan.replies_until_quiet(Duration::from_secs(4)).await;
-    assert_eq!(replies.len(), 30, "USERSTATE showed the bot as moderator: up to 100 per 30 s");
+    let replies = chan.replies(30).await;
+    assert!(replies.iter().all(|r| r == "no routes"), "USERSTATE showed the bot as moderator: up to 100 per 30 s");
+    // And no more than one reply each: the next reply is the one to the next command.
+    chan.say(&moderator, "!admin overlay off");
+    assert_eq!(chan.reply().await, "overlay off");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,33 +241,30 @@ async fn a_burst_of_10000_lines_is_consumed_without_losing_an_admin_command() {
     chan.send_lines(&lines);
     // Every line is read, or shed at the socket if too many were in flight (never an admin's). The
     // shed count is process-wide, so other tests' floods may add to it: at least every line.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (read, shed) = loop {
+    let (read, shed) = eventually_some("every line read or shed", Duration::from_secs(30), || async {
         let (read, shed) = (app.stat("chat_lines").await, app.stat("chat_shed").await);
-        if read + shed >= 10_000 || Instant::now() > deadline {
-            break (read, shed);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        (read + shed >= 10_000).then_some((read, shed))
+    })
+    .await;
     let took = started.elapsed();
-    assert!(read + shed >= 10_000, "every line was read or shed: {read} read, {shed} shed");
     // Admin commands are queued, never dropped: all 20 routes arrive.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let routes = loop {
+    eventually_some("every admin command in the burst applied", Duration::from_secs(10), || async {
         let routes = app.state().await["routes"].as_object().map_or(0, serde_json::Map::len);
-        if routes == outputs.len() || Instant::now() > deadline {
-            break routes;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(routes, outputs.len(), "every admin command in the burst was applied");
-    eprintln!("10,000 Twitch lines consumed in {took:?} ({shed} shed)");
-    let confirmations = chan.replies_until_quiet(Duration::from_secs(1)).await;
-    assert_eq!(confirmations.len(), outputs.len(), "every admin command was confirmed: {confirmations:?}");
+        (routes == outputs.len()).then_some(())
+    })
+    .await;
+    eprintln!("10,000 Twitch lines consumed in {took:?} ({shed} shed, {read} read)");
+    let confirmations = chan.replies(outputs.len()).await;
+    assert!(
+        confirmations.iter().all(|c| c.starts_with("routed ")),
+        "every admin command was confirmed: {confirmations:?}"
+    );
 
-    // The route list is longer than Twitch allows in one message: it comes in parts of at most 500.
+    // The route list is longer than Twitch allows in one message: it comes in parts of at most 500
+    // (and nothing else comes before the reply to the next command).
     chan.say(&moderator, "!admin routes");
-    let parts = chan.replies_until_quiet(Duration::from_secs(1)).await;
+    chan.say(&moderator, "!admin overlay off");
+    let parts = chan.replies_before("overlay off").await;
     assert_eq!(parts.len(), 2, "{parts:?}");
     assert!(parts.iter().all(|p| p.chars().count() <= 500), "{parts:?}");
     let all = parts.join(" ");
@@ -269,7 +280,11 @@ async fn without_a_token_the_bot_reads_chat_anonymously_and_never_speaks() {
     chan.say(&User::new("modperson", 9001, "moderator/1"), "!admin es9out#3 → doorway#1.gain");
     assert_eq!(app.osc.recv().await, routing(&["add", "es9out#3", "doorway#1.gain"]));
     chan.say(&User::new("modperson", 9001, "moderator/1"), "!admin routes");
-    assert!(chan.replies_until_quiet(SILENCE).await.is_empty(), "read-only: nothing said in chat");
+    // Commands run in chat order: once the next one's output is out, `routes` has been answered (or not).
+    chan.say(&User::new("modperson", 9001, "moderator/1"), "!admin es9out#4 → doorway#1.threshold");
+    assert_eq!(app.osc.recv().await, routing(&["add", "es9out#4", "doorway#1.threshold"]));
+    let said: Vec<String> = chan.lines_until_pong().await.into_iter().filter(|l| l.starts_with("PRIVMSG")).collect();
+    assert!(said.is_empty(), "read-only: nothing said in chat: {said:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,7 +297,9 @@ async fn with_chat_reply_errors_viewers_learn_why_nothing_happened() {
     chan.say(&User::new("rando", 9102, ""), "!admin clear");
     assert_eq!(chan.reply().await, "@rando admin commands need broadcaster, moderator or ADMIN_USERS");
     chan.say(&User::new("bob", 9103, ""), "just chatting");
-    assert!(chan.replies_until_quiet(SILENCE).await.is_empty(), "ordinary chat gets no reply");
+    // Lines are read in order: the reply to the next bad command is the next reply.
+    chan.say(&User::new("cat", 9104, ""), "doorway#1.gain: 999");
+    assert_eq!(chan.reply().await, "@cat value must be a whole number from 0 to 127", "ordinary chat gets no reply");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
