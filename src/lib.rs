@@ -5,16 +5,15 @@
 //!
 //! # Layout
 //!
-//! One pipeline, one module per stage, each arrow a typed channel or a method call:
+//! One pipeline, one module per stage; every stage after the coordinator is an [`observe::Observer`]
+//! told of each change in the caller's task:
 //!
 //! ```text
-//! chat (terminal | demo | twitch | HTTP) ->  command (parse)  ->  gate (roles, rate)  ->  coord (stamp, apply)
-//!                                                                                     |-> state (LWW registers)
-//!                                                                                     |-> osc (UDP /cv, /routing)
-//!                                                                                     |-> outbox -> redis_link
-//!                                                                                     |-> http::hub (observer; SSE /events)
-//!                                                                                     '-> change feed (structural)
-//!                                                                                           '-> routes_file (persist)
+//! chat (terminal | demo | twitch | HTTP) -> chat::Intake (parse, count) -> coord (gate, stamp, apply to state)
+//!                                                                            |-1-> osc::stage (UDP /cv, /routing)
+//!                                                                            |-2-> outbox -> redis_link
+//!                                                                            '-3-> routes_file, http::hub (SSE /events)
+//! redis_link reader (remote events) -> coord (same apply, never back to the outbox)
 //! ```
 //!
 //! * [`catalog`]: modules, parameters, outputs; validates names.
@@ -25,12 +24,13 @@
 //! * [`osc`]: the OSC output stage.
 //! * [`redis_link`]: Redis pub/sub, state hash, history, presence; the only module knowing the wire format.
 //! * [`routes_file`]: the routing file, loaded at start and kept saved.
-//! * [`chat`]: the intake and the terminal and demo chat sources.
+//! * [`chat`]: the intake, the terminal and demo chat sources, and every reply's words ([`chat::reply`]).
 //! * [`twitch`]: the Twitch chat source: IRC client, roles from badges, throttled replies.
-//! * [`http`]: warp routes: overlay and admin pages, SSE (`/events`) through the overlay hub, the JSON
-//!   API and `/metrics`; writes become commands for the coordinator.
+//! * [`http`]: warp routes: index, overlay and admin pages, SSE (`/events`) through the overlay hub,
+//!   the JSON API and its views, `/metrics`; writes become commands for the coordinator.
 //! * [`config`]: environment to validated [`config::Config`]; [`secret`]: values that never print, masked URLs (a leaf).
-//! * [`stats`]: counters and the log throttle; [`tally`] and [`clock`]: leaves every layer may use.
+//! * [`stats`]: the registry of every module's counters, and the log throttle; [`tally`], [`clock`],
+//!   [`instances`] (who is live) and [`observe`] (the observer protocol): leaves every layer may use.
 //! * [`app`]: wiring and supervision: [`app::start`], [`app::run`].
 
 pub mod app;

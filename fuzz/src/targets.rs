@@ -54,7 +54,7 @@ pub fn chat(data: &[u8]) {
 /// Pub/sub payloads and state-hash values: `wire::decode`, unsigned and signed.
 pub fn envelope(data: &[u8]) {
     payload(data);
-    // A state-hash value is `order_key|envelope`, read as text (the hash is loaded as strings) and
+    // A state-hash value is `order_key|envelope`: the hash is loaded as bytes, read as UTF-8 and
     // split on the first `|`, as `RedisLink::resync` does.
     if let Ok(value) = std::str::from_utf8(data)
         && let Some((_, rest)) = value.split_once('|')

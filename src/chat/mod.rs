@@ -1,5 +1,5 @@
-//! Chat sources and the intake they share: every line, from the terminal, the demo viewers, Twitch (and
-//! later HTTP), goes through [`Intake::submit`] (or its two halves, [`Intake::classify`] and
+//! Chat sources and the intake they share: every line, from the terminal, the demo viewers, Twitch and
+//! `POST /api/chat`, goes through [`Intake::submit`] (or its two halves, [`Intake::classify`] and
 //! [`Intake::run`]): parse, count, hand to the coordinator.
 //!
 //! The terminal source is the one place that prints to stdout: it is a user interface. It reads bytes,

@@ -1,5 +1,6 @@
-//! What the bot says back: the words for a command's outcome, the same in Twitch chat, the
-//! terminal and the admin API's `reply` field. The coordinator decides; this says it.
+//! What the bot says back about a command that was done or answered: the same words in Twitch chat,
+//! the terminal, the overlay's state updates and the admin API's `reply` field. The coordinator
+//! decides; this says it. (A refusal is a `coord::Refusal`, which prints its own reason.)
 
 use crate::coord::{Answer, Done};
 use crate::state::EventKind;

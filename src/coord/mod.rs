@@ -7,8 +7,8 @@
 //! between. The lock is never held across an `.await`. Readers never touch State. Every stage after
 //! the coordinator is an [`Observer`], told of each change in the caller's task (the OSC stage
 //! first, then the outbox, then the others in the order they attached). Knows no wire format,
-//! channel name, HTTP route or reply text: a command's [`Outcome`] is typed, and each edge says it
-//! in its own words.
+//! channel name, HTTP route or reply text: a command's [`Outcome`] is typed, each edge says what was
+//! done in its own words, and a refusal reads as its error message.
 
 mod counters;
 mod outcome;

@@ -1,6 +1,7 @@
 //! What a command came to: done (and what was done, or the answer to a question) or refused (and
 //! why). Typed, so each edge says it in its own words: chat replies, the admin API's JSON, the
-//! terminal's tick marks. The texts live at those edges, not here.
+//! terminal's tick marks. The words for what was done and answered live at the chat edge
+//! (`chat::reply`); a refusal is an error whose `Display` is its reason.
 
 use crate::catalog::{Output, RouteError, Variable};
 use crate::command::ParseError;

@@ -11,8 +11,8 @@
 //!   they know).
 //!
 //! Everything above this file (recovery protocol, outbox, probe, presence, anti-entropy) is written
-//! once and does not know which shape it runs on. Every connection is redis-rs's (ARCHITECTURE.md,
-//! "Why the client is what it is", has the measurement that chose it).
+//! once and does not know which shape it runs on. Every connection is redis-rs's (BENCHMARKS.md,
+//! "Redis high availability", has the measurement that chose it).
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! The wire format: the JSON envelope the older JavaScript bots already speak, plus our optional
-//! top-level additions (`v`, `id`, `seq`, `hlc`, `correlation_id`, `sig`).
+//! top-level additions (`v`, `id`, `seq`, `hlc`, `sig`).
 //!
 //! Pure: bytes in, a domain [`Event`] (or a [`DropReason`]) out, and back. Only this module and its
 //! parent know the envelope; the coordinator and State only ever see `Event`s.
