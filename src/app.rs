@@ -211,9 +211,12 @@ pub async fn start(
     let intake = Intake::new(catalog.clone(), coord.clone(), &stats);
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let http_addr = http_listener.local_addr()?;
-    let hub = Hub::new(instance.clone(), catalog.value_max(), coord.clone())
-        .attach()
-        .context("the coordinator stopped during start-up")?;
+    let Some(hub) = Hub::new(instance.clone(), catalog.value_max(), coord.clone()).attach() else {
+        // A critical task that failed at once (a twin refused by Redis) closed the coordinator: its
+        // error, not this symptom, is why start-up stopped.
+        let failure = sup.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        return Err(failure.unwrap_or_else(|| anyhow::anyhow!("the coordinator stopped during start-up")));
+    };
     let (twitch_tx, twitch_status) = watch::channel(TwitchStatus::Disabled);
     let ctx = HttpContext {
         instance_id: instance.clone(),

@@ -22,6 +22,21 @@ pub(crate) async fn instance_with(id: &str, url: &str, extra: &[(&str, &str)]) -
     TestApp::spawn_with(&vars).await
 }
 
+/// Starts an instance that must be refused as a twin, and returns why: at start-up already when its
+/// link met the older claim that soon, or by itself a moment later.
+pub(crate) async fn twin_refused(id: &str, url: &str) -> anyhow::Error {
+    let vars = [("INSTANCE_ID", id), ("REDIS_URL", url), ("ENABLE_REDIS_EVENTS", "true")];
+    let dir = tempfile::tempdir().expect("tempdir");
+    match TestApp::try_spawn_timed(dir, &vars, cvbot::Extras::default(), FAST_REDIS).await {
+        Err(refused) => refused,
+        Ok(mut twin) => {
+            let running = twin.running.take().expect("running");
+            let result = tokio::time::timeout(Duration::from_secs(10), running.wait()).await;
+            result.expect("the twin stops by itself").expect_err("the twin is refused")
+        }
+    }
+}
+
 /// An instance on `url` whose Redis link runs on `timing`.
 async fn timed(id: &str, url: &str, timing: RedisTiming) -> TestApp {
     let vars = [("INSTANCE_ID", id), ("REDIS_URL", url), ("ENABLE_REDIS_EVENTS", "true"), ("RATE_LIMIT_MS", "0")];
@@ -297,10 +312,7 @@ async fn a_second_live_instance_with_the_same_id_is_refused() {
     let redis = RedisServer::start().await;
     let first = instance("bot-twin", &redis.url()).await;
     connected(&[&first]).await;
-    let mut second = instance("bot-twin", &redis.url()).await;
-    let running = second.running.take().expect("running");
-    let result = tokio::time::timeout(Duration::from_secs(10), running.wait()).await.expect("the twin stops by itself");
-    let err = result.expect_err("the twin is refused");
+    let err = twin_refused("bot-twin", &redis.url()).await;
     let text = format!("{err:#}");
     assert!(text.contains("INSTANCE_ID bot-twin is already in use"), "{text}");
     assert!(text.contains("host"), "{text}");

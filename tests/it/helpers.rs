@@ -212,6 +212,16 @@ impl TestApp {
         extras: Extras,
         timing: RedisTiming,
     ) -> TestApp {
+        Self::try_spawn_timed(dir, vars, extras, timing).await.expect("start")
+    }
+
+    /// Like [`TestApp::spawn_timed`], with start-up's error instead of a test failure.
+    pub async fn try_spawn_timed(
+        dir: tempfile::TempDir,
+        vars: &[(&str, &str)],
+        extras: Extras,
+        timing: RedisTiming,
+    ) -> anyhow::Result<TestApp> {
         let osc = OscReceiver::bind().await;
         let base = dir.path().display().to_string();
         let mut env: Vec<(String, String)> = vec![
@@ -230,15 +240,15 @@ impl TestApp {
         config.redis_timing = timing;
         let listeners = Listeners::bind(&config).expect("bind");
         let shutdown = CancellationToken::new();
-        let running = cvbot::start(config, listeners, extras, shutdown.clone()).await.expect("start");
-        TestApp {
+        let running = cvbot::start(config, listeners, extras, shutdown.clone()).await?;
+        Ok(TestApp {
             http_addr: running.http_addr,
             osc,
             running: Some(running),
             dir,
             shutdown,
             http: reqwest::Client::new(),
-        }
+        })
     }
 
     pub fn routing_file(&self) -> PathBuf {
