@@ -184,8 +184,9 @@ pub fn keep_saved(
     stats.register(counters.clone());
     let mut table = None;
     let observing = coord.observe(|state| {
-        let (tx, rx) = watch::channel(routes_of(state));
-        table = Some(rx);
+        let initial = routes_of(state);
+        let (tx, rx) = watch::channel(initial.clone());
+        table = Some((rx, initial));
         Box::new(Follow(tx))
     });
     follow(path, catalog, counters, shutdown, table.filter(|_| observing))
@@ -196,10 +197,11 @@ async fn follow(
     catalog: Arc<Catalog>,
     counters: Arc<RoutesFileCounters>,
     shutdown: CancellationToken,
-    table: Option<watch::Receiver<Routes>>,
+    table: Option<(watch::Receiver<Routes>, Routes)>,
 ) -> anyhow::Result<()> {
-    let Some(mut table) = table else { return Ok(()) };
-    let mut saved = table.borrow_and_update().clone();
+    // `saved` starts as the table when the observer was made, which the file already holds. Changes
+    // made before this task first runs are unseen by `table`, so the first `changed` returns at once.
+    let Some((mut table, mut saved)) = table else { return Ok(()) };
     loop {
         let stopping = tokio::select! {
             () = shutdown.cancelled() => true,

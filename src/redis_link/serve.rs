@@ -79,7 +79,12 @@ impl RedisLink {
                 debug!(error = %e, "older bots' values not written into the state hash yet");
             }
             if session.gap.swap(false, Ordering::Relaxed) {
-                warn!("missed Redis messages; resynchronising from the state hash");
+                if let Some(swallowed) = self.log.allow("gap resync", Instant::now()) {
+                    warn!(
+                        swallowed,
+                        "missed Redis messages; resynchronising from the state hash (counted as redis_gaps)"
+                    );
+                }
                 if let Err(e) = self.resync(session).await {
                     return SessionEnd::Broken(e);
                 }

@@ -345,6 +345,7 @@ async fn every_endpoint_the_readme_lists_answers_as_documented() {
     // Each README row, called in the README's order with the admin token and a body of `{}`: reads
     // succeed, writes that need fields refuse `{}` as a bad request, and the rest do their job.
     let expected: &[(&str, StatusCode)] = &[
+        ("GET /", StatusCode::OK),
         ("GET /overlay", StatusCode::OK),
         ("GET /admin", StatusCode::OK),
         ("GET /events", StatusCode::OK),
