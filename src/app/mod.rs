@@ -14,7 +14,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::info;
 
 use crate::catalog::Catalog;
 use crate::chat::{Intake, run_demo, run_terminal};
@@ -26,11 +26,17 @@ use crate::instances::{Alone, Presence};
 use crate::osc::{Encoder, OscStage};
 use crate::redis_link::history::RedisHistory;
 use crate::redis_link::presence::ClusterPresence;
-use crate::redis_link::{LinkCounters, LinkSettings, RedisLink};
+use crate::redis_link::{LinkCounters, RedisLink};
 use crate::routes_file;
 use crate::state::State;
 use crate::stats::{LinkStatus, Stats};
 use crate::twitch::{TwitchSettings, TwitchStatus};
+
+mod link;
+mod supervisor;
+
+use link::link_settings;
+use supervisor::Supervisor;
 
 /// How long shutdown may take before the remaining tasks are abandoned.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -111,69 +117,6 @@ impl Running {
     /// Asks every task to stop (what SIGINT does).
     pub fn stop(&self) {
         self.shutdown.cancel();
-    }
-}
-
-#[derive(Clone)]
-struct Supervisor {
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-    failure: Arc<Mutex<Option<anyhow::Error>>>,
-}
-
-impl Supervisor {
-    /// Runs a task the bot cannot do without: if it fails, panics, or ends before shutdown, every
-    /// other task is cancelled and the process exits non-zero with the cause.
-    fn critical<F>(&self, name: &'static str, task: F)
-    where
-        F: Future<Output = anyhow::Result<()>> + Send + 'static,
-    {
-        let this = self.clone();
-        let handle = tokio::spawn(task);
-        self.tracker.spawn(async move {
-            let cause = match handle.await {
-                Ok(Ok(())) if this.shutdown.is_cancelled() => None,
-                Ok(Ok(())) => Some(anyhow::anyhow!("task {name} stopped unexpectedly")),
-                Ok(Err(e)) => Some(e.context(format!("task {name} failed"))),
-                Err(join) => Some(anyhow::anyhow!("task {name} panicked: {join}")),
-            };
-            if let Some(cause) = cause {
-                error!("{cause:#}");
-                let mut slot = this.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                slot.get_or_insert(cause);
-                this.shutdown.cancel();
-            }
-        });
-    }
-
-    /// Waits for shutdown (requested or caused by a failure), gives the tasks [`SHUTDOWN_GRACE`] to
-    /// stop, and returns the first failure.
-    async fn wait(self) -> anyhow::Result<()> {
-        self.shutdown.cancelled().await;
-        self.tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
-            warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
-        }
-        let failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// Runs a task whose end is not fatal (a chat source whose input closed).
-    fn optional<F>(&self, name: &'static str, task: F)
-    where
-        F: Future<Output = anyhow::Result<()>> + Send + 'static,
-    {
-        let handle = tokio::spawn(task);
-        self.tracker.spawn(async move {
-            match handle.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!("{name} ended: {e:#}"),
-                Err(join) => warn!("{name} panicked: {join}"),
-            }
-        });
     }
 }
 
@@ -355,64 +298,6 @@ fn spawn_core(
     Core { redis_history, coord, redis_status, presence, link_counters }
 }
 
-fn link_settings(config: &Config, tls: Arc<crate::redis_link::tls::TlsMaterial>) -> LinkSettings {
-    let settings = LinkSettings {
-        url: config.redis_url.expose().to_owned(),
-        key_prefix: config.redis_key_prefix.clone(),
-        publish: config.redis_publish,
-        subscribe: config.redis_subscribe,
-        history_ttl: config.event_history_ttl,
-        signing_key: config.event_signing_key.is_set().then(|| config.event_signing_key.expose().as_bytes().to_vec()),
-        outbox_capacity: config.outbox_capacity,
-        timing: config.redis_timing,
-        max_clock_skew: config.max_clock_skew,
-        event_max_age: config.event_max_age,
-        topology: config.redis_topology.clone(),
-        tls,
-    };
-    match &settings.topology {
-        crate::config::RedisTopology::Standalone => {
-            info!(redis = %crate::secret::mask_url(&settings.url), "connecting to Redis in the background");
-        }
-        crate::config::RedisTopology::Sentinel { sentinels, master, .. } => {
-            info!(sentinels = %sentinels.join(","), %master, "connecting to the Redis master the sentinels name, in the background");
-        }
-        crate::config::RedisTopology::Cluster { nodes } => {
-            info!(nodes = %nodes.join(","), "connecting to the Redis Cluster in the background");
-        }
-    }
-    let local = match &settings.topology {
-        crate::config::RedisTopology::Standalone => redis_is_local(&settings.url),
-        crate::config::RedisTopology::Sentinel { sentinels: hosts, .. }
-        | crate::config::RedisTopology::Cluster { nodes: hosts } => {
-            hosts.iter().all(|h| redis_is_local(&format!("redis://{h}")))
-        }
-    };
-    if settings.signing_key.is_none() && !local {
-        warn!(
-            redis = %crate::secret::mask_url(&settings.url),
-            "EVENT_SIGNING_KEY is not set and Redis is not on this machine: any client of that Redis can \
-             drive the outputs and the emergency stop; set the same EVENT_SIGNING_KEY on every instance"
-        );
-    }
-    settings
-}
-
-/// True when the Redis URL points at this machine (loopback or a Unix socket), where only local
-/// processes can publish.
-fn redis_is_local(url: &str) -> bool {
-    use redis::{ConnectionAddr, IntoConnectionInfo};
-    let Ok(info) = url.into_connection_info() else { return false };
-    let host = match info.addr() {
-        ConnectionAddr::Unix(_) => return true,
-        ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host,
-        // A kind of address this code does not know yet: warn rather than assume it is private.
-        _ => return false,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// The async runtime the bot runs on: multi-threaded, one worker per core (the binary and the bench
 /// use the same one, so the bench measures what users run).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -455,61 +340,4 @@ fn display_addr(addr: SocketAddr) -> SocketAddr {
         shown.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
     }
     shown
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn supervisor() -> Supervisor {
-        Supervisor { tracker: TaskTracker::new(), shutdown: CancellationToken::new(), failure: Arc::default() }
-    }
-
-    #[test]
-    fn only_loopback_and_unix_socket_redis_count_as_local() {
-        for url in ["redis://127.0.0.1:6379", "redis://localhost/0", "redis://[::1]:7000", "redis+unix:///tmp/r.sock"] {
-            assert!(redis_is_local(url), "{url}");
-        }
-        for url in ["redis://10.0.0.5:6379", "rediss://redis.example.com:6380", "redis://studio-a/0", "nonsense"] {
-            assert!(!redis_is_local(url), "{url}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_failing_critical_task_cancels_the_rest_and_is_reported() {
-        let sup = supervisor();
-        let token = sup.shutdown.clone();
-        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
-        sup.critical("patient", async move {
-            token.cancelled().await;
-            let _ = stopped_tx.send(());
-            Ok(())
-        });
-        sup.critical("broken", async { Err(anyhow::anyhow!("boom")) });
-        let err = sup.clone().wait().await.expect_err("the failure is reported");
-        assert_eq!(format!("{err:#}"), "task broken failed: boom");
-        assert!(stopped_rx.await.is_ok(), "the other task was cancelled and stopped");
-    }
-
-    #[tokio::test]
-    async fn a_panicking_or_vanishing_critical_task_is_a_failure_too() {
-        let sup = supervisor();
-        sup.critical("quitter", async { Ok(()) });
-        let err = sup.wait().await.expect_err("ending early is a failure");
-        assert_eq!(err.to_string(), "task quitter stopped unexpectedly");
-
-        let sup = supervisor();
-        sup.critical("panicker", async { panic!("kaboom") });
-        let err = sup.wait().await.expect_err("a panic is a failure");
-        assert!(err.to_string().starts_with("task panicker panicked"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn an_optional_task_ending_is_not_a_failure() {
-        let sup = supervisor();
-        sup.optional("terminal", async { Ok(()) });
-        tokio::task::yield_now().await;
-        sup.shutdown.cancel();
-        sup.wait().await.expect("clean");
-    }
 }
