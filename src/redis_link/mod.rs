@@ -15,7 +15,9 @@ pub mod wire;
 
 pub mod counters;
 mod lifecycle;
+mod names;
 mod nodes;
+mod outbox;
 mod publishing;
 mod reader;
 mod serve;
@@ -25,6 +27,7 @@ mod side;
 pub use backend::SessionError;
 use backend::{Backend, Commands, Endpoints, FailoverWatch, PubSubMessage, Reply, SendError, ServerError, Subscriber};
 pub use counters::{ImpostorSeen, LinkCounters};
+pub use names::Names;
 use publishing::Prepared;
 use reader::{Control, Reader};
 use session::Session;
@@ -106,57 +109,6 @@ impl std::fmt::Debug for LinkSettings {
             .field("publish", &self.publish)
             .field("subscribe", &self.subscribe)
             .finish_non_exhaustive()
-    }
-}
-
-/// Channel and key names. Keys share the `{cv}` hash tag so the publish script stays in one slot
-/// on Redis Cluster.
-#[derive(Debug, Clone)]
-pub struct Names {
-    prefix: String,
-    instance: String,
-}
-
-impl Names {
-    pub fn new(prefix: &str, instance: &str) -> Names {
-        Names { prefix: prefix.to_owned(), instance: instance.to_owned() }
-    }
-    pub fn channel(&self, base: &str) -> String {
-        format!("{}{base}", self.prefix)
-    }
-    pub fn state(&self) -> String {
-        format!("{}{{cv}}:state", self.prefix)
-    }
-    pub fn history(&self) -> String {
-        format!("{}{{cv}}:history", self.prefix)
-    }
-    pub fn dlq(&self) -> String {
-        format!("{}{{cv}}:dlq", self.prefix)
-    }
-    pub fn claim(&self) -> String {
-        format!("{}{{cv}}:instance:{}", self.prefix, self.instance)
-    }
-    pub fn instances(&self) -> String {
-        format!("{}{{cv}}:instances", self.prefix)
-    }
-    /// A random token set once per data set: gone or changed means Redis lost its data.
-    pub fn epoch(&self) -> String {
-        format!("{}{{cv}}:epoch", self.prefix)
-    }
-    pub fn status_channel(&self) -> String {
-        self.channel("cv:instance:status")
-    }
-    pub fn command_channel(&self) -> String {
-        self.channel(&format!("cv:instance:{}:command", self.instance))
-    }
-    pub fn probe_channel(&self) -> String {
-        self.channel(&format!("cv:instance:{}:probe", self.instance))
-    }
-    fn event_channels(&self) -> Vec<String> {
-        [wire::PARAMETER_CHANNEL, wire::ROUTING_CHANNEL, wire::SYSTEM_CHANNEL, wire::ADMIN_CHANNEL]
-            .iter()
-            .map(|c| self.channel(c))
-            .collect()
     }
 }
 
@@ -340,57 +292,6 @@ impl RedisLink {
         }
     }
 
-    /// Waits out a backoff while still taking local events into the outbox; true on shutdown.
-    async fn wait_offline(&mut self, delay: Duration, shutdown: &CancellationToken) -> bool {
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return true,
-                () = &mut sleep => return false,
-                event = self.outbox.recv() => match event {
-                    Some(e) => self.keep(e),
-                    None => return true,
-                },
-            }
-        }
-    }
-
-    /// Queues an unpublished local event, newest per register.
-    fn keep(&mut self, event: Event) {
-        if !self.settings.publish {
-            self.counters.unpublished.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let key = wire::register_key(&event.kind);
-        match self.pending.get(&key) {
-            Some(old) if old.stamp >= event.stamp => {}
-            Some(_) => {
-                self.counters.outbox_coalesced.fetch_add(1, Ordering::Relaxed);
-                self.pending.insert(key, event);
-            }
-            None => {
-                if self.pending.len() >= self.settings.outbox_capacity {
-                    // Full: the oldest write goes, so the newest actions survive.
-                    if let Some(oldest) =
-                        self.pending.iter().min_by_key(|(_, e)| e.stamp.clone()).map(|(k, _)| k.clone())
-                    {
-                        self.pending.remove(&oldest);
-                        self.counters.outbox_dropped.fetch_add(1, Ordering::Relaxed);
-                        if let Some(swallowed) = self.log.allow("link outbox full", std::time::Instant::now()) {
-                            warn!(
-                                swallowed,
-                                "outbox full: the oldest unpublished event was dropped (counted as redis_outbox_dropped)"
-                            );
-                        }
-                    }
-                }
-                self.pending.insert(key, event);
-            }
-        }
-        self.counters.outbox_depth.store(self.pending.len() as u64, Ordering::Relaxed);
-    }
-
     fn admission(&self) -> Admission {
         Admission {
             max_skew_ms: u64::try_from(self.settings.max_clock_skew.as_millis()).unwrap_or(u64::MAX),
@@ -453,16 +354,5 @@ mod tests {
         assert_eq!(SideFault::refusing_writes("READONLY"), Some(SideFault::ReadOnly));
         assert_eq!(SideFault::refusing_writes("NOSCRIPT"), None);
         assert_eq!(SideFault::refusing_writes("ERR"), None);
-    }
-
-    #[test]
-    fn keys_share_one_hash_tag_and_channels_keep_the_seed_names() {
-        let n = Names::new("studio-a:", "bot-7");
-        for key in [n.state(), n.history(), n.dlq(), n.claim(), n.instances()] {
-            assert!(key.starts_with("studio-a:{cv}:"), "{key}");
-        }
-        assert_eq!(n.channel(wire::PARAMETER_CHANNEL), "studio-a:cv:parameter:update");
-        assert_eq!(n.command_channel(), "studio-a:cv:instance:bot-7:command");
-        assert_eq!(Names::new("", "x").channel(wire::SYSTEM_CHANNEL), "cv:system:broadcast");
     }
 }
