@@ -18,6 +18,7 @@ pub mod api;
 pub mod auth;
 pub mod hub;
 pub mod limits;
+pub mod publish;
 pub mod server;
 pub mod sse;
 pub mod view;
