@@ -322,7 +322,7 @@ pub async fn run(
 /// Tells the operator where everything is.
 fn announce(instance: &str, http_addr: SocketAddr, config: &Config) {
     let shown = display_addr(http_addr);
-    info!(instance = %instance, "cvbot is live");
+    info!(instance = %instance, "cvbot is live: every page and endpoint is linked from http://{shown}/");
     info!("overlay (OBS browser source): http://{shown}/overlay");
     info!("state: http://{shown}/api/state   health: http://{shown}/healthz");
     if config.admin_token.is_set() {
