@@ -12,8 +12,9 @@
 //! * **paced**: viewers' parameter sets at [`RATE`]/s, with ordinary chat between them and a
 //!   broadcaster's route command every [`ADMIN_EVERY`] lines: line → `/cv`, and line → `/routing add`;
 //! * **bursts**: [`BURST`] viewers' parameter sets written at once, with a broadcaster's route command
-//!   in the middle. The admin command must take effect (its `/routing add` arrives) whatever is ahead
-//!   of it; its latency is reported on its own, with the viewer lines the bot shed at the socket.
+//!   in the middle, behind more lines than the bot lets in before it sheds viewers' lines. The admin
+//!   command must take effect (its `/routing add` arrives); its latency is reported on its own, with
+//!   the viewer lines the bot shed at the socket.
 //!
 //! twitch-irc connects without arguments, so the bot's `TWITCH_IRC_ADDR` is process-wide: a process
 //! runs this row once.
@@ -41,8 +42,9 @@ use super::{Pacer, Side};
 pub const RATE: u32 = 200;
 /// One line in this many of the paced phase is the broadcaster's route command.
 pub const ADMIN_EVERY: usize = 50;
-/// Viewer lines in one burst; the admin command goes in the middle.
-pub const BURST: usize = 4000;
+/// Viewer lines in one burst; the admin command goes in the middle, behind more lines than the
+/// bot's shedder lets into twitch-irc (`SHED_ABOVE`), so it gets through only because it is spared.
+pub const BURST: usize = 8000;
 /// Variables the viewers set, each routed to an output of its own.
 const VIEWER_ROUTES: usize = 12;
 /// Outputs the broadcaster's measured route commands move between [`ADMIN_VARIABLES`] variables.
