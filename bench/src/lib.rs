@@ -15,6 +15,7 @@ pub mod measure;
 pub mod pipeline;
 pub mod plot;
 pub mod sse;
+pub mod twitch;
 pub mod variants;
 
 use std::path::PathBuf;
@@ -39,6 +40,23 @@ pub struct BenchOptions {
     pub redis_url: Option<String>,
 }
 
+/// A row that can be measured on its own ([`run_only`]), for A/B comparisons that need only it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    /// "twitch: IRC PRIVMSG → OSC" ([`twitch`]); needs no Redis.
+    Twitch,
+}
+
+/// What [`run_only`] measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct OnlyReport {
+    /// [`BUILD`]: `"debug"` means the figures below are not representative.
+    pub build: &'static str,
+    pub quick: bool,
+    pub machine: String,
+    pub twitch: variants::Outcome<twitch::TwitchRow>,
+}
+
 /// How the measuring code was compiled: `"release"`, or `"debug"`, whose figures are not
 /// representative (unoptimised code, debug assertions on; `scripts/test` runs a debug smoke).
 pub const BUILD: &str = if cfg!(debug_assertions) { "debug" } else { "release" };
@@ -55,6 +73,8 @@ pub struct Report {
     pub floor_redis_udp: Summary,
     pub floor_redis_throughput_per_s: f64,
     pub local: Summary,
+    /// Twitch IRC PRIVMSG on the socket → `/cv`, and admin commands in and out of floods.
+    pub twitch: variants::Outcome<twitch::TwitchRow>,
     /// An event published straight into Redis → `/cv` from the receiving instance, at 1000/s.
     pub remote_to_osc: Summary,
     pub cross: Vec<CrossResult>,
@@ -246,6 +266,8 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     let local = local_latency(&catalog, q).await?;
     let mut plot_series = vec![("local chat → OSC".to_owned(), local.sorted_us())];
     let local = local.summary();
+    progress("twitch: IRC PRIVMSG → OSC through a local IRC server");
+    let twitch = variants::outcome(twitch::row(&catalog, q).await.context("twitch row"));
     let (cross, remote_to_osc, cross_series) = cross_instance(&url, &catalog, q).await?;
     plot_series.extend(cross_series);
     let floor_redis_udp = cross.iter().find(|c| c.rate_per_s == 1000).map_or(floor_redis, |c| c.floor);
@@ -285,6 +307,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         floor_redis_udp,
         floor_redis_throughput_per_s: floor_tput,
         local,
+        twitch,
         remote_to_osc,
         cross,
         throughput,
@@ -300,6 +323,21 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     }
     if let Some(path) = &options.plot {
         plot::latency_cdf(path, &plot_series)?;
+    }
+    Ok(report)
+}
+
+/// Measures one row alone (`--only`), writing `--json` if asked.
+pub async fn run_only(options: &BenchOptions, only: Only) -> anyhow::Result<OnlyReport> {
+    if BUILD != "release" {
+        tracing::warn!("bench: a {BUILD} build: its figures are not representative (use --release)");
+    }
+    let Only::Twitch = only;
+    progress("twitch: IRC PRIVMSG → OSC through a local IRC server");
+    let twitch = variants::outcome(twitch::row(&Catalog::builtin(), options.quick).await.context("twitch row"));
+    let report = OnlyReport { build: BUILD, quick: options.quick, machine: machine(), twitch };
+    if let Some(path) = &options.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(report)
 }
@@ -560,6 +598,7 @@ pub fn render(report: &Report) -> String {
     row(&mut out, "floor: UDP loopback one-way", &report.floor_udp);
     row(&mut out, "floor: Redis pub/sub one-way", &report.floor_redis);
     row(&mut out, "local: chat → OSC", &report.local);
+    render_twitch(&mut out, &report.twitch);
     row(&mut out, "receiving half: Redis → OSC @1000/s", &report.remote_to_osc);
     for c in &report.cross {
         row(&mut out, &format!("floor: Redis → relay → UDP @{}/s", c.rate_per_s), &c.floor);
@@ -624,6 +663,65 @@ pub fn render(report: &Report) -> String {
     );
     render_variants(&mut out, report);
     out
+}
+
+/// The table of an [`OnlyReport`].
+pub fn render_only(report: &OnlyReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if report.build != "release" {
+        let _ = writeln!(
+            out,
+            "NOT REPRESENTATIVE: a {} build (unoptimised, debug assertions on); measure with `cargo run --release -p cvbot-bench`",
+            report.build
+        );
+    }
+    let _ = writeln!(
+        out,
+        "cvbot-bench --only twitch{} ({} build) on {}",
+        if report.quick { " --quick" } else { "" },
+        report.build,
+        report.machine
+    );
+    let _ = writeln!(out, "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency (µs)", "p50", "p90", "p99", "p99.9", "max");
+    render_twitch(&mut out, &report.twitch);
+    out
+}
+
+/// The Twitch rows: viewers' lines, admin commands paced and mid-burst, and whether every admin
+/// command took effect.
+fn render_twitch(out: &mut String, twitch: &variants::Outcome<twitch::TwitchRow>) {
+    use std::fmt::Write;
+    let row = |out: &mut String, name: &str, s: &Summary| {
+        let _ = writeln!(
+            out,
+            "{name:<40} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+            s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us
+        );
+    };
+    match twitch {
+        Ok(t) => {
+            row(out, &format!("twitch: IRC PRIVMSG → OSC @{}/s", t.rate_per_s), &t.latency);
+            row(out, "  twitch: admin route → /routing", &t.admin);
+            row(out, &format!("  twitch: admin mid-burst of {}", t.burst_lines), &t.burst_admin);
+            let _ = writeln!(
+                out,
+                "  twitch: {}/{} viewer sets arrived ({} chat lines between); admin commands through: {}/{} paced, \
+                 {}/{} mid-burst ({} viewer lines shed in the bursts)",
+                t.latency.n,
+                t.viewer_sent,
+                t.chatter_sent,
+                t.admin_arrived,
+                t.admin_sent,
+                t.burst_admin_arrived,
+                t.bursts,
+                t.burst_shed
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "FAILED {e}");
+        }
+    }
 }
 
 /// The client A/B, Sentinel and Cluster rows and the failover times, or why each failed.
@@ -698,6 +796,7 @@ mod tests {
             floor_redis_udp: none,
             floor_redis_throughput_per_s: 0.0,
             local: none,
+            twitch: Err("twitch row: not run".to_owned()),
             remote_to_osc: none,
             cross: Vec::new(),
             throughput: Throughput {

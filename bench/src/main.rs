@@ -23,6 +23,9 @@ struct Cli {
     /// Use this Redis instead of starting a private redis-server.
     #[arg(long, value_name = "URL")]
     redis_url: Option<String>,
+    /// Measure only this row (with --quick: its quick size).
+    #[arg(long, value_enum, value_name = "ROW", conflicts_with = "plot")]
+    only: Option<cvbot_bench::Only>,
     /// Serve one bot instead of measuring: how the bench starts its child instances.
     #[arg(long = "serve-instance", hide = true, exclusive = true)]
     serve_instance: bool,
@@ -39,12 +42,12 @@ fn main() -> ExitCode {
             }
         };
     }
-    let Cli { quick, json, plot, redis_url, serve_instance: _ } = cli;
-    bench(&cvbot_bench::BenchOptions { quick, json, plot, redis_url })
+    let Cli { quick, json, plot, redis_url, only, serve_instance: _ } = cli;
+    bench(&cvbot_bench::BenchOptions { quick, json, plot, redis_url }, only)
 }
 
 #[allow(clippy::print_stdout)] // The bench's table is the command's output.
-fn bench(options: &cvbot_bench::BenchOptions) -> ExitCode {
+fn bench(options: &cvbot_bench::BenchOptions, only: Option<cvbot_bench::Only>) -> ExitCode {
     init_tracing("cvbot_bench=info,warn");
     let runtime = match cvbot::app::runtime() {
         Ok(rt) => rt,
@@ -53,9 +56,13 @@ fn bench(options: &cvbot_bench::BenchOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cvbot_bench::run(options)) {
-        Ok(report) => {
-            print!("{}", cvbot_bench::render(&report));
+    let table = match only {
+        Some(only) => runtime.block_on(cvbot_bench::run_only(options, only)).map(|r| cvbot_bench::render_only(&r)),
+        None => runtime.block_on(cvbot_bench::run(options)).map(|r| cvbot_bench::render(&r)),
+    };
+    match table {
+        Ok(table) => {
+            print!("{table}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -32,10 +32,33 @@ fn help_lists_the_flags_but_not_the_child_mode() {
     let out = bench().arg("--help").output().expect("run cvbot-bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
-    for flag in ["--quick", "--json", "--plot", "--redis-url"] {
+    for flag in ["--quick", "--json", "--plot", "--redis-url", "--only"] {
         assert!(stdout.contains(flag), "{flag}: {stdout}");
     }
     assert!(!stdout.contains("serve-instance"), "{stdout}");
+}
+
+#[test]
+fn only_twitch_measures_the_twitch_row_alone_and_every_admin_command_gets_through() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("twitch.json");
+    let out = bench()
+        .current_dir(dir.path())
+        .args(["--only", "twitch", "--quick", "--json"])
+        .arg(&json)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cvbot-bench");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("twitch: IRC PRIVMSG → OSC @200/s"), "{stdout}");
+    assert!(!stdout.contains("floor:") && !stdout.contains("FAILED"), "only the Twitch row: {stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON")).expect("valid JSON");
+    let row = &report["twitch"]["Ok"];
+    assert!(row["latency"]["n"].as_u64().is_some_and(|n| n > 0), "{report}");
+    assert_eq!(row["admin_arrived"], row["admin_sent"], "every paced admin command took effect: {report}");
+    assert_eq!(row["burst_admin_arrived"], row["bursts"], "every mid-burst admin command took effect: {report}");
 }
 
 /// `GET path` over HTTP/1.0; the status line and the body.

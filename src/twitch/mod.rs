@@ -1,16 +1,20 @@
 //! The Twitch chat source: a twitch-irc client joined to `TWITCH_CHANNELS`, feeding chat into the shared
 //! [`Intake`] and saying admins' replies back, within Twitch's limits.
 //!
-//! Three tasks, so reading chat never waits on anything slow:
+//! Two tasks, so reading chat never waits on anything slow:
 //!
-//! * the **consumer** reads twitch-irc's (unbounded) incoming queue; per message it only de-duplicates,
-//!   works out roles and parses ([`Intake::classify`], pure and cheap). Ordinary chat is dropped there
-//!   and then; commands go on through bounded queues without waiting for the coordinator;
-//! * the **worker** runs commands ([`Intake::run`]), admin commands first, and hands replies on;
+//! * the **consumer** reads twitch-irc's (unbounded) incoming queue; per message it de-duplicates,
+//!   works out roles and parses ([`Intake::classify`], pure and cheap), drops ordinary chat there and
+//!   then, and runs each command at once ([`Intake::run`]: a few microseconds under the coordinator's
+//!   lock, which it never awaits), handing any reply on without waiting. Commands run in chat order;
 //! * the **reply sender** ([`replies`]) keeps the bot inside Twitch's message limits.
 //!
-//! In front of all three, at the socket, [`flood`] sheds ordinary viewers' lines when more chat is in
-//! flight inside twitch-irc than the consumer has handled, because those queues are unbounded.
+//! **Admin commands first.** In front of the consumer, at the socket, [`flood`] sheds ordinary
+//! viewers' lines once more than [`flood::SHED_ABOVE`] chat messages are in flight inside twitch-irc
+//! (whose queues are unbounded), and never sheds a line from the broadcaster, a moderator or
+//! `ADMIN_USERS`. So an admin command is never dropped, and never waits behind more than about
+//! `SHED_ABOVE` viewer lines, each run in microseconds, however hard chat floods: that bound, not a
+//! queue of its own, is what puts it first.
 //!
 //! Knows Twitch IRC and the intake; nothing of State, OSC, Redis or HTTP.
 
@@ -37,19 +41,12 @@ use twitch_irc::transport::tcp::{TCPTransport, TLS};
 use twitch_irc::{ClientConfig, TwitchIRCClient};
 
 use crate::chat::Intake;
-use crate::command::{Command, ParseError};
+use crate::command::ParseError;
 use crate::config::{Config, Secret};
 use crate::coord::{Outcome, Refusal};
-use crate::gate::Sender;
 use crate::stats::{CounterSet, LogThrottle, Stats};
 use replies::{Elevated, Priority, Replies};
 
-/// Viewer commands waiting for the worker. When full (the coordinator cannot keep up with a flood), a
-/// viewer command is dropped and counted (`dropped_overload`) at once; reading chat never waits.
-pub const VIEWER_QUEUE: usize = 1024;
-/// Admin commands waiting for the worker, served before viewer commands. Admin commands are never
-/// dropped: when this is full (only if the coordinator is stuck) the consumer waits for room.
-pub const ADMIN_QUEUE: usize = 256;
 /// A tracing directive that keeps twitch-irc's raw-line tracing off whatever the log level, because the
 /// raw lines it traces include `PASS oauth:…`: the token must never reach a log.
 pub const LOG_DIRECTIVE: &str = "twitch_irc::connection::event_loop=debug";
@@ -129,8 +126,6 @@ pub struct TwitchCounters {
     /// Chat lines shed at the socket during a flood (ordinary viewers' PRIVMSGs while too many were
     /// in flight), or server lines too long to be Twitch's.
     pub chat_shed: AtomicU64,
-    /// Viewer commands dropped because the work queue was full.
-    pub dropped_overload: AtomicU64,
     /// Chat replies sent (one per 500-character part).
     pub replies_sent: AtomicU64,
     /// Chat replies dropped: reply queue full, over Twitch's rate limit for too long, or a viewer
@@ -145,7 +140,6 @@ impl CounterSet for TwitchCounters {
         for (name, c) in [
             ("chat_duplicates", &self.chat_duplicates),
             ("chat_shed", &self.chat_shed),
-            ("dropped_overload", &self.dropped_overload),
             ("replies_sent", &self.replies_sent),
             ("replies_dropped", &self.replies_dropped),
             ("replies_failed", &self.replies_failed),
@@ -216,17 +210,11 @@ async fn run_client<T: Transport>(
         info!(channels = ?settings.channels, "joining Twitch chat anonymously: read-only, no replies in chat");
         None
     };
-    let (admin_tx, admin_rx) = mpsc::channel(ADMIN_QUEUE);
-    let (viewer_tx, viewer_rx) = mpsc::channel(VIEWER_QUEUE);
-    let worker = Worker { intake: intake.clone(), replies: replies.clone(), reply_errors: settings.reply_errors };
-    tasks.spawn(worker.run(admin_rx, viewer_rx, shutdown.clone()));
     tasks.spawn(watch_joins(client.clone(), channels, status.clone(), shutdown.clone()));
     let consumer = Consumer {
         intake,
         counters,
         recent: roles::RecentIds::default(),
-        admin_tx,
-        viewer_tx,
         replies,
         reply_errors: settings.reply_errors,
         elevated,
@@ -240,22 +228,12 @@ async fn run_client<T: Transport>(
     result
 }
 
-/// A command on its way from the consumer to the worker.
-#[derive(Debug)]
-struct Job {
-    sender: Sender,
-    command: Command,
-    at: Instant,
-    channel: String,
-}
-
-/// Reads everything twitch-irc receives. Never awaits anything slow: see the module docs.
+/// Reads everything twitch-irc receives and runs the commands in it. Never awaits anything slow: see
+/// the module docs.
 struct Consumer {
     intake: Intake,
     counters: Arc<TwitchCounters>,
     recent: roles::RecentIds,
-    admin_tx: mpsc::Sender<Job>,
-    viewer_tx: mpsc::Sender<Job>,
     replies: Option<Replies>,
     reply_errors: bool,
     elevated: Elevated,
@@ -265,7 +243,7 @@ struct Consumer {
 }
 
 impl Consumer {
-    /// Runs until shutdown; fails if the client or one of the `helpers` (worker, reply sender, status)
+    /// Runs until shutdown; fails if the client or one of the `helpers` (reply sender, status)
     /// stops by itself, because chat would then go unanswered or unapplied without anyone noticing.
     async fn run(
         mut self,
@@ -295,9 +273,7 @@ impl Consumer {
                 ServerMessage::Privmsg(msg) => {
                     flood::note_handled(&msg);
                     chat_since_tick = true;
-                    if let Some(job) = self.on_privmsg(&msg) {
-                        self.hand_on(job).await;
-                    }
+                    self.on_privmsg(&msg);
                 }
                 ServerMessage::UserState(state) => {
                     let is_elevated = roles::bot_is_elevated(&state);
@@ -335,18 +311,22 @@ impl Consumer {
         }
     }
 
-    /// De-duplicates, works out roles, parses. Returns a command to run, or `None` for anything else.
-    fn on_privmsg(&mut self, msg: &PrivmsgMessage) -> Option<Job> {
+    /// De-duplicates, works out roles, parses, and runs a command at once; ordinary chat is dropped.
+    fn on_privmsg(&mut self, msg: &PrivmsgMessage) {
         if !self.recent.first_time(&msg.message_id) {
             self.counters.chat_duplicates.fetch_add(1, Ordering::Relaxed);
-            return None;
+            return;
         }
         let at = Instant::now();
         let sender = roles::sender_of(msg);
         // A `/me` (ACTION) message is read like any other: its text is what the viewer typed after `/me`.
         match self.intake.classify(&sender.login, &msg.message_text) {
-            Ok(command) => Some(Job { sender, command, at, channel: msg.channel_login.clone() }),
-            Err(ParseError::NotACommand) => None,
+            Ok(command) => {
+                let admin = command.is_admin();
+                let outcome = self.intake.run(&sender, command, at);
+                self.on_outcome(&msg.channel_login, &sender.login, admin, outcome);
+            }
+            Err(ParseError::NotACommand) => {}
             Err(reason) => {
                 let mod_typo = (sender.moderator || sender.broadcaster) && msg.message_text.starts_with("!admin");
                 if let Some(replies) = &self.replies
@@ -355,25 +335,31 @@ impl Consumer {
                     let priority = if mod_typo { Priority::Admin } else { Priority::Viewer };
                     replies.say(&msg.channel_login, format!("@{} {reason}", sender.login), priority);
                 }
-                None
             }
         }
     }
 
-    /// Queues a command for the worker: viewer commands without waiting (dropped when full), admin
-    /// commands never dropped.
-    async fn hand_on(&self, job: Job) {
-        if job.command.is_admin() {
-            if let Err(mpsc::error::TrySendError::Full(job)) = self.admin_tx.try_send(job) {
-                warn!("admin command queue full; waiting for the coordinator");
-                // Closed only at shutdown, when there is nothing left to run it.
-                let _ = self.admin_tx.send(job).await;
+    /// Hands on the reply a command's outcome calls for, if any (never waits: see [`Replies::say`]).
+    fn on_outcome(&self, channel: &str, name: &str, admin: bool, outcome: Outcome) {
+        let Some(replies) = &self.replies else { return };
+        match outcome {
+            Outcome::Done(done) => {
+                if let Some(text) = crate::chat::reply::done(&done) {
+                    replies.say(channel, text, Priority::Admin);
+                }
             }
-        } else if let Err(mpsc::error::TrySendError::Full(_)) = self.viewer_tx.try_send(job) {
-            self.counters.dropped_overload.fetch_add(1, Ordering::Relaxed);
-            if let Some(suppressed) = self.log.allow("viewer_queue_full", Instant::now()) {
-                warn!(suppressed, "chat flood: viewer commands dropped");
+            Outcome::Refused(Refusal::ShuttingDown) => {}
+            // An admin whose command changed nothing (already so, beyond a limit) is told why, so a
+            // moderator never believes an action happened that did not.
+            Outcome::Refused(reason @ (Refusal::Unchanged(_) | Refusal::OutOfLimit { .. } | Refusal::Superseded))
+                if admin =>
+            {
+                replies.say(channel, format!("@{name} ✗ {reason}"), Priority::Admin);
             }
+            Outcome::Refused(reason) if self.reply_errors => {
+                replies.say(channel, format!("@{name} {reason}"), Priority::Viewer);
+            }
+            Outcome::Refused(_) => {}
         }
     }
 
@@ -386,51 +372,6 @@ impl Consumer {
             }
         } else if let Some(suppressed) = self.log.allow("notice", Instant::now()) {
             info!(channel = channel.unwrap_or(""), notice = %text, suppressed, "notice from Twitch");
-        }
-    }
-}
-
-/// Runs commands and hands replies on.
-struct Worker {
-    intake: Intake,
-    replies: Option<Replies>,
-    reply_errors: bool,
-}
-
-impl Worker {
-    async fn run(self, mut admin: mpsc::Receiver<Job>, mut viewer: mpsc::Receiver<Job>, shutdown: CancellationToken) {
-        loop {
-            let job = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return,
-                Some(job) = admin.recv() => job,
-                Some(job) = viewer.recv() => job,
-                else => return,
-            };
-            let channel = job.channel;
-            let name = job.sender.login.clone();
-            let admin = job.command.is_admin();
-            let outcome = self.intake.run(&job.sender, job.command, job.at);
-            let Some(replies) = &self.replies else { continue };
-            match outcome {
-                Outcome::Done(done) => {
-                    if let Some(text) = crate::chat::reply::done(&done) {
-                        replies.say(&channel, text, Priority::Admin);
-                    }
-                }
-                Outcome::Refused(Refusal::ShuttingDown) => {}
-                // An admin whose command changed nothing (already so, beyond a limit) is told why,
-                // so a moderator never believes an action happened that did not.
-                Outcome::Refused(
-                    reason @ (Refusal::Unchanged(_) | Refusal::OutOfLimit { .. } | Refusal::Superseded),
-                ) if admin => {
-                    replies.say(&channel, format!("@{name} ✗ {reason}"), Priority::Admin);
-                }
-                Outcome::Refused(reason) if self.reply_errors => {
-                    replies.say(&channel, format!("@{name} {reason}"), Priority::Viewer);
-                }
-                Outcome::Refused(_) => {}
-            }
         }
     }
 }

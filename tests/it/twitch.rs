@@ -312,3 +312,82 @@ async fn a_refused_token_shows_as_login_failed_and_the_bot_keeps_serving() {
     assert_eq!(app.osc.recv().await, routing(&["add", "es9out#1", "doorway#1.gain"]));
     assert_eq!(app.get_json("/healthz").await["status"], "ok");
 }
+
+/// Commands this bot has finished with: applied, refused by the emergency stop or the gate, or
+/// answered as unchanged. Every chat line of these tests is a command, so once every line read
+/// (`chat_lines`) but the `!admin routes` answers counted in `answered` is in here, nothing is pending.
+async fn settled(app: &TestApp, answered: u64) -> bool {
+    let mut done = 0;
+    for name in ["local_applied", "refused_emergency", "denied_cooldown", "denied_global_limit", "unchanged"] {
+        done += app.stat(name).await;
+    }
+    done + answered == app.stat("chat_lines").await
+}
+
+/// Waits for the reply to an `!admin routes` (skipping the other replies), then until every command
+/// read so far has run.
+async fn barrier(app: &TestApp, chan: &mut Channel, answered: u64) {
+    let prefix = format!("PRIVMSG #{} :", chan.name);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let line = chan.try_next_line(wait).await.expect("the reply to !admin routes");
+        if line.strip_prefix(&prefix).is_some_and(|text| text.starts_with("routes:")) {
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !settled(app, answered).await {
+        assert!(Instant::now() < deadline, "commands read but never run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_command_in_the_middle_of_a_flood_takes_effect_and_stops_the_viewers_after_it() {
+    let mut chan = FakeTwitch::channel("moderator/1");
+    let app = bot(&chan, &[("RATE_LIMIT_MS", "0"), ("GLOBAL_RATE_LIMIT", "0")]).await;
+    chan.joined().await;
+    app.op("!admin es9out#1 → doorway#1.threshold");
+    app.osc.recv().await;
+    let moderator = User::new("stagemod", 8101, "moderator/1");
+    let viewers: Vec<User> = (0..500).map(|i| User::new(&format!("crowd{i}"), 300_000 + i, "")).collect();
+    // Viewers set 0–99 before the stop and 100–127 after it: no value of 100 or more may ever apply.
+    let mut lines = Vec::with_capacity(6003);
+    for i in 0..3000 {
+        lines.push(chan.privmsg(&viewers[i % 500], &format!("doorway#1.threshold: {}", i % 100)));
+    }
+    lines.push(chan.privmsg(&moderator, "!admin es9out#2 → doorway#1.gain"));
+    lines.push(chan.privmsg(&moderator, "!admin emergency stop"));
+    for i in 0..3000 {
+        lines.push(chan.privmsg(&viewers[i % 500], &format!("doorway#1.threshold: {}", 100 + i % 28)));
+    }
+    // Sent after the flood and never shed (a moderator's): when it is answered, the flood is read.
+    lines.push(chan.privmsg(&moderator, "!admin routes"));
+    chan.send_lines(&lines);
+    barrier(&app, &mut chan, 1).await;
+
+    let state = app.state().await;
+    assert_eq!(state["emergency"]["active"], true, "the stop sent mid-flood took effect");
+    assert_eq!(state["routes"]["es9out#2"], "doorway#1.gain", "the route sent mid-flood took effect");
+    let value = state["parameters"]["doorway#1.threshold"]["value"].as_u64();
+    assert!(value.is_none_or(|v| v < 100), "a viewer's line after the stop was applied: {value:?}");
+
+    // And a viewer's line now, while stopped, is refused. The shedder's books are process-wide, so a
+    // flood in another test may shed it: then it is sent again.
+    let mut answered = 1;
+    for attempt in 0.. {
+        assert!(attempt < 50, "a viewer's line never got past the shedder");
+        let (read, refused) = (app.stat("chat_lines").await, app.stat("refused_emergency").await);
+        chan.say(&viewers[0], "doorway#1.threshold: 120");
+        chan.say(&moderator, "!admin routes");
+        answered += 1;
+        barrier(&app, &mut chan, answered).await;
+        if app.stat("chat_lines").await == read + 2 {
+            assert_eq!(app.stat("refused_emergency").await, refused + 1, "refused while stopped");
+            break;
+        }
+    }
+    let value = app.state().await["parameters"]["doorway#1.threshold"]["value"].as_u64();
+    assert!(value.is_none_or(|v| v < 100), "applied while stopped: {value:?}");
+}
