@@ -15,14 +15,13 @@ use warp::http::Method;
 use warp::reply::Response;
 
 use super::auth::authorize;
+pub use super::writes::{Action, HTTP_ADMIN};
+use super::writes::{message, operator, output, route_volts, variable};
 use super::{ApiError, HttpContext, MAX_BODY_BYTES, read_limited, respond, with};
-use crate::catalog::{Output, Variable, VoltRange};
-use crate::command::{AdminCommand, Command, MAX_MESSAGE_CHARS, RouteVolts};
+use crate::command::{AdminCommand, Command};
 use crate::coord::{Outcome, Refusal};
 use crate::gate::Sender;
 
-/// Who HTTP admin actions are attributed to on the overlay and in the logs.
-pub const HTTP_ADMIN: &str = "http-admin";
 /// Longest user name `POST /api/chat` accepts (Twitch logins are at most 25 characters).
 pub const MAX_USER_CHARS: usize = 64;
 
@@ -111,20 +110,9 @@ where
     })
 }
 
-/// What a write handler decided: a command to submit, or an answer already made.
-#[derive(Debug)]
-pub enum Action {
-    Submit(Sender, Command),
-    Answer(serde_json::Value),
-}
-
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
     serde_json::from_slice(body).map_err(|e| ApiError::BadJson(e.to_string()))
-}
-
-pub(super) fn operator(name: Option<&str>) -> Sender {
-    Sender::operator(name.filter(|n| !n.trim().is_empty()).unwrap_or(HTTP_ADMIN))
 }
 
 /// Submits through the coordinator and says what happened.
@@ -139,26 +127,6 @@ fn outcome(outcome: Outcome) -> Result<serde_json::Value, ApiError> {
         Outcome::Refused(r @ Refusal::OutOfLimit { .. }) => Err(ApiError::BadRequest(r.to_string())),
         Outcome::Refused(r) => Err(ApiError::Refused(r.to_string())),
     }
-}
-
-pub(super) fn variable(ctx: &HttpContext, name: &str) -> Result<Variable, ApiError> {
-    ctx.catalog.parse_variable(name.trim()).ok_or_else(|| ApiError::BadRequest(format!("unknown variable {name:?}")))
-}
-
-pub(super) fn output(ctx: &HttpContext, name: &str) -> Result<Output, ApiError> {
-    ctx.catalog.output(name.trim()).ok_or_else(|| ApiError::NotFound(format!("unknown output {name:?}")))
-}
-
-/// An emergency message as the chat parser would keep it: one line, control characters removed, cut.
-pub(super) fn message(text: Option<String>) -> Option<String> {
-    let text: String = text?.chars().filter(|c| !c.is_control()).take(MAX_MESSAGE_CHARS).collect();
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_owned())
-}
-
-/// The voltages a route body asks for; the coordinator checks them against the output's limit.
-pub(super) fn route_volts(range: Option<[f32; 2]>, safe: Option<f32>) -> RouteVolts {
-    RouteVolts { range: range.map(|[low, high]| VoltRange { low, high }), safe }
 }
 
 // ---- POST /api/chat ----
@@ -317,12 +285,5 @@ mod tests {
         assert_eq!(decode_segment("plain"), "plain");
         assert_eq!(decode_segment("bad%2"), "bad%2");
         assert_eq!(decode_segment("%zz"), "%zz");
-    }
-
-    #[test]
-    fn messages_are_one_clean_line_of_bounded_length() {
-        assert_eq!(message(Some("  too\nbright \u{1b}[31m ".into())), Some("toobright [31m".into()));
-        assert_eq!(message(Some("   ".into())), None);
-        assert_eq!(message(Some("x".repeat(500))).map(|m| m.len()), Some(MAX_MESSAGE_CHARS));
     }
 }

@@ -22,6 +22,7 @@ pub mod publish;
 pub mod server;
 pub mod sse;
 pub mod view;
+mod writes;
 
 use std::path::PathBuf;
 use std::sync::Arc;

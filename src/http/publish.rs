@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::admin::{Action, message, operator, output, route_volts, variable};
+use super::writes::{Action, message, operator, output, route_volts, variable};
 use super::{ApiError, HttpContext};
 use crate::command::{AdminCommand, Command};
 use crate::stats::LinkStatus;
