@@ -2,32 +2,36 @@
 
 use super::{OnlyReport, Report, Summary, twitch, variants};
 
+/// The table's first lines: a warning when the build is not a release build, what ran where, and
+/// the column heads.
+fn header(command: &str, build: &str, quick: bool, machine: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if build != "release" {
+        let _ = writeln!(
+            out,
+            "NOT REPRESENTATIVE: a {build} build (unoptimised, debug assertions on); measure with `cargo run --release -p cvbot-bench`"
+        );
+    }
+    let _ = writeln!(out, "{command}{} ({build} build) on {machine}", if quick { " --quick" } else { "" });
+    let _ = writeln!(out, "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency (µs)", "p50", "p90", "p99", "p99.9", "max");
+    out
+}
+
+/// One latency row: p50, p90, p99, p99.9 and max in microseconds.
+fn row(out: &mut String, name: &str, s: &Summary) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "{name:<40} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+        s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us
+    );
+}
+
 /// The human-readable table.
 pub fn render(report: &Report) -> String {
     use std::fmt::Write;
-    let mut out = String::new();
-    if report.build != "release" {
-        let _ = writeln!(
-            out,
-            "NOT REPRESENTATIVE: a {} build (unoptimised, debug assertions on); measure with `cargo run --release -p cvbot-bench`",
-            report.build
-        );
-    }
-    let _ = writeln!(
-        out,
-        "cvbot-bench{} ({} build) on {}",
-        if report.quick { " --quick" } else { "" },
-        report.build,
-        report.machine
-    );
-    let _ = writeln!(out, "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency (µs)", "p50", "p90", "p99", "p99.9", "max");
-    let row = |out: &mut String, name: &str, s: &Summary| {
-        let _ = writeln!(
-            out,
-            "{name:<40} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
-            s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us
-        );
-    };
+    let mut out = header("cvbot-bench", report.build, report.quick, &report.machine);
     row(&mut out, "floor: UDP loopback one-way", &report.floor_udp);
     row(&mut out, "floor: Redis pub/sub one-way", &report.floor_redis);
     row(&mut out, "local: chat → OSC", &report.local);
@@ -100,23 +104,7 @@ pub fn render(report: &Report) -> String {
 
 /// The table of an [`OnlyReport`].
 pub fn render_only(report: &OnlyReport) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    if report.build != "release" {
-        let _ = writeln!(
-            out,
-            "NOT REPRESENTATIVE: a {} build (unoptimised, debug assertions on); measure with `cargo run --release -p cvbot-bench`",
-            report.build
-        );
-    }
-    let _ = writeln!(
-        out,
-        "cvbot-bench --only twitch{} ({} build) on {}",
-        if report.quick { " --quick" } else { "" },
-        report.build,
-        report.machine
-    );
-    let _ = writeln!(out, "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency (µs)", "p50", "p90", "p99", "p99.9", "max");
+    let mut out = header("cvbot-bench --only twitch", report.build, report.quick, &report.machine);
     render_twitch(&mut out, &report.twitch);
     out
 }
@@ -125,13 +113,6 @@ pub fn render_only(report: &OnlyReport) -> String {
 /// command took effect.
 fn render_twitch(out: &mut String, twitch: &variants::Outcome<twitch::TwitchRow>) {
     use std::fmt::Write;
-    let row = |out: &mut String, name: &str, s: &Summary| {
-        let _ = writeln!(
-            out,
-            "{name:<40} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
-            s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us
-        );
-    };
     match twitch {
         Ok(t) => {
             row(out, &format!("twitch: IRC PRIVMSG → OSC @{}/s", t.rate_per_s), &t.latency);
@@ -160,13 +141,6 @@ fn render_twitch(out: &mut String, twitch: &variants::Outcome<twitch::TwitchRow>
 /// The client A/B, Sentinel and Cluster rows and the failover times, or why each failed.
 fn render_variants(out: &mut String, report: &Report) {
     use std::fmt::Write;
-    let row = |out: &mut String, name: &str, s: &Summary| {
-        let _ = writeln!(
-            out,
-            "{name:<40} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
-            s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us
-        );
-    };
     let ratio = |out: &mut String, name: &str, p50: f64, p99: f64| {
         let _ = writeln!(out, "{name:<40} {p50:>9.2} {:>9} {p99:>9.2}", "");
     };
