@@ -80,6 +80,11 @@ impl CoordHandle {
         true
     }
 
+    /// True until the coordinator shuts down (readiness), without copying the state.
+    pub fn is_open(&self) -> bool {
+        !self.lock().closed
+    }
+
     /// A copy of the current state (for read-only views such as `/api/state`).
     pub fn snapshot(&self) -> Option<State> {
         self.read(State::clone)

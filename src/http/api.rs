@@ -82,7 +82,7 @@ pub fn api_state(ctx: &HttpContext) -> Result<ApiState, ApiError> {
 async fn readyz(ctx: HttpContext) -> Response {
     use warp::Reply;
     let redis = ctx.redis_status.borrow().as_str();
-    if ctx.coord.snapshot().is_some() {
+    if ctx.coord.is_open() {
         respond(Ok(json!({ "status": "ready", "catalog": true, "http": true, "redis": redis })))
     } else {
         let body = warp::reply::json(&json!({ "status": "shutting down", "redis": redis }));

@@ -175,5 +175,6 @@ async fn a_batch_sends_each_variable_once_at_its_last_value_and_keeps_order_arou
     rig.task.await.expect("the coordinator's task");
     assert_eq!(cv_values(&received(&rig.receiver)), vec![at("es9out#1", 0), at("es9out#2", 0)]);
     assert!(!rig.coord.apply_remote(&remote(c, 700, "doorway#1.gain", 5)));
+    assert!(!rig.coord.is_open());
     assert!(rig.coord.snapshot().is_none());
 }
