@@ -8,6 +8,13 @@ use super::OscFormat;
 use crate::catalog::{Catalog, Output, Parameter, Variable};
 use crate::state::Route;
 
+/// The address of a value for the Max patches: `/cv ,sfsisi`.
+pub const CV_ADDR: &str = "/cv";
+/// The address of a routing change: `/routing ,sss add output variable` or `,ss remove output`.
+pub const ROUTING_ADDR: &str = "/routing";
+/// The address of the liveness beat: `/cvbot/heartbeat ,si instance seq`.
+pub const HEARTBEAT_ADDR: &str = "/cvbot/heartbeat";
+
 /// Builds the OSC messages; pure, so the argument lists are tested without sockets. Every `/cv`
 /// voltage it builds is inside its output's hard limit from the catalogue, whatever the route says:
 /// the last line of defence behind the checks at every source.
@@ -66,7 +73,7 @@ impl Encoder {
         // Compared bit for bit: a NaN is never inside the limit, so it counts as clamped.
         let clamped = clamped_voltage.to_bits() != voltage.to_bits();
         let message = OscMessage {
-            addr: "/cv".to_owned(),
+            addr: CV_ADDR.to_owned(),
             args: vec![
                 OscType::String(output.to_string()),
                 OscType::Float(clamped_voltage),
@@ -82,7 +89,7 @@ impl Encoder {
     /// `/routing ,sss add output variable`.
     pub fn route_add(output: &Output, variable: &Variable) -> OscMessage {
         OscMessage {
-            addr: "/routing".to_owned(),
+            addr: ROUTING_ADDR.to_owned(),
             args: vec![
                 OscType::String("add".into()),
                 OscType::String(output.to_string()),
@@ -94,7 +101,7 @@ impl Encoder {
     /// `/routing ,ss remove output`.
     pub fn route_remove(output: &Output) -> OscMessage {
         OscMessage {
-            addr: "/routing".to_owned(),
+            addr: ROUTING_ADDR.to_owned(),
             args: vec![OscType::String("remove".into()), OscType::String(output.to_string())],
         }
     }

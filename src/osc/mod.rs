@@ -9,7 +9,7 @@
 pub mod encode;
 pub mod stage;
 
-pub use encode::{Cv, Encoder};
+pub use encode::{CV_ADDR, Cv, Encoder, HEARTBEAT_ADDR, ROUTING_ADDR};
 pub use stage::{OscCounters, OscStage};
 
 /// Which messages to send (`OSC_FORMAT`).
