@@ -43,6 +43,7 @@ pub mod coord;
 pub mod gate;
 pub mod http;
 pub mod instances;
+pub mod motion;
 pub mod observe;
 pub mod osc;
 pub mod redis_link;

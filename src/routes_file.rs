@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::catalog::{Catalog, Output, VoltRange};
 use crate::coord::CoordHandle;
+use crate::motion::checked_slew;
 use crate::observe::Observer;
 use crate::state::{Change, Event, Route, State};
 use crate::stats::{CounterSet, Stats};
@@ -43,6 +44,9 @@ enum RawRoute {
         range: Option<[f32; 2]>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         safe: Option<f32>,
+        /// Volts per second; absent or 0 = no slew limit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slew: Option<f32>,
     },
 }
 
@@ -80,9 +84,9 @@ pub fn parse(text: &str, path: &Path, catalog: &Catalog) -> Result<Vec<(Output, 
             // route it got would depend on the order they were applied.
             return Err(invalid(&name, format!("{name}: output {output} is listed twice")));
         }
-        let (variable_name, range, safe) = match raw_route {
-            RawRoute::Variable(v) => (v, None, None),
-            RawRoute::Extended { variable, range, safe } => (variable, range, safe),
+        let (variable_name, range, safe, slew) = match raw_route {
+            RawRoute::Variable(v) => (v, None, None, None),
+            RawRoute::Extended { variable, range, safe, slew } => (variable, range, safe, slew),
         };
         let variable = catalog
             .parse_variable(&variable_name)
@@ -92,7 +96,8 @@ pub fn parse(text: &str, path: &Path, catalog: &Catalog) -> Result<Vec<(Output, 
         // The same limit check as every other source: a file edited by hand never drives a jack
         // beyond what the catalogue allows.
         catalog.check_route(&output, range, safe).map_err(|e| invalid(&name, format!("{name}: {e}")))?;
-        routes.push((output, Route { variable, range, safe }));
+        let slew = checked_slew(f64::from(slew.unwrap_or(0.0))).map_err(|e| invalid(&name, format!("{name}: {e}")))?;
+        routes.push((output, Route { variable, range, safe, slew }));
     }
     Ok(routes)
 }
@@ -102,13 +107,14 @@ pub fn render<'a>(routes: impl Iterator<Item = (&'a Output, &'a Route)>, catalog
     let map: BTreeMap<String, RawRoute> = routes
         .map(|(output, route)| {
             let default = catalog.output_range(output);
-            let raw = if route.range == default && route.safe == default.low {
+            let raw = if route.range == default && route.safe == default.low && route.slew == 0.0 {
                 RawRoute::Variable(route.variable.to_string())
             } else {
                 RawRoute::Extended {
                     variable: route.variable.to_string(),
                     range: Some([route.range.low, route.range.high]),
                     safe: Some(route.safe),
+                    slew: (route.slew > 0.0).then_some(route.slew),
                 }
             };
             (output.to_string(), raw)

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::catalog::{Output, Variable, VoltRange};
+use crate::motion::Ramp;
 
 /// A hybrid logical clock: the upper 48 bits are wall-clock milliseconds, the lower 16 a counter, so
 /// stamps follow real time where clocks agree and still order causally where they do not.
@@ -66,11 +67,14 @@ pub struct Route {
     pub range: VoltRange,
     /// The voltage sent on emergency stop and clear; by default the bottom of the range.
     pub safe: f32,
+    /// The fastest the output may move, in volts per second; 0 = no limit (a value jumps). Stops
+    /// and clears are never slewed.
+    pub slew: f32,
 }
 
 impl Route {
     pub fn new(variable: Variable, range: VoltRange) -> Route {
-        Route { variable, range, safe: range.low }
+        Route { variable, range, safe: range.low, slew: 0.0 }
     }
 
     /// The voltage the output carries for `value`: the safe one while an emergency stop holds it.
@@ -82,9 +86,11 @@ impl Route {
 /// What an event does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
+    /// `ramp: Some` moves the value there over time, from the event's wall time.
     Set {
         variable: Variable,
         value: u8,
+        ramp: Option<Ramp>,
     },
     /// `route: None` removes the route (a tombstone, so the removal itself converges).
     Route {
@@ -114,7 +120,7 @@ pub struct Event {
 /// What applying an event changed, for the output stages. Stale events change nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Param { variable: Variable, value: u8, user: Arc<str>, source: Arc<str>, wall_ms: u64 },
+    Param { variable: Variable, value: u8, ramp: Option<Ramp>, user: Arc<str>, source: Arc<str>, wall_ms: u64 },
     Cleared { variables: Arc<[Variable]> },
     Route { output: Output, route: Option<Route> },
     Overlay { enabled: bool },
@@ -123,10 +129,25 @@ pub enum Change {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamEntry {
+    /// The target: where the value is, or where its ramp is taking it.
     pub value: u8,
+    /// The ramp towards `value`, started at `wall_ms`; `None` when the value was set at once.
+    pub ramp: Option<Ramp>,
     pub user: Arc<str>,
     pub stamp: Stamp,
     pub wall_ms: u64,
+}
+
+impl ParamEntry {
+    /// Where the value stands at `now_ms` (wall-clock): on its ramp, or at its target.
+    pub fn position(&self, now_ms: u64) -> f32 {
+        self.ramp.map_or(f32::from(self.value), |r| r.position(self.wall_ms, self.value, now_ms))
+    }
+
+    /// True while a ramp is still moving the value at `now_ms`.
+    pub fn ramping(&self, now_ms: u64) -> bool {
+        self.ramp.is_some_and(|r| !r.done(self.wall_ms, now_ms))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -187,12 +208,13 @@ impl State {
     pub fn apply(&mut self, event: &Event) -> Option<Change> {
         let stamp = &event.stamp;
         match &event.kind {
-            EventKind::Set { variable, value } => {
+            EventKind::Set { variable, value, ramp } => {
                 if *stamp <= self.cleared || self.params.get(variable).is_some_and(|p| p.stamp >= *stamp) {
                     return None;
                 }
                 let entry = ParamEntry {
                     value: *value,
+                    ramp: *ramp,
                     user: event.user.clone(),
                     stamp: stamp.clone(),
                     wall_ms: event.wall_ms,
@@ -201,6 +223,7 @@ impl State {
                 Some(Change::Param {
                     variable: variable.clone(),
                     value: *value,
+                    ramp: *ramp,
                     user: event.user.clone(),
                     source: stamp.instance.clone(),
                     wall_ms: event.wall_ms,
@@ -299,7 +322,7 @@ impl State {
                 stamp: p.stamp.clone(),
                 wall_ms: p.wall_ms,
                 user: p.user.clone(),
-                kind: EventKind::Set { variable: variable.clone(), value: p.value },
+                kind: EventKind::Set { variable: variable.clone(), value: p.value, ramp: p.ramp },
             })
             .collect();
         events.extend(self.routes.iter().filter_map(|(output, r)| {

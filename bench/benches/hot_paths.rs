@@ -49,7 +49,7 @@ fn benches(c: &mut Criterion) {
                 stamp: Stamp { hlc, instance: "bot-001".into() },
                 wall_ms: 0,
                 user: "u".into(),
-                kind: EventKind::Set { variable: variable.clone(), value: 89 },
+                kind: EventKind::Set { variable: variable.clone(), value: 89, ramp: None },
             };
             state.apply(black_box(&event))
         });
@@ -59,13 +59,13 @@ fn benches(c: &mut Criterion) {
         stamp: Stamp { hlc: Hlc::from_wall_ms(1_700_000_000_000), instance: "bot-001".into() },
         wall_ms: 1_700_000_000_000,
         user: "viewer".into(),
-        kind: EventKind::Set { variable: variable.clone(), value: 89 },
+        kind: EventKind::Set { variable: variable.clone(), value: 89, ramp: None },
     };
     c.bench_function("envelope encode", |b| b.iter(|| wire::encode(black_box(&event), 42, None)));
     let payload = wire::encode(&event, 42, None).payload;
     c.bench_function("envelope decode", |b| b.iter(|| wire::decode(black_box(payload.as_bytes()), &catalog, None)));
 
-    let encoder = Encoder::new(OscFormat::Max, std::sync::Arc::new(Catalog::builtin()));
+    let encoder = Encoder::new(OscFormat::MAX, std::sync::Arc::new(Catalog::builtin()));
     let output = catalog.output("es9out#1").expect("output");
     let route = Route::new(variable, VoltRange::LZX);
     c.bench_function("OSC /cv encode", |b| {

@@ -200,7 +200,7 @@ pub fn raw_set_event(variable: &cvbot::catalog::Variable, value: u8, hlc: u64, i
         stamp: cvbot::state::Stamp { hlc, instance: instance.into() },
         wall_ms: cvbot::clock::wall_ms_now(),
         user: "bench".into(),
-        kind: cvbot::state::EventKind::Set { variable: variable.clone(), value },
+        kind: cvbot::state::EventKind::Set { variable: variable.clone(), value, ramp: None },
     };
     cvbot::redis_link::wire::encode(&event, seq, None).payload
 }

@@ -34,9 +34,12 @@ pub fn chat(data: &[u8]) {
     // The forms the bot itself shows (the log, replies, the admin page's hints) must read back as
     // the same command, or an operator copying one would get something else.
     let canonical = match &parsed {
-        Command::Set { variable, value } => {
+        Command::Set { variable, value, ramp_ms } => {
             assert!(*value <= catalog.value_max(), "accepted value {value} above the maximum");
-            format!("{variable}: {value}")
+            match ramp_ms {
+                Some(ms) => format!("{variable}: {value} over {ms}ms"),
+                None => format!("{variable}: {value}"),
+            }
         }
         Command::Admin(AdminCommand::Unroute { output }) => format!("!admin remove {output}"),
         Command::Admin(AdminCommand::EmergencyStop { message: Some(message) }) => {
@@ -171,7 +174,7 @@ pub fn catalog(data: &[u8]) {
                 let line = format!("{variable}: {}", catalog.value_max());
                 if catalog.output(&variable.to_string()).is_none() {
                     let parsed = command::parse(&line, &catalog);
-                    assert_eq!(parsed, Ok(Command::Set { variable, value: catalog.value_max() }), "{line:?}");
+                    assert_eq!(parsed, Ok(Command::Set { variable, value: catalog.value_max(), ramp_ms: None }), "{line:?}");
                 }
             }
         }

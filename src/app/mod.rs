@@ -23,7 +23,7 @@ use crate::coord::{CoordHandle, Coordinator};
 use crate::gate::{Gate, GatePolicy};
 use crate::http::{HttpContext, Hub};
 use crate::instances::{Alone, Presence};
-use crate::osc::{Encoder, OscStage};
+use crate::osc::{Encoder, OscStage, StageOptions};
 use crate::redis_link::history::RedisHistory;
 use crate::redis_link::presence::ClusterPresence;
 use crate::redis_link::{LinkCounters, RedisLink};
@@ -33,6 +33,7 @@ use crate::stats::{LinkStatus, Stats};
 use crate::twitch::{TwitchSettings, TwitchStatus};
 
 mod link;
+mod motion;
 mod supervisor;
 
 use link::link_settings;
@@ -134,8 +135,12 @@ pub async fn start(
     let instance: Arc<str> = config.instance_id.as_str().into();
     let sup = Supervisor { tracker: TaskTracker::new(), shutdown: shutdown.clone(), failure: Arc::default() };
     let encoder = Encoder::new(config.osc_format, catalog.clone());
-    let osc =
-        OscStage::new(listeners.osc, config.osc_targets.clone(), encoder, &stats, config.output_rest_on_shutdown)?;
+    let options = StageOptions {
+        rest_on_shutdown: config.output_rest_on_shutdown,
+        bundle: config.motion.osc_bundle,
+        instance: instance.clone(),
+    };
+    let osc = OscStage::new(listeners.osc, config.osc_targets.clone(), encoder, &stats, options)?;
     let Core { coord, redis_status, presence, redis_history, link_counters } =
         spawn_core(&config, redis_tls, &sup, &catalog, state, osc, &stats);
 
@@ -272,12 +277,17 @@ fn spawn_core(
         presence.clone(),
         stats,
     )
-    .with_osc(osc);
+    .with_osc(osc)
+    .with_ramp_max_ms(config.motion.ramp_max_ms);
+    let wake = coordinator.motion_waker();
     let (coord, coord_task) = coordinator.spawn(shutdown.clone());
     sup.critical("coordinator", async move {
         coord_task.await;
         Ok(())
     });
+    if let Some(wake) = wake {
+        sup.critical("osc motion", motion::run_motion(coord.clone(), wake, config.motion, shutdown.clone()));
+    }
     let mut redis_history = None;
     if let Some((_, outbox_rx, presence)) = cluster {
         redis_status_tx.send_replace(LinkStatus::Connecting);

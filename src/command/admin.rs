@@ -1,7 +1,7 @@
 //! The `!admin` grammar: the words after `!admin`, and the routing form an admin may also write bare
 //! (`es9out#1 → doorway#1.threshold`).
 
-use super::volts::parse_route_volts;
+use super::volts::{parse_route_volts, parse_slew};
 use super::{AdminCommand, MAX_MESSAGE_CHARS, ParseError, split_token};
 use crate::catalog::Catalog;
 
@@ -47,6 +47,12 @@ pub(super) fn parse_admin(text: &str, catalog: &Catalog) -> Result<AdminCommand,
     if verb_is("remove") || verb_is("unroute") {
         let output = catalog.output(rest).ok_or(ParseError::UnknownOutput)?;
         return Ok(AdminCommand::Unroute { output });
+    }
+    if verb_is("slew") {
+        let (output, rate) = split_token(rest);
+        let output = catalog.output(output).ok_or(ParseError::UnknownOutput)?;
+        let volts_per_second = parse_slew(rate.trim())?;
+        return Ok(AdminCommand::Slew { output, volts_per_second });
     }
     if verb.contains('#') {
         return parse_bare_route(text, catalog)?.ok_or(ParseError::UnknownAdmin);
@@ -120,6 +126,15 @@ mod tests {
             ),
             ("!admin es9out#1 → doorway#1.gain RANGE 1 0v", "admin es9out#1 → doorway#1.gain range 1 0"),
             ("!admin es9out#1 -> doorway#1.gain safe -1000", "admin es9out#1 → doorway#1.gain safe -1000"),
+            ("!admin es9out#1 → doorway#1.gain slew 2", "admin es9out#1 → doorway#1.gain slew 2"),
+            (
+                "!admin es9out#1 → doorway#1.gain range 0 1 safe 0 slew 0.5",
+                "admin es9out#1 → doorway#1.gain range 0 1 safe 0 slew 0.5",
+            ),
+            ("!admin slew es9out#1 2", "admin slew es9out#1 2"),
+            ("!admin SLEW esx8cv#2.out#3 0.25V/s", "admin slew esx8cv#2.out#3 0.25"),
+            ("!admin slew es9out#1 off", "admin slew es9out#1 0"),
+            ("!admin slew es9out#1 1000", "admin slew es9out#1 1000"),
             ("overlay off", "admin overlay off"),
             ("routes", "admin routes"),
             ("remove es9out#3", "admin remove es9out#3"),
@@ -149,6 +164,14 @@ mod tests {
             ("!admin es9out#1 → doorway#1.gain safe", "error bad_voltage"),
             ("!admin es9out#1 → doorway#1.gain safe 0.5 range 0 1", "error malformed"),
             ("!admin es9out#1 → doorway#1.gain safe 1234567890123", "error bad_voltage"),
+            ("!admin es9out#1 → doorway#1.gain slew -1", "error bad_slew"),
+            ("!admin es9out#1 → doorway#1.gain slew 0.5 safe 0", "error malformed"),
+            ("!admin slew es9out#1", "error bad_slew"),
+            ("!admin slew es9out#1 -2", "error bad_slew"),
+            ("!admin slew es9out#1 1000.5", "error bad_slew"),
+            ("!admin slew es9out#1 fast", "error bad_slew"),
+            ("!admin slew es9out#1 2 please", "error bad_slew"),
+            ("!admin slew es9out#99 2", "error unknown_output"),
         ];
         for (line, expected) in cases {
             check(line, expected);

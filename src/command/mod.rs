@@ -21,8 +21,9 @@ pub const MAX_MESSAGE_CHARS: usize = 200;
 /// What a chat line asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    /// `doorway#1.threshold: 89` or `!cv doorway#1.threshold 89`.
-    Set { variable: Variable, value: u8 },
+    /// `doorway#1.threshold: 89` or `!cv doorway#1.threshold 89`; `… 89 over 2s` is a ramp of
+    /// `ramp_ms` milliseconds (whether it is too long is the coordinator's call: `RAMP_MAX_MS`).
+    Set { variable: Variable, value: u8, ramp_ms: Option<u32> },
     /// `!admin …` (and the older bot's bare routing and overlay forms).
     Admin(AdminCommand),
 }
@@ -31,13 +32,28 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AdminCommand {
     Clear,
-    Overlay { enabled: bool },
-    EmergencyStop { message: Option<String> },
+    Overlay {
+        enabled: bool,
+    },
+    EmergencyStop {
+        message: Option<String>,
+    },
     Resume,
     Instances,
-    Route { output: Output, variable: Variable, volts: RouteVolts },
-    Unroute { output: Output },
+    Route {
+        output: Output,
+        variable: Variable,
+        volts: RouteVolts,
+    },
+    Unroute {
+        output: Output,
+    },
     ListRoutes,
+    /// `!admin slew es9out#1 2`: the output's slew limit in volts per second, 0 = off.
+    Slew {
+        output: Output,
+        volts_per_second: f32,
+    },
 }
 
 impl Command {
@@ -58,6 +74,7 @@ impl fmt::Display for AdminCommand {
             Self::Route { output, variable, volts } => write!(f, "{output} → {variable}{volts}"),
             Self::Unroute { output } => write!(f, "remove {output}"),
             Self::ListRoutes => f.write_str("routes"),
+            Self::Slew { output, volts_per_second } => write!(f, "slew {output} {volts_per_second}"),
         }
     }
 }
@@ -82,6 +99,10 @@ pub enum ParseError {
     ControlCharacters,
     #[error("voltages are written like 0.5 or -2 (range LOW HIGH, safe VOLTS)")]
     BadVoltage,
+    #[error("a ramp is written like `over 2s` or `over 500ms`")]
+    BadDuration,
+    #[error("a slew rate is volts per second from 0 (off) to 1000, like `slew es9out#1 2`")]
+    BadSlew,
 }
 
 impl ParseError {
@@ -96,11 +117,13 @@ impl ParseError {
             Self::UnknownAdmin => "unknown_admin",
             Self::ControlCharacters => "control_characters",
             Self::BadVoltage => "bad_voltage",
+            Self::BadDuration => "bad_duration",
+            Self::BadSlew => "bad_slew",
         }
     }
 
     /// Every reason, for registering metrics up front.
-    pub const ALL: [ParseError; 8] = [
+    pub const ALL: [ParseError; 10] = [
         Self::NotACommand,
         Self::Malformed,
         Self::UnknownVariable,
@@ -109,6 +132,8 @@ impl ParseError {
         Self::UnknownAdmin,
         Self::ControlCharacters,
         Self::BadVoltage,
+        Self::BadDuration,
+        Self::BadSlew,
     ];
 }
 
@@ -169,7 +194,7 @@ fn split_token(text: &str) -> (&str, &str) {
     }
 }
 
-/// `module#N.parameter: value [chatter]`; with `colon_required` false (the `!cv` form) the colon may
+/// `module#N.parameter: value [over DURATION] [chatter]`; with `colon_required` false (the `!cv` form) the colon may
 /// be replaced by whitespace.
 fn parse_set(text: &str, catalog: &Catalog, colon_required: bool) -> Result<Command, ParseError> {
     let name_end = text.find(|c: char| c == ':' || c.is_whitespace()).unwrap_or(text.len());
@@ -184,7 +209,7 @@ fn parse_set(text: &str, catalog: &Catalog, colon_required: bool) -> Result<Comm
         None => return Err(ParseError::Malformed),
     };
     let variable = catalog.parse_variable(name).ok_or(ParseError::UnknownVariable)?;
-    let (value_token, _chatter) = split_token(value_text);
+    let (value_token, after_value) = split_token(value_text);
     if value_token.chars().any(char::is_control) {
         return Err(ParseError::ControlCharacters);
     }
@@ -192,7 +217,36 @@ fn parse_set(text: &str, catalog: &Catalog, colon_required: bool) -> Result<Comm
     if value > catalog.value_max() {
         return Err(ParseError::BadValue);
     }
-    Ok(Command::Set { variable, value })
+    let (word, rest) = split_token(after_value.trim_start());
+    let ramp_ms = if word.eq_ignore_ascii_case("over") {
+        let (duration, _chatter) = split_token(rest.trim_start());
+        Some(parse_duration_ms(duration).ok_or(ParseError::BadDuration)?)
+    } else {
+        None
+    };
+    Ok(Command::Set { variable, value, ramp_ms })
+}
+
+/// A ramp's length as typed in chat: `2s`, `1.5s`, `500ms` (at most 8 characters before the unit,
+/// at most three decimals on seconds), in milliseconds. Never a float parse: `1e9s` and `infs` are
+/// not durations.
+pub(crate) fn parse_duration_ms(word: &str) -> Option<u32> {
+    let lower = word.to_ascii_lowercase();
+    let (number, scale) = match lower.strip_suffix("ms") {
+        Some(n) => (n, 1),
+        None => (lower.strip_suffix('s')?, 1000),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if number.len() > 8 || whole.is_empty() || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    if scale == 1 && !fraction.is_empty() || fraction.len() > 3 {
+        return None;
+    }
+    let whole: u32 = whole.parse().ok()?;
+    let fraction_ms: u32 = if fraction.is_empty() { 0 } else { format!("{fraction:0<3}").parse().ok()? };
+    whole.checked_mul(scale)?.checked_add(fraction_ms)
 }
 
 #[cfg(test)]
@@ -202,7 +256,8 @@ mod tests {
     pub(super) fn check(line: &str, expected: &str) {
         let catalog = Catalog::builtin();
         let got = match parse(line, &catalog) {
-            Ok(Command::Set { variable, value }) => format!("set {variable} {value}"),
+            Ok(Command::Set { variable, value, ramp_ms: None }) => format!("set {variable} {value}"),
+            Ok(Command::Set { variable, value, ramp_ms: Some(ms) }) => format!("set {variable} {value} over {ms}ms"),
             Ok(Command::Admin(a)) => format!("admin {a}"),
             Err(e) => format!("error {}", e.label()),
         };
@@ -257,6 +312,32 @@ mod tests {
             ("!cv doorway#1.threshold", "error malformed"),
             ("!cv", "error malformed"),
             ("#.: 1", "error unknown_variable"),
+        ];
+        for (line, expected) in cases {
+            check(line, expected);
+        }
+    }
+
+    #[test]
+    fn a_value_may_ramp_over_a_duration() {
+        let cases = [
+            ("doorway#1.threshold: 100 over 2s", "set doorway#1.threshold 100 over 2000ms"),
+            ("doorway#1.threshold: 100 over 500ms", "set doorway#1.threshold 100 over 500ms"),
+            ("doorway#1.threshold: 100 OVER 1.5S lets go", "set doorway#1.threshold 100 over 1500ms"),
+            ("doorway#1.threshold: 100 over 0.25s", "set doorway#1.threshold 100 over 250ms"),
+            ("!cv doorway#1.threshold 3 over 10s", "set doorway#1.threshold 3 over 10000ms"),
+            ("doorway#1.threshold: 100 over 0s", "set doorway#1.threshold 100 over 0ms"),
+            ("doorway#1.threshold: 100 overdrive", "set doorway#1.threshold 100"),
+            ("doorway#1.threshold: 100 over", "error bad_duration"),
+            ("doorway#1.threshold: 100 over 2", "error bad_duration"),
+            ("doorway#1.threshold: 100 over 2 s", "error bad_duration"),
+            ("doorway#1.threshold: 100 over 1.5ms", "error bad_duration"),
+            ("doorway#1.threshold: 100 over 1.2345s", "error bad_duration"),
+            ("doorway#1.threshold: 100 over 1e9s", "error bad_duration"),
+            ("doorway#1.threshold: 100 over infs", "error bad_duration"),
+            ("doorway#1.threshold: 100 over -2s", "error bad_duration"),
+            ("doorway#1.threshold: 100 over 99999999s", "error bad_duration"),
+            ("doorway#1.threshold: 100 over 4294968s", "error bad_duration"),
         ];
         for (line, expected) in cases {
             check(line, expected);

@@ -1,9 +1,10 @@
-//! A route's voltages as typed in chat: `[range LOW HIGH] [safe VOLTS]`.
+//! A route's voltages as typed in chat: `[range LOW HIGH] [safe VOLTS] [slew VOLTS_PER_SECOND]`.
 
 use std::fmt;
 
 use super::ParseError;
 use crate::catalog::VoltRange;
+use crate::motion::checked_slew;
 
 /// The voltages a route asks for. `None` means the catalogue's default range of the output and the
 /// bottom of the range as the safe voltage. Whether they fit the output is the coordinator's check
@@ -12,6 +13,8 @@ use crate::catalog::VoltRange;
 pub struct RouteVolts {
     pub range: Option<VoltRange>,
     pub safe: Option<f32>,
+    /// Volts per second; `None` (and 0) is no slew limit.
+    pub slew: Option<f32>,
 }
 
 impl fmt::Display for RouteVolts {
@@ -22,11 +25,14 @@ impl fmt::Display for RouteVolts {
         if let Some(safe) = self.safe {
             write!(f, " safe {safe}")?;
         }
+        if let Some(slew) = self.slew {
+            write!(f, " slew {slew}")?;
+        }
         Ok(())
     }
 }
 
-/// `[range LOW HIGH] [safe VOLTS]` after a route's variable, in that order.
+/// `[range LOW HIGH] [safe VOLTS] [slew RATE]` after a route's variable, in that order.
 pub(super) fn parse_route_volts(text: &str) -> Result<RouteVolts, ParseError> {
     let mut volts = RouteVolts::default();
     let mut words = text.split_whitespace().peekable();
@@ -39,10 +45,29 @@ pub(super) fn parse_route_volts(text: &str) -> Result<RouteVolts, ParseError> {
         words.next();
         volts.safe = Some(parse_volts(words.next().ok_or(ParseError::BadVoltage)?)?);
     }
+    if words.peek().is_some_and(|w| w.eq_ignore_ascii_case("slew")) {
+        words.next();
+        volts.slew = Some(parse_slew(words.next().unwrap_or(""))?);
+    }
     match words.next() {
         None => Ok(volts),
         Some(_) => Err(ParseError::Malformed),
     }
+}
+
+/// A slew rate as typed in chat: volts per second from 0 to [`SLEW_LIMIT`](crate::motion::SLEW_LIMIT) (`2`, `0.5V/s`), or
+/// `off` for 0.
+pub(super) fn parse_slew(word: &str) -> Result<f32, ParseError> {
+    if word.eq_ignore_ascii_case("off") {
+        return Ok(0.0);
+    }
+    let lower = word.to_ascii_lowercase();
+    let number = lower.strip_suffix("v/s").unwrap_or(&lower);
+    if number.starts_with(['-', '+']) || number.ends_with(['v']) {
+        return Err(ParseError::BadSlew);
+    }
+    let rate = parse_volts(number).map_err(|_| ParseError::BadSlew)?;
+    checked_slew(f64::from(rate)).map_err(|_| ParseError::BadSlew)
 }
 
 /// A voltage as typed in chat: an optional sign, digits, an optional fraction and an optional `V`,
@@ -78,8 +103,12 @@ mod tests {
     fn range_comes_before_safe_and_nothing_follows() {
         let range = |low, high| Some(VoltRange { low, high });
         assert_eq!(parse_route_volts(""), Ok(RouteVolts::default()));
-        assert_eq!(parse_route_volts("RANGE 1 0v SAFE 1"), Ok(RouteVolts { range: range(1.0, 0.0), safe: Some(1.0) }));
-        assert_eq!(parse_route_volts(" safe -0.5 "), Ok(RouteVolts { range: None, safe: Some(-0.5) }));
+        assert_eq!(
+            parse_route_volts("RANGE 1 0v SAFE 1"),
+            Ok(RouteVolts { range: range(1.0, 0.0), safe: Some(1.0), slew: None })
+        );
+        assert_eq!(parse_route_volts(" safe -0.5 "), Ok(RouteVolts { range: None, safe: Some(-0.5), slew: None }));
+        assert_eq!(parse_route_volts("slew 2"), Ok(RouteVolts { range: None, safe: None, slew: Some(2.0) }));
         assert_eq!(parse_route_volts("safe 0.5 range 0 1"), Err(ParseError::Malformed));
         assert_eq!(parse_route_volts("range 0 1 please"), Err(ParseError::Malformed));
         assert_eq!(parse_route_volts("range 0"), Err(ParseError::BadVoltage));

@@ -11,6 +11,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("HTTP_ADDR", "127.0.0.1:3001"),
     ("OSC_TARGETS", "127.0.0.1:7400"),
     ("OSC_FORMAT", "max"),
+    ("OSC_TICK_MS", "5"),
+    ("OSC_HEARTBEAT_MS", "1000"),
+    ("OSC_BUNDLE", "false"),
+    ("RAMP_MAX_MS", "10000"),
     ("CATALOG_PATH", "(built-in data/catalog.json)"),
     ("ROUTING_FILE", "routing_table.json"),
     ("RATE_LIMIT_MS", "1000"),
@@ -60,7 +64,11 @@ impl Config {
             ("INSTANCE_ID", self.instance_id.clone()),
             ("HTTP_ADDR", self.http_addr.to_string()),
             ("OSC_TARGETS", join(&mut self.osc_targets.iter().map(ToString::to_string))),
-            ("OSC_FORMAT", format!("{:?}", self.osc_format).to_ascii_lowercase()),
+            ("OSC_FORMAT", self.osc_format.to_string()),
+            ("OSC_TICK_MS", self.motion.osc_tick.as_millis().to_string()),
+            ("OSC_HEARTBEAT_MS", self.motion.osc_heartbeat.map_or(0, |d| d.as_millis()).to_string()),
+            ("OSC_BUNDLE", self.motion.osc_bundle.to_string()),
+            ("RAMP_MAX_MS", self.motion.ramp_max_ms.to_string()),
             (
                 "CATALOG_PATH",
                 self.catalog_path

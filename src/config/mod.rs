@@ -9,11 +9,13 @@
 //! (every variable with its default, and the effective configuration shown with secrets masked).
 
 mod describe;
+mod motion;
 mod parse;
 mod redis;
 mod safety;
 
 pub use self::describe::VARIABLES;
+pub use self::motion::MotionConfig;
 pub use self::redis::{RedisTiming, RedisTlsFiles, RedisTopology};
 pub use crate::secret::{Secret, mask_url};
 
@@ -54,6 +56,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub osc_targets: Vec<SocketAddr>,
     pub osc_format: OscFormat,
+    /// The OSC tick, heartbeat, bundling and the longest ramp.
+    pub motion: MotionConfig,
     /// `None`: the catalogue built into the binary (a copy of `data/catalog.json`).
     pub catalog_path: Option<PathBuf>,
     pub routing_file: PathBuf,
@@ -138,12 +142,7 @@ impl Config {
         }
         let http_addr = parse_addr("HTTP_ADDR", v.get("HTTP_ADDR").unwrap_or("127.0.0.1:3001"))?;
         let osc_targets = osc_targets(&v)?;
-        let osc_format = match v.get("OSC_FORMAT").unwrap_or("max").to_ascii_lowercase().as_str() {
-            "max" => OscFormat::Max,
-            "address" => OscFormat::Address,
-            "both" => OscFormat::Both,
-            other => return Err(err("OSC_FORMAT", format!("{other:?} is not one of max, address, both"))),
-        };
+        let osc_format = OscFormat::parse(v.get("OSC_FORMAT").unwrap_or("max")).map_err(|e| err("OSC_FORMAT", e))?;
         let mut admin_users: HashSet<String> = list(v.get("ADMIN_USERS")).map(str::to_ascii_lowercase).collect();
         admin_users.extend(list(v.get("ADMIN_USERNAME")).map(str::to_ascii_lowercase));
         let channels = v.get("TWITCH_CHANNELS").or_else(|| v.get("TWITCH_CHANNEL"));
@@ -168,6 +167,7 @@ impl Config {
             http_addr,
             osc_targets,
             osc_format,
+            motion: MotionConfig::from_vars(&v)?,
             catalog_path: v.get("CATALOG_PATH").map(PathBuf::from),
             routing_file: PathBuf::from(v.get("ROUTING_FILE").unwrap_or("routing_table.json")),
             rate_limit: Duration::from_millis(number("RATE_LIMIT_MS", v.get("RATE_LIMIT_MS"), 1000, 3_600_000)?),
@@ -237,7 +237,8 @@ mod tests {
         assert_eq!(c.instance_id, "bot-001");
         assert_eq!(c.http_addr, "127.0.0.1:3001".parse().expect("addr"));
         assert_eq!(c.osc_targets, vec!["127.0.0.1:7400".parse().expect("addr")]);
-        assert_eq!(c.osc_format, OscFormat::Max);
+        assert_eq!(c.osc_format, OscFormat::MAX);
+        assert_eq!(c.motion, MotionConfig::default());
         assert_eq!(c.rate_limit, Duration::from_secs(1));
         assert_eq!(c.global_rate_limit, 50);
         assert_eq!(c.chat_stdin, StdinMode::Auto);
@@ -275,6 +276,12 @@ mod tests {
             ("OSC_TARGETS", "nohostport", "OSC_TARGETS"),
             ("OSC_TARGETS", "127.0.0.1:99999", "OSC_TARGETS"),
             ("OSC_FORMAT", "midi", "OSC_FORMAT"),
+            ("OSC_TICK_MS", "0", "OSC_TICK_MS"),
+            ("OSC_TICK_MS", "101", "OSC_TICK_MS"),
+            ("OSC_HEARTBEAT_MS", "10", "OSC_HEARTBEAT_MS"),
+            ("OSC_HEARTBEAT_MS", "-1", "OSC_HEARTBEAT_MS"),
+            ("OSC_BUNDLE", "sometimes", "OSC_BUNDLE"),
+            ("RAMP_MAX_MS", "600001", "RAMP_MAX_MS"),
             ("RATE_LIMIT_MS", "fast", "RATE_LIMIT_MS"),
             ("RATE_LIMIT_MS", "-5", "RATE_LIMIT_MS"),
             ("GLOBAL_RATE_LIMIT", "1e9", "GLOBAL_RATE_LIMIT"),

@@ -21,6 +21,8 @@ pub struct CoordCounters {
     pub refused_input_jack: AtomicU64,
     /// Route commands (chat, HTTP) refused because their range or safe voltage left the output's limit.
     pub refused_out_of_limit: AtomicU64,
+    /// Ramps longer than `RAMP_MAX_MS`.
+    pub refused_ramp: AtomicU64,
     /// Local commands that changed nothing (already in that state) and were answered with why.
     pub unchanged: AtomicU64,
 }
@@ -49,6 +51,7 @@ impl CounterSet for CoordCounters {
             ("refused_emergency", &self.refused_emergency),
             ("refused_input_jack", &self.refused_input_jack),
             ("refused_out_of_limit", &self.refused_out_of_limit),
+            ("refused_ramp", &self.refused_ramp),
             ("unchanged", &self.unchanged),
         ] {
             out(name, c.load(Ordering::Relaxed));

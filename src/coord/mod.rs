@@ -21,17 +21,21 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Output};
 use crate::clock::wall_ms_now;
 use crate::command::{AdminCommand, Command};
 use crate::gate::{Gate, Sender};
 use crate::instances::Presence;
+use crate::motion::Ramp;
 use crate::osc::OscStage;
 use crate::state::{Change, Event, EventKind, Hlc, Route, Stamp, State};
 use crate::stats::{LogThrottle, Stats};
 
 pub use crate::observe::Observer;
 pub use counters::CoordCounters;
+
+/// `RAMP_MAX_MS` unless configured: ten seconds.
+pub const DEFAULT_RAMP_MAX_MS: u32 = 10_000;
 pub use outcome::{Answer, Done, Outcome, Refusal, Unchanged};
 
 /// A cheap, cloneable way to reach the coordinator. Every method returns at once: the work is a few
@@ -98,6 +102,29 @@ impl CoordHandle {
         (!core.closed).then(|| f(&core.state))
     }
 
+    /// One step of the OSC stage's travelling outputs (see [`OscStage::tick`]): whether anything
+    /// still travels; `None` once shut down.
+    pub fn tick(&self, now: Instant, wall_ms: u64) -> Option<bool> {
+        let mut core = self.lock();
+        if core.closed {
+            return None;
+        }
+        let Coordinator { osc, state, .. } = &mut *core;
+        Some(osc.as_mut().is_some_and(|osc| osc.tick(state, now, wall_ms)))
+    }
+
+    /// Sends the OSC heartbeat; false once shut down (the beat stops with the process).
+    pub fn heartbeat(&self) -> bool {
+        let mut core = self.lock();
+        if core.closed {
+            return false;
+        }
+        if let Some(osc) = &mut core.osc {
+            osc.heartbeat();
+        }
+        true
+    }
+
     /// Registers an observer made from the current state, so it misses and doubles nothing; false
     /// once the coordinator has shut down (the observer is not made). Observers are dropped at
     /// shutdown, which is how their tasks learn that nothing more will come.
@@ -126,6 +153,8 @@ pub struct Coordinator {
     presence: Arc<dyn Presence>,
     counters: Arc<CoordCounters>,
     throttle: LogThrottle,
+    /// The longest ramp chat may ask for (`RAMP_MAX_MS`).
+    ramp_max_ms: u32,
     closed: bool,
 }
 
@@ -154,8 +183,16 @@ impl Coordinator {
             presence,
             counters,
             throttle: LogThrottle::default(),
+            ramp_max_ms: DEFAULT_RAMP_MAX_MS,
             closed: false,
         }
+    }
+
+    /// Refuses ramps longer than `ms` (`RAMP_MAX_MS`, at most the protocol's `RAMP_LIMIT_MS`).
+    #[must_use]
+    pub fn with_ramp_max_ms(mut self, ms: u32) -> Coordinator {
+        self.ramp_max_ms = ms.min(crate::motion::RAMP_LIMIT_MS);
+        self
     }
 
     /// Sends every change to `osc` as it is applied, in the caller's task, before any other
@@ -164,6 +201,11 @@ impl Coordinator {
     pub fn with_osc(mut self, osc: OscStage) -> Coordinator {
         self.osc = Some(osc);
         self
+    }
+
+    /// What the OSC stage notifies when an output starts travelling, for the ticker to wake on.
+    pub fn motion_waker(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.osc.as_ref().map(OscStage::waker)
     }
 
     /// Starts serving. Returns the handle and a future that, once `shutdown` fires, closes the
@@ -191,7 +233,7 @@ impl Coordinator {
     /// Gates, stamps and applies one local command. Time comes in as parameters for tests.
     fn handle_command(&mut self, sender: &Sender, command: Command, at: Instant, wall_ms: u64) -> Outcome {
         // State checks come before the gate so a refused command does not use up the viewer's cooldown.
-        if let Command::Set { variable, .. } = &command {
+        if let Command::Set { variable, ramp_ms, .. } = &command {
             if self.state.emergency().active {
                 self.counters.refused_emergency.fetch_add(1, Ordering::Relaxed);
                 return Outcome::Refused(Refusal::Emergency);
@@ -202,13 +244,23 @@ impl Coordinator {
                 self.counters.refused_input_jack.fetch_add(1, Ordering::Relaxed);
                 return Outcome::Refused(Refusal::InputJackOrder { requested: k });
             }
+            if ramp_ms.is_some_and(|ms| ms > self.ramp_max_ms) {
+                self.counters.refused_ramp.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Refused(Refusal::RampTooLong { max_ms: self.ramp_max_ms });
+            }
         }
         if let Err(denial) = self.gate.check(sender, &command, at) {
             self.counters.count_denial(denial);
             return Outcome::Refused(Refusal::Gate(denial));
         }
         let kind = match command {
-            Command::Set { variable, value } => EventKind::Set { variable, value },
+            Command::Set { variable, value, ramp_ms } => {
+                // A ramp starts where the value stands now, on an earlier ramp or at its target, so
+                // every instance draws the same curve from this one event.
+                let from = self.state.param(&variable).map_or(0.0, |p| p.position(wall_ms));
+                let ramp = ramp_ms.filter(|ms| *ms > 0).map(|ms| Ramp { from, ms });
+                EventKind::Set { variable, value, ramp }
+            }
             Command::Admin(admin) => match self.admin_event(admin) {
                 Ok(kind) => kind,
                 Err(AdminAnswer::Answer(answer)) => return Outcome::Done(Done::Answer(answer)),
@@ -220,7 +272,7 @@ impl Coordinator {
                         osc.send_safe_values(&self.state);
                     }
                     let counter = match refusal {
-                        Refusal::OutOfLimit { .. } => &self.counters.refused_out_of_limit,
+                        Refusal::OutOfLimit { .. } | Refusal::BadSlew { .. } => &self.counters.refused_out_of_limit,
                         _ => &self.counters.unchanged,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
@@ -281,7 +333,8 @@ impl Coordinator {
             AdminCommand::Resume => EventKind::Emergency { active: false, message: None },
             AdminCommand::Route { output, variable, volts } => {
                 let range = volts.range.unwrap_or_else(|| self.catalog.output_range(&output));
-                let route = Route { variable, range, safe: volts.safe.unwrap_or(range.low) };
+                let slew = Self::slew(&output, volts.slew.unwrap_or(0.0))?;
+                let route = Route { variable, range, safe: volts.safe.unwrap_or(range.low), slew };
                 if let Err(error) = self.catalog.check_route(&output, range, route.safe) {
                     return Err(AdminAnswer::Refused(Refusal::OutOfLimit { output, error }));
                 }
@@ -296,6 +349,17 @@ impl Coordinator {
                 }
                 EventKind::Route { output, route: None }
             }
+            AdminCommand::Slew { output, volts_per_second } => {
+                let volts_per_second = Self::slew(&output, volts_per_second)?;
+                let Some(current) = self.state.route(&output) else {
+                    return Err(AdminAnswer::Answer(Answer::NotRouted(output)));
+                };
+                if current.slew.to_bits() == volts_per_second.to_bits() {
+                    return unchanged(Unchanged::SameRoute(output));
+                }
+                let route = Route { slew: volts_per_second, ..current.clone() };
+                EventKind::Route { output, route: Some(route) }
+            }
             AdminCommand::ListRoutes => {
                 let routes = self.state.routes().map(|(o, r)| (o.clone(), r.variable.clone())).collect();
                 return Err(AdminAnswer::Answer(Answer::Routes(routes)));
@@ -304,6 +368,12 @@ impl Coordinator {
                 return Err(AdminAnswer::Answer(Answer::Instances(self.presence.live_instances())));
             }
         })
+    }
+
+    /// A slew rate from any local source, checked as the wire checks a peer's.
+    fn slew(output: &Output, volts_per_second: f32) -> Result<f32, AdminAnswer> {
+        crate::motion::checked_slew(f64::from(volts_per_second))
+            .map_err(|error| AdminAnswer::Refused(Refusal::BadSlew { output: output.clone(), error }))
     }
 
     /// Applies an event from another instance: the same `apply`, plus clock catch-up, no outbox.

@@ -6,6 +6,7 @@
 use crate::catalog::{Output, RouteError, Variable};
 use crate::command::ParseError;
 use crate::gate::Denial;
+use crate::motion::MotionError;
 use crate::state::EventKind;
 
 /// The result of a command.
@@ -48,6 +49,12 @@ pub enum Refusal {
     Emergency,
     #[error("inputJack#{requested} needs inputJack#{} first", requested - 1)]
     InputJackOrder { requested: u8 },
+    /// A slew rate that is no rate (negative, not a number, beyond `SLEW_LIMIT`).
+    #[error("{output}: {error}")]
+    BadSlew { output: Output, error: MotionError },
+    /// A ramp longer than `RAMP_MAX_MS`.
+    #[error("a ramp lasts at most {}", crate::coord::outcome::seconds(*max_ms))]
+    RampTooLong { max_ms: u32 },
     #[error("the bot is shutting down")]
     ShuttingDown,
     /// A route's range or safe voltage leaves the output's limit (or is no range at all).
@@ -72,4 +79,13 @@ pub enum Unchanged {
     NotStopped,
     #[error("{0} is already routed that way")]
     SameRoute(Output),
+}
+
+/// A duration in milliseconds as a reply says it: `10s`, `2.5s`, `500ms`.
+pub(crate) fn seconds(ms: u32) -> String {
+    match ms {
+        ms if ms < 1000 => format!("{ms}ms"),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{}s", f64::from(ms) / 1000.0),
+    }
 }

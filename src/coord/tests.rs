@@ -52,7 +52,7 @@ fn remote_events_are_applied_but_never_reach_the_outbox() {
         stamp: Stamp { hlc: Hlc::from_wall_ms(1_800_000_000_000), instance: "bot-002".into() },
         wall_ms: 1_800_000_000_000,
         user: "far".into(),
-        kind: EventKind::Set { variable, value: 3 },
+        kind: EventKind::Set { variable, value: 3, ramp: None },
     };
     c.apply_remote(&remote);
     assert!(rx.try_recv().is_err());
@@ -187,7 +187,11 @@ fn observers_hear_every_change_with_its_event_and_the_state_after_it() {
         stamp: Stamp { hlc: Hlc::from_wall_ms(wall_ms_now() + 1000), instance: "bot-002".into() },
         wall_ms: 1,
         user: "far".into(),
-        kind: EventKind::Set { variable: Catalog::builtin().parse_variable("doorway#1.gain").expect("v"), value: 9 },
+        kind: EventKind::Set {
+            variable: Catalog::builtin().parse_variable("doorway#1.gain").expect("v"),
+            value: 9,
+            ramp: None,
+        },
     };
     assert!(handle.apply_remote_batch(&[far.clone(), far]), "the same event twice: one change");
     let heard_now = heard.lock().expect("heard").clone();

@@ -238,6 +238,7 @@ fn get_route(ctx: &HttpContext, segment: &str) -> Result<serde_json::Value, ApiE
         "variable": route.map(|r| r.variable.to_string()),
         "range": route.map(|r| [r.range.low, r.range.high]),
         "safe": route.map(|r| r.safe),
+        "slew": route.map(|r| r.slew),
     }))
 }
 
@@ -249,6 +250,9 @@ struct RouteBody {
     range: Option<[f32; 2]>,
     #[serde(default)]
     safe: Option<f32>,
+    /// Volts per second; 0 or absent = no slew limit.
+    #[serde(default)]
+    slew: Option<f32>,
 }
 
 fn write_route(
@@ -265,7 +269,7 @@ fn write_route(
             AdminCommand::Route {
                 output,
                 variable: variable(ctx, &body.variable)?,
-                volts: route_volts(body.range, body.safe),
+                volts: route_volts(body.range, body.safe, body.slew),
             }
         }
         Method::DELETE => AdminCommand::Unroute { output },

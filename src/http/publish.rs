@@ -35,6 +35,9 @@ struct ParameterPayload {
     variable: String,
     value: serde_json::Value,
     user: Option<String>,
+    /// A ramp's length in milliseconds (`RAMP_MAX_MS` bounds it, as in chat).
+    #[serde(default, rename = "rampMs")]
+    ramp_ms: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +49,8 @@ struct RoutingPayload {
     range: Option<[f32; 2]>,
     #[serde(default)]
     safe: Option<f32>,
+    #[serde(default)]
+    slew: Option<f32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,16 +89,21 @@ pub(super) async fn publish(ctx: HttpContext, body: PublishBody) -> Result<Actio
                 p.value.as_u64().and_then(|v| u8::try_from(v).ok()).filter(|v| *v <= ctx.value_max).ok_or_else(
                     || ApiError::BadRequest(format!("value must be a whole number from 0 to {}", ctx.value_max)),
                 )?;
-            return Ok(Action::Submit(operator(p.user.as_deref()), Command::Set { variable, value }));
+            return Ok(Action::Submit(
+                operator(p.user.as_deref()),
+                Command::Set { variable, value, ramp_ms: p.ramp_ms },
+            ));
         }
         "routing_change" => {
             let p: RoutingPayload = payload(body.payload)?;
             let output = output(&ctx, &p.output).map_err(|e| ApiError::BadRequest(e.to_string()))?;
             match (p.action.as_deref(), p.variable) {
                 (Some("remove"), _) | (None, None) => AdminCommand::Unroute { output },
-                (Some("add") | None, Some(v)) => {
-                    AdminCommand::Route { output, variable: variable(&ctx, &v)?, volts: route_volts(p.range, p.safe) }
-                }
+                (Some("add") | None, Some(v)) => AdminCommand::Route {
+                    output,
+                    variable: variable(&ctx, &v)?,
+                    volts: route_volts(p.range, p.safe, p.slew),
+                },
                 (Some("add"), None) => return Err(ApiError::BadRequest("routing add needs a variable".into())),
                 (Some(other), _) => {
                     return Err(ApiError::BadRequest(format!("routing action {other:?} is not add or remove")));

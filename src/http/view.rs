@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::catalog::{Output, Variable};
+use crate::motion::Ramp;
 use crate::state::{Emergency, ParamEntry, Route, State};
 
 /// One parameter as `/api/state` shows it.
@@ -23,6 +24,10 @@ pub struct ParamView {
     /// Wall-clock milliseconds of the winning write.
     pub timestamp: u64,
     pub remote: bool,
+    /// A ramp towards `value` that started at `timestamp`: `{"from": 12.5, "ms": 2000}`; absent
+    /// when the value was set at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Ramp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,6 +51,9 @@ impl EmergencyView {
 pub struct StateView {
     pub parameters: BTreeMap<String, ParamView>,
     pub routes: BTreeMap<String, String>,
+    /// Outputs with a slew limit, in volts per second (absent when none has one).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub slew: BTreeMap<String, f32>,
     pub overlay_enabled: bool,
     pub emergency: EmergencyView,
 }
@@ -54,6 +62,7 @@ pub struct StateView {
 #[derive(Debug, Clone, Copy)]
 pub struct Written<'a> {
     pub value: u8,
+    pub ramp: Option<Ramp>,
     pub user: &'a str,
     pub instance: &'a str,
     pub wall_ms: u64,
@@ -61,7 +70,7 @@ pub struct Written<'a> {
 
 impl<'a> Written<'a> {
     pub fn entry(p: &'a ParamEntry) -> Written<'a> {
-        Written { value: p.value, user: &p.user, instance: &p.stamp.instance, wall_ms: p.wall_ms }
+        Written { value: p.value, ramp: p.ramp, user: &p.user, instance: &p.stamp.instance, wall_ms: p.wall_ms }
     }
 }
 
@@ -78,6 +87,7 @@ pub fn param_view(state: &State, variable: &Variable, written: Written<'_>, me: 
         source_instance: written.instance.to_owned(),
         timestamp: written.wall_ms,
         remote: written.instance != me,
+        ramp: written.ramp,
     }
 }
 
@@ -89,6 +99,7 @@ pub fn state_view(state: &State, me: &str, value_max: u8) -> StateView {
             .map(|(variable, p)| (variable.to_string(), param_view(state, variable, Written::entry(p), me, value_max)))
             .collect(),
         routes: state.routes().map(|(o, r)| (o.to_string(), r.variable.to_string())).collect(),
+        slew: state.routes().filter(|(_, r)| r.slew > 0.0).map(|(o, r)| (o.to_string(), r.slew)).collect(),
         overlay_enabled: state.overlay_enabled(),
         emergency: EmergencyView::of(state.emergency(), state.routes()),
     }

@@ -38,8 +38,8 @@ pub(super) fn message(text: Option<String>) -> Option<String> {
 }
 
 /// The voltages a route body asks for; the coordinator checks them against the output's limit.
-pub(super) fn route_volts(range: Option<[f32; 2]>, safe: Option<f32>) -> RouteVolts {
-    RouteVolts { range: range.map(|[low, high]| VoltRange { low, high }), safe }
+pub(super) fn route_volts(range: Option<[f32; 2]>, safe: Option<f32>, slew: Option<f32>) -> RouteVolts {
+    RouteVolts { range: range.map(|[low, high]| VoltRange { low, high }), safe, slew }
 }
 
 #[cfg(test)]

@@ -46,6 +46,43 @@ impl Encoder {
         self.cv_with_voltage(output, &route.variable, voltage, value)
     }
 
+    /// `/cv` carrying `voltage`: a step of a moving output (slew, ramp) on its way to `value`'s.
+    pub fn cv_at(&self, output: &Output, route: &Route, voltage: f32, value: u8) -> Cv {
+        self.cv_with_voltage(output, &route.variable, voltage, value)
+    }
+
+    /// The voltage `position` (a chat value, possibly between two: a ramp's) stands for on `route`.
+    /// Exactly [`crate::catalog::VoltRange::voltage`] at whole values, so a ramp ends where a jump lands.
+    pub fn voltage_at(&self, route: &Route, position: f32) -> f32 {
+        let max = f32::from(self.value_max().max(1));
+        let position = position.clamp(0.0, max);
+        if position.fract() == 0.0 {
+            // A whole chat value within 0..=max, so it fits a u8.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            return route.range.voltage(position as u8, self.value_max());
+        }
+        route.range.low + position / max * (route.range.high - route.range.low)
+    }
+
+    /// `/es9out/1 ,f voltage`: the per-output form (`esx8cv#2.out#3` is `/esx8cv/2/out/3`), inside
+    /// the output's limit like every `/cv`.
+    pub fn output_at(&self, output: &Output, voltage: f32) -> Cv {
+        let limit = self.catalog.output_limit(output);
+        let clamped_voltage = limit.clamp(voltage);
+        let clamped = clamped_voltage.to_bits() != voltage.to_bits();
+        let addr = format!("/{}", output.as_str().replace(['#', '.'], "/"));
+        Cv { message: OscMessage { addr, args: vec![OscType::Float(clamped_voltage)] }, clamped }
+    }
+
+    /// `/cvbot/heartbeat ,si instance seq`; `seq` wraps within OSC's 32-bit integers.
+    pub fn heartbeat(instance: &str, seq: u64) -> OscMessage {
+        let seq = i32::try_from(seq & 0x7fff_ffff).unwrap_or_default();
+        OscMessage {
+            addr: HEARTBEAT_ADDR.to_owned(),
+            args: vec![OscType::String(instance.to_owned()), OscType::Int(seq)],
+        }
+    }
+
     /// `/cv` carrying the route's safe voltage (emergency stop, clear).
     pub fn cv_safe(&self, output: &Output, route: &Route) -> Cv {
         let value = self.safe_value(route);
@@ -108,7 +145,13 @@ impl Encoder {
 
     /// `/lzx/{module}/{instance}/{parameter} ,f normalized` for a chat value.
     pub fn address(&self, variable: &Variable, value: u8) -> OscMessage {
-        Self::address_fraction(variable, f32::from(value.min(self.value_max())) / f32::from(self.value_max().max(1)))
+        self.address_at(variable, f32::from(value))
+    }
+
+    /// The `/lzx` form of `position`, a chat value possibly between two (a ramp's).
+    pub fn address_at(&self, variable: &Variable, position: f32) -> OscMessage {
+        let max = f32::from(self.value_max().max(1));
+        Self::address_fraction(variable, position.clamp(0.0, max) / max)
     }
 
     /// The `/lzx` form of a route's safe voltage: where it sits in the route's range.
@@ -136,7 +179,7 @@ mod tests {
     use crate::catalog::VoltRange;
 
     fn enc() -> Encoder {
-        Encoder::new(OscFormat::Both, Arc::new(Catalog::builtin()))
+        Encoder::new(OscFormat::BOTH, Arc::new(Catalog::builtin()))
     }
 
     #[test]
@@ -180,7 +223,8 @@ mod tests {
         let variable = c.parse_variable("doorway#1.gain").expect("var");
         // Routes no check lets in, built by hand as a future bug might.
         for (range, safe) in [((-1000.0, 1000.0), 1000.0), ((0.0, 3e38), 3e38), ((f32::NAN, 1.0), f32::NAN)] {
-            let route = Route { variable: variable.clone(), range: VoltRange { low: range.0, high: range.1 }, safe };
+            let route =
+                Route { variable: variable.clone(), range: VoltRange { low: range.0, high: range.1 }, safe, slew: 0.0 };
             let wanted = [route.range.voltage(0, 127), route.range.voltage(127, 127), safe];
             let sent = [enc().cv(&out, &route, 0), enc().cv(&out, &route, 127), enc().cv_safe(&out, &route)];
             for (want, cv) in wanted.into_iter().zip(sent) {
@@ -189,6 +233,38 @@ mod tests {
                 assert_eq!(cv.clamped, !(0.0..=1.0).contains(&want), "{want} for {range:?} is counted when clamped");
             }
         }
+    }
+
+    #[test]
+    fn per_output_addresses_heartbeats_and_ramp_steps() {
+        let c = Catalog::builtin();
+        let es9 = c.output("es9out#1").expect("output");
+        let esx = c.output("esx8cv#2.out#3").expect("output");
+        assert_eq!(
+            enc().output_at(&es9, 0.5).message,
+            OscMessage { addr: "/es9out/1".into(), args: vec![OscType::Float(0.5)] }
+        );
+        assert_eq!(enc().output_at(&esx, 0.5).message.addr, "/esx8cv/2/out/3");
+        let over = enc().output_at(&es9, 1000.0);
+        assert!(
+            over.clamped && over.message.args[0] != OscType::Float(1000.0),
+            "the per-output form keeps the limit too"
+        );
+        let beat = Encoder::heartbeat("bot-001", 7);
+        assert_eq!(
+            (beat.addr.as_str(), beat.args),
+            (HEARTBEAT_ADDR, vec![OscType::String("bot-001".into()), OscType::Int(7)])
+        );
+        let route = Route::new(c.parse_variable("doorway#1.gain").expect("var"), VoltRange { low: -5.0, high: 5.0 });
+        for value in [0u8, 1, 64, 89, 127] {
+            assert_eq!(
+                enc().voltage_at(&route, f32::from(value)),
+                route.range.voltage(value, 127),
+                "whole values land exactly"
+            );
+        }
+        assert!((enc().voltage_at(&route, 63.5) - 0.0).abs() < 1e-6, "half way between is the middle");
+        assert_eq!(enc().address_at(&route.variable, 63.5).args, vec![OscType::Float(0.5)]);
     }
 
     #[test]

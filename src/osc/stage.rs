@@ -1,23 +1,30 @@
-//! The output stage: the coordinator's first observer, sending each change as it is applied.
+//! The output stage: the coordinator's first observer. A value that jumps is sent as it is applied;
+//! an output that must travel (a slew limit on its route, a timed ramp on its value) is stepped at
+//! each tick until it arrives. Stops and clears cut through both.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use rosc::{OscMessage, OscPacket};
+use rosc::OscMessage;
+use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::encode::{Cv, Encoder};
+use super::send::Wire;
 use crate::catalog::{Output, Variable};
+use crate::clock::wall_ms_now;
+use crate::motion::approach;
 use crate::observe::Observer;
-use crate::state::{Change, Event, Route, State};
+use crate::state::{Change, Event, ParamEntry, Route, State};
 use crate::stats::{CounterSet, LogThrottle, Stats};
 
 /// The stage's counters, registered with [`Stats`].
 #[derive(Debug, Default)]
 pub struct OscCounters {
+    /// Datagrams sent (a bundle is one), per target.
     pub sent: AtomicU64,
     pub failed: AtomicU64,
     /// Parameter values not sent because a later value for the same variable came in the same batch.
@@ -25,6 +32,10 @@ pub struct OscCounters {
     /// Voltages the stage had to bring inside an output's limit: always 0 unless a bug let an
     /// out-of-limit value through every check before it.
     pub clamped: AtomicU64,
+    /// Steps of moving outputs (slew, ramp) sent at a tick, one per output and form.
+    pub steps: AtomicU64,
+    pub bundles: AtomicU64,
+    pub heartbeats: AtomicU64,
 }
 
 impl CounterSet for OscCounters {
@@ -34,28 +45,49 @@ impl CounterSet for OscCounters {
             ("osc_failed", &self.failed),
             ("osc_coalesced", &self.coalesced),
             ("osc_clamped", &self.clamped),
+            ("osc_steps", &self.steps),
+            ("osc_bundles", &self.bundles),
+            ("osc_heartbeats", &self.heartbeats),
         ] {
             out(name, c.load(Ordering::Relaxed));
         }
     }
 }
 
-/// The output stage: a socket, its targets and the encoder. It lives inside the coordinator and is
-/// called under its lock with each change and the state after it, so its output is always in the
-/// order State applied and it never needs a mirror of its own.
+/// How the stage behaves beyond what it sends.
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    /// Send every route's safe value when the process shuts down (`OUTPUT_REST_ON_SHUTDOWN`).
+    pub rest_on_shutdown: bool,
+    /// Gather what one call sends (a tick, a stop, a batch) into OSC bundles (`OSC_BUNDLE`).
+    pub bundle: bool,
+    /// Named in every heartbeat.
+    pub instance: Arc<str>,
+}
+
+/// The output stage: a socket, its targets, the encoder and the outputs in motion. It lives inside
+/// the coordinator and is called under its lock with each change and the state after it, and at
+/// each tick, so its output is always in the order State applied and it needs no mirror of its own.
 #[derive(Debug)]
 pub struct OscStage {
-    socket: UdpSocket,
-    targets: Vec<SocketAddr>,
+    wire: Wire,
     encoder: Encoder,
     counters: Arc<OscCounters>,
     log: LogThrottle,
-    /// Send every route's safe value when the process shuts down (`OUTPUT_REST_ON_SHUTDOWN`).
-    rest_on_shutdown: bool,
+    options: StageOptions,
     /// Routes the receiver was told about, so a replay can also send the removals it missed.
     announced: BTreeSet<Output>,
     /// While a batch is applied: variables whose values are sent once, at the end of the batch.
     deferred: Option<HashSet<Variable>>,
+    /// The voltage each output was last sent: where its slew starts.
+    at: HashMap<Output, f32>,
+    /// Outputs on their way to their target, and when each last stepped.
+    moving: BTreeMap<Output, Instant>,
+    /// Variables whose `/lzx` form follows a ramp.
+    ramping: BTreeSet<Variable>,
+    /// Woken when something starts moving, so the ticker can sleep while nothing does.
+    wake: Arc<Notify>,
+    beats: u64,
 }
 
 impl OscStage {
@@ -65,34 +97,49 @@ impl OscStage {
         targets: Vec<SocketAddr>,
         encoder: Encoder,
         stats: &Stats,
-        rest_on_shutdown: bool,
+        options: StageOptions,
     ) -> std::io::Result<OscStage> {
         socket.set_nonblocking(true)?;
         let counters = Arc::new(OscCounters::default());
         stats.register(counters.clone());
         Ok(OscStage {
-            socket,
-            targets,
+            wire: Wire::new(socket, targets, options.bundle, counters.clone()),
             encoder,
             counters,
             log: LogThrottle::per_minute(),
-            rest_on_shutdown,
+            options,
             announced: BTreeSet::new(),
             deferred: None,
+            at: HashMap::new(),
+            moving: BTreeMap::new(),
+            ramping: BTreeSet::new(),
+            wake: Arc::new(Notify::new()),
+            beats: 0,
         })
     }
 
+    /// Notified whenever an output starts moving: the ticker waits on it while nothing moves.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// True while an output (or a ramp's `/lzx` form) is still travelling.
+    pub fn is_moving(&self) -> bool {
+        !self.moving.is_empty() || !self.ramping.is_empty()
+    }
+
     /// Sends the whole routing table (and the removals of routes the receiver may still hold) and,
-    /// unless stopped, every routed value: at start, and when an emergency stop is lifted.
+    /// unless stopped, every routed value: at start, and when an emergency stop is lifted (outputs
+    /// with a slew limit travel there from their safe value).
     pub fn replay(&mut self, state: &State) {
         let gone: Vec<Output> = self.announced.iter().filter(|o| state.route(o).is_none()).cloned().collect();
         for output in gone {
-            self.send(Encoder::route_remove(&output));
+            self.wire.push(Encoder::route_remove(&output));
             self.announced.remove(&output);
         }
         for (output, route) in state.routes() {
-            if self.encoder.format.max() {
-                self.send(Encoder::route_add(output, &route.variable));
+            if self.encoder.format.max {
+                self.wire.push(Encoder::route_add(output, &route.variable));
             }
             self.announced.insert(output.clone());
         }
@@ -100,16 +147,18 @@ impl OscStage {
             self.send_safe_values(state);
             return;
         }
+        let (now, wall_ms) = (Instant::now(), wall_ms_now());
         for (output, route) in state.routes() {
             if let Some(entry) = state.param(&route.variable) {
-                self.send_cv(output, route, entry.value);
+                self.place(output, route, entry, now, wall_ms);
             }
         }
-        if self.encoder.format.address() {
+        if self.encoder.format.address {
             for (variable, entry) in state.params() {
-                self.send(self.encoder.address(variable, entry.value));
+                self.place_address(variable, entry, wall_ms);
             }
         }
+        self.wire.flush();
     }
 
     /// From now until [`OscStage::end_batch`], parameter values are sent once per variable.
@@ -131,38 +180,134 @@ impl OscStage {
         }
         let variables: Vec<Variable> = deferred.drain().collect();
         for variable in &variables {
-            if let Some(entry) = state.param(variable) {
-                self.send_value(variable, entry.value, state);
-            }
+            self.send_value(variable, state);
         }
+        self.wire.flush();
     }
 
-    /// The process is stopping: rest every routed output if configured to.
+    /// The process is stopping: rest every routed output if configured to. Nothing moves after.
     pub fn shut_down(&mut self, state: &State) {
-        if self.rest_on_shutdown {
+        if self.options.rest_on_shutdown {
             self.send_safe_values(state);
         }
+        self.stop_moving();
+    }
+
+    /// One step for every travelling output at `now` (`wall_ms` on the wall clock, which ramps are
+    /// timed on): each moves towards where its value stands, by at most its slew rate times the
+    /// time since its last step, and is sent only if it moved. An output that has arrived stops
+    /// travelling. Returns whether anything still travels. Does nothing while stopped.
+    pub fn tick(&mut self, state: &State, now: Instant, wall_ms: u64) -> bool {
+        if state.emergency().active {
+            self.stop_moving();
+            return false;
+        }
+        let moving: Vec<(Output, Instant)> = self.moving.iter().map(|(o, t)| (o.clone(), *t)).collect();
+        for (output, last) in moving {
+            let Some((route, entry)) = state.route(&output).and_then(|r| Some((r, state.param(&r.variable)?))) else {
+                self.moving.remove(&output);
+                continue;
+            };
+            let target = self.encoder.voltage_at(route, entry.position(wall_ms));
+            let at = self.at.get(&output).copied();
+            let next = match at {
+                Some(at) if route.slew > 0.0 => {
+                    approach(at, target, route.slew * now.saturating_duration_since(last).as_secs_f32())
+                }
+                _ => target,
+            };
+            if at.is_none_or(|at| at.to_bits() != next.to_bits()) {
+                self.counters.steps.fetch_add(1, Ordering::Relaxed);
+                self.send_jack(&output, route, next, entry.value);
+            }
+            let home = self.encoder.voltage_at(route, f32::from(entry.value));
+            if next.to_bits() == home.to_bits() && !entry.ramping(wall_ms) {
+                self.moving.remove(&output);
+            } else {
+                self.moving.insert(output, now);
+            }
+        }
+        let ramping: Vec<Variable> = self.ramping.iter().cloned().collect();
+        for variable in ramping {
+            let Some(entry) = state.param(&variable) else {
+                self.ramping.remove(&variable);
+                continue;
+            };
+            self.counters.steps.fetch_add(1, Ordering::Relaxed);
+            self.wire.push(self.encoder.address_at(&variable, entry.position(wall_ms)));
+            if !entry.ramping(wall_ms) {
+                self.ramping.remove(&variable);
+            }
+        }
+        self.wire.flush();
+        self.is_moving()
+    }
+
+    /// `/cvbot/heartbeat ,si instance seq` to every target, `seq` counting from 1.
+    pub fn heartbeat(&mut self) {
+        self.beats += 1;
+        self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
+        self.wire.push(Encoder::heartbeat(&self.options.instance, self.beats));
+        self.wire.flush();
     }
 
     fn routed<'a>(state: &'a State, variable: &'a Variable) -> impl Iterator<Item = (&'a Output, &'a Route)> + 'a {
         state.routes().filter(move |(_, r)| r.variable == *variable)
     }
 
-    fn send_value(&mut self, variable: &Variable, value: u8, state: &State) {
+    /// Sends the value `state` holds for `variable` to every output routed to it, and its `/lzx`
+    /// form: at once, or by setting it travelling.
+    fn send_value(&mut self, variable: &Variable, state: &State) {
         if state.emergency().active {
             return;
         }
+        let Some(entry) = state.param(variable) else { return };
+        let (now, wall_ms) = (Instant::now(), wall_ms_now());
         let mut routed = false;
         for (output, route) in Self::routed(state, variable) {
             routed = true;
-            self.send_cv(output, route, value);
+            self.place(output, route, entry, now, wall_ms);
         }
         if !routed {
-            debug!(%variable, value, "unrouted variable updated; no /cv sent");
+            debug!(%variable, value = entry.value, "unrouted variable updated; no /cv sent");
         }
-        if self.encoder.format.address() {
-            self.send(self.encoder.address(variable, value));
+        if self.encoder.format.address {
+            self.place_address(variable, entry, wall_ms);
         }
+    }
+
+    /// Sends `output` its value now, or sets it travelling when it must: a ramp is running, or the
+    /// route has a slew limit and the output has a voltage to slew from.
+    fn place(&mut self, output: &Output, route: &Route, entry: &ParamEntry, now: Instant, wall_ms: u64) {
+        let travels = entry.ramping(wall_ms) || (route.slew > 0.0 && self.at.contains_key(output));
+        if travels {
+            if !self.is_moving() {
+                self.wake.notify_one();
+            }
+            self.moving.entry(output.clone()).or_insert(now);
+        } else {
+            self.moving.remove(output);
+            let volts = self.encoder.voltage_at(route, f32::from(entry.value));
+            self.send_jack(output, route, volts, entry.value);
+        }
+    }
+
+    /// The `/lzx` form of a value: now, or at each tick while its ramp runs.
+    fn place_address(&mut self, variable: &Variable, entry: &ParamEntry, wall_ms: u64) {
+        if entry.ramping(wall_ms) {
+            if !self.is_moving() {
+                self.wake.notify_one();
+            }
+            self.ramping.insert(variable.clone());
+        } else {
+            self.ramping.remove(variable);
+            self.wire.push(self.encoder.address(variable, entry.value));
+        }
+    }
+
+    fn stop_moving(&mut self) {
+        self.moving.clear();
+        self.ramping.clear();
     }
 
     fn on_route(&mut self, output: &Output, route: Option<&Route>, state: &State) {
@@ -171,49 +316,71 @@ impl OscStage {
         }
         match route {
             Some(route) => {
-                if self.encoder.format.max() {
-                    self.send(Encoder::route_add(output, &route.variable));
+                if self.encoder.format.max {
+                    self.wire.push(Encoder::route_add(output, &route.variable));
                 }
                 self.announced.insert(output.clone());
-                // A newly routed output takes the variable's current value at once.
+                // A newly routed output takes the variable's current value (through its slew).
                 if let Some(entry) = state.param(&route.variable) {
-                    self.send_cv(output, route, entry.value);
+                    self.place(output, route, entry, Instant::now(), wall_ms_now());
                 }
             }
             None => {
-                if self.encoder.format.max() {
-                    self.send(Encoder::route_remove(output));
+                if self.encoder.format.max {
+                    self.wire.push(Encoder::route_remove(output));
                 }
                 self.announced.remove(output);
+                self.moving.remove(output);
             }
         }
     }
 
-    fn send_cv(&self, output: &Output, route: &Route, value: u8) {
-        if self.encoder.format.max() {
-            self.send_limited(self.encoder.cv(output, route, value));
+    /// `output` at `volts` in every per-output form the format enables (`/cv`, `/es9out/1`).
+    fn send_jack(&mut self, output: &Output, route: &Route, volts: f32, value: u8) {
+        if self.encoder.format.max {
+            let cv = self.encoder.cv_at(output, route, volts, value);
+            self.send_limited(cv);
         }
+        if self.encoder.format.output {
+            let cv = self.encoder.output_at(output, volts);
+            self.send_limited(cv);
+        }
+        self.at.insert(output.clone(), volts);
     }
 
-    /// Every routed output to its safe value, at once, in every form the format enables: `/cv` for
-    /// the Max patches and `/lzx/…` (the safe voltage's place in the route's range) for generic
-    /// receivers, one per variable, from its first route. The coordinator calls it again when an
-    /// emergency stop is pressed while one is active.
-    pub fn send_safe_values(&self, state: &State) {
+    /// `output` to its route's safe voltage at once, in every per-output form; it stops travelling.
+    fn send_safe(&mut self, output: &Output, route: &Route) {
+        self.moving.remove(output);
+        if self.encoder.format.max {
+            let cv = self.encoder.cv_safe(output, route);
+            self.send_limited(cv);
+        }
+        if self.encoder.format.output {
+            let cv = self.encoder.output_at(output, route.safe);
+            self.send_limited(cv);
+        }
+        self.at.insert(output.clone(), route.safe);
+    }
+
+    /// Every routed output to its safe value, at once (no slew), in every form the format enables:
+    /// `/cv` and `/es9out/1` for the output, `/lzx/…` (the safe voltage's place in the route's
+    /// range) for generic receivers, one per variable, from its first route. Nothing travels after.
+    /// The coordinator calls it again when an emergency stop is pressed while one is active.
+    pub fn send_safe_values(&mut self, state: &State) {
+        self.stop_moving();
         let mut told = HashSet::new();
         for (output, route) in state.routes() {
-            if self.encoder.format.max() {
-                self.send_limited(self.encoder.cv_safe(output, route));
-            }
-            if self.encoder.format.address() && told.insert(&route.variable) {
-                self.send(Encoder::address_safe(route));
+            self.send_safe(output, route);
+            if self.encoder.format.address && told.insert(&route.variable) {
+                self.wire.push(Encoder::address_safe(route));
             }
         }
+        self.wire.flush();
     }
 
-    /// Sends a `/cv` message, counting (and logging once a minute) a voltage the encoder had to bring
+    /// Sends a message, counting (and logging once a minute) a voltage the encoder had to bring
     /// inside its output's limit: that means a check upstream let a bad route through.
-    fn send_limited(&self, cv: Cv) {
+    fn send_limited(&mut self, cv: Cv) {
         if cv.clamped {
             self.counters.clamped.fetch_add(1, Ordering::Relaxed);
             if let Some(suppressed) = self.log.allow("clamped", Instant::now()) {
@@ -223,62 +390,39 @@ impl OscStage {
         self.send(cv.message);
     }
 
-    fn send(&self, message: OscMessage) {
-        let bytes = match rosc::encoder::encode(&OscPacket::Message(message)) {
-            Ok(b) => b,
-            Err(e) => {
-                self.fail("encode", &format!("{e:?}"));
-                return;
-            }
-        };
-        for target in &self.targets {
-            match self.socket.send_to(&bytes, target) {
-                Ok(_) => {
-                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => self.fail("send", &format!("{target}: {e}")),
-            }
-        }
-    }
-
-    fn fail(&self, reason: &'static str, detail: &str) {
-        self.counters.failed.fetch_add(1, Ordering::Relaxed);
-        if let Some(suppressed) = self.log.allow(reason, Instant::now()) {
-            warn!(reason, detail, suppressed, "OSC output failed; the show goes on");
-        }
+    fn send(&mut self, message: OscMessage) {
+        self.wire.push(message);
     }
 }
 
 impl Observer for OscStage {
     /// Sends what `change` (already applied to `state`) means for the receiver.
     fn on_change(&mut self, _event: &Event, change: &Change, state: &State) {
-        if let Change::Param { variable, value, .. } = change {
-            if let Some(deferred) = self.deferred.as_mut() {
-                if !deferred.insert(variable.clone()) {
-                    self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
-                }
-            } else {
-                self.send_value(variable, *value, state);
-            }
-            return;
-        }
         match change {
-            Change::Param { .. } | Change::Overlay { .. } => {}
+            Change::Param { variable, .. } => {
+                if let Some(deferred) = self.deferred.as_mut() {
+                    if !deferred.insert(variable.clone()) {
+                        self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                self.send_value(variable, state);
+            }
+            Change::Overlay { .. } => {}
             Change::Cleared { variables } => {
                 if state.emergency().active {
                     return;
                 }
                 for variable in variables.iter() {
+                    self.ramping.remove(variable);
                     let mut first = None;
                     for (output, route) in Self::routed(state, variable) {
+                        self.send_safe(output, route);
                         first.get_or_insert(route);
-                        if self.encoder.format.max() {
-                            self.send_limited(self.encoder.cv_safe(output, route));
-                        }
                     }
-                    if self.encoder.format.address() {
+                    if self.encoder.format.address {
                         let message = first.map_or_else(|| self.encoder.address(variable, 0), Encoder::address_safe);
-                        self.send(message);
+                        self.wire.push(message);
                     }
                 }
             }
@@ -292,6 +436,7 @@ impl Observer for OscStage {
                 }
             }
         }
+        self.wire.flush();
     }
 }
 

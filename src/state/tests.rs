@@ -11,7 +11,7 @@ fn ev(hlc: u64, instance: &str, kind: EventKind) -> Event {
 }
 
 fn set(hlc: u64, instance: &str, name: &str, value: u8) -> Event {
-    ev(hlc, instance, EventKind::Set { variable: var(name), value })
+    ev(hlc, instance, EventKind::Set { variable: var(name), value, ramp: None })
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
         move |(hlc, inst, kind, n, value, flag, o)| {
             let c = Catalog::builtin();
             let kind = match kind {
-                0 | 1 => EventKind::Set { variable: var(names[n]), value },
+                0 | 1 => EventKind::Set { variable: var(names[n]), value, ramp: None },
                 2 => EventKind::ClearAll,
                 3 => EventKind::Overlay { enabled: flag },
                 4 => EventKind::Emergency { active: flag, message: flag.then(|| format!("m{value}")) },

@@ -306,6 +306,7 @@ async fn garbage_in_the_state_hash_costs_only_its_own_register() {
         kind: EventKind::Set {
             variable: cvbot::catalog::Catalog::builtin().parse_variable("doorway#1.gain").expect("var"),
             value: 77,
+            ramp: None,
         },
     };
     let good_value = format!("{}|{}", wire::order_key(&good.stamp), wire::encode(&good, 1, None).payload);

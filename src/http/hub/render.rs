@@ -141,9 +141,10 @@ impl Renderer {
         };
         let action = confirmation(&event.kind).unwrap_or_default();
         match change {
-            Change::Param { variable, value, .. } => {
+            Change::Param { variable, value, ramp, .. } => {
                 let written = Written {
                     value: *value,
+                    ramp: *ramp,
                     user: &event.user,
                     instance: &event.stamp.instance,
                     wall_ms: event.wall_ms,

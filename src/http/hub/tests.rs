@@ -44,7 +44,7 @@ fn remote_set(catalog: &Catalog, hlc: u64, name: &str, value: u8) -> Event {
         stamp: Stamp { hlc, instance: "bot-002".into() },
         wall_ms: 1_700_000_000_000,
         user: "remote_viewer".into(),
-        kind: EventKind::Set { variable, value },
+        kind: EventKind::Set { variable, value, ramp: None },
     }
 }
 

@@ -9,6 +9,7 @@ use super::routing::routing_kinds;
 use super::sign::verify_and_strip;
 use super::{DropReason, Incoming, MAX_PAYLOAD, Signer};
 use crate::catalog::Catalog;
+use crate::motion::Ramp;
 use crate::state::{Event, EventKind, Hlc, Stamp};
 
 /// Everything one payload carries. Every envelope holds one event or audit record, except a
@@ -78,7 +79,15 @@ fn decode_general(payload: &[u8], catalog: &Catalog, signer: Option<&Signer>) ->
             let variable = catalog.parse_variable(text(data, "variable")?).ok_or(DropReason::UnknownVariable)?;
             let value = data.get("value").and_then(Value::as_u64).ok_or(DropReason::OutOfRange)?;
             let value = u8::try_from(value).ok().filter(|v| *v <= catalog.value_max()).ok_or(DropReason::OutOfRange)?;
-            (user_field("user"), EventKind::Set { variable, value })
+            let ramp = match data.get("ramp") {
+                None | Some(Value::Null) => None,
+                Some(ramp) => {
+                    let field = |name| ramp.get(name).and_then(Value::as_f64).ok_or(DropReason::Malformed);
+                    let ms = ramp.get("ms").and_then(Value::as_u64).ok_or(DropReason::OutOfRange);
+                    Ramp::checked(field("from")?, ms?, catalog.value_max()).map_err(|_| DropReason::OutOfRange)?
+                }
+            };
+            (user_field("user"), EventKind::Set { variable, value, ramp })
         }
         "routing_change" => {
             let routing = data.get("routingData").and_then(Value::as_object).ok_or(DropReason::Malformed)?;
@@ -137,9 +146,12 @@ fn decode_parameter_update(payload: &[u8], catalog: &Catalog) -> Option<Result<I
         user: Option<std::borrow::Cow<'a, str>>,
         #[serde(borrow)]
         source_instance: std::borrow::Cow<'a, str>,
+        /// Present only on ramps, which the general path decodes.
+        #[serde(default)]
+        ramp: Option<serde::de::IgnoredAny>,
     }
     let envelope: Envelope<'_> = serde_json::from_slice(payload).ok()?;
-    if envelope.kind != "parameter_update" || envelope.data.source_instance.is_empty() {
+    if envelope.kind != "parameter_update" || envelope.data.source_instance.is_empty() || envelope.data.ramp.is_some() {
         return None;
     }
     let data = envelope.data;
@@ -152,7 +164,7 @@ fn decode_parameter_update(payload: &[u8], catalog: &Catalog) -> Option<Result<I
         stamp: Stamp { hlc, instance: data.source_instance.as_ref().into() },
         wall_ms: envelope.timestamp,
         user: data.user.as_deref().unwrap_or("unknown").into(),
-        kind: EventKind::Set { variable, value },
+        kind: EventKind::Set { variable, value, ramp: None },
     };
     Some(Ok(Incoming::Event { event, seq: envelope.seq }))
 }
@@ -236,7 +248,7 @@ mod tests {
         let var = c.parse_variable("doorway#1.gain").expect("var");
         let out = c.output("es9out#1").expect("out");
         for kind in [
-            EventKind::Set { variable: var.clone(), value: 9 },
+            EventKind::Set { variable: var.clone(), value: 9, ramp: None },
             EventKind::Route { output: out.clone(), route: Some(Route::new(var, VoltRange::LZX)) },
             EventKind::Route { output: out, route: None },
             EventKind::ClearAll,

@@ -19,7 +19,7 @@ pub struct Encoded {
 /// Encodes one of our events. `seq` numbers this instance's publications for gap detection.
 pub fn encode(event: &Event, seq: u64, signer: Option<&Signer>) -> Encoded {
     if signer.is_none()
-        && let EventKind::Set { variable, value } = &event.kind
+        && let EventKind::Set { variable, value, ramp: None } = &event.kind
     {
         return Encoded {
             channel: PARAMETER_CHANNEL,
@@ -77,12 +77,15 @@ fn encode_general(event: &Event, seq: u64, signer: Option<&Signer>) -> Encoded {
     let source = event.stamp.instance.as_ref();
     let user = event.user.as_ref();
     let (channel, kind, data, audit_command) = match &event.kind {
-        EventKind::Set { variable, value } => (
-            PARAMETER_CHANNEL,
-            "parameter_update",
-            json!({"variable": variable.to_string(), "value": value, "user": user, "source_instance": source}),
-            None,
-        ),
+        EventKind::Set { variable, value, ramp } => {
+            let mut data =
+                json!({"variable": variable.to_string(), "value": value, "user": user, "source_instance": source});
+            if let Some(ramp) = ramp {
+                // Older bots ignore it and jump to `value`; ours draw the same curve from the same start.
+                data["ramp"] = json!({"from": ramp.from, "ms": ramp.ms});
+            }
+            (PARAMETER_CHANNEL, "parameter_update", data, None)
+        }
         EventKind::Route { output, route } => {
             let routing = match route {
                 Some(r) => json!({"action": "add", "output": output.to_string(), "variable": r.variable.to_string(),
@@ -162,7 +165,7 @@ mod tests {
     #[test]
     fn the_seed_envelope_is_exactly_the_older_bots_shape() {
         let c = catalog();
-        let e = ev(EventKind::Set { variable: c.parse_variable("doorway#1.gain").expect("var"), value: 5 });
+        let e = ev(EventKind::Set { variable: c.parse_variable("doorway#1.gain").expect("var"), value: 5, ramp: None });
         let v: Value = serde_json::from_str(&encode(&e, 1, None).payload).expect("json");
         assert_eq!(v["type"], "parameter_update");
         assert_eq!(v["timestamp"], 1_703_097_600_000u64);
@@ -191,7 +194,7 @@ mod tests {
                     stamp: Stamp { hlc, instance: source.as_str().into() },
                     wall_ms,
                     user: user.as_str().into(),
-                    kind: EventKind::Set { variable: catalog.parse_variable(&var).expect("variable"), value },
+                    kind: EventKind::Set { variable: catalog.parse_variable(&var).expect("variable"), value, ramp: None },
                 };
                 let typed = encode(&event, seq, None);
                 let general = encode_general(&event, seq, None);

@@ -94,11 +94,11 @@ mod tests {
         let var = c.parse_variable("doorway#1.threshold").expect("var");
         let out = c.output("es9out#1").expect("out");
         let kinds = vec![
-            EventKind::Set { variable: var.clone(), value: 127 },
+            EventKind::Set { variable: var.clone(), value: 127, ramp: None },
             EventKind::Route { output: out.clone(), route: Some(Route::new(var.clone(), VoltRange::LZX)) },
             EventKind::Route {
                 output: out.clone(),
-                route: Some(Route { variable: var, range: VoltRange { low: 0.8, high: 0.2 }, safe: 0.5 }),
+                route: Some(Route { variable: var, range: VoltRange { low: 0.8, high: 0.2 }, safe: 0.5, slew: 0.0 }),
             },
             EventKind::Route { output: out, route: None },
             EventKind::Overlay { enabled: false },

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use super::DropReason;
 use super::reason::text;
 use crate::catalog::{Catalog, Output, RouteError, Variable, VoltRange};
+use crate::motion::checked_slew;
 use crate::state::{EventKind, Route};
 
 /// The keys that make a `routingData` object one route change (ours, or an older bot's overlay
@@ -14,7 +15,7 @@ const ROUTE_CHANGE_KEYS: [&str; 4] = ["action", "output", "variable", "lzxVariab
 /// The route events a `routingData` object asks for. Three shapes, each validated like every other
 /// source (catalogue names, `Catalog::check_route`):
 ///
-/// * ours: `{"action": "add", "output", "variable", "range"?, "safe"?}` or `{"action": "remove", "output"}`;
+/// * ours: `{"action": "add", "output", "variable", "range"?, "safe"?, "slew"?}` or `{"action": "remove", "output"}`;
 /// * older bots' overlay messages: the same with `lzxVariable` for `variable` (both may be given if
 ///   they name the same variable);
 /// * older bots' routing table: `{"es9out#3": "doorway#1.gain", …}`, output → variable, at most as
@@ -72,7 +73,11 @@ fn routing_change(routing: &Map<String, Value>, catalog: &Catalog) -> Result<Eve
         #[allow(clippy::cast_possible_truncation)] // As above.
         Some(v) => v.as_f64().ok_or(DropReason::Malformed)? as f32,
     };
-    checked_route(catalog, output, Route { variable, range, safe })
+    let slew = match routing.get("slew") {
+        None | Some(Value::Null) => 0.0,
+        Some(v) => checked_slew(v.as_f64().ok_or(DropReason::Malformed)?).map_err(|_| DropReason::OutOfRange)?,
+    };
+    checked_route(catalog, output, Route { variable, range, safe, slew })
 }
 
 /// An older bot's routing table, output → variable: one route per output, each with the output's
@@ -96,7 +101,7 @@ fn routing_map(routing: &Map<String, Value>, catalog: &Catalog) -> Result<Vec<Ev
         .into_iter()
         .map(|(output, variable)| {
             let range = catalog.output_range(&output);
-            checked_route(catalog, output, Route { variable, range, safe: range.low })
+            checked_route(catalog, output, Route::new(variable, range))
         })
         .collect()
 }

@@ -84,7 +84,7 @@ mod tests {
         let (out, var) = (c.output("es9out#1").expect("out"), c.parse_variable("doorway#1.gain").expect("var"));
         for i in 0..2000u16 {
             let range = VoltRange { low: f32::from(i) / 997.0, high: 5.0 };
-            let route = Route { variable: var.clone(), range, safe: range.low };
+            let route = Route { variable: var.clone(), range, safe: range.low, slew: 0.0 };
             let e = ev(EventKind::Route { output: out.clone(), route: Some(route) });
             let payload = encode(&e, 1, Some(&signer)).payload;
             assert!(decode(payload.as_bytes(), &c, Some(&signer)).is_ok(), "{payload}");

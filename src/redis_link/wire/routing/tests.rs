@@ -39,7 +39,7 @@ fn route_to(output: &str, variable: &str) -> EventKind {
     let c = catalog();
     let output = c.output(output).expect("output");
     let range = c.output_range(&output);
-    let route = Route { variable: c.parse_variable(variable).expect("variable"), range, safe: range.low };
+    let route = Route { variable: c.parse_variable(variable).expect("variable"), range, safe: range.low, slew: 0.0 };
     EventKind::Route { output, route: Some(route) }
 }
 
@@ -76,6 +76,7 @@ fn older_bots_overlay_shaped_routing_data_is_a_route_change() {
         variable: c.parse_variable("doorway#1.gain").expect("var"),
         range: VoltRange { low: 0.8, high: 0.2 },
         safe: 0.5,
+        slew: 0.0,
     };
     assert_eq!(decode_kind(ranged), Ok(EventKind::Route { output, route: Some(route) }));
     let refused = [
