@@ -300,6 +300,23 @@ mod tests {
     }
 
     #[test]
+    fn a_slew_limit_loads_round_trips_and_is_bounded() {
+        let c = Catalog::builtin();
+        let p = Path::new("routing_table.json");
+        let text = "{\"es9out#1\": {\"variable\": \"doorway#1.gain\", \"slew\": 2}, \"es9out#2\": {\"variable\": \"doorway#1.threshold\", \"slew\": 0.1}}";
+        let routes = parse(text, p, &c).expect("valid");
+        assert_eq!(routes.iter().map(|(_, r)| r.slew).collect::<Vec<_>>(), vec![2.0, 0.1]);
+        let rendered = render(routes.iter().map(|(o, r)| (o, r)), &c);
+        assert!(rendered.contains("\"slew\": 2.0") && rendered.contains("\"slew\": 0.1"), "{rendered}");
+        assert_eq!(parse(&rendered, p, &c).expect("reads back"), routes);
+        for bad in ["-1", "1001", "1e39", "\"fast\""] {
+            let text = format!("{{\n\"es9out#1\": {{\"variable\": \"doorway#1.gain\", \"slew\": {bad}}}}}");
+            let err = parse(&text, p, &c).expect_err(bad).to_string();
+            assert!(err.contains("routing_table.json line"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_files_name_the_file_and_line() {
         let c = Catalog::builtin();
         let p = Path::new("routing_table.json");

@@ -25,6 +25,9 @@ pub fn confirmation(kind: &EventKind) -> Option<String> {
             None => "EMERGENCY STOP: outputs at safe values".to_owned(),
         },
         EventKind::Emergency { active: false, .. } => "resumed".to_owned(),
+        EventKind::Route { output, route: Some(r) } if r.slew > 0.0 => {
+            format!("routed {output} → {} (slew {} V/s)", r.variable, r.slew)
+        }
         EventKind::Route { output, route: Some(r) } => format!("routed {output} → {}", r.variable),
         EventKind::Route { output, route: None } => format!("removed route {output}"),
     })
@@ -61,6 +64,11 @@ mod tests {
         assert_eq!(answer(&Answer::NotRouted(out.clone())), "es9out#1 is not routed");
         let route = EventKind::Route { output: out.clone(), route: Some(Route::new(var, VoltRange::LZX)) };
         assert_eq!(done(&Done::Admin(route)).as_deref(), Some("routed es9out#1 → doorway#1.threshold"));
+        let slewed = EventKind::Route {
+            output: out.clone(),
+            route: Some(Route { slew: 2.5, ..Route::new(c.parse_variable("doorway#1.gain").expect("v"), VoltRange::LZX) }),
+        };
+        assert_eq!(confirmation(&slewed).as_deref(), Some("routed es9out#1 → doorway#1.gain (slew 2.5 V/s)"));
         let stop = EventKind::Emergency { active: true, message: Some("strobe".into()) };
         assert_eq!(confirmation(&stop).as_deref(), Some("EMERGENCY STOP: strobe"));
         assert_eq!(

@@ -225,3 +225,64 @@ fn observers_hear_every_change_with_its_event_and_the_state_after_it() {
     assert!(!handle.observe(|_| Box::new(Heard(heard.clone()))));
     assert!(handle.read(|_| ()).is_none(), "and nothing reads the state after it");
 }
+
+#[test]
+fn a_ramp_starts_where_the_value_stands_and_too_long_a_ramp_is_refused() {
+    let mut c = coordinator(None).with_ramp_max_ms(10_000);
+    let op = Sender::operator("op");
+    let t = Instant::now();
+    let variable = c.catalog.parse_variable("doorway#1.gain").expect("variable");
+    assert_eq!(run(&mut c, &op, "doorway#1.gain: 100 over 2s", t), Outcome::Done(Done::Set));
+    let entry = c.state.param(&variable).expect("entry").clone();
+    assert_eq!((entry.value, entry.ramp), (100, Some(Ramp { from: 0.0, ms: 2000 })), "unset values ramp from 0");
+    // One second later (the test's wall clock), half way: a new ramp starts from there.
+    let command = parse("doorway#1.gain: 0 over 1s", &c.catalog).expect("command");
+    assert_eq!(c.handle_command(&op, command, t, entry.wall_ms + 1000), Outcome::Done(Done::Set));
+    assert_eq!(c.state.param(&variable).and_then(|p| p.ramp), Some(Ramp { from: 50.0, ms: 1000 }));
+    // `over 0s` is a jump, not a ramp.
+    assert_eq!(run(&mut c, &op, "doorway#1.gain: 7 over 0s", t), Outcome::Done(Done::Set));
+    assert_eq!(c.state.param(&variable).and_then(|p| p.ramp), None);
+    let refused = run(&mut c, &op, "doorway#1.gain: 9 over 10.001s", t);
+    assert_eq!(refused, Outcome::Refused(Refusal::RampTooLong { max_ms: 10_000 }));
+    assert_eq!(refused_text(&refused), "a ramp lasts at most 10s");
+    assert_eq!(c.counters.refused_ramp.load(Ordering::Relaxed), 1);
+    assert_eq!(c.state.param(&variable).map(|p| p.value), Some(7), "a refused ramp changes nothing");
+}
+
+fn refused_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Refused(refusal) => refusal.to_string(),
+        Outcome::Done(done) => panic!("refused, not {done:?}"),
+    }
+}
+
+#[test]
+fn slew_is_part_of_the_route_and_checked_from_every_source() {
+    let mut c = coordinator(None);
+    let op = Sender::operator("op");
+    let t = Instant::now();
+    let out = c.catalog.output("es9out#1").expect("output");
+    let slew = |c: &Coordinator| c.state.route(&out).map(|r| r.slew);
+    assert_eq!(run(&mut c, &op, "!admin slew es9out#1 2", t), Outcome::Done(Done::Answer(Answer::NotRouted(out.clone()))));
+    run(&mut c, &op, "!admin es9out#1 → doorway#1.gain slew 1.5", t);
+    assert_eq!(slew(&c), Some(1.5));
+    assert!(matches!(run(&mut c, &op, "!admin slew es9out#1 2", t), Outcome::Done(Done::Admin(EventKind::Route { .. }))));
+    assert_eq!(slew(&c), Some(2.0));
+    assert_eq!(
+        run(&mut c, &op, "!admin slew es9out#1 2", t),
+        Outcome::Refused(Refusal::Unchanged(Unchanged::SameRoute(out.clone())))
+    );
+    // A route made elsewhere (HTTP) carries its slew as a number: the same bound applies.
+    for bad in [-1.0, f32::NAN, f32::INFINITY, 1000.5] {
+        let volts = crate::command::RouteVolts { slew: Some(bad), ..Default::default() };
+        let variable = c.catalog.parse_variable("doorway#1.gain").expect("variable");
+        let command = Command::Admin(AdminCommand::Route { output: out.clone(), variable, volts });
+        let outcome = c.handle_command(&op, command, t, 1_700_000_000_000);
+        assert!(matches!(outcome, Outcome::Refused(Refusal::BadSlew { .. })), "{bad}: {outcome:?}");
+    }
+    let command = Command::Admin(AdminCommand::Slew { output: out.clone(), volts_per_second: -3.0 });
+    assert!(matches!(c.handle_command(&op, command, t, 1_700_000_000_000), Outcome::Refused(Refusal::BadSlew { .. })));
+    assert_eq!(slew(&c), Some(2.0), "refusals change nothing");
+    run(&mut c, &op, "!admin slew es9out#1 off", t);
+    assert_eq!(slew(&c), Some(0.0));
+}

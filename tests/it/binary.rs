@@ -149,6 +149,8 @@ impl Bot {
             .current_dir(dir.path())
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("OSC_TARGETS", osc.addr().to_string())
+            // Tests read exact OSC sequences; the heartbeat test sets its own period.
+            .env("OSC_HEARTBEAT_MS", "0")
             .envs(vars.iter().map(|(k, v)| (k, v)))
             .stdin(stdin)
             .stdout(Stdio::piped())

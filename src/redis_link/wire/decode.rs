@@ -226,6 +226,51 @@ mod tests {
             ),
             (base(r#"{"variable": "doorway#1.gain", "value": 5}"#, "parameter_update"), DropReason::Malformed),
             (
+                base(r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": 200, "ms": 10}}"#, "parameter_update"),
+                DropReason::OutOfRange,
+            ),
+            (
+                base(r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": -1, "ms": 10}}"#, "parameter_update"),
+                DropReason::OutOfRange,
+            ),
+            (
+                base(r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": 1, "ms": 600001}}"#, "parameter_update"),
+                DropReason::OutOfRange,
+            ),
+            (
+                base(r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": 1, "ms": -5}}"#, "parameter_update"),
+                DropReason::OutOfRange,
+            ),
+            (
+                base(r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"ms": 5}}"#, "parameter_update"),
+                DropReason::Malformed,
+            ),
+            (
+                base(r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": "fast"}"#, "parameter_update"),
+                DropReason::Malformed,
+            ),
+            (
+                base(
+                    r#"{"routingData": {"action": "add", "output": "es9out#1", "variable": "doorway#1.gain", "slew": -2}, "source_instance": "b"}"#,
+                    "routing_change",
+                ),
+                DropReason::OutOfRange,
+            ),
+            (
+                base(
+                    r#"{"routingData": {"action": "add", "output": "es9out#1", "variable": "doorway#1.gain", "slew": 1e300}, "source_instance": "b"}"#,
+                    "routing_change",
+                ),
+                DropReason::OutOfRange,
+            ),
+            (
+                base(
+                    r#"{"routingData": {"action": "add", "output": "es9out#1", "variable": "doorway#1.gain", "slew": "2"}, "source_instance": "b"}"#,
+                    "routing_change",
+                ),
+                DropReason::Malformed,
+            ),
+            (
                 base(
                     r#"{"routingData": {"action": "add", "output": "es9out#99", "variable": "doorway#1.gain"}, "source_instance": "b"}"#,
                     "routing_change",

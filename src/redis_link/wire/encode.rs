@@ -88,8 +88,15 @@ fn encode_general(event: &Event, seq: u64, signer: Option<&Signer>) -> Encoded {
         }
         EventKind::Route { output, route } => {
             let routing = match route {
-                Some(r) => json!({"action": "add", "output": output.to_string(), "variable": r.variable.to_string(),
-                                   "range": [r.range.low, r.range.high], "safe": r.safe}),
+                Some(r) => {
+                    let mut add = json!({"action": "add", "output": output.to_string(), "variable": r.variable.to_string(),
+                                         "range": [r.range.low, r.range.high], "safe": r.safe});
+                    if r.slew > 0.0 {
+                        // Absent is 0 (no limit), as older bots' routes have it.
+                        add["slew"] = json!(r.slew);
+                    }
+                    add
+                }
                 None => json!({"action": "remove", "output": output.to_string()}),
             };
             (

@@ -95,7 +95,12 @@ mod tests {
         let out = c.output("es9out#1").expect("out");
         let kinds = vec![
             EventKind::Set { variable: var.clone(), value: 127, ramp: None },
+            EventKind::Set { variable: var.clone(), value: 3, ramp: Some(crate::motion::Ramp { from: 100.25, ms: 2000 }) },
             EventKind::Route { output: out.clone(), route: Some(Route::new(var.clone(), VoltRange::LZX)) },
+            EventKind::Route {
+                output: out.clone(),
+                route: Some(Route { slew: 0.3, ..Route::new(var.clone(), VoltRange::LZX) }),
+            },
             EventKind::Route {
                 output: out.clone(),
                 route: Some(Route { variable: var, range: VoltRange { low: 0.8, high: 0.2 }, safe: 0.5, slew: 0.0 }),
