@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! chat (terminal | demo | twitch | HTTP) -> chat::Intake (parse, count) -> coord (gate, stamp, apply to state)
-//!                                                                            |-1-> osc::stage (UDP /cv, /routing)
+//!                                                                            |-1-> osc::stage (UDP /cv, /routing; ticks moving outputs)
 //!                                                                            |-2-> outbox -> redis_link
 //!                                                                            '-3-> routes_file, http::hub (SSE /events)
 //! redis_link reader (remote events) -> coord (same apply, never back to the outbox)
@@ -21,7 +21,7 @@
 //! * [`gate`]: permissions and rate limits; pure, time injected.
 //! * [`state`]: last-writer-wins registers and the hybrid logical clock; pure.
 //! * [`coord`]: the one owner of State, behind one short lock taken by the caller.
-//! * [`osc`]: the OSC output stage.
+//! * [`osc`]: the OSC output stage; [`motion`]: ramps and slew steps as pure functions of time (a leaf).
 //! * [`redis_link`]: Redis pub/sub, state hash, history, presence; the only module knowing the wire format.
 //! * [`routes_file`]: the routing file, loaded at start and kept saved.
 //! * [`chat`]: the intake, the terminal and demo chat sources, and every reply's words ([`chat::reply`]).
