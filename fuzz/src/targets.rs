@@ -76,8 +76,16 @@ fn payload(data: &[u8]) {
         assert_eq!(unsigned.as_ref(), Ok(incoming), "the signed decode accepted what the unsigned one did not");
     }
     if let Ok(Incoming::Event { event, seq }) = &unsigned {
-        if let EventKind::Set { value, .. } = &event.kind {
+        if let EventKind::Set { value, ramp, .. } = &event.kind {
             assert!(*value <= catalog.value_max(), "accepted value {value} above the maximum");
+            if let Some(ramp) = ramp {
+                // Every instance must be able to draw it: a start within the values, a bounded length.
+                assert!((0.0..=f32::from(catalog.value_max())).contains(&ramp.from), "ramp from {}", ramp.from);
+                assert!(ramp.ms > 0 && ramp.ms <= cvbot::motion::RAMP_LIMIT_MS, "ramp of {} ms", ramp.ms);
+            }
+        }
+        if let EventKind::Route { route: Some(route), .. } = &event.kind {
+            assert!((0.0..=cvbot::motion::SLEW_LIMIT).contains(&route.slew), "slew {}", route.slew);
         }
         // What we publish must decode to the event we meant, both with and without a key (the
         // unsigned `parameter_update` is written by hand, the rest through serde_json).
