@@ -14,6 +14,7 @@ mod index;
 mod interop;
 mod lifecycle;
 mod limits;
+mod max_patch;
 mod overlay;
 mod pipeline;
 mod redis_faults;
