@@ -14,6 +14,7 @@ mod index;
 mod interop;
 mod lifecycle;
 mod limits;
+mod max_patch;
 mod motion;
 mod overlay;
 mod pipeline;
