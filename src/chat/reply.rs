@@ -66,7 +66,10 @@ mod tests {
         assert_eq!(done(&Done::Admin(route)).as_deref(), Some("routed es9out#1 → doorway#1.threshold"));
         let slewed = EventKind::Route {
             output: out.clone(),
-            route: Some(Route { slew: 2.5, ..Route::new(c.parse_variable("doorway#1.gain").expect("v"), VoltRange::LZX) }),
+            route: Some(Route {
+                slew: 2.5,
+                ..Route::new(c.parse_variable("doorway#1.gain").expect("v"), VoltRange::LZX)
+            }),
         };
         assert_eq!(confirmation(&slewed).as_deref(), Some("routed es9out#1 → doorway#1.gain (slew 2.5 V/s)"));
         let stop = EventKind::Emergency { active: true, message: Some("strobe".into()) };

@@ -263,10 +263,16 @@ fn slew_is_part_of_the_route_and_checked_from_every_source() {
     let t = Instant::now();
     let out = c.catalog.output("es9out#1").expect("output");
     let slew = |c: &Coordinator| c.state.route(&out).map(|r| r.slew);
-    assert_eq!(run(&mut c, &op, "!admin slew es9out#1 2", t), Outcome::Done(Done::Answer(Answer::NotRouted(out.clone()))));
+    assert_eq!(
+        run(&mut c, &op, "!admin slew es9out#1 2", t),
+        Outcome::Done(Done::Answer(Answer::NotRouted(out.clone())))
+    );
     run(&mut c, &op, "!admin es9out#1 → doorway#1.gain slew 1.5", t);
     assert_eq!(slew(&c), Some(1.5));
-    assert!(matches!(run(&mut c, &op, "!admin slew es9out#1 2", t), Outcome::Done(Done::Admin(EventKind::Route { .. }))));
+    assert!(matches!(
+        run(&mut c, &op, "!admin slew es9out#1 2", t),
+        Outcome::Done(Done::Admin(EventKind::Route { .. }))
+    ));
     assert_eq!(slew(&c), Some(2.0));
     assert_eq!(
         run(&mut c, &op, "!admin slew es9out#1 2", t),

@@ -124,7 +124,10 @@ fn outcome(outcome: Outcome) -> Result<serde_json::Value, ApiError> {
     match outcome {
         Outcome::Done(done) => Ok(json!({ "applied": true, "reply": crate::chat::reply::done(&done) })),
         Outcome::Refused(r @ Refusal::ShuttingDown) => Err(ApiError::Unavailable(r.to_string())),
-        Outcome::Refused(r @ Refusal::OutOfLimit { .. }) => Err(ApiError::BadRequest(r.to_string())),
+        // Values no route or ramp may have: the request is wrong, not the moment.
+        Outcome::Refused(r @ (Refusal::OutOfLimit { .. } | Refusal::BadSlew { .. } | Refusal::RampTooLong { .. })) => {
+            Err(ApiError::BadRequest(r.to_string()))
+        }
         Outcome::Refused(r) => Err(ApiError::Refused(r.to_string())),
     }
 }

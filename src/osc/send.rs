@@ -116,3 +116,52 @@ impl Wire {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rosc::OscType;
+
+    #[test]
+    fn a_large_flush_is_split_into_bundles_that_fit_one_ethernet_frame_and_keep_their_order() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        receiver.set_read_timeout(Some(std::time::Duration::from_secs(3))).expect("timeout");
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let counters = Arc::new(OscCounters::default());
+        let mut wire = Wire::new(socket, vec![receiver.local_addr().expect("addr")], true, counters.clone());
+        let message = |i: i32| OscMessage {
+            addr: "/cv".into(),
+            args: vec![
+                OscType::String(format!("esx8cv#{}.out#{}", i / 8 + 1, i % 8 + 1)),
+                OscType::Float(0.5),
+                OscType::Int(i),
+            ],
+        };
+        for i in 0..64 {
+            wire.push(message(i));
+        }
+        wire.flush();
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        while seen.len() < 64 {
+            let n = receiver.recv(&mut buf).expect("a bundle");
+            assert!(n <= MAX_BUNDLE_BYTES, "a {n}-byte datagram");
+            let (_, packet) = rosc::decoder::decode_udp(&buf[..n]).expect("osc");
+            let OscPacket::Bundle(bundle) = packet else { panic!("a bundle, not {packet:?}") };
+            assert_eq!(bundle.timetag, IMMEDIATELY);
+            for p in bundle.content {
+                let OscPacket::Message(m) = p else { panic!("messages in the bundle") };
+                seen.push(m);
+            }
+        }
+        assert_eq!(seen, (0..64).map(message).collect::<Vec<_>>(), "every message once, in order");
+        let bundles = counters.bundles.load(Ordering::Relaxed);
+        assert!(bundles >= 2, "64 messages of 36 bytes do not fit one bundle: {bundles}");
+        assert_eq!(counters.sent.load(Ordering::Relaxed), bundles, "a bundle is one datagram");
+        // A lone message is sent as itself, not wrapped.
+        wire.push(message(7));
+        wire.flush();
+        let n = receiver.recv(&mut buf).expect("a message");
+        assert!(matches!(rosc::decoder::decode_udp(&buf[..n]), Ok((_, OscPacket::Message(_)))));
+    }
+}

@@ -279,6 +279,10 @@ impl OscStage {
     /// Sends `output` its value now, or sets it travelling when it must: a ramp is running, or the
     /// route has a slew limit and the output has a voltage to slew from.
     fn place(&mut self, output: &Output, route: &Route, entry: &ParamEntry, now: Instant, wall_ms: u64) {
+        if !(self.encoder.format.max || self.encoder.format.output) {
+            // Only the `/lzx` form is on: it names variables, not outputs, and has its own ramps.
+            return;
+        }
         let travels = entry.ramping(wall_ms) || (route.slew > 0.0 && self.at.contains_key(output));
         if travels {
             if !self.is_moving() {

@@ -8,7 +8,7 @@ use rosc::{OscMessage, OscPacket, OscType};
 use tokio::net::UdpSocket;
 
 use crate::binary::Bot;
-use crate::helpers::{OscReceiver, TestApp, eventually_some};
+use crate::helpers::{OscReceiver, TOKEN, TestApp, eventually_some};
 use crate::redis_server::RedisServer;
 
 /// The tick the tests run at (the default): the tolerance of every timing check below.
@@ -282,4 +282,64 @@ async fn the_binary_beats_until_sigterm_and_then_is_silent() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let late = rec.messages("/cvbot/heartbeat", exited + Duration::from_millis(20));
     assert!(late.is_empty(), "heartbeats after the process exited: {late:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_joining_mid_ramp_picks_it_up_where_it_stands() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let (rec_a, rec_b) = (Recorder::bind().await, Recorder::bind().await);
+    let vars = |id| [("INSTANCE_ID", id), ("REDIS_URL", url.as_str()), ("ENABLE_REDIS_EVENTS", "true")];
+    let a = app(&rec_a, &vars("bot-a")).await;
+    crate::cluster::connected(&[&a]).await;
+    a.op("!admin es9out#1 → doorway#1.gain");
+    a.op("doorway#1.gain: 0");
+    let start = Instant::now();
+    a.viewer("ann", "doorway#1.gain: 127 over 3s");
+    // A third of the way in, a second instance starts and loads the state from Redis.
+    tokio::time::sleep_until((start + Duration::from_secs(1)).into()).await;
+    let b = app(&rec_b, &vars("bot-b")).await;
+    let joined = Instant::now();
+    let first = eventually_some("the joiner's first step", Duration::from_secs(5), || async {
+        rec_b.cv("es9out#1", joined).first().copied()
+    })
+    .await;
+    let expected = seconds(first.0 - start) / 3.0;
+    assert!((first.1 - expected).abs() < 0.05, "joined at {} V, the ramp stood at {expected} V", first.1);
+    let end_a = rec_a.reached("es9out#1", 1.0, start, Duration::from_secs(6)).await;
+    let end_b = rec_b.reached("es9out#1", 1.0, joined, Duration::from_secs(6)).await;
+    let apart = if end_a > end_b { end_a - end_b } else { end_b - end_a };
+    assert!(apart < Duration::from_millis(60), "they reach the target {apart:?} apart");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publish_api_takes_a_ramp_and_refuses_one_longer_than_ramp_max_ms() {
+    let rec = Recorder::bind().await;
+    let app = app(&rec, &[("ADMIN_TOKEN", TOKEN), ("RAMP_MAX_MS", "2000")]).await;
+    let publish = |body: serde_json::Value| {
+        let url = app.url("/api/events/publish");
+        async move {
+            let response = reqwest::Client::new().post(url).bearer_auth(TOKEN).json(&body).send().await.expect("POST");
+            (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let ramp = |ms: u64| {
+        serde_json::json!({"type": "parameter_update",
+            "payload": {"variable": "doorway#1.gain", "value": 90, "rampMs": ms}})
+    };
+    let (status, answer) = publish(ramp(1500)).await;
+    assert_eq!(status, 200, "{answer}");
+    let state = app.state().await;
+    assert_eq!(state["parameters"]["doorway#1.gain"]["ramp"], serde_json::json!({"from": 0.0, "ms": 1500}));
+    let (status, answer) = publish(ramp(2001)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("a ramp lasts at most 2s"), "{answer}");
+    // The chat says the same to a viewer's too-long ramp, and changes nothing.
+    let refused = app.viewer("ann", "doorway#1.gain: 5 over 3s");
+    let cvbot::coord::Outcome::Refused(refusal) = refused else { panic!("refused, not {refused:?}") };
+    assert_eq!(refusal.to_string(), "a ramp lasts at most 2s");
+    assert_eq!(app.state().await["parameters"]["doorway#1.gain"]["value"], 90);
+    app.stop().await;
 }

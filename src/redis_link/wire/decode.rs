@@ -226,27 +226,45 @@ mod tests {
             ),
             (base(r#"{"variable": "doorway#1.gain", "value": 5}"#, "parameter_update"), DropReason::Malformed),
             (
-                base(r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": 200, "ms": 10}}"#, "parameter_update"),
+                base(
+                    r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": 200, "ms": 10}}"#,
+                    "parameter_update",
+                ),
                 DropReason::OutOfRange,
             ),
             (
-                base(r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": -1, "ms": 10}}"#, "parameter_update"),
+                base(
+                    r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": -1, "ms": 10}}"#,
+                    "parameter_update",
+                ),
                 DropReason::OutOfRange,
             ),
             (
-                base(r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": 1, "ms": 600001}}"#, "parameter_update"),
+                base(
+                    r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": 1, "ms": 600001}}"#,
+                    "parameter_update",
+                ),
                 DropReason::OutOfRange,
             ),
             (
-                base(r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": 1, "ms": -5}}"#, "parameter_update"),
+                base(
+                    r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": 1, "ms": -5}}"#,
+                    "parameter_update",
+                ),
                 DropReason::OutOfRange,
             ),
             (
-                base(r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"ms": 5}}"#, "parameter_update"),
+                base(
+                    r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"ms": 5}}"#,
+                    "parameter_update",
+                ),
                 DropReason::Malformed,
             ),
             (
-                base(r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": "fast"}"#, "parameter_update"),
+                base(
+                    r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": "fast"}"#,
+                    "parameter_update",
+                ),
                 DropReason::Malformed,
             ),
             (

@@ -95,7 +95,11 @@ mod tests {
         let out = c.output("es9out#1").expect("out");
         let kinds = vec![
             EventKind::Set { variable: var.clone(), value: 127, ramp: None },
-            EventKind::Set { variable: var.clone(), value: 3, ramp: Some(crate::motion::Ramp { from: 100.25, ms: 2000 }) },
+            EventKind::Set {
+                variable: var.clone(),
+                value: 3,
+                ramp: Some(crate::motion::Ramp { from: 100.25, ms: 2000 }),
+            },
             EventKind::Route { output: out.clone(), route: Some(Route::new(var.clone(), VoltRange::LZX)) },
             EventKind::Route {
                 output: out.clone(),
