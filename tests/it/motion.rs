@@ -100,7 +100,13 @@ async fn a_slew_limit_bounds_the_slope_between_datagrams_and_arrives_in_distance
     let app = app(&rec, &[]).await;
     app.op("!admin es9out#1 → doorway#1.gain slew 2");
     app.op("doorway#1.gain: 0");
-    rec.reached("es9out#1", 0.0, Instant::now() - Duration::from_secs(5), Duration::from_secs(3)).await;
+    rec.reached(
+        "es9out#1",
+        0.0,
+        Instant::now().checked_sub(Duration::from_secs(5)).expect("an instant 5 s ago"),
+        Duration::from_secs(3),
+    )
+    .await;
     let start = Instant::now();
     app.viewer("ann", "doorway#1.gain: 127");
     let arrived = rec.reached("es9out#1", 1.0, start, Duration::from_secs(5)).await;
@@ -161,7 +167,14 @@ async fn two_instances_on_one_redis_draw_the_same_ramp() {
     let (a, b) = connected_pair_to(&url, &rec_a, &rec_b).await;
     a.op("!admin es9out#1 → doorway#1.gain");
     a.op("doorway#1.gain: 0");
-    rec_b.reached("es9out#1", 0.0, Instant::now() - Duration::from_secs(10), Duration::from_secs(5)).await;
+    rec_b
+        .reached(
+            "es9out#1",
+            0.0,
+            Instant::now().checked_sub(Duration::from_secs(10)).expect("an instant 10 s ago"),
+            Duration::from_secs(5),
+        )
+        .await;
     let start = Instant::now();
     a.viewer("ann", "doorway#1.gain: 127 over 1s");
     let end_a = rec_a.reached("es9out#1", 1.0, start, Duration::from_secs(5)).await;

@@ -227,6 +227,28 @@ mod tests {
             (base(r#"{"variable": "doorway#1.gain", "value": 5}"#, "parameter_update"), DropReason::Malformed),
             (
                 base(
+                    r#"{"routingData": {"action": "add", "output": "es9out#99", "variable": "doorway#1.gain"}, "source_instance": "b"}"#,
+                    "routing_change",
+                ),
+                DropReason::UnknownOutput,
+            ),
+            (
+                base(r#"{"action": "launch_rockets", "source_instance": "b"}"#, "system_broadcast"),
+                DropReason::UnknownType,
+            ),
+        ];
+        for (payload, reason) in cases {
+            assert_eq!(decode(payload.as_bytes(), &c, None), Err(reason), "{payload:.80}");
+        }
+    }
+
+    #[test]
+    fn poison_ramps_and_slew_rates_are_refused_with_their_reason() {
+        let c = catalog();
+        let base = |data: &str, kind: &str| format!(r#"{{"timestamp": 1, "type": "{kind}", "data": {data}}}"#);
+        let cases: Vec<(String, DropReason)> = vec![
+            (
+                base(
                     r#"{"variable": "doorway#1.gain", "value": 5, "source_instance": "b", "ramp": {"from": 200, "ms": 10}}"#,
                     "parameter_update",
                 ),
@@ -288,20 +310,9 @@ mod tests {
                 ),
                 DropReason::Malformed,
             ),
-            (
-                base(
-                    r#"{"routingData": {"action": "add", "output": "es9out#99", "variable": "doorway#1.gain"}, "source_instance": "b"}"#,
-                    "routing_change",
-                ),
-                DropReason::UnknownOutput,
-            ),
-            (
-                base(r#"{"action": "launch_rockets", "source_instance": "b"}"#, "system_broadcast"),
-                DropReason::UnknownType,
-            ),
         ];
         for (payload, reason) in cases {
-            assert_eq!(decode(payload.as_bytes(), &c, None), Err(reason), "{payload:.80}");
+            assert_eq!(decode(payload.as_bytes(), &c, None), Err(reason), "{payload:.120}");
         }
     }
 
