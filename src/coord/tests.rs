@@ -1,5 +1,5 @@
 use super::*;
-use crate::command::parse;
+use crate::command::{AdminCommand, parse};
 use crate::gate::GatePolicy;
 use crate::instances::Alone;
 use std::time::Duration;
