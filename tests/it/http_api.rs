@@ -230,7 +230,10 @@ async fn routes_endpoint_reads_sets_and_removes_a_route() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(app.osc.recv().await, routing(&["add", "es9out#2", "doorway#1.gain"]));
     let (_, answer) = send(&app, Method::GET, "/api/routes/es9out%232", None, None).await;
-    assert_eq!(answer, json!({"output": "es9out#2", "variable": "doorway#1.gain", "range": [0.0, 1.0], "safe": 0.0}));
+    assert_eq!(
+        answer,
+        json!({"output": "es9out#2", "variable": "doorway#1.gain", "range": [0.0, 1.0], "safe": 0.0, "slew": 0.0})
+    );
 
     let (status, answer) = write(&app, Method::DELETE, "/api/routes/es9out%232", &json!({})).await;
     assert_eq!((status, answer["reply"].as_str()), (StatusCode::OK, Some("removed route es9out#2")));

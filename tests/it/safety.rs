@@ -87,7 +87,10 @@ async fn chat_and_http_refuse_a_route_beyond_the_limit_with_a_clear_message() {
     let ok = put(json!({"variable": "doorway#1.gain", "range": [1, 0], "safe": 1})).await.expect("PUT");
     assert_eq!(ok.status(), StatusCode::OK);
     let route = app.get_json("/api/routes/es9out%232").await;
-    assert_eq!(route, json!({"output": "es9out#2", "variable": "doorway#1.gain", "range": [0.25, 0.75], "safe": 0.5}));
+    assert_eq!(
+        route,
+        json!({"output": "es9out#2", "variable": "doorway#1.gain", "range": [0.25, 0.75], "safe": 0.5, "slew": 0.0})
+    );
     assert!(!app.osc.drain().await.is_empty());
     assert_eq!(app.stat("osc_clamped").await, 0);
 }
