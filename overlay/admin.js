@@ -45,8 +45,9 @@ el("estop-btn").onclick = () => act("action-msg", api("POST", "/api/admin/emerge
 el("resume-btn").onclick = () => act("action-msg", api("POST", "/api/admin/resume", {}));
 el("clear-btn").onclick = () => { if (confirm("Clear every parameter?")) act("action-msg", api("POST", "/api/admin/clear", {})); };
 el("overlay-btn").onclick = () => act("action-msg", api("POST", "/api/admin/overlay", { enabled: !(state && state.overlay_enabled) }));
-el("route-btn").onclick = () => act("route-msg",
-  api("PUT", "/api/routes/" + encodeURIComponent(el("route-output").value), { variable: el("route-variable").value.trim() }));
+// An empty slew field is no limit (0); the server refuses a rate outside 0–1000 V/s and says so.
+el("route-btn").onclick = () => act("route-msg", api("PUT", "/api/routes/" + encodeURIComponent(el("route-output").value),
+  { variable: el("route-variable").value.trim(), slew: el("route-slew").value === "" ? 0 : Number(el("route-slew").value) }));
 el("chat-btn").onclick = () => act("chat-msg", api("POST", "/api/chat", { user: el("chat-user").value, text: el("chat-text").value, badges: ["broadcaster"] }));
 
 function render() {
@@ -59,7 +60,8 @@ function render() {
   const routes = [];
   for (const [output, variable] of Object.entries(state.routes)) {
     const row = document.createElement("tr");
-    cell(row, output); cell(row, variable);
+    const slew = (state.slew || {})[output];
+    cell(row, output); cell(row, variable); cell(row, slew ? slew + " V/s" : "—");
     const button = document.createElement("button");
     button.textContent = "remove";
     button.onclick = () => act("route-msg", api("DELETE", "/api/routes/" + encodeURIComponent(output)));

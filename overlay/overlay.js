@@ -17,6 +17,8 @@ const el = id => document.getElementById(id);
 let state = { parameters: {}, routes: {}, overlay_enabled: true, emergency: { active: false, message: null } };
 const seen = new Map();       // variable -> { user, at } for idle fading and fight detection
 let connected = false;
+// The server's wall clock minus ours, measured at each snapshot: ramps start at server times.
+let clockOffset = 0;
 
 function moduleOf(variable) { return variable.split(".")[0]; }          // "doorway#1"
 function shown(variable) {
@@ -30,6 +32,42 @@ function text(tag, cls, content) {
   node.textContent = content;
   return node;
 }
+function short(x) { return String(Number(x.toFixed(2))); }                // 2, 0.5, 12.25
+function percent(value) { return (Math.max(0, Math.min(127, value)) / 127 * 100).toFixed(1) + "%"; }
+// What a command asked for, as the latest-command line says it: "→ 100 over 2 s".
+function target(p) { return "→ " + p.value + (p.ramp ? " over " + short(p.ramp.ms / 1000) + " s" : ""); }
+
+// ---- motion ----
+// How far through its ramp `p` is now, 0 to just below 1; null without a ramp, once it is over, or
+// while an emergency stop holds its output (a resume picks the ramp up where time has got to).
+function rampProgress(p) {
+  if (!p.ramp || !(p.ramp.ms > 0) || p.held) return null;
+  const t = (Date.now() + clockOffset - p.timestamp) / p.ramp.ms;
+  return t >= 1 ? null : Math.max(0, t);
+}
+// A ramping row at `t`: the fill where the value has got to, the bar's progress in percent.
+function showRamp(row, p, t) {
+  row.querySelector(".fill").style.width = percent(p.ramp.from + (p.value - p.ramp.from) * t);
+  row.querySelector(".bar").setAttribute("aria-valuenow", String(Math.round(t * 100)));
+}
+let animating = false;
+function animate() {
+  animating = false;
+  let finished = false;
+  for (const row of document.querySelectorAll(".param.ramping")) {
+    const p = state.parameters[row.dataset.variable];
+    const t = rampProgress(p);
+    showRamp(row, p, t === null ? 1 : t);
+    finished = finished || t === null;
+  }
+  if (finished) render();   // a finished ramp shows just its value again
+  else animateSoon();
+}
+function animateSoon() {
+  if (animating || !document.querySelector(".param.ramping")) return;
+  animating = true;
+  requestAnimationFrame(animate);
+}
 
 function renderParam(variable, p) {
   const row = document.createElement("div");
@@ -40,23 +78,45 @@ function renderParam(variable, p) {
   bar.className = "bar";
   const fill = document.createElement("div");
   fill.className = "fill";
-  fill.style.width = (Math.max(0, Math.min(127, p.value)) / 127 * 100).toFixed(1) + "%";
-  bar.append(fill);
+  fill.style.width = percent(p.value);
   const volts = p.voltage === null || p.voltage === undefined ? "" : p.voltage.toFixed(2) + " V";
   const number = display === "raw" ? String(p.value) : display === "volts" ? (volts || String(p.value))
                : String(p.value);
-  const num = text("span", "num value", number);
+  const num = document.createElement("span");
+  num.className = "num";
+  const t = rampProgress(p);
+  if (t === null) bar.append(fill);
+  else {
+    // On its way: the stretch it travels, a tick at the target, the fill where it has got to, and
+    // "→" before the target's number; `animate` moves it.
+    row.classList.add("ramping");
+    const low = Math.min(p.ramp.from, p.value), high = Math.max(p.ramp.from, p.value);
+    const path = document.createElement("div");
+    path.className = "path";
+    path.style.left = percent(low);
+    path.style.width = percent(high - low);
+    const tick = document.createElement("div");
+    tick.className = "tick";
+    tick.style.left = percent(p.value);
+    bar.append(path, fill, tick);
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-valuemin", "0");
+    bar.setAttribute("aria-valuemax", "100");
+    num.append(text("span", "to", "→ "));
+  }
+  num.append(text("span", "value", number));
   const meta = document.createElement("div");
   meta.className = "meta";
-  const parts = [];
-  if (display !== "raw" && volts && p.held) parts.push("held at " + volts + (p.route ? " on " + p.route : ""));
-  else if (display !== "raw" && volts) parts.push(volts + (p.route ? " on " + p.route : ""));
-  else if (display !== "raw") parts.push("not routed");
-  parts.push("by ");
-  meta.append(document.createTextNode(parts.join(" · ")));
-  meta.append(text("span", "who", p.user));
+  const slew = p.route && state.slew ? state.slew[p.route] : 0;
+  if (display !== "raw") {
+    meta.append(volts ? (p.held ? "held at " : "") + volts + (p.route ? " on " + p.route : "") : "not routed");
+    if (slew > 0) meta.append(text("span", "slew", " · slew " + short(slew) + " V/s"));
+    meta.append(" · ");
+  }
+  meta.append("by ", text("span", "who", p.user));
   if (p.remote) meta.append(text("span", "remote", " via " + p.source_instance));
   row.append(text("span", "name", name), bar, num, meta);
+  if (t !== null) showRamp(row, p, t);
   return row;
 }
 
@@ -87,6 +147,7 @@ function render() {
   el("modules").replaceChildren(...sections);
   el("empty").hidden = groups.size > 0;
   markIdle();
+  animateSoon();
 }
 
 function markIdle() {
@@ -94,7 +155,8 @@ function markIdle() {
   const now = Date.now();
   for (const row of document.querySelectorAll(".param")) {
     const s = seen.get(row.dataset.variable);
-    row.classList.toggle("idle", !s || now - s.at > fadeSeconds * 1000);
+    const moving = row.classList.contains("ramping");
+    row.classList.toggle("idle", !moving && (!s || now - s.at > fadeSeconds * 1000));
   }
 }
 setInterval(markIdle, 1000);
@@ -116,10 +178,13 @@ function flash(variable) {
 
 // ---- events ----
 function applySnapshot(s) {
+  if (Number.isFinite(s.server_time_ms)) clockOffset = s.server_time_ms - Date.now();
   state = s;
   seen.clear();
   const now = Date.now();
-  for (const [variable, p] of Object.entries(s.parameters)) seen.set(variable, { user: p.user, at: Math.min(now, p.timestamp) });
+  for (const [variable, p] of Object.entries(s.parameters)) {
+    seen.set(variable, { user: p.user, at: Math.min(now, p.timestamp - clockOffset) });
+  }
   render();
 }
 
@@ -134,9 +199,9 @@ function applyUpdate(u) {
     render();
     if (fight) {
       flash(u.variable);
-      latest("⚔ " + before.user + " vs " + p.user + " on " + u.variable + " → " + p.value, true);
+      latest("⚔ " + before.user + " vs " + p.user + " on " + u.variable + " " + target(p), true);
     } else {
-      latest(p.user + ": " + u.variable + " → " + p.value, false);
+      latest(p.user + ": " + u.variable + " " + target(p), false);
     }
   } else if (u.type === "state") {
     const keep = state;

@@ -18,6 +18,7 @@ use super::auth::authorize;
 pub use super::writes::{Action, HTTP_ADMIN};
 use super::writes::{message, operator, output, route_volts, variable};
 use super::{ApiError, HttpContext, MAX_BODY_BYTES, read_limited, respond, with};
+use crate::catalog::Output;
 use crate::command::{AdminCommand, Command};
 use crate::coord::{Outcome, Refusal};
 use crate::gate::Sender;
@@ -38,6 +39,7 @@ pub fn routes(ctx: &HttpContext) -> impl Filter<Extract = (Response,), Error = w
     let stop = warp::path!("api" / "admin" / "emergency-stop").and(warp::post()).and(write(ctx, emergency_stop));
     let resume =
         warp::path!("api" / "admin" / "resume").and(warp::post()).and(write(ctx, |_: HttpContext, _: Empty| resume()));
+    let route_post = warp::path!("api" / "routes").and(warp::post()).and(write(ctx, post_route));
     let route_get = warp::path!("api" / "routes" / String)
         .and(warp::get())
         .and(with(ctx.clone()))
@@ -60,6 +62,8 @@ pub fn routes(ctx: &HttpContext) -> impl Filter<Extract = (Response,), Error = w
         .or(stop)
         .unify()
         .or(resume)
+        .unify()
+        .or(route_post)
         .unify()
         .or(route_get)
         .unify()
@@ -209,7 +213,7 @@ async fn emergency_stop(_: HttpContext, body: StopBody) -> Result<Action, ApiErr
     Ok(Action::Submit(operator(None), Command::Admin(command)))
 }
 
-// ---- /api/routes/{output} ----
+// ---- /api/routes ----
 
 /// Path segments arrive percent-encoded (`es9out%231`); output names are ASCII.
 fn decode_segment(segment: &str) -> String {
@@ -245,6 +249,7 @@ fn get_route(ctx: &HttpContext, segment: &str) -> Result<serde_json::Value, ApiE
     }))
 }
 
+/// `PUT /api/routes/{output}`'s body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RouteBody {
@@ -267,18 +272,38 @@ fn write_route(
     let body = body?;
     let output = output(ctx, &decode_segment(segment))?;
     let command = match *method {
-        Method::PUT => {
-            let body: RouteBody = parse_json(&body)?;
-            AdminCommand::Route {
-                output,
-                variable: variable(ctx, &body.variable)?,
-                volts: route_volts(body.range, body.safe, body.slew),
-            }
-        }
+        Method::PUT => route(ctx, output, &parse_json(&body)?)?,
         Method::DELETE => AdminCommand::Unroute { output },
         _ => return Err(ApiError::BadRequest("use GET, PUT or DELETE".into())),
     };
     submit(ctx, &operator(None), Command::Admin(command))
+}
+
+/// `POST /api/routes`'s body: a PUT's, with the output in it rather than in the path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRouteBody {
+    output: String,
+    variable: String,
+    #[serde(default)]
+    range: Option<[f32; 2]>,
+    #[serde(default)]
+    safe: Option<f32>,
+    #[serde(default)]
+    slew: Option<f32>,
+}
+
+#[allow(clippy::unused_async)] // Write handlers share one async signature.
+async fn post_route(ctx: HttpContext, body: NewRouteBody) -> Result<Action, ApiError> {
+    let NewRouteBody { output: name, variable, range, safe, slew } = body;
+    let command = route(&ctx, output(&ctx, &name)?, &RouteBody { variable, range, safe, slew })?;
+    Ok(Action::Submit(operator(None), Command::Admin(command)))
+}
+
+/// The route command both route writes make; the coordinator checks the voltages and the slew.
+fn route(ctx: &HttpContext, output: Output, body: &RouteBody) -> Result<AdminCommand, ApiError> {
+    let variable = variable(ctx, &body.variable)?;
+    Ok(AdminCommand::Route { output, variable, volts: route_volts(body.range, body.safe, body.slew) })
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ pub(crate) fn cvbot() -> Command {
     cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("LOG_LEVEL", "info");
     // Never the shared Redis on 6379 that these machines run.
     cmd.env("ENABLE_REDIS_EVENTS", "false");
+    // No `/cvbot/heartbeat`: it would land among the OSC messages a test awaits.
+    cmd.env("OSC_HEARTBEAT_MS", "0");
     cmd
 }
 
@@ -149,8 +151,6 @@ impl Bot {
             .current_dir(dir.path())
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("OSC_TARGETS", osc.addr().to_string())
-            // Tests read exact OSC sequences; the heartbeat test sets its own period.
-            .env("OSC_HEARTBEAT_MS", "0")
             .envs(vars.iter().map(|(k, v)| (k, v)))
             .stdin(stdin)
             .stdout(Stdio::piped())

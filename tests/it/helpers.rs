@@ -231,7 +231,8 @@ impl TestApp {
             ("CHAT_STDIN".into(), "off".into()),
             // Never the shared Redis on 6379: tests that want Redis start their own and pass REDIS_URL.
             ("ENABLE_REDIS_EVENTS".into(), "false".into()),
-            // Exact OSC sequences are asserted everywhere; the heartbeat's own tests turn it on.
+            // No `/cvbot/heartbeat` unless a test asks for one: it would land among the messages
+            // a test awaits, at whatever moment its timer fires.
             ("OSC_HEARTBEAT_MS".into(), "0".into()),
         ];
         for (k, v) in vars {

@@ -1,6 +1,8 @@
 //! The JSON API over real HTTP: every write route's happy path and its refusals (401, 400, 413), with
 //! /api/state read back to prove a refused write changed nothing; and the read-only endpoints.
 
+mod routes;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -15,6 +17,7 @@ fn writes() -> Vec<(Method, &'static str, Value)> {
             json!({"type": "parameter_update", "payload": {"variable": "doorway#1.threshold", "value": 89}}),
         ),
         (Method::POST, "/api/chat", json!({"user": "mod", "text": "!admin clear", "badges": ["moderator"]})),
+        (Method::POST, "/api/routes", json!({"output": "es9out#1", "variable": "doorway#1.threshold", "slew": 2})),
         (Method::PUT, "/api/routes/es9out%231", json!({"variable": "doorway#1.threshold"})),
         (Method::DELETE, "/api/routes/es9out%231", json!({})),
         (Method::POST, "/api/admin/clear", json!({})),
@@ -217,31 +220,6 @@ async fn chat_endpoint_takes_the_same_parser_and_gate_as_twitch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn routes_endpoint_reads_sets_and_removes_a_route() {
-    let app = TestApp::spawn_admin().await;
-    let (status, answer) = send(&app, Method::GET, "/api/routes/es9out%232", None, None).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(answer["variable"], Value::Null);
-    let (status, _) = send(&app, Method::GET, "/api/routes/nosuch", None, None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-
-    let (status, answer) =
-        write(&app, Method::PUT, "/api/routes/ES9OUT%232", &json!({"variable": "doorway#1.gain"})).await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(app.osc.recv().await, routing(&["add", "es9out#2", "doorway#1.gain"]));
-    let (_, answer) = send(&app, Method::GET, "/api/routes/es9out%232", None, None).await;
-    assert_eq!(
-        answer,
-        json!({"output": "es9out#2", "variable": "doorway#1.gain", "range": [0.0, 1.0], "safe": 0.0, "slew": 0.0})
-    );
-
-    let (status, answer) = write(&app, Method::DELETE, "/api/routes/es9out%232", &json!({})).await;
-    assert_eq!((status, answer["reply"].as_str()), (StatusCode::OK, Some("removed route es9out#2")));
-    assert_eq!(app.osc.recv().await, routing(&["remove", "es9out#2"]));
-    assert_eq!(app.state().await["routes"], json!({}));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_actions_stop_resume_clear_and_toggle_the_overlay() {
     let app = TestApp::spawn_admin().await;
     let (status, answer) = send(&app, Method::GET, "/api/admin/session", Some(TOKEN), None).await;
@@ -363,6 +341,7 @@ async fn every_endpoint_the_readme_lists_answers_as_documented() {
         ("GET /readyz", StatusCode::OK),
         ("POST /api/chat", StatusCode::BAD_REQUEST),
         ("POST /api/events/publish", StatusCode::BAD_REQUEST),
+        ("POST /api/routes", StatusCode::BAD_REQUEST),
         ("PUT /api/routes/es9out%231", StatusCode::BAD_REQUEST),
         ("DELETE /api/routes/es9out%231", StatusCode::OK),
         ("POST /api/admin/emergency-stop", StatusCode::OK),

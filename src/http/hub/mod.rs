@@ -172,19 +172,23 @@ struct Fanout {
     ring: VecDeque<Entry>,
     history: VecDeque<Recorded>,
     clients: Vec<Weak<ClientQueue>>,
-    /// The snapshot at `last_id`, built at most once per id.
-    snapshot: Option<HubEvent>,
+    /// The snapshot's body at an id (`last_id` when current), rendered at most once per id.
+    snapshot: Option<(u64, Arc<str>)>,
     resyncs: Arc<AtomicU64>,
 }
 
 impl Fanout {
     fn snapshot(&mut self, state: &State) -> HubEvent {
-        if let Some(s) = self.snapshot.as_ref().filter(|s| s.id == self.last_id) {
-            return s.clone();
-        }
-        let event = self.renderer.snapshot(self.last_id, state);
-        self.snapshot = Some(event.clone());
-        event
+        let id = self.last_id;
+        let body = match self.snapshot.as_ref().filter(|(at, _)| *at == id) {
+            Some((_, body)) => body.clone(),
+            None => {
+                let body = self.renderer.snapshot(state);
+                self.snapshot = Some((id, body.clone()));
+                body
+            }
+        };
+        render::stamped(id, &body, wall_ms_now())
     }
 
     /// True when every update after `id` is still in the ring (or there are none) and they fit in a

@@ -106,7 +106,8 @@ pub(super) struct Renderer {
     pub(super) value_max: u8,
 }
 
-/// `/events` snapshot payload: the same shape as `/api/state` minus the Redis status.
+/// `/events` snapshot payload: the same shape as `/api/state` minus the Redis status. As sent it
+/// also carries `server_time_ms` ([`stamped`]); a `state` update embeds it without.
 #[derive(Debug, Serialize)]
 struct Snapshot<'a> {
     instance_id: &'a str,
@@ -114,10 +115,20 @@ struct Snapshot<'a> {
     state: StateView,
 }
 
+/// The snapshot event at `id` as one client gets it: `body` (from [`Renderer::snapshot`]) with
+/// `server_time_ms` first, the server's wall clock at `now_ms`, from which a page works out how far
+/// its own clock is off (ramps start at server times). Stamped at each hand-out, not when the body
+/// was rendered: a body is kept for every client that connects at its id, for minutes if need be.
+pub(super) fn stamped(id: u64, body: &str, now_ms: u64) -> HubEvent {
+    let members = body.strip_prefix('{').and_then(|b| b.strip_suffix('}')).unwrap_or_default();
+    let comma = if members.is_empty() { "" } else { "," };
+    HubEvent { id, name: EventName::Snapshot, data: format!("{{\"server_time_ms\":{now_ms}{comma}{members}}}").into() }
+}
+
 impl Renderer {
-    pub(super) fn snapshot(&self, id: u64, state: &State) -> HubEvent {
-        let data = serde_json::to_string(&self.snapshot_value(state)).unwrap_or_else(|_| "{}".to_owned());
-        HubEvent { id, name: EventName::Snapshot, data: data.into() }
+    /// The snapshot's JSON object, before it is [`stamped`].
+    pub(super) fn snapshot(&self, state: &State) -> Arc<str> {
+        serde_json::to_string(&self.snapshot_value(state)).unwrap_or_else(|_| "{}".to_owned()).into()
     }
 
     fn snapshot_value(&self, state: &State) -> Snapshot<'_> {

@@ -103,12 +103,25 @@ fn history_entries_carry_the_events_stamp_instance_and_origin() {
     assert_eq!((route.instance.as_ref(), route.user.as_ref(), route.remote), ("bot-001", "op", false));
     assert!(route.hlc > 0 && route.hlc < param.hlc);
     // And the snapshot a new client gets is the coordinator's state, read under its lock.
+    let before = wall_ms_now();
     let client = hub.connect(None).expect("client");
     let snapshot: serde_json::Value = serde_json::from_str(&client.queue.pop().expect("snapshot").data).expect("json");
+    let server_time = snapshot["server_time_ms"].as_u64().expect("the server's clock");
+    assert!((before..=wall_ms_now()).contains(&server_time), "{server_time} is when it was handed out");
     assert_eq!(snapshot["instance_id"], "bot-001");
     assert_eq!(snapshot["parameters"]["doorway#2.gain"]["remote"], true);
     assert_eq!(snapshot["parameters"]["doorway#2.gain"]["route"], "es9out#1");
     assert_eq!(snapshot["routes"]["es9out#1"], "doorway#2.gain");
+}
+
+#[test]
+fn stamping_puts_the_servers_time_first_in_a_snapshot() {
+    let body = r#"{"instance_id":"bot-001","routes":{}}"#;
+    let (early, late) = (render::stamped(7, body, 1_000), render::stamped(7, body, 61_000));
+    assert_eq!(&*early.data, r#"{"server_time_ms":1000,"instance_id":"bot-001","routes":{}}"#);
+    assert_eq!(&*late.data, r#"{"server_time_ms":61000,"instance_id":"bot-001","routes":{}}"#);
+    assert_eq!((late.id, late.name), (7, EventName::Snapshot));
+    assert_eq!(&*render::stamped(1, "{}", 5).data, r#"{"server_time_ms":5}"#);
 }
 
 #[test]
