@@ -42,7 +42,7 @@ async fn post_routes_routes_with_a_slew_and_refuses_what_put_refuses() {
 
     let (status, answer) = write(&app, Method::POST, "/api/routes", &body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer, json!({"applied": true, "reply": "routed es9out#1 → doorway#1.threshold"}));
+    assert_eq!(answer, json!({"applied": true, "reply": "routed es9out#1 → doorway#1.threshold (slew 2 V/s)"}));
     assert_eq!(app.osc.recv().await, routing(&["add", "es9out#1", "doorway#1.threshold"]));
     let (_, route) = send(&app, Method::GET, "/api/routes/es9out%231", None, None).await;
     assert_eq!(
