@@ -31,7 +31,7 @@ pub struct OscCounters {
     /// Voltages the stage had to bring inside an output's limit: always 0 unless a bug let an
     /// out-of-limit value through every check before it.
     pub clamped: AtomicU64,
-    /// Steps of moving outputs (slew, ramp) sent at a tick, one per output and form.
+    /// Steps of travelling outputs (slew, ramp) sent at a tick: one per output (or `/lzx` variable) per tick.
     pub steps: AtomicU64,
     pub bundles: AtomicU64,
     pub heartbeats: AtomicU64,
