@@ -8,12 +8,14 @@
 //! limit, a timed ramp) are stepped by [`OscStage::tick`] at a fixed tick, under the same lock. A
 //! failed send is counted and logged, never fatal.
 
+mod counters;
 pub mod encode;
 mod send;
 pub mod stage;
 
+pub use counters::OscCounters;
 pub use encode::{CV_ADDR, Cv, Encoder, HEARTBEAT_ADDR, ROUTING_ADDR};
-pub use stage::{OscCounters, OscStage, StageOptions};
+pub use stage::{OscStage, StageOptions};
 
 /// Which messages to send (`OSC_FORMAT`): any of the three forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

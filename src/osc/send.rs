@@ -8,7 +8,7 @@ use std::time::Instant;
 use rosc::{OscMessage, OscPacket, OscTime};
 use tracing::warn;
 
-use super::stage::OscCounters;
+use super::counters::OscCounters;
 use crate::stats::LogThrottle;
 
 /// The largest bundle datagram: below a typical Ethernet path's payload (1500 bytes less IP and UDP
