@@ -229,8 +229,11 @@ async fn an_emergency_stop_during_a_slow_slew_lands_on_the_safe_value_within_50m
     assert!(safe - pressed < Duration::from_millis(50), "the safe value took {:?}", safe - pressed);
     // No step follows (sampled for forty ticks).
     tokio::time::sleep(TICK * 40).await;
+    // A step sent just before the stop may be read just after `pressed`; after the safe value, nothing.
     let after: Vec<f32> = rec.cv("es9out#1", pressed).into_iter().map(|(_, v)| v).collect();
-    assert_eq!(after, vec![0.0], "the safe value and nothing after it");
+    let safe_at = after.iter().position(|v| *v == 0.0).expect("the safe value");
+    assert_eq!(&after[safe_at..], &[0.0], "the safe value and nothing after it: {after:?}");
+    assert!(safe_at <= 1, "at most one step was in flight when the stop was pressed: {after:?}");
     // Resume slews back from the safe value instead of jumping to where it was.
     let resumed = Instant::now();
     app.op("!admin resume");
