@@ -278,7 +278,9 @@ async fn heartbeats_arrive_at_their_period_counting_up_and_stop_with_the_process
     let stopped = Instant::now();
     // Silence for three periods: what a patch watching the beat needs to see.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(rec.messages("/cvbot/heartbeat", stopped).len(), 0, "no heartbeat after the process stopped");
+    // A beat sent just before the stop may still be read just after it.
+    let late = rec.messages("/cvbot/heartbeat", stopped + Duration::from_millis(20));
+    assert!(late.is_empty(), "heartbeats after the process stopped: {late:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
