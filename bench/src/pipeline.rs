@@ -64,6 +64,8 @@ impl BenchBot {
             ("INSTANCE_ID".to_owned(), id.to_owned()),
             ("HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("OSC_TARGETS".to_owned(), osc_target.to_string()),
+            // Latency rows count datagrams and wait for the socket to go quiet: no heartbeat.
+            ("OSC_HEARTBEAT_MS".to_owned(), "0".to_owned()),
             ("ROUTING_FILE".to_owned(), dir.join("routing_table.json").display().to_string()),
             ("CHAT_STDIN".to_owned(), "off".to_owned()),
             ("ENABLE_REDIS_EVENTS".to_owned(), redis_url.is_some().to_string()),
@@ -155,8 +157,9 @@ fn mark_sent(sent: &SentTimes, i: usize, value: u8) {
     sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((i, value), Instant::now());
 }
 
-/// Receives `/cv` datagrams until `n` are matched to a send time (or the socket is quiet for 3 s);
-/// returns the latencies and the socket for the next phase.
+/// Receives `/cv` datagrams until `n` are matched to a send time (or no routed `/cv` has come for
+/// 3 s: other datagrams, a heartbeat, never keep it waiting); returns the latencies and the socket
+/// for the next phase.
 async fn match_cv(
     receiver: tokio::net::UdpSocket,
     index: HashMap<String, usize>,
@@ -165,10 +168,13 @@ async fn match_cv(
 ) -> (Samples, tokio::net::UdpSocket) {
     let mut samples = Samples::with_capacity(n);
     let mut buf = vec![0u8; 2048];
+    let mut quiet_until = Instant::now() + Duration::from_secs(3);
     while samples.len() < n {
-        let Ok(Ok(len)) = tokio::time::timeout(Duration::from_secs(3), receiver.recv(&mut buf)).await else { break };
+        let wait = quiet_until.saturating_duration_since(Instant::now());
+        let Ok(Ok(len)) = tokio::time::timeout(wait, receiver.recv(&mut buf)).await else { break };
         let got = Instant::now();
         let Some((i, value)) = routed_cv(&buf[..len], &index) else { continue };
+        quiet_until = got + Duration::from_secs(3);
         let started = sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(i, value));
         if let Some(started) = started {
             samples.push(got.duration_since(started));
