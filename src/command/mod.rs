@@ -228,8 +228,9 @@ fn parse_set(text: &str, catalog: &Catalog, colon_required: bool) -> Result<Comm
 }
 
 /// A ramp's length as typed in chat: `2s`, `1.5s`, `500ms` (at most 8 characters before the unit,
-/// at most three decimals on seconds), in milliseconds. Never a float parse: `1e9s` and `infs` are
-/// not durations.
+/// at most three decimals on seconds, at most [`MAX_DURATION_MS`]), in milliseconds. Never a float
+/// parse: `1e9s` and `infs` are not durations. Whether it is too long for a ramp is the
+/// coordinator's call, which says so.
 pub(crate) fn parse_duration_ms(word: &str) -> Option<u32> {
     let lower = word.to_ascii_lowercase();
     let (number, scale) = match lower.strip_suffix("ms") {
@@ -246,8 +247,12 @@ pub(crate) fn parse_duration_ms(word: &str) -> Option<u32> {
     }
     let whole: u32 = whole.parse().ok()?;
     let fraction_ms: u32 = if fraction.is_empty() { 0 } else { format!("{fraction:0<3}").parse().ok()? };
-    whole.checked_mul(scale)?.checked_add(fraction_ms)
+    whole.checked_mul(scale)?.checked_add(fraction_ms).filter(|ms| *ms <= MAX_DURATION_MS)
 }
+
+/// The longest duration chat can write: the most `500ms` form's eight digits hold, so every
+/// duration the parser accepts reads back the same written in milliseconds.
+pub const MAX_DURATION_MS: u32 = 99_999_999;
 
 #[cfg(test)]
 mod tests {
@@ -338,6 +343,9 @@ mod tests {
             ("doorway#1.threshold: 100 over -2s", "error bad_duration"),
             ("doorway#1.threshold: 100 over 99999999s", "error bad_duration"),
             ("doorway#1.threshold: 100 over 4294968s", "error bad_duration"),
+            ("doorway#1.threshold: 100 over 1127128s", "error bad_duration"),
+            ("doorway#1.threshold: 100 over 9999.999s", "set doorway#1.threshold 100 over 9999999ms"),
+            ("doorway#1.threshold: 100 over 99999999ms", "set doorway#1.threshold 100 over 99999999ms"),
         ];
         for (line, expected) in cases {
             check(line, expected);
