@@ -73,6 +73,8 @@ impl ChildBot {
             .env("HTTP_ADDR", http.to_string())
             .env("CHAT_STDIN", "off")
             .env("LOG_LEVEL", "warn")
+            // No heartbeat, as in `BenchBot`: the receivers end a phase after seconds of quiet.
+            .env("OSC_HEARTBEAT_MS", "0")
             .env("ROUTING_FILE", dir.join("routing_table.json"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
