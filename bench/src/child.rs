@@ -36,12 +36,24 @@ impl ChildBot {
         osc: SocketAddr,
         routes: &[(String, String)],
     ) -> anyhow::Result<ChildBot> {
-        let dir = std::env::temp_dir().join(format!("cvbot-bench-{id}-{}", fastrand::u64(..)));
-        std::fs::create_dir_all(&dir)?;
         let table: serde_json::Map<String, serde_json::Value> =
             routes.iter().map(|(o, v)| (o.clone(), serde_json::Value::String(v.clone()))).collect();
-        std::fs::write(dir.join("routing_table.json"), serde_json::Value::Object(table).to_string())?;
-        let vars = [
+        ChildBot::start_routed(id, url, osc, &serde_json::Value::Object(table), &[]).await
+    }
+
+    /// As [`ChildBot::start_subscribed`], with `routing` as its routing file in any form the bot
+    /// reads (`{"variable", "slew", …}` per output), and `more` variables after the bench's own.
+    pub async fn start_routed(
+        id: &str,
+        url: &str,
+        osc: SocketAddr,
+        routing: &serde_json::Value,
+        more: &[(&str, String)],
+    ) -> anyhow::Result<ChildBot> {
+        let dir = std::env::temp_dir().join(format!("cvbot-bench-{id}-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("routing_table.json"), routing.to_string())?;
+        let mut vars = vec![
             ("INSTANCE_ID", id.to_owned()),
             ("REDIS_URL", url.to_owned()),
             ("OSC_TARGETS", osc.to_string()),
@@ -52,6 +64,7 @@ impl ChildBot {
             ("HTTP_MAX_CONNECTIONS", BENCH_MAX_CLIENTS.to_string()),
             ("SSE_MAX_CLIENTS", BENCH_MAX_CLIENTS.to_string()),
         ];
+        vars.extend(more.iter().cloned());
         let child = ChildBot::start(&vars, dir)?;
         let deadline = Instant::now() + Duration::from_secs(15);
         while child.json("/api/state").is_none_or(|v| v["redis"] != "connected") {
@@ -75,6 +88,8 @@ impl ChildBot {
             .env("HTTP_ADDR", http.to_string())
             .env("CHAT_STDIN", "off")
             .env("LOG_LEVEL", "warn")
+            // No heartbeat, as in `BenchBot`: the receivers end a phase after seconds of quiet.
+            .env("OSC_HEARTBEAT_MS", "0")
             .env("ROUTING_FILE", dir.join("routing_table.json"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -183,4 +198,35 @@ pub fn cpu_time(pid: u32) -> Duration {
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     // utime and stime are fields 14 and 15 of stat: indices 11 and 12 after the name.
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// On-CPU time of each thread of a process from `/proc/<pid>/task/*/schedstat`: the scheduler's
+/// own count in nanoseconds, where [`cpu_time`] is in clock ticks (10 ms), too coarse for an idle
+/// instance over a few seconds.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadCpu(std::collections::HashMap<u32, u64>);
+
+impl ThreadCpu {
+    pub fn read(pid: u32) -> ThreadCpu {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return ThreadCpu::default() };
+        let threads = tasks
+            .filter_map(|task| {
+                let task = task.ok()?;
+                let tid = task.file_name().to_str()?.parse().ok()?;
+                let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+                Some((tid, schedstat.split_whitespace().next()?.parse().ok()?))
+            })
+            .collect();
+        ThreadCpu(threads)
+    }
+
+    /// The CPU time the process used since `earlier`; `None` when a thread ended in between (its
+    /// time left the count with it) or nothing was readable.
+    pub fn since(&self, earlier: &ThreadCpu) -> Option<Duration> {
+        if self.0.is_empty() || earlier.0.keys().any(|tid| !self.0.contains_key(tid)) {
+            return None;
+        }
+        let ns = self.0.iter().map(|(tid, ns)| ns.saturating_sub(earlier.0.get(tid).copied().unwrap_or(0))).sum();
+        Some(Duration::from_nanos(ns))
+    }
 }

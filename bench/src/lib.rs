@@ -12,6 +12,7 @@ pub mod child;
 pub mod command_stats;
 pub mod floor;
 pub mod measure;
+pub mod motion;
 pub mod pipeline;
 pub mod plot;
 mod report;
@@ -44,20 +45,28 @@ pub struct BenchOptions {
 }
 
 /// A row that can be measured on its own ([`run_only`]), for A/B comparisons that need only it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Only {
     /// "twitch: IRC PRIVMSG → OSC" ([`twitch`]); needs no Redis.
     Twitch,
+    /// The slew load and the cross-instance ramp agreement ([`motion`]); on its own Redis unless
+    /// `--redis-url` names one.
+    Motion,
 }
 
-/// What [`run_only`] measured.
+/// What [`run_only`] measured: the one row asked for.
 #[derive(Debug, Clone, Serialize)]
 pub struct OnlyReport {
     /// [`BUILD`]: `"debug"` means the figures below are not representative.
     pub build: &'static str,
     pub quick: bool,
     pub machine: String,
-    pub twitch: variants::Outcome<twitch::TwitchRow>,
+    pub only: Only,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub twitch: Option<variants::Outcome<twitch::TwitchRow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub motion: Option<motion::Motion>,
 }
 
 /// How the measuring code was compiled: `"release"`, or `"debug"`, whose figures are not
@@ -84,6 +93,8 @@ pub struct Report {
     pub throughput: Throughput,
     pub memory: Memory,
     pub overlay: Overlay,
+    /// 64 outputs slewing on one instance; one ramp drawn by two instances.
+    pub motion: motion::Motion,
     /// This and the rows below are `{"Ok": …}`, or `{"Err": "…"}` naming the phase that failed.
     /// Cross-instance at 1k/s on a Sentinel-managed master, beside its floors.
     pub sentinel: variants::Outcome<variants::TopologyRow>,
@@ -245,16 +256,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
             path.display()
         );
     }
-    let _own_redis;
-    let url = match &options.redis_url {
-        Some(url) => url.clone(),
-        None => {
-            let process = cvbot_testbed::redis_process::RedisProcess::start().await?;
-            let url = process.url.clone();
-            _own_redis = process;
-            url
-        }
-    };
+    let (url, _own_redis) = redis(options).await?;
     let q = options.quick;
     let scale = |quick: usize, full: usize| if q { quick } else { full };
     let catalog = Catalog::builtin();
@@ -286,6 +288,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     let overlay = overlay(&url, &catalog, scale(1000, 1000), scale(300, 1500), scale(2000, 10_000)).await?;
 
     // The phases below report a failure in their row, naming the phase, and the run goes on.
+    let motion = motion::rows(&url, &catalog, q).await;
     let sentinel = variants::outcome(variants::sentinel_row(&catalog, q).await.context("sentinel row"));
     let sentinel_failover = match &sentinel {
         Ok(_) => variants::outcome(
@@ -316,6 +319,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         throughput,
         memory,
         overlay,
+        motion,
         sentinel,
         sentinel_failover,
         cluster,
@@ -335,14 +339,34 @@ pub async fn run_only(options: &BenchOptions, only: Only) -> anyhow::Result<Only
     if BUILD != "release" {
         tracing::warn!("bench: a {BUILD} build: its figures are not representative (use --release)");
     }
-    let Only::Twitch = only;
-    progress("twitch: IRC PRIVMSG → OSC through a local IRC server");
-    let twitch = variants::outcome(twitch::row(&Catalog::builtin(), options.quick).await.context("twitch row"));
-    let report = OnlyReport { build: BUILD, quick: options.quick, machine: machine(), twitch };
+    let catalog = Catalog::builtin();
+    let mut report =
+        OnlyReport { build: BUILD, quick: options.quick, machine: machine(), only, twitch: None, motion: None };
+    match only {
+        Only::Twitch => {
+            progress("twitch: IRC PRIVMSG → OSC through a local IRC server");
+            report.twitch = Some(variants::outcome(twitch::row(&catalog, options.quick).await.context("twitch row")));
+        }
+        Only::Motion => {
+            let (url, _own_redis) = redis(options).await?;
+            report.motion = Some(motion::rows(&url, &catalog, options.quick).await);
+        }
+    }
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(report)
+}
+
+/// `--redis-url`, or a private `redis-server` started for the run (stopped when dropped).
+async fn redis(options: &BenchOptions) -> anyhow::Result<(String, Option<cvbot_testbed::redis_process::RedisProcess>)> {
+    Ok(match &options.redis_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let process = cvbot_testbed::redis_process::RedisProcess::start().await?;
+            (process.url.clone(), Some(process))
+        }
+    })
 }
 
 /// Remote events per second offered to the subscribing instance (the target rate).

@@ -72,6 +72,9 @@ impl BenchBot {
             ("REDIS_URL".to_owned(), redis_url.unwrap_or("redis://127.0.0.1:1").to_owned()),
             ("RATE_LIMIT_MS".to_owned(), "0".to_owned()),
             ("GLOBAL_RATE_LIMIT".to_owned(), "0".to_owned()),
+            // No `/cvbot/heartbeat`: the receivers end a phase after seconds of quiet, which a
+            // beat every second would never give them once a datagram they wait for is coalesced.
+            ("OSC_HEARTBEAT_MS".to_owned(), "0".to_owned()),
         ];
         // Later pairs win (the configuration reads them into a map in order).
         vars.extend(options.vars.iter().cloned());

@@ -1,6 +1,6 @@
 //! The report as a table: every row beside its floor, and what failed, named.
 
-use super::{OnlyReport, Report, Summary, twitch, variants};
+use super::{Only, OnlyReport, Report, Summary, motion, twitch, variants};
 
 /// The table's first lines: a warning when the build is not a release build, what ran where, and
 /// the column heads.
@@ -98,15 +98,84 @@ pub fn render(report: &Report) -> String {
         "overlay hold: {}/{} clients connected, {:.1} % got the next update, RSS {:.1} MB",
         o.hold_connected, o.hold_clients, o.hold_delivered_pct, o.hold_rss_mb
     );
+    render_motion(&mut out, &report.motion);
     render_variants(&mut out, report);
     out
 }
 
 /// The table of an [`OnlyReport`].
 pub fn render_only(report: &OnlyReport) -> String {
-    let mut out = header("cvbot-bench --only twitch", report.build, report.quick, &report.machine);
-    render_twitch(&mut out, &report.twitch);
+    let command = match report.only {
+        Only::Twitch => "cvbot-bench --only twitch",
+        Only::Motion => "cvbot-bench --only motion",
+    };
+    let mut out = header(command, report.build, report.quick, &report.machine);
+    if let Some(twitch) = &report.twitch {
+        render_twitch(&mut out, twitch);
+    }
+    if let Some(motion) = &report.motion {
+        render_motion(&mut out, motion);
+    }
     out
+}
+
+/// The slew load (each form beside the same instance idle) and the ramp agreement, or why each failed.
+fn render_motion(out: &mut String, motion: &motion::Motion) {
+    use std::fmt::Write;
+    match &motion.slew_load {
+        Ok(s) => {
+            for r in [&s.unbundled, &s.bundled] {
+                let _ = writeln!(
+                    out,
+                    "slew: {} outputs at {} V/s, tick {} ms, OSC_BUNDLE={}: CPU {:.1} % of a core (idle {:.2} %), \
+                     {:.0} datagrams/s ({:.0} /cv/s; idle {:.1}/s), slowest output {:.0} steps/s, {}/{} moving at the end, \
+                     {} failed sends",
+                    s.outputs,
+                    s.slew_v_per_s,
+                    s.tick_ms,
+                    r.bundle,
+                    r.cpu_pct,
+                    r.idle_cpu_pct,
+                    r.datagrams_per_s,
+                    r.messages_per_s,
+                    r.idle_datagrams_per_s,
+                    r.min_steps_per_output_per_s,
+                    r.moving_at_end,
+                    s.outputs,
+                    r.failed
+                );
+                row(out, &format!("  slew: step interval, OSC_BUNDLE={}", r.bundle), &r.step_interval);
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "FAILED {e}");
+        }
+    }
+    match &motion.ramp_agreement {
+        Ok(r) => {
+            let fraction = |v: f64| v / r.range_v.max(1e-9);
+            let _ = writeln!(
+                out,
+                "ramp: {} over {} ms on two instances, {} runs: largest difference {:.2} mV interpolated (1/{:.0} of \
+                 the range; median {:.2} mV), {:.2} mV held (1/{:.0}; median {:.2} mV); end times {:.2} ms apart \
+                 (median {:.2} ms)",
+                r.output,
+                r.ramp_ms,
+                r.runs.len(),
+                r.interpolated_v.max * 1e3,
+                1.0 / fraction(r.interpolated_v.max).max(1e-12),
+                r.interpolated_v.median * 1e3,
+                r.held_v.max * 1e3,
+                1.0 / fraction(r.held_v.max).max(1e-12),
+                r.held_v.median * 1e3,
+                r.end_ms.max,
+                r.end_ms.median
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "FAILED {e}");
+        }
+    }
 }
 
 /// The Twitch rows: viewers' lines, admin commands paced and mid-burst, and whether every admin
@@ -192,7 +261,7 @@ fn render_variants(out: &mut String, report: &Report) {
 mod tests {
     use super::*;
     use crate::measure::Samples;
-    use crate::{BUILD, Memory, Overlay, Report, Throughput};
+    use crate::{BUILD, Memory, Overlay, Report, Throughput, motion};
 
     fn report(build: &'static str) -> Report {
         let none = Samples::default().summary();
@@ -227,6 +296,10 @@ mod tests {
                 hold_connected: 0,
                 hold_delivered_pct: 0.0,
                 hold_rss_mb: 0.0,
+            },
+            motion: motion::Motion {
+                slew_load: Err("slew load row: not run".to_owned()),
+                ramp_agreement: Err("ramp agreement row: not run".to_owned()),
             },
             sentinel: Err("sentinel row: not run".to_owned()),
             sentinel_failover: Err("sentinel failover: not run".to_owned()),

@@ -61,6 +61,37 @@ fn only_twitch_measures_the_twitch_row_alone_and_every_admin_command_gets_throug
     assert_eq!(row["burst_admin_arrived"], row["bursts"], "every mid-burst admin command took effect: {report}");
 }
 
+#[test]
+fn only_motion_measures_the_slew_load_and_the_ramp_agreement() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("motion.json");
+    let out = bench()
+        .current_dir(dir.path())
+        .args(["--only", "motion", "--quick", "--json"])
+        .arg(&json)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cvbot-bench");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stdout.contains("FAILED") && !stdout.contains("twitch:"), "only the motion rows: {stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON")).expect("valid JSON");
+    assert_eq!(report["only"], "motion", "{report}");
+    let slew = &report["motion"]["slew_load"]["Ok"];
+    for form in ["unbundled", "bundled"] {
+        assert_eq!(slew[form]["moving_at_end"], slew["outputs"], "every output moved throughout: {report}");
+        assert!(slew[form]["datagrams_per_s"].as_f64().is_some_and(|d| d > 0.0), "{report}");
+    }
+    let ramp = &report["motion"]["ramp_agreement"]["Ok"];
+    // However slow a debug build on a loaded host, two instances on one clock draw one line: far
+    // within a tenth of the range.
+    assert!(
+        ramp["interpolated_v"]["max"].as_f64().is_some_and(|v| v < 0.1 * ramp["range_v"].as_f64().unwrap_or(0.0)),
+        "{report}"
+    );
+}
+
 /// `GET path` over HTTP/1.0; the status line and the body.
 fn get(addr: &str, path: &str) -> Option<(String, String)> {
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
