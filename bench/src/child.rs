@@ -57,8 +57,6 @@ impl ChildBot {
             ("INSTANCE_ID", id.to_owned()),
             ("REDIS_URL", url.to_owned()),
             ("OSC_TARGETS", osc.to_string()),
-            // Latency rows count datagrams and wait for the socket to go quiet: no heartbeat.
-            ("OSC_HEARTBEAT_MS", "0".to_owned()),
             // The overlay bench holds up to 10,000 SSE clients on one instance: far above the show
             // defaults (1024 connections, 256 streams), which would measure refusals instead.
             ("HTTP_MAX_CONNECTIONS", BENCH_MAX_CLIENTS.to_string()),

@@ -64,8 +64,6 @@ impl BenchBot {
             ("INSTANCE_ID".to_owned(), id.to_owned()),
             ("HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("OSC_TARGETS".to_owned(), osc_target.to_string()),
-            // Latency rows count datagrams and wait for the socket to go quiet: no heartbeat.
-            ("OSC_HEARTBEAT_MS".to_owned(), "0".to_owned()),
             ("ROUTING_FILE".to_owned(), dir.join("routing_table.json").display().to_string()),
             ("CHAT_STDIN".to_owned(), "off".to_owned()),
             ("ENABLE_REDIS_EVENTS".to_owned(), redis_url.is_some().to_string()),

@@ -3,13 +3,11 @@
 //! lock, so a step never lands between a stop and its safe values.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::Notify;
 use tokio::time::{Interval, MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::wall_ms_now;
 use crate::config::MotionConfig;
 use crate::coord::CoordHandle;
 
@@ -35,7 +33,7 @@ pub(super) async fn run_motion(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
-            _ = ticks.tick(), if moving => match coord.tick(Instant::now(), wall_ms_now()) {
+            _ = ticks.tick(), if moving => match coord.tick_now() {
                 Some(still) => moving = still,
                 None => return Ok(()),
             },
