@@ -40,21 +40,9 @@ fn help_lists_the_flags_but_not_the_child_mode() {
 
 #[test]
 fn only_twitch_measures_the_twitch_row_alone_and_every_admin_command_gets_through() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let json = dir.path().join("twitch.json");
-    let out = bench()
-        .current_dir(dir.path())
-        .args(["--only", "twitch", "--quick", "--json"])
-        .arg(&json)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cvbot-bench");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, report) = run_only("twitch");
     assert!(stdout.contains("twitch: IRC PRIVMSG → OSC @200/s"), "{stdout}");
     assert!(!stdout.contains("floor:") && !stdout.contains("FAILED"), "only the Twitch row: {stdout}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON")).expect("valid JSON");
     let row = &report["twitch"]["Ok"];
     assert!(row["latency"]["n"].as_u64().is_some_and(|n| n > 0), "{report}");
     assert_eq!(row["admin_arrived"], row["admin_sent"], "every paced admin command took effect: {report}");
@@ -63,20 +51,8 @@ fn only_twitch_measures_the_twitch_row_alone_and_every_admin_command_gets_throug
 
 #[test]
 fn only_motion_measures_the_slew_load_and_the_ramp_agreement() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let json = dir.path().join("motion.json");
-    let out = bench()
-        .current_dir(dir.path())
-        .args(["--only", "motion", "--quick", "--json"])
-        .arg(&json)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cvbot-bench");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, report) = run_only("motion");
     assert!(!stdout.contains("FAILED") && !stdout.contains("twitch:"), "only the motion rows: {stdout}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON")).expect("valid JSON");
     assert_eq!(report["only"], "motion", "{report}");
     let slew = &report["motion"]["slew_load"]["Ok"];
     for form in ["unbundled", "bundled"] {
@@ -90,6 +66,23 @@ fn only_motion_measures_the_slew_load_and_the_ramp_agreement() {
         ramp["interpolated_v"]["max"].as_f64().is_some_and(|v| v < 0.1 * ramp["range_v"].as_f64().unwrap_or(0.0)),
         "{report}"
     );
+}
+
+/// `cvbot-bench --only ROW --quick --json FILE`: it must exit 0; its standard output and the report.
+fn run_only(row: &str) -> (String, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join(format!("{row}.json"));
+    let out = bench()
+        .current_dir(dir.path())
+        .args(["--only", row, "--quick", "--json"])
+        .arg(&json)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cvbot-bench");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON")).expect("valid JSON");
+    (stdout.into_owned(), report)
 }
 
 /// `GET path` over HTTP/1.0; the status line and the body.
