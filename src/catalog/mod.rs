@@ -130,9 +130,11 @@ impl Catalog {
         self.outputs.len()
     }
 
-    /// Looks up `module#instance.parameter` parts. The module is matched case-insensitively; a named
-    /// parameter must be spelled as in the catalogue; `inputJack#k` exists on every module and is
-    /// matched in any case (`inputjack#1`, the only spelling older bots' routing files accept).
+    /// Looks up `module#instance.parameter` parts, each in any case (mobile keyboards capitalise,
+    /// `opacitya` is `opacityA`), resolving to the catalogue's spelling. A parameter spelled exactly
+    /// wins; otherwise the one parameter that matches ignoring case, and none when two of a module's
+    /// parameters differ only in case. `inputJack#k` exists on every module (`inputjack#1` is the
+    /// only spelling older bots' routing files accept).
     pub fn variable(&self, module: &str, instance: u16, parameter: &str) -> Option<Variable> {
         let entry = self.module_entry(module)?;
         if instance == 0 || instance > entry.instances {
@@ -145,9 +147,19 @@ impl Catalog {
             }
             Parameter::InputJack(k)
         } else {
-            Parameter::Named(entry.parameters.iter().find(|p| p.as_ref() == parameter)?.clone())
+            Parameter::Named(Self::named_parameter(&entry.parameters, parameter)?.clone())
         };
         Some(Variable { module: entry.name.clone(), instance, parameter })
+    }
+
+    /// `parameter` among `parameters`: spelled exactly, or else the only one equal ignoring case.
+    fn named_parameter<'a>(parameters: &'a [Arc<str>], parameter: &str) -> Option<&'a Arc<str>> {
+        if let Some(exact) = parameters.iter().find(|p| p.as_ref() == parameter) {
+            return Some(exact);
+        }
+        let mut matches = parameters.iter().filter(|p| p.eq_ignore_ascii_case(parameter));
+        let only = matches.next()?;
+        matches.next().is_none().then_some(only)
     }
 
     /// Parses a whole variable name such as `doorway#1.threshold`.
@@ -275,14 +287,21 @@ mod tests {
     }
 
     #[test]
-    fn parameters_keep_catalogue_case_and_modules_do_not() {
+    fn names_are_read_in_any_case_and_shown_in_the_catalogue_spelling() {
         let c = Catalog::builtin();
-        assert_eq!(
-            c.parse_variable("DoorWay#1.threshold").map(|v| v.to_string()).as_deref(),
-            Some("doorway#1.threshold")
-        );
-        assert!(c.parse_variable("marbleindex#1.opacitya").is_none());
-        assert!(c.parse_variable("doorway#1.THRESHOLD").is_none());
+        let read = |text: &str| c.parse_variable(text).map(|v| v.to_string());
+        assert_eq!(read("DoorWay#1.threshold").as_deref(), Some("doorway#1.threshold"));
+        assert_eq!(read("marbleindex#1.opacitya").as_deref(), Some("marbleindex#1.opacityA"));
+        assert_eq!(read("doorway#1.THRESHOLD").as_deref(), Some("doorway#1.threshold"));
+        assert_eq!(read("diver#1.HPHASE").as_deref(), Some("diver#1.hPhase"));
+        assert!(read("doorway#1.threshhold").is_none(), "any case, not any spelling");
+        // Two parameters that differ only in case: each is found spelled exactly, neither otherwise.
+        let text = r#"{"format": 1, "modules": [{"name": "m", "parameters": ["gainA", "gaina"]}], "outputs": []}"#;
+        let twins = Catalog::parse(text, CatalogSource::Embedded).expect("valid");
+        let read = |text: &str| twins.parse_variable(text).map(|v| v.to_string());
+        assert_eq!(read("m#1.gainA").as_deref(), Some("m#1.gainA"));
+        assert_eq!(read("m#1.gaina").as_deref(), Some("m#1.gaina"));
+        assert_eq!(read("m#1.GAINA"), None, "ambiguous: no guess");
     }
 
     #[test]
@@ -318,8 +337,7 @@ mod tests {
             "angles#1.inputjak#1",
             "angles#1.inputjack#x",
             "angles#1.inputjack#+1",
-            "doorway#1.Threshold",
-            "marbleindex#1.OPACITYA",
+            "doorway#1.Threshhold",
             "angles#1.inputjacké#1",
             "angles#1.input",
         ] {

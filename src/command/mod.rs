@@ -305,7 +305,7 @@ mod tests {
             ("doorway#1.threshold: 89lol", "error bad_value"),
             ("doorway#1.threshold:", "error bad_value"),
             ("doorway#1.threshold 89", "error malformed"),
-            ("doorway#1.THRESHOLD: 89", "error unknown_variable"),
+            ("doorway#1.THRESHOLD: 89", "set doorway#1.threshold 89"),
             ("doorway#0.threshold: 89", "error unknown_variable"),
             ("doorway#99.threshold: 89", "error unknown_variable"),
             ("nosuchmodule#1.x: 5", "error unknown_variable"),
@@ -375,7 +375,8 @@ mod tests {
             ("!admin es9out#8 → angles#1.INPUTJACK#17", "error unknown_variable"),
             ("!admin es9out#8 → angles#1.inputjack#0", "error unknown_variable"),
             ("angles#1.inputjack1: 5", "error unknown_variable"),
-            ("doorway#1.Gain: 5", "error unknown_variable"),
+            ("doorway#1.Gain: 5", "set doorway#1.gain 5"),
+            ("marbleindex#2.opacitya: 5", "set marbleindex#2.opacityA 5"),
         ];
         for (line, expected) in cases {
             check(line, expected);

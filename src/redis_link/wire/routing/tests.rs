@@ -91,7 +91,7 @@ fn older_bots_overlay_shaped_routing_data_is_a_route_change() {
         (json!({"action": "add", "output": "es9out#99", "lzxVariable": "doorway#1.gain"}), DropReason::UnknownOutput),
         (json!({"action": "remove", "output": "es9out#99"}), DropReason::UnknownOutput),
         (json!({"action": "add", "output": "es9out#3", "lzxVariable": "doorway#1.nope"}), DropReason::UnknownVariable),
-        (json!({"action": "add", "output": "es9out#3", "lzxVariable": "doorway#1.GAIN"}), DropReason::UnknownVariable),
+        (json!({"action": "add", "output": "es9out#3", "lzxVariable": "doorway#1.gian"}), DropReason::UnknownVariable),
         (
             json!({"action": "add", "output": "es9out#3", "lzxVariable": "angles#1.inputjack#17"}),
             DropReason::UnknownVariable,
