@@ -107,21 +107,22 @@ impl CoordHandle {
     /// One step of the OSC stage's travelling outputs at this moment: the clocks are read once the
     /// lock is held, so a step never carries a position older than its send.
     pub fn tick_now(&self) -> Option<bool> {
-        let mut core = self.lock();
-        if core.closed {
-            return None;
-        }
-        let Coordinator { osc, state, .. } = &mut *core;
-        Some(osc.as_mut().is_some_and(|osc| osc.tick(state, Instant::now(), wall_ms_now())))
+        self.step(|| (Instant::now(), wall_ms_now()))
     }
 
     /// One step of the OSC stage's travelling outputs (see [`OscStage::tick`]) at a given time:
     /// whether anything still travels; `None` once shut down.
     pub fn tick(&self, now: Instant, wall_ms: u64) -> Option<bool> {
+        self.step(|| (now, wall_ms))
+    }
+
+    /// One step at the time `at` gives once the lock is held.
+    fn step(&self, at: impl FnOnce() -> (Instant, u64)) -> Option<bool> {
         let mut core = self.lock();
         if core.closed {
             return None;
         }
+        let (now, wall_ms) = at();
         let Coordinator { osc, state, .. } = &mut *core;
         Some(osc.as_mut().is_some_and(|osc| osc.tick(state, now, wall_ms)))
     }
