@@ -11,6 +11,9 @@ use serde::Serialize;
 /// instance, so no instance refuses a ramp another applied. `RAMP_MAX_MS` bounds chat below it.
 pub const RAMP_LIMIT_MS: u32 = 600_000;
 
+/// The longest ramp chat may ask for unless `RAMP_MAX_MS` says otherwise: ten seconds.
+pub const DEFAULT_RAMP_MAX_MS: u32 = 10_000;
+
 /// The fastest slew a route may ask for, in volts per second. Faster than any output can usefully
 /// follow at the tick (a 20 V swing in 20 ms), and finite, so the arithmetic stays finite too.
 pub const SLEW_LIMIT: f32 = 1000.0;

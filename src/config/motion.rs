@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::parse::{at_least, boolean, number};
 use super::{ConfigError, Vars, err};
-use crate::motion::RAMP_LIMIT_MS;
+use crate::motion::{DEFAULT_RAMP_MAX_MS, RAMP_LIMIT_MS};
 
 /// How outputs move and how the bot tells a receiver it is alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ impl Default for MotionConfig {
             osc_tick: Duration::from_millis(5),
             osc_heartbeat: Some(Duration::from_secs(1)),
             osc_bundle: false,
-            ramp_max_ms: 10_000,
+            ramp_max_ms: DEFAULT_RAMP_MAX_MS,
         }
     }
 }
@@ -38,7 +38,8 @@ impl MotionConfig {
         if heartbeat != 0 && heartbeat < 50 {
             return Err(err("OSC_HEARTBEAT_MS", format!("{heartbeat} is smaller than 50 (0 turns the heartbeat off)")));
         }
-        let ramp_max = number("RAMP_MAX_MS", v.get("RAMP_MAX_MS"), 10_000, u64::from(RAMP_LIMIT_MS))?;
+        let ramp_max =
+            number("RAMP_MAX_MS", v.get("RAMP_MAX_MS"), u64::from(DEFAULT_RAMP_MAX_MS), u64::from(RAMP_LIMIT_MS))?;
         Ok(MotionConfig {
             osc_tick,
             osc_heartbeat: (heartbeat > 0).then(|| Duration::from_millis(heartbeat)),

@@ -28,7 +28,7 @@ use crate::clock::wall_ms_now;
 use crate::command::Command;
 use crate::gate::{Gate, Sender};
 use crate::instances::Presence;
-use crate::motion::Ramp;
+use crate::motion::{DEFAULT_RAMP_MAX_MS, Ramp};
 use crate::osc::OscStage;
 use crate::state::{Change, Event, EventKind, Hlc, Stamp, State};
 use crate::stats::{LogThrottle, Stats};
@@ -36,8 +36,6 @@ use crate::stats::{LogThrottle, Stats};
 pub use crate::observe::Observer;
 pub use counters::CoordCounters;
 
-/// `RAMP_MAX_MS` unless configured: ten seconds.
-pub const DEFAULT_RAMP_MAX_MS: u32 = 10_000;
 pub use outcome::{Answer, Done, Outcome, Refusal, Unchanged};
 
 /// A cheap, cloneable way to reach the coordinator. Every method returns at once: the work is a few
