@@ -67,9 +67,7 @@ impl Encoder {
     /// `/es9out/1 ,f voltage`: the per-output form (`esx8cv#2.out#3` is `/esx8cv/2/out/3`), inside
     /// the output's limit like every `/cv`.
     pub fn output_at(&self, output: &Output, voltage: f32) -> Cv {
-        let limit = self.catalog.output_limit(output);
-        let clamped_voltage = limit.clamp(voltage);
-        let clamped = clamped_voltage.to_bits() != voltage.to_bits();
+        let (clamped_voltage, clamped) = self.limited(output, voltage);
         let addr = format!("/{}", output.as_str().replace(['#', '.'], "/"));
         Cv { message: OscMessage { addr, args: vec![OscType::Float(clamped_voltage)] }, clamped }
     }
@@ -104,11 +102,15 @@ impl Encoder {
         value
     }
 
+    /// `voltage` inside `output`'s limit, and whether it had to be brought there. Compared bit for
+    /// bit: a NaN is never inside the limit, so it counts as clamped.
+    fn limited(&self, output: &Output, voltage: f32) -> (f32, bool) {
+        let clamped_voltage = self.catalog.output_limit(output).clamp(voltage);
+        (clamped_voltage, clamped_voltage.to_bits() != voltage.to_bits())
+    }
+
     fn cv_with_voltage(&self, output: &Output, variable: &Variable, voltage: f32, value: u8) -> Cv {
-        let limit = self.catalog.output_limit(output);
-        let clamped_voltage = limit.clamp(voltage);
-        // Compared bit for bit: a NaN is never inside the limit, so it counts as clamped.
-        let clamped = clamped_voltage.to_bits() != voltage.to_bits();
+        let (clamped_voltage, clamped) = self.limited(output, voltage);
         let message = OscMessage {
             addr: CV_ADDR.to_owned(),
             args: vec![
