@@ -49,6 +49,7 @@ pub mod osc;
 pub mod redis_link;
 pub mod routes_file;
 pub mod secret;
+pub mod show;
 pub mod state;
 pub mod stats;
 pub mod tally;

@@ -99,6 +99,15 @@ pub fn approach(at: f32, target: f32, max_step: f32) -> f32 {
     if distance.abs() <= max_step || !at.is_finite() { target } else { at + max_step.copysign(distance) }
 }
 
+/// A duration in milliseconds as a reply says it: `10s`, `2.5s`, `500ms`.
+pub fn duration_text(ms: u32) -> String {
+    match ms {
+        ms if ms < 1000 => format!("{ms}ms"),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{}s", f64::from(ms) / 1000.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

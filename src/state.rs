@@ -12,6 +12,10 @@ use serde::Serialize;
 use crate::catalog::{Output, Variable, VoltRange};
 use crate::motion::Ramp;
 
+mod ballot;
+pub use crate::show::{LockTarget, MAX_LOCKS, MAX_SCENE_VALUES, MAX_SCENES, Mode, Scene, SceneName};
+pub use ballot::{Ballot, MAX_BALLOT_VOTES, Tally, VOTE_GRACE_MS, Verdict, VoteRefusal, window_of};
+
 /// A hybrid logical clock: the upper 48 bits are wall-clock milliseconds, the lower 16 a counter, so
 /// stamps follow real time where clocks agree and still order causally where they do not.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +109,26 @@ pub enum EventKind {
         message: Option<String>,
     },
     ClearAll,
+    /// How viewers' commands are applied; a new mode starts a new ballot.
+    Mode {
+        mode: Mode,
+    },
+    /// `locked: false` lifts the lock (a tombstone, so the unlock itself converges).
+    Lock {
+        target: LockTarget,
+        locked: bool,
+    },
+    /// `scene: None` deletes the scene (a tombstone).
+    Scene {
+        name: SceneName,
+        scene: Option<Scene>,
+    },
+    /// A viewer's vote in democracy (the event's user is the viewer): filed in the ballot, never
+    /// sent to an output; the window's median is applied as an ordinary `Set`.
+    Vote {
+        variable: Variable,
+        value: u8,
+    },
 }
 
 /// One stamped state change, local or remote.
@@ -120,11 +144,48 @@ pub struct Event {
 /// What applying an event changed, for the output stages. Stale events change nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Param { variable: Variable, value: u8, ramp: Option<Ramp>, user: Arc<str>, source: Arc<str>, wall_ms: u64 },
-    Cleared { variables: Arc<[Variable]> },
-    Route { output: Output, route: Option<Route> },
-    Overlay { enabled: bool },
-    Emergency { active: bool, message: Option<String> },
+    Param {
+        variable: Variable,
+        value: u8,
+        ramp: Option<Ramp>,
+        user: Arc<str>,
+        source: Arc<str>,
+        wall_ms: u64,
+    },
+    Cleared {
+        variables: Arc<[Variable]>,
+    },
+    Route {
+        output: Output,
+        route: Option<Route>,
+    },
+    Overlay {
+        enabled: bool,
+    },
+    Emergency {
+        active: bool,
+        message: Option<String>,
+    },
+    /// The mode changed; `start_ms` numbers democracy's windows.
+    Mode {
+        mode: Mode,
+        start_ms: u64,
+    },
+    Lock {
+        target: LockTarget,
+        locked: bool,
+    },
+    /// A scene was saved (`saved`) or deleted.
+    Scene {
+        name: SceneName,
+        saved: bool,
+    },
+    /// A vote counted: its parameter's tally in the window that closes at `closes_at_ms`.
+    Vote {
+        variable: Variable,
+        tally: Tally,
+        closes_at_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +250,12 @@ pub struct State {
     emergency: Register<Emergency>,
     /// The newest clear-all: every parameter stamped before it is gone.
     cleared: Stamp,
+    mode: Register<Mode>,
+    locks: BTreeMap<LockTarget, Register<bool>>,
+    scenes: BTreeMap<SceneName, Register<Option<Scene>>>,
+    /// Votes of the open democracy windows: not a register (never written to the state hash), but
+    /// convergent the same way: each viewer's newest vote per parameter and window.
+    ballot: Ballot,
 }
 
 impl Default for State {
@@ -199,6 +266,10 @@ impl Default for State {
             overlay: Register::new(true),
             emergency: Register::new(Emergency::default()),
             cleared: Stamp::zero(),
+            mode: Register::new(Mode::Anarchy),
+            locks: BTreeMap::new(),
+            scenes: BTreeMap::new(),
+            ballot: Ballot::default(),
         }
     }
 }
@@ -258,6 +329,97 @@ impl State {
                 });
                 Some(Change::Cleared { variables: removed.into() })
             }
+            EventKind::Mode { mode } => {
+                if !self.mode.write(*mode, stamp) {
+                    return None;
+                }
+                self.ballot = Ballot::default();
+                Some(Change::Mode { mode: *mode, start_ms: self.mode_start_ms() })
+            }
+            EventKind::Lock { target, locked } => {
+                if !self.locks.contains_key(target) && self.locks.len() >= MAX_LOCKS {
+                    return None;
+                }
+                let register = self.locks.entry(target.clone()).or_insert_with(|| Register::new(false));
+                register.write(*locked, stamp).then(|| Change::Lock { target: target.clone(), locked: *locked })
+            }
+            EventKind::Scene { name, scene } => {
+                if !self.scenes.contains_key(name) && self.scenes.len() >= MAX_SCENES {
+                    return None;
+                }
+                let register = self.scenes.entry(name.clone()).or_insert_with(|| Register::new(None));
+                let saved = scene.is_some();
+                // Saving the same values again still counts: the scene's stamp is newer.
+                let newer = *stamp > register.stamp;
+                register.write(scene.clone(), stamp);
+                newer.then(|| Change::Scene { name: name.clone(), saved })
+            }
+            EventKind::Vote { variable, value } => {
+                let (mode, start_ms) = (self.mode.value, self.mode_start_ms());
+                let (window, tally) = self.ballot.cast(mode, start_ms, variable, &event.user, *value, stamp).ok()?;
+                let closes_at_ms = Ballot::closes_at_ms(mode, start_ms, window)?;
+                Some(Change::Vote { variable: variable.clone(), tally, closes_at_ms })
+            }
+        }
+    }
+
+    /// Why a vote would not count now (for the coordinator to say so before stamping one).
+    pub fn vote_refusal(&self) -> Option<VoteRefusal> {
+        self.mode.value.window_ms().is_none().then_some(VoteRefusal::NoDemocracy)
+    }
+
+    /// Decides every democracy window whose grace ran out by `now_ms`; each voted parameter's result.
+    pub fn decide(&mut self, now_ms: u64) -> Vec<Verdict> {
+        let (mode, start_ms) = (self.mode.value, self.mode_start_ms());
+        self.ballot.decide(mode, start_ms, now_ms)
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode.value
+    }
+
+    /// When the current mode began (its stamp's wall clock), which numbers democracy's windows.
+    pub fn mode_start_ms(&self) -> u64 {
+        Hlc::wall_ms(self.mode.stamp.hlc)
+    }
+
+    pub fn ballot(&self) -> &Ballot {
+        &self.ballot
+    }
+
+    /// The lock holding `variable` still, if any (the widest one: `all`, then its module instance).
+    pub fn locked_by(&self, variable: &Variable) -> Option<&LockTarget> {
+        self.locks().find(|target| target.covers(variable))
+    }
+
+    /// Targets locked now, `all` first, then module instances, then parameters.
+    pub fn locks(&self) -> impl Iterator<Item = &LockTarget> {
+        self.locks.iter().filter(|(_, r)| r.value).map(|(t, _)| t)
+    }
+
+    /// True when `target` has a lock register or there is room for one more ([`MAX_LOCKS`]).
+    pub fn has_lock_room(&self, target: &LockTarget) -> bool {
+        self.locks.contains_key(target) || self.locks.len() < MAX_LOCKS
+    }
+
+    pub fn is_locked(&self, target: &LockTarget) -> bool {
+        self.locks.get(target).is_some_and(|r| r.value)
+    }
+
+    pub fn scene(&self, name: &SceneName) -> Option<&Scene> {
+        self.scenes.get(name).and_then(|r| r.value.as_ref())
+    }
+
+    /// Saved scenes, by name.
+    pub fn scenes(&self) -> impl Iterator<Item = (&SceneName, &Scene)> {
+        self.scenes.iter().filter_map(|(n, r)| r.value.as_ref().map(|s| (n, s)))
+    }
+
+    /// Installs a scene with the oldest possible stamp (scenes loaded from the scenes file), so any
+    /// scene event seen later, from anywhere, wins over it.
+    pub fn seed_scene(&mut self, name: SceneName, scene: Scene) {
+        if self.scenes.len() < MAX_SCENES {
+            self.scenes.entry(name).or_insert(Register { value: Some(scene), stamp: Stamp::zero() });
         }
     }
 
@@ -335,6 +497,15 @@ impl State {
             EventKind::Emergency { active: latch.active, message: latch.message.clone() },
         ));
         events.extend(written(&self.cleared, EventKind::ClearAll));
+        events.extend(written(&self.mode.stamp, EventKind::Mode { mode: self.mode.value }));
+        events.extend(
+            self.locks.iter().filter_map(|(target, r)| {
+                written(&r.stamp, EventKind::Lock { target: target.clone(), locked: r.value })
+            }),
+        );
+        events.extend(self.scenes.iter().filter_map(|(name, r)| {
+            written(&r.stamp, EventKind::Scene { name: name.clone(), scene: r.value.clone() })
+        }));
         events
     }
 }

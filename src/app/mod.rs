@@ -32,6 +32,7 @@ use crate::state::State;
 use crate::stats::{LinkStatus, Stats};
 use crate::twitch::{TwitchSettings, TwitchStatus};
 
+mod democracy;
 mod link;
 mod motion;
 mod supervisor;
@@ -285,6 +286,7 @@ fn spawn_core(
         coord_task.await;
         Ok(())
     });
+    sup.critical("democracy", democracy::run_democracy(coord.clone(), shutdown.clone()));
     if let Some(wake) = wake {
         sup.critical("osc motion", motion::run_motion(coord.clone(), wake, config.motion, shutdown.clone()));
     }

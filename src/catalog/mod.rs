@@ -169,6 +169,15 @@ impl Catalog {
         self.variable(module, parse_small_number(instance)?, parameter)
     }
 
+    /// A module instance such as `doorway#1`, in any case: the catalogue's module name and the
+    /// instance, when the module exists and has that many instances.
+    pub fn module_instance(&self, text: &str) -> Option<(Arc<str>, u16)> {
+        let (module, instance) = text.split_once('#')?;
+        let entry = self.module_entry(module)?;
+        let instance: u16 = parse_small_number(instance)?;
+        (1..=entry.instances).contains(&instance).then(|| (entry.name.clone(), instance))
+    }
+
     /// Looks up an output name case-insensitively.
     pub fn output(&self, name: &str) -> Option<Output> {
         self.output_entry(name).map(|e| e.name.clone())

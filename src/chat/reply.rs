@@ -8,7 +8,9 @@ use crate::state::EventKind;
 /// The reply to a command that was done; `None` when there is nothing to say (a parameter set).
 pub fn done(done: &Done) -> Option<String> {
     match done {
-        Done::Set => None,
+        // A viewer's value or vote is seen on the overlay; answering each would flood the chat.
+        Done::Set | Done::Voted { .. } => None,
+        Done::Recalled { name, values } => Some(format!("recalled scene {name} ({values} values)")),
         Done::Admin(kind) => confirmation(kind),
         Done::Answer(answer) => Some(self::answer(answer)),
     }
@@ -17,7 +19,7 @@ pub fn done(done: &Done) -> Option<String> {
 /// What an applied admin event did, in words; `None` for a parameter value.
 pub fn confirmation(kind: &EventKind) -> Option<String> {
     Some(match kind {
-        EventKind::Set { .. } => return None,
+        EventKind::Set { .. } | EventKind::Vote { .. } => return None,
         EventKind::ClearAll => "cleared all parameters".to_owned(),
         EventKind::Overlay { enabled } => format!("overlay {}", if *enabled { "on" } else { "off" }),
         EventKind::Emergency { active: true, message } => match message {
@@ -30,6 +32,12 @@ pub fn confirmation(kind: &EventKind) -> Option<String> {
         }
         EventKind::Route { output, route: Some(r) } => format!("routed {output} → {}", r.variable),
         EventKind::Route { output, route: None } => format!("removed route {output}"),
+        EventKind::Mode { mode: crate::state::Mode::Anarchy } => "anarchy: every command applies at once".to_owned(),
+        EventKind::Mode { mode } => format!("{mode}: each command is a vote, the median wins"),
+        EventKind::Lock { target, locked: true } => format!("locked {target}"),
+        EventKind::Lock { target, locked: false } => format!("unlocked {target}"),
+        EventKind::Scene { name, scene: Some(scene) } => format!("saved scene {name} ({} values)", scene.values.len()),
+        EventKind::Scene { name, scene: None } => format!("deleted scene {name}"),
     })
 }
 
@@ -43,6 +51,13 @@ pub fn answer(answer: &Answer) -> String {
         }
         Answer::Instances(live) => format!("{} instance(s) online: {}", live.len(), live.join(", ")),
         Answer::NotRouted(output) => format!("{output} is not routed"),
+        Answer::Mode(mode) => format!("mode: {mode}"),
+        Answer::Scenes(scenes) if scenes.is_empty() => "no scenes saved".to_owned(),
+        Answer::Scenes(scenes) => {
+            let listed: Vec<String> = scenes.iter().map(|(name, n)| format!("{name} ({n})")).collect();
+            format!("scenes: {}", listed.join(", "))
+        }
+        Answer::NoScene(name) => format!("no scene named {name} (see scene list)"),
     }
 }
 

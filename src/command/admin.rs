@@ -2,8 +2,9 @@
 //! (`es9out#1 → doorway#1.threshold`).
 
 use super::volts::{parse_route_volts, parse_slew};
-use super::{AdminCommand, MAX_MESSAGE_CHARS, ParseError, split_token};
+use super::{AdminCommand, MAX_MESSAGE_CHARS, ParseError, SceneAction, parse_duration_ms, split_token};
 use crate::catalog::Catalog;
+use crate::show::{LockTarget, Mode, SceneName};
 
 /// The words after `!admin`.
 pub(super) fn parse_admin(text: &str, catalog: &Catalog) -> Result<AdminCommand, ParseError> {
@@ -54,10 +55,53 @@ pub(super) fn parse_admin(text: &str, catalog: &Catalog) -> Result<AdminCommand,
         let volts_per_second = parse_slew(rate.trim())?;
         return Ok(AdminCommand::Slew { output, volts_per_second });
     }
+    if verb_is("mode") {
+        return parse_mode(rest).map(AdminCommand::Mode);
+    }
+    if verb_is("scene") {
+        return parse_scene(rest).map(AdminCommand::Scene);
+    }
+    if verb_is("lock") || verb_is("unlock") {
+        let target = LockTarget::parse(rest, catalog).ok_or(ParseError::UnknownVariable)?;
+        return Ok(AdminCommand::Lock { target, locked: verb_is("lock") });
+    }
     if verb.contains('#') {
         return parse_bare_route(text, catalog)?.ok_or(ParseError::UnknownAdmin);
     }
     Err(ParseError::UnknownAdmin)
+}
+
+/// `democracy 10s`, `anarchy`, or nothing (the question).
+fn parse_mode(rest: &str) -> Result<Option<Mode>, ParseError> {
+    let (word, window) = split_token(rest);
+    let window = window.trim();
+    if word.is_empty() {
+        return Ok(None);
+    }
+    if word.eq_ignore_ascii_case("anarchy") && window.is_empty() {
+        return Ok(Some(Mode::Anarchy));
+    }
+    if !word.eq_ignore_ascii_case("democracy") {
+        return Err(ParseError::UnknownAdmin);
+    }
+    let ms = parse_duration_ms(window).ok_or(ParseError::BadWindow)?;
+    Mode::democracy(u64::from(ms)).map(Some).ok_or(ParseError::BadWindow)
+}
+
+/// `save NAME`, `recall NAME`, `delete NAME` or `list`.
+fn parse_scene(rest: &str) -> Result<SceneAction, ParseError> {
+    let (verb, name) = split_token(rest);
+    let name = name.trim();
+    if verb.eq_ignore_ascii_case("list") && name.is_empty() {
+        return Ok(SceneAction::List);
+    }
+    let action: fn(SceneName) -> SceneAction = match verb.to_ascii_lowercase().as_str() {
+        "save" => SceneAction::Save,
+        "recall" | "load" => SceneAction::Recall,
+        "delete" | "remove" => SceneAction::Delete,
+        _ => return Err(ParseError::UnknownAdmin),
+    };
+    SceneName::parse(name).map(action).ok_or(ParseError::BadSceneName)
 }
 
 /// `output → variable`, `output -> variable` or `output to variable`. `Ok(None)` means the line has
@@ -135,6 +179,20 @@ mod tests {
             ("!admin SLEW esx8cv#2.out#3 0.25V/s", "admin slew esx8cv#2.out#3 0.25"),
             ("!admin slew es9out#1 off", "admin slew es9out#1 0"),
             ("!admin slew es9out#1 1000", "admin slew es9out#1 1000"),
+            ("!admin mode democracy 10s", "admin mode democracy 10s"),
+            ("!admin MODE Democracy 2.5s", "admin mode democracy 2.5s"),
+            ("!admin mode democracy 120s", "admin mode democracy 120s"),
+            ("!admin mode anarchy", "admin mode anarchy"),
+            ("!admin mode", "admin mode"),
+            ("!admin scene save Intro", "admin scene save intro"),
+            ("!admin scene recall intro", "admin scene recall intro"),
+            ("!admin scene delete intro", "admin scene delete intro"),
+            ("!admin scene list", "admin scene list"),
+            ("!admin lock doorway#1.threshold", "admin lock doorway#1.threshold"),
+            ("!admin lock Doorway#1", "admin lock doorway#1"),
+            ("!admin lock all", "admin lock all"),
+            ("!admin unlock doorway#1.THRESHOLD", "admin unlock doorway#1.threshold"),
+            ("!admin unlock all", "admin unlock all"),
             ("overlay off", "admin overlay off"),
             ("routes", "admin routes"),
             ("remove es9out#3", "admin remove es9out#3"),
@@ -172,6 +230,18 @@ mod tests {
             ("!admin slew es9out#1 fast", "error bad_slew"),
             ("!admin slew es9out#1 2 please", "error bad_slew"),
             ("!admin slew es9out#99 2", "error unknown_output"),
+            ("!admin mode democracy", "error bad_window"),
+            ("!admin mode democracy 1s", "error bad_window"),
+            ("!admin mode democracy 121s", "error bad_window"),
+            ("!admin mode democracy 10", "error bad_window"),
+            ("!admin mode anarchy now", "error unknown_admin"),
+            ("!admin mode chaos", "error unknown_admin"),
+            ("!admin scene save", "error bad_scene_name"),
+            ("!admin scene save two words", "error bad_scene_name"),
+            ("!admin scene dance intro", "error unknown_admin"),
+            ("!admin lock doorway#9", "error unknown_variable"),
+            ("!admin lock doorway#1.nope", "error unknown_variable"),
+            ("!admin lock", "error unknown_variable"),
         ];
         for (line, expected) in cases {
             check(line, expected);

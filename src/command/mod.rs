@@ -12,6 +12,7 @@ mod volts;
 use std::fmt;
 
 use crate::catalog::{Catalog, Output, Variable, parse_small_number};
+use crate::show::{LockTarget, Mode, SceneName};
 use admin::{parse_admin, parse_bare_route};
 pub use volts::RouteVolts;
 
@@ -54,6 +55,24 @@ pub enum AdminCommand {
         output: Output,
         volts_per_second: f32,
     },
+    /// `!admin mode democracy 10s` or `!admin mode anarchy`; `!admin mode` alone asks which.
+    Mode(Option<Mode>),
+    /// `!admin scene save|recall|delete NAME`, `!admin scene list`.
+    Scene(SceneAction),
+    /// `!admin lock TARGET` (`locked: true`) or `!admin unlock TARGET`; `unlock all` lifts every lock.
+    Lock {
+        target: LockTarget,
+        locked: bool,
+    },
+}
+
+/// What `!admin scene` does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SceneAction {
+    Save(SceneName),
+    Recall(SceneName),
+    Delete(SceneName),
+    List,
 }
 
 impl Command {
@@ -75,6 +94,13 @@ impl fmt::Display for AdminCommand {
             Self::Unroute { output } => write!(f, "remove {output}"),
             Self::ListRoutes => f.write_str("routes"),
             Self::Slew { output, volts_per_second } => write!(f, "slew {output} {volts_per_second}"),
+            Self::Mode(Some(mode)) => write!(f, "mode {mode}"),
+            Self::Mode(None) => f.write_str("mode"),
+            Self::Scene(SceneAction::Save(name)) => write!(f, "scene save {name}"),
+            Self::Scene(SceneAction::Recall(name)) => write!(f, "scene recall {name}"),
+            Self::Scene(SceneAction::Delete(name)) => write!(f, "scene delete {name}"),
+            Self::Scene(SceneAction::List) => f.write_str("scene list"),
+            Self::Lock { target, locked } => write!(f, "{} {target}", if *locked { "lock" } else { "unlock" }),
         }
     }
 }
@@ -103,6 +129,10 @@ pub enum ParseError {
     BadDuration,
     #[error("a slew rate is volts per second from 0 (off) to 1000, like `slew es9out#1 2`")]
     BadSlew,
+    #[error("a democracy window lasts 2s to 120s, like `mode democracy 10s`")]
+    BadWindow,
+    #[error("a scene name is 1 to 32 letters, digits, - or _, like `scene save intro`")]
+    BadSceneName,
 }
 
 impl ParseError {
@@ -119,11 +149,13 @@ impl ParseError {
             Self::BadVoltage => "bad_voltage",
             Self::BadDuration => "bad_duration",
             Self::BadSlew => "bad_slew",
+            Self::BadWindow => "bad_window",
+            Self::BadSceneName => "bad_scene_name",
         }
     }
 
     /// Every reason, for registering metrics up front.
-    pub const ALL: [ParseError; 10] = [
+    pub const ALL: [ParseError; 12] = [
         Self::NotACommand,
         Self::Malformed,
         Self::UnknownVariable,
@@ -134,6 +166,8 @@ impl ParseError {
         Self::BadVoltage,
         Self::BadDuration,
         Self::BadSlew,
+        Self::BadWindow,
+        Self::BadSceneName,
     ];
 }
 

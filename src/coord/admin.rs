@@ -2,15 +2,19 @@
 
 use super::{Answer, Coordinator, Refusal, Unchanged};
 use crate::catalog::Output;
-use crate::command::AdminCommand;
+use crate::command::{AdminCommand, SceneAction};
+use crate::show::{LockTarget, MAX_LOCKS, MAX_SCENE_VALUES, MAX_SCENES, Scene, SceneName};
 use crate::state::{EventKind, Route};
 
 impl Coordinator {
-    /// Turns an admin command into an event; or answers a question, or says why it changes nothing.
-    pub(super) fn admin_event(&self, admin: AdminCommand) -> Result<EventKind, AdminAnswer> {
+    /// Turns an admin command into the events it makes (most make one; a scene's recall one per
+    /// value, `unlock all` one per lock); or answers a question, or says why it changes nothing.
+    pub(super) fn admin_events(&self, admin: AdminCommand) -> Result<Vec<EventKind>, AdminAnswer> {
         let unchanged = |u| Err(AdminAnswer::Refused(Refusal::Unchanged(u)));
         let emergency = self.state.emergency();
-        Ok(match admin {
+        Ok(vec![match admin {
+            AdminCommand::Scene(action) => return self.scene_events(action),
+            AdminCommand::Lock { target: LockTarget::All, locked: false } => return self.unlock_all(),
             AdminCommand::Clear => EventKind::ClearAll,
             AdminCommand::Overlay { enabled } if enabled == self.state.overlay_enabled() => {
                 return unchanged(Unchanged::Overlay(enabled));
@@ -58,7 +62,78 @@ impl Coordinator {
             AdminCommand::Instances => {
                 return Err(AdminAnswer::Answer(Answer::Instances(self.presence.live_instances())));
             }
-        })
+            AdminCommand::Mode(None) => return Err(AdminAnswer::Answer(Answer::Mode(self.state.mode()))),
+            AdminCommand::Mode(Some(mode)) if mode == self.state.mode() => return unchanged(Unchanged::SameMode(mode)),
+            AdminCommand::Mode(Some(mode)) => EventKind::Mode { mode },
+            AdminCommand::Lock { target, locked } => {
+                if self.state.is_locked(&target) == locked {
+                    return unchanged(if locked {
+                        Unchanged::AlreadyLocked(target)
+                    } else {
+                        Unchanged::NotLocked(target)
+                    });
+                }
+                if !self.state.has_lock_room(&target) {
+                    return Err(AdminAnswer::Refused(Refusal::TooManyLocks(MAX_LOCKS)));
+                }
+                EventKind::Lock { target, locked }
+            }
+        }])
+    }
+
+    /// `unlock all`: every lock lifted, each its own tombstone.
+    fn unlock_all(&self) -> Result<Vec<EventKind>, AdminAnswer> {
+        let kinds: Vec<EventKind> =
+            self.state.locks().map(|target| EventKind::Lock { target: target.clone(), locked: false }).collect();
+        if kinds.is_empty() {
+            return Err(AdminAnswer::Refused(Refusal::Unchanged(Unchanged::NotLocked(LockTarget::All))));
+        }
+        Ok(kinds)
+    }
+
+    /// `!admin scene …`: a save is one event holding every set parameter's target; a recall is one
+    /// `Set` per saved value (applied as one batch by the caller); a delete is a tombstone.
+    fn scene_events(&self, action: SceneAction) -> Result<Vec<EventKind>, AdminAnswer> {
+        let no_scene = |name: SceneName| Err(AdminAnswer::Answer(Answer::NoScene(name)));
+        match action {
+            SceneAction::List => {
+                let scenes = self.state.scenes().map(|(name, scene)| (name.clone(), scene.values.len())).collect();
+                Err(AdminAnswer::Answer(Answer::Scenes(scenes)))
+            }
+            SceneAction::Save(name) => {
+                let values: std::collections::BTreeMap<_, _> =
+                    self.state.params().map(|(variable, p)| (variable.clone(), p.value)).collect();
+                let refused = |r| Err(AdminAnswer::Refused(r));
+                if values.is_empty() {
+                    return refused(Refusal::EmptyScene);
+                }
+                if values.len() > MAX_SCENE_VALUES {
+                    return refused(Refusal::SceneTooLarge { values: values.len(), max: MAX_SCENE_VALUES });
+                }
+                if self.state.scene(&name).is_none() && self.state.scenes().count() >= MAX_SCENES {
+                    return refused(Refusal::TooManyScenes(MAX_SCENES));
+                }
+                Ok(vec![EventKind::Scene { name, scene: Some(Scene { values }) }])
+            }
+            SceneAction::Recall(name) => {
+                let Some(scene) = self.state.scene(&name) else { return no_scene(name) };
+                if self.state.emergency().active {
+                    return Err(AdminAnswer::Refused(Refusal::Emergency));
+                }
+                let kinds = scene
+                    .values
+                    .iter()
+                    .map(|(variable, value)| EventKind::Set { variable: variable.clone(), value: *value, ramp: None })
+                    .collect();
+                Ok(kinds)
+            }
+            SceneAction::Delete(name) => {
+                if self.state.scene(&name).is_none() {
+                    return no_scene(name);
+                }
+                Ok(vec![EventKind::Scene { name, scene: None }])
+            }
+        }
     }
 
     /// A slew rate from any local source, checked as the wire checks a peer's.

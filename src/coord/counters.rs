@@ -23,6 +23,13 @@ pub struct CoordCounters {
     pub refused_out_of_limit: AtomicU64,
     /// Ramps longer than `RAMP_MAX_MS`.
     pub refused_ramp: AtomicU64,
+    /// Viewer commands on a locked parameter.
+    pub refused_locked: AtomicU64,
+    /// Democracy's verdicts this instance applied, found already applied (by the tallier, or
+    /// overtaken by a later write), or held back (locked, emergency stop).
+    pub verdicts_applied: AtomicU64,
+    pub verdicts_seen: AtomicU64,
+    pub verdicts_held: AtomicU64,
     /// Local commands that changed nothing (already in that state) and were answered with why.
     pub unchanged: AtomicU64,
 }
@@ -52,6 +59,10 @@ impl CounterSet for CoordCounters {
             ("refused_input_jack", &self.refused_input_jack),
             ("refused_out_of_limit", &self.refused_out_of_limit),
             ("refused_ramp", &self.refused_ramp),
+            ("refused_locked", &self.refused_locked),
+            ("verdicts_applied", &self.verdicts_applied),
+            ("verdicts_seen", &self.verdicts_seen),
+            ("verdicts_held", &self.verdicts_held),
             ("unchanged", &self.unchanged),
         ] {
             out(name, c.load(Ordering::Relaxed));

@@ -7,7 +7,8 @@ use crate::catalog::{Output, RouteError, Variable};
 use crate::command::ParseError;
 use crate::gate::Denial;
 use crate::motion::MotionError;
-use crate::state::EventKind;
+use crate::show::{LockTarget, Mode, SceneName};
+use crate::state::{EventKind, Tally};
 
 /// The result of a command.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,10 @@ pub enum Done {
     Admin(EventKind),
     /// A question was answered; no event was made.
     Answer(Answer),
+    /// In democracy, a viewer's command was filed as a vote: its parameter's tally now.
+    Voted { variable: Variable, tally: Tally },
+    /// A scene was recalled: this many values were set, as one batch.
+    Recalled { name: SceneName, values: usize },
 }
 
 /// The answer to an admin question.
@@ -36,6 +41,12 @@ pub enum Answer {
     Instances(Vec<String>),
     /// `!admin remove` of an output that carries nothing.
     NotRouted(Output),
+    /// `!admin mode`: how viewers' commands are applied now.
+    Mode(Mode),
+    /// `!admin scene list`: every saved scene and how many values it holds.
+    Scenes(Vec<(SceneName, usize)>),
+    /// `!admin scene recall|delete` of a name no scene has.
+    NoScene(SceneName),
 }
 
 /// Why a command did nothing.
@@ -53,8 +64,22 @@ pub enum Refusal {
     #[error("{output}: {error}")]
     BadSlew { output: Output, error: MotionError },
     /// A ramp longer than `RAMP_MAX_MS`.
-    #[error("a ramp lasts at most {}", crate::coord::outcome::seconds(*max_ms))]
+    #[error("a ramp lasts at most {}", crate::motion::duration_text(*max_ms))]
     RampTooLong { max_ms: u32 },
+    /// A viewer's command on a locked parameter (admins may still set it).
+    #[error("{variable} is locked{}", if matches!(target, LockTarget::Param(_)) { String::new() } else { format!(" ({target} is locked)") })]
+    Locked { variable: Variable, target: LockTarget },
+    /// A scene save with more values set than a scene holds.
+    #[error("a scene holds at most {max} values; {values} are set")]
+    SceneTooLarge { values: usize, max: usize },
+    #[error("nothing to save: no parameter is set")]
+    EmptyScene,
+    /// A new scene beyond [`crate::show::MAX_SCENES`].
+    #[error("at most {0} scenes are kept; delete one first")]
+    TooManyScenes(usize),
+    /// A new lock target beyond [`crate::show::MAX_LOCKS`]; `lock all` still works.
+    #[error("at most {0} separate locks; use lock all")]
+    TooManyLocks(usize),
     #[error("the bot is shutting down")]
     ShuttingDown,
     /// A route's range or safe voltage leaves the output's limit (or is no range at all).
@@ -79,13 +104,10 @@ pub enum Unchanged {
     NotStopped,
     #[error("{0} is already routed that way")]
     SameRoute(Output),
-}
-
-/// A duration in milliseconds as a reply says it: `10s`, `2.5s`, `500ms`.
-pub(crate) fn seconds(ms: u32) -> String {
-    match ms {
-        ms if ms < 1000 => format!("{ms}ms"),
-        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
-        ms => format!("{}s", f64::from(ms) / 1000.0),
-    }
+    #[error("the mode is already {0}")]
+    SameMode(Mode),
+    #[error("{0} is already locked")]
+    AlreadyLocked(LockTarget),
+    #[error("{0} is not locked")]
+    NotLocked(LockTarget),
 }

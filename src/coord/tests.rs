@@ -204,6 +204,7 @@ fn observers_hear_every_change_with_its_event_and_the_state_after_it() {
                 Change::Overlay { .. } => "overlay",
                 Change::Cleared { .. } => "cleared",
                 Change::Emergency { .. } => "emergency",
+                _ => "show control",
             };
             (user.as_str(), kind, *value)
         })

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::catalog::{Output, Variable};
 use crate::motion::Ramp;
-use crate::state::{Emergency, ParamEntry, Route, State};
+use crate::state::{Ballot, Emergency, Mode, ParamEntry, Route, State};
 
 /// One parameter as `/api/state` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -56,6 +56,60 @@ pub struct StateView {
     pub slew: BTreeMap<String, f32>,
     pub overlay_enabled: bool,
     pub emergency: EmergencyView,
+    pub mode: ModeView,
+    /// Locked targets (`all`, `doorway#1`, `doorway#1.threshold`); absent when none is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locks: Vec<String>,
+    /// Parameters being voted on in democracy; absent when none is.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub votes: BTreeMap<String, VoteView>,
+    /// Saved scenes and how many values each holds; absent when there are none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub scenes: BTreeMap<String, usize>,
+}
+
+/// How viewers' commands are applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModeView {
+    /// `anarchy` or `democracy`.
+    pub mode: &'static str,
+    /// Democracy's window length.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u32>,
+    /// Wall-clock milliseconds when the mode began; democracy's windows are counted from it.
+    pub started_ms: u64,
+}
+
+impl ModeView {
+    pub fn of(mode: Mode, started_ms: u64) -> ModeView {
+        let name = match mode {
+            Mode::Anarchy => "anarchy",
+            Mode::Democracy { .. } => "democracy",
+        };
+        ModeView { mode: name, window_ms: mode.window_ms(), started_ms }
+    }
+}
+
+/// One parameter's vote in the open window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct VoteView {
+    pub votes: u32,
+    pub median: u8,
+    /// Wall-clock milliseconds when the window closes (the page counts down to it).
+    pub closes_at_ms: u64,
+}
+
+/// The open windows' votes by parameter (the latest window's, when a parameter is in two).
+fn votes_view(state: &State) -> BTreeMap<String, VoteView> {
+    let (mode, start) = (state.mode(), state.mode_start_ms());
+    state
+        .ballot()
+        .open()
+        .filter_map(|(window, variable, tally)| {
+            let closes_at_ms = Ballot::closes_at_ms(mode, start, window)?;
+            Some((variable.to_string(), VoteView { votes: tally.votes, median: tally.median, closes_at_ms }))
+        })
+        .collect()
 }
 
 /// Who wrote a value, and when: a state entry's or an event's.
@@ -102,5 +156,9 @@ pub fn state_view(state: &State, me: &str, value_max: u8) -> StateView {
         slew: state.routes().filter(|(_, r)| r.slew > 0.0).map(|(o, r)| (o.to_string(), r.slew)).collect(),
         overlay_enabled: state.overlay_enabled(),
         emergency: EmergencyView::of(state.emergency(), state.routes()),
+        mode: ModeView::of(state.mode(), state.mode_start_ms()),
+        locks: state.locks().map(ToString::to_string).collect(),
+        votes: votes_view(state),
+        scenes: state.scenes().map(|(name, scene)| (name.to_string(), scene.values.len())).collect(),
     }
 }

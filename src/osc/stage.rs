@@ -291,7 +291,13 @@ impl Observer for OscStage {
                 }
                 self.send_value(variable, state);
             }
-            Change::Overlay { .. } => {}
+            // Show control moves no output by itself: a vote's result and a scene's recall arrive as
+            // parameter changes.
+            Change::Overlay { .. }
+            | Change::Mode { .. }
+            | Change::Lock { .. }
+            | Change::Scene { .. }
+            | Change::Vote { .. } => {}
             Change::Cleared { variables } => {
                 if state.emergency().active {
                     return;

@@ -66,8 +66,8 @@ pub struct LinkCounters {
     pub serving: AtomicBool,
     pub(super) impostor: std::sync::Mutex<Option<ImpostorSeen>>,
     /// Published and received events per event channel, in [`wire::EVENT_CHANNELS`] order.
-    pub(super) published_on: Tally<4>,
-    pub(super) received_on: Tally<4>,
+    pub(super) published_on: Tally<{ wire::EVENT_CHANNELS.len() }>,
+    pub(super) received_on: Tally<{ wire::EVENT_CHANNELS.len() }>,
     pub(super) reason: std::sync::Mutex<Option<String>>,
     pub(super) endpoint: std::sync::Mutex<Option<String>>,
 }
@@ -103,7 +103,7 @@ impl LinkCounters {
         self.dropped.get(&DropReason::ALL, &reason)
     }
 
-    pub(super) fn count_channel(counters: &Tally<4>, channel: &str) {
+    pub(super) fn count_channel(counters: &Tally<{ wire::EVENT_CHANNELS.len() }>, channel: &str) {
         counters.add(&wire::EVENT_CHANNELS, &channel);
     }
 

@@ -46,10 +46,7 @@ impl Names {
         self.channel(&format!("cv:instance:{}:probe", self.instance))
     }
     pub(super) fn event_channels(&self) -> Vec<String> {
-        [wire::PARAMETER_CHANNEL, wire::ROUTING_CHANNEL, wire::SYSTEM_CHANNEL, wire::ADMIN_CHANNEL]
-            .iter()
-            .map(|c| self.channel(c))
-            .collect()
+        wire::EVENT_CHANNELS.iter().map(|c| self.channel(c)).collect()
     }
 }
 

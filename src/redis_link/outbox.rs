@@ -32,6 +32,12 @@ impl RedisLink {
             self.counters.unpublished.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        if !wire::is_register(&event.kind) {
+            // A vote kept offline would reach the others after its window was decided: it would
+            // only be refused as late, so it is not kept (the local ballot still counted it).
+            self.counters.unpublished.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let key = wire::register_key(&event.kind);
         match self.pending.get(&key) {
             Some(old) if old.stamp >= event.stamp => {}

@@ -101,7 +101,11 @@ impl RedisLink {
                     LinkCounters::count_channel(&self.counters.published_on, wire::ADMIN_CHANNEL);
                 }
                 Prepared {
-                    register: wire::register_key(&event.kind),
+                    register: if wire::is_register(&event.kind) {
+                        wire::register_key(&event.kind)
+                    } else {
+                        String::new()
+                    },
                     order: wire::order_key(&event.stamp),
                     channel: self.names.channel(encoded.channel),
                     min_id: event.wall_ms.saturating_sub(ttl_ms).to_string(),

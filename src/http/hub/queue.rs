@@ -18,6 +18,8 @@ pub const CLIENT_QUEUE: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Key {
     Param(Variable),
+    /// A parameter's vote tally: the newest supersedes the older.
+    Vote(Variable),
     /// Full-state updates (routing changes, clear, emergency stop and resume): a newer one
     /// supersedes an older one.
     State,

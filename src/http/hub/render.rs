@@ -10,7 +10,7 @@ use super::queue::Key;
 use super::{EventName, HubEvent};
 use crate::catalog::{Output, Variable};
 use crate::chat::reply::confirmation;
-use crate::http::view::{ParamView, StateView, Written, param_view, state_view};
+use crate::http::view::{ParamView, StateView, VoteView, Written, param_view, state_view};
 use crate::state::{Change, Event, State};
 
 /// One entry of `/api/events/history`, shaped like the wire envelope (`type`, `timestamp`, `data`),
@@ -184,6 +184,30 @@ impl Renderer {
                 // The whole state, not just the latch: every routed parameter's voltage changes with
                 // it (held at the safe value, or back to the chat value), and clients must show that.
                 (Some(Key::State), whole(&action), record("admin_command", HistoryData::Json(data)))
+            }
+            Change::Mode { mode, .. } => {
+                let data = json!({"action": "mode", "mode": mode.to_string()});
+                (Some(Key::State), whole(&action), record("admin_command", HistoryData::Json(data)))
+            }
+            Change::Lock { target, locked } => {
+                let data = json!({"action": if *locked { "lock" } else { "unlock" }, "target": target.to_string()});
+                (Some(Key::State), whole(&action), record("admin_command", HistoryData::Json(data)))
+            }
+            Change::Scene { name, saved } => {
+                let data =
+                    json!({"action": if *saved { "scene_save" } else { "scene_delete" }, "name": name.to_string()});
+                (Some(Key::State), whole(&action), record("admin_command", HistoryData::Json(data)))
+            }
+            Change::Vote { variable, tally, closes_at_ms } => {
+                let view = VoteView { votes: tally.votes, median: tally.median, closes_at_ms: *closes_at_ms };
+                let name = variable.to_string();
+                let body = json!({"type": "vote", "variable": name, "vote": view});
+                let data = json!({"variable": name, "votes": tally.votes, "median": tally.median});
+                (
+                    Some(Key::Vote(variable.clone())),
+                    Body::Json(body.to_string().into()),
+                    record("vote", HistoryData::Json(data)),
+                )
             }
         }
     }

@@ -10,7 +10,7 @@ use super::sign::verify_and_strip;
 use super::{DropReason, Incoming, MAX_PAYLOAD, Signer};
 use crate::catalog::Catalog;
 use crate::motion::Ramp;
-use crate::state::{Event, EventKind, Hlc, Stamp};
+use crate::state::{Event, EventKind, Hlc, LockTarget, MAX_SCENE_VALUES, Mode, Scene, SceneName, Stamp};
 
 /// Everything one payload carries. Every envelope holds one event or audit record, except a
 /// `routing_change` whose `routingData` is a map naming several outputs: one route event per output.
@@ -111,6 +111,37 @@ fn decode_general(payload: &[u8], catalog: &Catalog, signer: Option<&Signer>) ->
             };
             (user_field("admin"), kind)
         }
+        "vote" => {
+            let variable = catalog.parse_variable(text(data, "variable")?).ok_or(DropReason::UnknownVariable)?;
+            let value = data.get("value").and_then(Value::as_u64).ok_or(DropReason::OutOfRange)?;
+            let value = u8::try_from(value).ok().filter(|v| *v <= catalog.value_max()).ok_or(DropReason::OutOfRange)?;
+            (user_field("user"), EventKind::Vote { variable, value })
+        }
+        "mode_change" => {
+            let mode = match text(data, "mode")? {
+                "anarchy" => Mode::Anarchy,
+                "democracy" => {
+                    let window = data.get("windowMs").and_then(Value::as_u64).ok_or(DropReason::Malformed)?;
+                    Mode::democracy(window).ok_or(DropReason::OutOfRange)?
+                }
+                _ => return Err(DropReason::UnknownAction),
+            };
+            (user_field("admin"), EventKind::Mode { mode })
+        }
+        "lock_change" => {
+            let target = LockTarget::parse(text(data, "target")?, catalog).ok_or(DropReason::UnknownVariable)?;
+            let locked = data.get("locked").and_then(Value::as_bool).ok_or(DropReason::Malformed)?;
+            (user_field("admin"), EventKind::Lock { target, locked })
+        }
+        "scene_change" => {
+            let name = SceneName::parse(text(data, "name")?).ok_or(DropReason::Malformed)?;
+            let scene = match data.get("values") {
+                None => return Err(DropReason::Malformed),
+                Some(Value::Null) => None,
+                Some(values) => Some(scene_values(values, catalog)?),
+            };
+            (user_field("admin"), EventKind::Scene { name, scene })
+        }
         "admin_command" => {
             let command = text(data, "command")?.to_owned();
             return Ok(Decoded::one(Incoming::Audit { source: source.to_owned(), command }));
@@ -167,6 +198,22 @@ fn decode_parameter_update(payload: &[u8], catalog: &Catalog) -> Option<Result<I
         kind: EventKind::Set { variable, value, ramp: None },
     };
     Some(Ok(Incoming::Event { event, seq: envelope.seq }))
+}
+
+/// A scene's `values` object: every name a variable, every value a chat value, at most
+/// [`MAX_SCENE_VALUES`] of them; all or nothing.
+fn scene_values(values: &Value, catalog: &Catalog) -> Result<Scene, DropReason> {
+    let values = values.as_object().ok_or(DropReason::Malformed)?;
+    if values.len() > MAX_SCENE_VALUES {
+        return Err(DropReason::OutOfRange);
+    }
+    let mut scene = Scene::default();
+    for (name, value) in values {
+        let variable = catalog.parse_variable(name).ok_or(DropReason::UnknownVariable)?;
+        let value = value.as_u64().and_then(|v| u8::try_from(v).ok()).filter(|v| *v <= catalog.value_max());
+        scene.values.insert(variable, value.ok_or(DropReason::OutOfRange)?);
+    }
+    Ok(scene)
 }
 
 fn clean_message(text: &str) -> String {

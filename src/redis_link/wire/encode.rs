@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::{PARAMETER_CHANNEL, ROUTING_CHANNEL, SYSTEM_CHANNEL, Signer, WIRE_VERSION};
-use crate::state::{Event, EventKind};
+use super::{PARAMETER_CHANNEL, ROUTING_CHANNEL, SHOW_CHANNEL, SYSTEM_CHANNEL, Signer, WIRE_VERSION};
+use crate::state::{Event, EventKind, Mode, Scene, SceneName};
 
 /// One encoded event: where to publish it and the bytes.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +130,22 @@ fn encode_general(event: &Event, seq: u64, signer: Option<&Signer>) -> Encoded {
             json!({"action": "clear_all", "admin": user, "source_instance": source}),
             Some(("clear", None)),
         ),
+        EventKind::Mode { mode } => (SHOW_CHANNEL, "mode_change", mode_data(*mode, user, source), Some(("mode", None))),
+        EventKind::Lock { target, locked } => (
+            SHOW_CHANNEL,
+            "lock_change",
+            json!({"target": target.to_string(), "locked": locked, "admin": user, "source_instance": source}),
+            Some((if *locked { "lock" } else { "unlock" }, None)),
+        ),
+        EventKind::Scene { name, scene } => {
+            (SHOW_CHANNEL, "scene_change", scene_data(name, scene.as_ref(), user, source), Some(("scene", None)))
+        }
+        EventKind::Vote { variable, value } => (
+            SHOW_CHANNEL,
+            "vote",
+            json!({"variable": variable.to_string(), "value": value, "user": user, "source_instance": source}),
+            None,
+        ),
     };
     let id = format!("{source}-{seq}");
     let envelope = |kind: &str, data: Value| {
@@ -151,6 +167,24 @@ fn encode_general(event: &Event, seq: u64, signer: Option<&Signer>) -> Encoded {
         envelope("admin_command", data)
     });
     Encoded { channel, kind, payload: envelope(kind, data), audit }
+}
+
+/// A `mode_change`'s data: the mode, and democracy's window.
+fn mode_data(mode: Mode, user: &str, source: &str) -> Value {
+    let mut data = json!({"mode": "anarchy", "admin": user, "source_instance": source});
+    if let Mode::Democracy { window_ms } = mode {
+        data["mode"] = json!("democracy");
+        data["windowMs"] = json!(window_ms);
+    }
+    data
+}
+
+/// A `scene_change`'s data: every saved value by variable, or `null` for a deletion.
+fn scene_data(name: &SceneName, scene: Option<&Scene>, user: &str, source: &str) -> Value {
+    let values = scene.map(|scene| {
+        scene.values.iter().map(|(v, value)| (v.to_string(), json!(value))).collect::<serde_json::Map<_, _>>()
+    });
+    json!({"name": name.as_str(), "values": values, "admin": user, "source_instance": source})
 }
 
 #[cfg(test)]

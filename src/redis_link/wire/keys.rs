@@ -11,7 +11,18 @@ pub fn register_key(kind: &EventKind) -> String {
         EventKind::Overlay { .. } => "overlay".to_owned(),
         EventKind::Emergency { .. } => "emergency".to_owned(),
         EventKind::ClearAll => "clear".to_owned(),
+        EventKind::Mode { .. } => "mode".to_owned(),
+        EventKind::Lock { target, .. } => format!("l:{target}"),
+        EventKind::Scene { name, .. } => format!("s:{name}"),
+        // Votes are no register: the key only coalesces a viewer's votes in the offline outbox, and
+        // the publish script writes nothing for it (see [`is_register`]).
+        EventKind::Vote { variable, .. } => format!("v:{variable}"),
     }
+}
+
+/// False for events that are never written to the state hash (votes live only in their window).
+pub fn is_register(kind: &EventKind) -> bool {
+    !matches!(kind, EventKind::Vote { .. })
 }
 
 /// A string that orders like `(hlc, instance)` under any collation: 20 zero-padded digits, then the

@@ -30,7 +30,7 @@ pub use admission::{Admission, Origin, admit, ahead_ms};
 pub use decode::{Decoded, decode, decode_all};
 pub use encode::{Encoded, encode};
 pub use instance::{InstanceCommand, decode_command, encode_command};
-pub use keys::{order_key, register_key};
+pub use keys::{is_register, order_key, register_key};
 pub use reason::DropReason;
 pub use sign::Signer;
 
@@ -45,8 +45,11 @@ pub const PARAMETER_CHANNEL: &str = "cv:parameter:update";
 pub const ROUTING_CHANNEL: &str = "cv:routing:change";
 pub const SYSTEM_CHANNEL: &str = "cv:system:broadcast";
 pub const ADMIN_CHANNEL: &str = "cv:admin:command";
+/// Show control (votes, the mode, locks, scenes): ours alone, so older bots, which could not honour
+/// them, never hear of them (they hear a vote's result as an ordinary `parameter_update`).
+pub const SHOW_CHANNEL: &str = "cv:show:control";
 /// The event channels in a fixed order (for per-channel counters).
-pub const EVENT_CHANNELS: [&str; 4] = [PARAMETER_CHANNEL, ROUTING_CHANNEL, SYSTEM_CHANNEL, ADMIN_CHANNEL];
+pub const EVENT_CHANNELS: [&str; 5] = [PARAMETER_CHANNEL, ROUTING_CHANNEL, SYSTEM_CHANNEL, ADMIN_CHANNEL, SHOW_CHANNEL];
 
 /// What an incoming payload turned out to be.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +65,7 @@ pub enum Incoming {
 mod tests {
     use super::*;
     use crate::catalog::{Catalog, VoltRange};
-    use crate::state::{EventKind, Hlc, Route, Stamp};
+    use crate::state::{EventKind, Hlc, LockTarget, Mode, Route, Scene, SceneName, Stamp};
 
     pub(super) fn catalog() -> Catalog {
         Catalog::builtin()
@@ -93,6 +96,9 @@ mod tests {
         let c = catalog();
         let var = c.parse_variable("doorway#1.threshold").expect("var");
         let out = c.output("es9out#1").expect("out");
+        let mut scene = Scene::default();
+        scene.values.insert(var.clone(), 12);
+        scene.values.insert(c.parse_variable("arch#1.inputJack#2").expect("var"), 127);
         let kinds = vec![
             EventKind::Set { variable: var.clone(), value: 127, ramp: None },
             EventKind::Set {
@@ -114,6 +120,17 @@ mod tests {
             EventKind::Emergency { active: true, message: Some("too bright".into()) },
             EventKind::Emergency { active: false, message: None },
             EventKind::ClearAll,
+            EventKind::Mode { mode: Mode::Democracy { window_ms: 10_000 } },
+            EventKind::Mode { mode: Mode::Anarchy },
+            EventKind::Lock { target: LockTarget::All, locked: true },
+            EventKind::Lock { target: LockTarget::Module { module: "doorway".into(), instance: 2 }, locked: false },
+            EventKind::Lock {
+                target: LockTarget::Param(c.parse_variable("doorway#1.gain").expect("var")),
+                locked: true,
+            },
+            EventKind::Scene { name: SceneName::parse("intro").expect("name"), scene: Some(scene) },
+            EventKind::Scene { name: SceneName::parse("intro").expect("name"), scene: None },
+            EventKind::Vote { variable: c.parse_variable("doorway#1.gain").expect("var"), value: 30 },
         ];
         let signer = Signer::new(b"k");
         for kind in kinds {
