@@ -20,6 +20,7 @@
 //! * [`command`]: chat text to [`command::Command`]; pure.
 //! * [`gate`]: permissions and rate limits; pure, time injected.
 //! * [`state`]: last-writer-wins registers and the hybrid logical clock; pure.
+//! * [`show`]: show control's values (democracy's mode, lock targets, scenes) and their bounds.
 //! * [`coord`]: the one owner of State, behind one short lock taken by the caller.
 //! * [`osc`]: the OSC output stage; [`motion`]: ramps and slew steps as pure functions of time (a leaf).
 //! * [`redis_link`]: Redis pub/sub, state hash, history, presence; the only module knowing the wire format.

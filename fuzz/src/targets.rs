@@ -87,6 +87,7 @@ fn payload(data: &[u8]) {
         if let EventKind::Route { route: Some(route), .. } = &event.kind {
             assert!((0.0..=cvbot::motion::SLEW_LIMIT).contains(&route.slew), "slew {}", route.slew);
         }
+        show_control_bounds(&event.kind, catalog.value_max());
         // What we publish must decode to the event we meant, both with and without a key (the
         // unsigned `parameter_update` is written by hand, the rest through serde_json).
         for key in [None, Some(signer)] {
@@ -108,6 +109,23 @@ fn payload(data: &[u8]) {
     {
         let general = wire::decode(resigned.as_bytes(), catalog, Some(signer));
         assert_eq!(general, unsigned, "the signed copy {resigned:?} decodes differently");
+    }
+}
+
+/// Votes, windows and scenes accepted from the wire stay inside the bounds chat is held to.
+fn show_control_bounds(kind: &EventKind, value_max: u8) {
+    match kind {
+        EventKind::Vote { value, .. } => assert!(*value <= value_max, "vote {value}"),
+        EventKind::Mode { mode } => {
+            if let Some(ms) = mode.window_ms() {
+                assert!((cvbot::show::MIN_WINDOW_MS..=cvbot::show::MAX_WINDOW_MS).contains(&ms), "window {ms}");
+            }
+        }
+        EventKind::Scene { scene: Some(scene), .. } => {
+            assert!(scene.values.len() <= cvbot::show::MAX_SCENE_VALUES, "{} values", scene.values.len());
+            assert!(scene.values.values().all(|v| *v <= value_max), "a scene value above the maximum");
+        }
+        _ => {}
     }
 }
 
