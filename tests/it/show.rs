@@ -152,3 +152,58 @@ async fn a_lock_set_on_one_instance_refuses_viewers_on_the_other_and_admins_stil
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_tallier_is_killed_mid_window_the_next_instance_applies_the_verdict() {
+    use crate::binary::{Bot, http_get};
+    use crate::helpers::{OscReceiver, TOKEN};
+    let redis = RedisServer::start().await;
+    let b = instance("bot-b", &redis.url(), &[]).await;
+    connected(&[&b]).await;
+    let a_osc = OscReceiver::bind().await;
+    let vars: Vec<(String, String)> = [
+        ("INSTANCE_ID", "bot-a"),
+        ("REDIS_URL", redis.url().as_str()),
+        ("ENABLE_REDIS_EVENTS", "true"),
+        ("ADMIN_TOKEN", TOKEN),
+        ("RATE_LIMIT_MS", "0"),
+        ("CHAT_STDIN", "off"),
+        ("OSC_HEARTBEAT_MS", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let mut a = tokio::task::spawn_blocking(move || Bot::start_with(&a_osc, std::process::Stdio::null(), &vars))
+        .await
+        .expect("bot-a started");
+    all_see(&[&b], 2).await;
+    b.op("!admin es9out#1 → doorway#1.threshold");
+    assert_eq!(b.osc.recv().await, routing(&["add", "es9out#1", "doorway#1.threshold"]));
+    b.op("!admin mode democracy 4s");
+    let a_http = a.http.clone();
+    eventually("democracy on bot-a", ARRIVAL, || async {
+        let body = http_get(&a_http, "/api/state").unwrap_or_default();
+        body.contains("\"democracy\"")
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for (viewer, value) in [("ann", 10), ("bob", 50), ("cat", 90)] {
+        let sent = client
+            .post(format!("http://{}/api/chat", a.http))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"user": viewer, "text": format!("doorway#1.threshold: {value}")}))
+            .send()
+            .await
+            .expect("POST /api/chat");
+        assert!(sent.status().is_success(), "{}", sent.status());
+    }
+    state_is(&b, "three votes from bot-a's chat", |s| s["votes"]["doorway#1.threshold"]["votes"] == 3).await;
+    // bot-a tallies (first by name) and dies before its window closes, without a goodbye.
+    let (code, _) = a.signal("-KILL");
+    assert_eq!(code, None, "killed by the signal");
+    assert_eq!(b.osc.try_recv(Duration::from_secs(10)).await, Some(threshold(50)), "the verdict, once");
+    assert_eq!(b.osc.try_recv(SILENCE).await, None);
+    let p = b.state().await["parameters"]["doorway#1.threshold"].clone();
+    assert_eq!((p["user"].as_str(), p["source_instance"].as_str()), (Some("chat (3 votes)"), Some("bot-b")), "{p}");
+    b.stop().await;
+}
