@@ -55,8 +55,8 @@ async fn five_viewers_votes_make_one_write_of_their_median_on_both_instances_and
 
     // The first viewer changes their mind: their latest vote counts, once.
     chan.say(&User::new("v0", 3000, ""), "doorway#1.threshold: 127");
-    for (i, value) in [10, 20, 30, 100, 120].into_iter().enumerate() {
-        chan.say(&User::new(&format!("v{i}"), 3000 + i as u32, ""), &format!("doorway#1.threshold: {value}"));
+    for (i, value) in (0u32..).zip([10, 20, 30, 100, 120]) {
+        chan.say(&User::new(&format!("v{i}"), 3000 + i, ""), &format!("doorway#1.threshold: {value}"));
     }
     for app in [&a, &b] {
         state_is(app, "five votes counted", |s| s["votes"]["doorway#1.threshold"]["votes"] == 5).await;
