@@ -32,6 +32,7 @@ use crate::gate::{Gate, Sender};
 use crate::instances::Presence;
 use crate::motion::{DEFAULT_RAMP_MAX_MS, Ramp};
 use crate::osc::OscStage;
+use crate::show::LockTarget;
 use crate::state::{Change, Event, EventKind, Hlc, Stamp, State};
 use crate::stats::{LogThrottle, Stats};
 
@@ -288,14 +289,19 @@ impl Coordinator {
                 (vec![EventKind::Set { variable, value, ramp }], Some(Done::Set))
             }
             Command::Admin(command) => {
-                let recall = match &command {
+                // What a command of several events did, said as one: the recall, or `unlock all`.
+                let recalled = match &command {
                     AdminCommand::Scene(SceneAction::Recall(name)) => Some(name.clone()),
                     _ => None,
                 };
+                let unlock_all = matches!(command, AdminCommand::Lock { target: LockTarget::All, locked: false });
                 match self.admin_events(command) {
                     Ok(kinds) => {
-                        let done = match recall {
+                        let done = match recalled {
                             Some(name) => Done::Recalled { name, values: kinds.len() },
+                            None if unlock_all => {
+                                Done::Admin(EventKind::Lock { target: LockTarget::All, locked: false })
+                            }
                             None => Done::Admin(kinds[0].clone()),
                         };
                         info!(user = %sender.login, action = ?done, "admin command");

@@ -67,7 +67,7 @@ pub enum Refusal {
     #[error("a ramp lasts at most {}", crate::motion::duration_text(*max_ms))]
     RampTooLong { max_ms: u32 },
     /// A viewer's command on a locked parameter (admins may still set it).
-    #[error("{variable} is locked{}", if matches!(target, LockTarget::Param(_)) { String::new() } else { format!(" ({target} is locked)") })]
+    #[error("{variable} is locked{}", lock_scope(target))]
     Locked { variable: Variable, target: LockTarget },
     /// A scene save with more values set than a scene holds.
     #[error("a scene holds at most {max} values; {values} are set")]
@@ -110,4 +110,13 @@ pub enum Unchanged {
     AlreadyLocked(LockTarget),
     #[error("{0} is not locked")]
     NotLocked(LockTarget),
+}
+
+/// What a wider lock holds, as a refusal names it.
+fn lock_scope(target: &LockTarget) -> String {
+    match target {
+        LockTarget::Param(_) => String::new(),
+        LockTarget::Module { .. } => format!(" (all of {target} is)"),
+        LockTarget::All => " (everything is)".to_owned(),
+    }
 }

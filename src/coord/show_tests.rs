@@ -132,7 +132,7 @@ fn a_lock_refuses_viewers_and_not_admins() {
     assert_eq!(run_at(&mut c, &ann, "doorway#1.gain: 5", T0 + 3), Outcome::Done(Done::Set));
     run_at(&mut c, &op, "!admin lock doorway#1", T0 + 4);
     let refused = run_at(&mut c, &ann, "doorway#1.gain: 6", T0 + 5);
-    assert_eq!(refused.to_string_refusal().as_deref(), Some("doorway#1.gain is locked (doorway#1 is locked)"));
+    assert_eq!(refused.to_string_refusal().as_deref(), Some("doorway#1.gain is locked (all of doorway#1 is)"));
     assert_eq!(run_at(&mut c, &ann, "doorway#2.gain: 6", T0 + 6), Outcome::Done(Done::Set));
     run_at(&mut c, &op, "!admin lock all", T0 + 7);
     assert!(matches!(run_at(&mut c, &ann, "doorway#2.gain: 7", T0 + 8), Outcome::Refused(Refusal::Locked { .. })));
