@@ -1,6 +1,7 @@
 //! Show control in the coordinator: democracy's votes and verdicts, locks, scenes.
 
 use super::*;
+use crate::state::Stamp;
 use crate::command::parse;
 use crate::gate::GatePolicy;
 use crate::show::SceneName;

@@ -1,4 +1,6 @@
 use super::*;
+use crate::motion::Ramp;
+use crate::state::Stamp;
 use crate::command::{AdminCommand, parse};
 use crate::gate::GatePolicy;
 use crate::instances::Alone;
