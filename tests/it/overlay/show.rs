@@ -1,13 +1,14 @@
 //! Show control on the pages, in the same headless Chromium: in democracy the overlay shows each
 //! parameter's votes, median and a time left that counts down by the server's clock (the
-//! browser's is a minute ahead), then the window's result; locked parameters carry a lock mark.
+//! browser's is a minute ahead), then the window's result; locked parameters carry a lock mark;
+//! the admin page sets the mode, lists a saved scene and recalls it, and locks and unlocks.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::browser::Browser;
 use super::motion::CLOCK_AHEAD;
-use super::{FAKE_VIDEO, LIVE, SLOW, VISIBLE_WITHIN, shows};
+use super::{FAKE_VIDEO, LIVE, SLOW, VISIBLE_WITHIN, shows, wait_for_state};
 use crate::helpers::{TOKEN, TestApp};
 
 /// An admin write over HTTP, as the admin page makes it; the answer's JSON when it succeeded.
@@ -106,5 +107,66 @@ async fn overlay_in_chromium_counts_democracys_votes_down_by_the_servers_clock_a
 
     admin(&app, Method::POST, "/api/admin/mode", &json!({"mode": "anarchy"})).await;
     browser.wait_until("return document.getElementById('mode').hidden;", VISIBLE_WITHIN, "the badge goes").await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_page_in_chromium_sets_the_mode_saves_lists_and_recalls_a_scene_and_locks() {
+    let app = TestApp::spawn_admin().await;
+    app.op("doorway#1.threshold: 30");
+    app.op("doorway#1.gain: 7");
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/admin")).await;
+    browser.type_into("#token", TOKEN).await;
+    browser.click("#login-btn").await;
+    browser
+        .wait_until("return document.getElementById('status').textContent === 'live';", SLOW, "logged in, live")
+        .await;
+
+    browser.eval("document.getElementById('mode-select').value = 'democracy'; return true;").await;
+    browser.type_into("#mode-window", "5").await;
+    browser.click("#mode-btn").await;
+    wait_for_state(&app, "democracy 5 s", |s| s["mode"]["mode"] == "democracy" && s["mode"]["window_ms"] == 5000).await;
+    let now = "return document.getElementById('mode-now').textContent === 'now: democracy 5 s';";
+    browser.wait_until(now, SLOW, "the page shows the mode").await;
+    browser.eval("document.getElementById('mode-select').value = 'anarchy'; return true;").await;
+    browser.click("#mode-btn").await;
+    wait_for_state(&app, "anarchy", |s| s["mode"]["mode"] == "anarchy").await;
+
+    browser.type_into("#scene-name", "intro").await;
+    browser.click("#scene-save-btn").await;
+    wait_for_state(&app, "the scene saved", |s| s["scenes"] == json!({"intro": 2})).await;
+    let listed = "const row = document.querySelector('#scenes tr[data-scene=\"intro\"]'); \
+                  return row !== null && [...row.cells].slice(0, 2).map(td => td.textContent).join('|') === 'intro|2';";
+    browser.wait_until(listed, SLOW, "the scene listed with its value count").await;
+
+    app.op("doorway#1.threshold: 99");
+    wait_for_state(&app, "the value changed", |s| s["parameters"]["doorway#1.threshold"]["value"] == 99).await;
+    browser.click("#scenes tr[data-scene=\"intro\"] button.recall").await;
+    wait_for_state(&app, "the scene recalled", |s| s["parameters"]["doorway#1.threshold"]["value"] == 30).await;
+    let said = "return document.getElementById('show-msg').textContent === 'recalled scene intro (2 values)';";
+    browser.wait_until(said, SLOW, "the page says what the recall did").await;
+
+    browser.type_into("#lock-target", "doorway#1.threshold").await;
+    browser.click("#lock-btn").await;
+    wait_for_state(&app, "locked", |s| s["locks"] == json!(["doorway#1.threshold"])).await;
+    browser.type_into("#lock-target", "nosuch#1").await;
+    browser.click("#lock-btn").await;
+    let refused = "const m = document.getElementById('show-msg'); \
+                   return m.classList.contains('error') && m.textContent.startsWith('unknown lock target');";
+    browser.wait_until(refused, SLOW, "an unknown target is refused, saying why").await;
+    let lock_row =
+        "return document.querySelector('#locks tr[data-lock=\"doorway#1.threshold\"] button.unlock') !== null;";
+    browser.wait_until(lock_row, SLOW, "the lock listed").await;
+    let history = "return [...document.querySelectorAll('#history tr')].some(tr => tr.textContent.includes('action=scene_save'));";
+    browser.wait_until(history, SLOW, "the show's actions among the recent events").await;
+    browser.screenshot("admin-show.png").await;
+    browser.click("#locks tr[data-lock=\"doorway#1.threshold\"] button.unlock").await;
+    wait_for_state(&app, "unlocked", |s| s.get("locks").is_none()).await;
+
+    browser.eval("window.confirm = () => true; return true;").await;
+    browser.click("#scenes tr[data-scene=\"intro\"] button.delete").await;
+    wait_for_state(&app, "the scene deleted", |s| s.get("scenes").is_none()).await;
+    browser.wait_until("return document.querySelectorAll('#scenes tr').length === 0;", SLOW, "no scene listed").await;
     browser.quit().await;
 }
