@@ -50,8 +50,45 @@ el("route-btn").onclick = () => act("route-msg", api("PUT", "/api/routes/" + enc
   { variable: el("route-variable").value.trim(), slew: el("route-slew").value === "" ? 0 : Number(el("route-slew").value) }));
 el("chat-btn").onclick = () => act("chat-msg", api("POST", "/api/chat", { user: el("chat-user").value, text: el("chat-text").value, badges: ["broadcaster"] }));
 
+// ---- show control: mode, scenes, locks ----
+// The window is typed in seconds; the server takes milliseconds and refuses one outside 2–120 s.
+el("mode-btn").onclick = () => act("show-msg", api("POST", "/api/admin/mode", el("mode-select").value === "democracy"
+  ? { mode: "democracy", window_ms: Math.round(Number(el("mode-window").value) * 1000) } : { mode: "anarchy" }));
+el("scene-save-btn").onclick = () => act("show-msg", api("POST", "/api/scenes", { name: el("scene-name").value.trim() }));
+el("lock-btn").onclick = () => act("show-msg", api("POST", "/api/locks", { target: el("lock-target").value.trim() }));
+function button(label, cls, onclick) {
+  const b = document.createElement("button");
+  b.textContent = label; b.className = cls; b.onclick = onclick;
+  return b;
+}
+function sceneRow(name, count) {
+  const row = document.createElement("tr");
+  row.dataset.scene = name;
+  cell(row, name); cell(row, String(count));
+  const path = "/api/scenes/" + encodeURIComponent(name);
+  cell(row, "").append(
+    button("recall", "recall", () => act("show-msg", api("POST", path + "/recall", {}))),
+    button("delete", "delete", () => { if (confirm("Delete scene " + name + "?")) act("show-msg", api("DELETE", path)); }));
+  return row;
+}
+function lockRow(target) {
+  const row = document.createElement("tr");
+  row.dataset.lock = target;
+  cell(row, target);
+  // `#` in a target travels as %23, which encodeURIComponent writes.
+  cell(row, "").append(button("unlock", "unlock", () => act("show-msg", api("DELETE", "/api/locks/" + encodeURIComponent(target)))));
+  return row;
+}
+function renderShow() {
+  const mode = state.mode || { mode: "anarchy" };
+  el("mode-now").textContent = "now: " + mode.mode + (mode.window_ms ? " " + mode.window_ms / 1000 + " s" : "");
+  el("scenes").replaceChildren(...Object.entries(state.scenes || {}).map(([name, count]) => sceneRow(name, count)));
+  el("locks").replaceChildren(...(state.locks || []).map(lockRow));
+}
+
 function render() {
   if (!state) return;
+  renderShow();
   el("estop-banner").hidden = !state.emergency.active;
   const held = Object.entries(state.emergency.held || {}).map(([o, v]) => o + " at " + v.toFixed(2) + " V");
   el("estop-banner").textContent = "EMERGENCY STOP ACTIVE" + (state.emergency.message ? ": " + state.emergency.message : "")

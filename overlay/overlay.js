@@ -148,6 +148,7 @@ function render() {
   el("empty").hidden = groups.size > 0;
   markIdle();
   animateSoon();
+  renderShow();
 }
 
 function markIdle() {
@@ -175,6 +176,71 @@ function flash(variable) {
     }
   }
 }
+
+// ---- show control: democracy's votes, the mode badge, locks ----
+// Kept apart from the rows' own drawing: `render` calls `renderShow` last, `applyUpdate` hands
+// votes to `applyVote`, and a timer counts the windows down.
+function serverNow() { return Date.now() + clockOffset; }
+// The lock holding `variable` still, if any: "all", its module instance ("doorway#1") or its name.
+function lockedBy(variable) {
+  return (state.locks || []).find(t => t === "all" || t === moduleOf(variable) || t === variable) || null;
+}
+// The parameters being voted on whose window has not closed yet by the server's clock, by name.
+function openVotes() {
+  const now = serverNow();
+  return Object.entries(state.votes || {})
+    .filter(([variable, v]) => shown(variable) && v.closes_at_ms > now)
+    .sort(([a], [b]) => a.localeCompare(b));
+}
+// Never more than a whole window: the clock offset is measured a snapshot's transit time late.
+function secondsLeft(v) {
+  const window = (state.mode && state.mode.window_ms) || 0;
+  const left = Math.min(v.closes_at_ms - serverNow(), window);
+  return Math.max(0, Math.ceil(left / 1000)) + "s";
+}
+function renderVote(variable, v) {
+  const row = document.createElement("div");
+  row.className = "vote";
+  row.dataset.vote = variable;
+  row.append(text("span", "name", variable), text("span", "count", v.votes + (v.votes === 1 ? " vote" : " votes")),
+             text("span", "median", "median " + v.median), text("span", "left", secondsLeft(v)));
+  return row;
+}
+function renderShow() {
+  const mode = state.mode || { mode: "anarchy" };
+  const democracy = mode.mode === "democracy" && mode.window_ms > 0;
+  el("mode").hidden = !democracy;
+  el("mode").textContent = democracy ? "democracy " + short(mode.window_ms / 1000) + "s" : "";
+  const votes = democracy ? openVotes() : [];
+  el("votes").replaceChildren(...votes.map(([variable, v]) => renderVote(variable, v)));
+  el("votes").hidden = votes.length === 0;
+  for (const row of document.querySelectorAll(".param")) {
+    const lock = lockedBy(row.dataset.variable);
+    row.classList.toggle("locked", lock !== null);
+    const mark = row.querySelector(".lock");
+    if (lock === null) { if (mark) mark.remove(); continue; }
+    // A padlock drawn by the stylesheet, so it needs no emoji font (OBS on Linux often has none).
+    const shownMark = mark || text("span", "lock", "");
+    shownMark.title = lock + " is locked";
+    shownMark.setAttribute("aria-label", shownMark.title);
+    if (!mark) row.querySelector(".name").prepend(shownMark);
+  }
+}
+function applyVote(u) {
+  state.votes = Object.assign({}, state.votes, { [u.variable]: u.vote });
+  renderShow();
+}
+// Counts each window down; a window that closed leaves the list (its result arrives as a value).
+function tickVotes() {
+  let closed = false;
+  for (const row of document.querySelectorAll("#votes .vote")) {
+    const v = (state.votes || {})[row.dataset.vote];
+    if (!v || v.closes_at_ms <= serverNow()) closed = true;
+    else row.querySelector(".left").textContent = secondsLeft(v);
+  }
+  if (closed) renderShow();
+}
+setInterval(tickVotes, 250);
 
 // ---- events ----
 function applySnapshot(s) {
@@ -209,6 +275,8 @@ function applyUpdate(u) {
     for (const variable of Object.keys(keep.parameters)) if (!(variable in state.parameters)) seen.delete(variable);
     render();
     latest(u.action, false);
+  } else if (u.type === "vote") {
+    applyVote(u);
   } else if (u.type === "overlay") {
     state.overlay_enabled = u.enabled;
     render();

@@ -1,5 +1,6 @@
 //! The write endpoints, all behind `Authorization: Bearer $ADMIN_TOKEN`: publish an event
 //! ([`super::publish`]), inject a chat line, edit routes, and the admin actions (clear, overlay, emergency stop, resume).
+//! Show control's writes (mode, scenes, locks) are in [`super::show`], built on the helpers here.
 //!
 //! The token is checked before the body is read; a refused request changes nothing. Every write is
 //! turned into a `Command` and submitted to the coordinator (chat lines go through the shared
@@ -73,7 +74,7 @@ pub fn routes(ctx: &HttpContext) -> impl Filter<Extract = (Response,), Error = w
 
 /// The token check, then the body (at most [`MAX_BODY_BYTES`]). A refused token means the body is
 /// never read.
-fn authorized(
+pub(super) fn authorized(
     ctx: &HttpContext,
 ) -> impl Filter<Extract = (Result<Vec<u8>, ApiError>,), Error = warp::Rejection> + Clone + use<> {
     warp::header::optional::<String>("authorization")
@@ -90,7 +91,7 @@ fn authorized(
 }
 
 /// An authorised write whose body is the JSON `T` (an empty body counts as `{}` for optional ones).
-fn write<T, F, Fut>(
+pub(super) fn write<T, F, Fut>(
     ctx: &HttpContext,
     handler: F,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + use<T, F, Fut>
@@ -124,7 +125,7 @@ fn submit(ctx: &HttpContext, sender: &Sender, command: Command) -> Result<serde_
     outcome(ctx.coord.submit(sender, command, Instant::now()))
 }
 
-fn outcome(outcome: Outcome) -> Result<serde_json::Value, ApiError> {
+pub(super) fn outcome(outcome: Outcome) -> Result<serde_json::Value, ApiError> {
     match outcome {
         Outcome::Done(done) => Ok(json!({ "applied": true, "reply": crate::chat::reply::done(&done) })),
         Outcome::Refused(r @ Refusal::ShuttingDown) => Err(ApiError::Unavailable(r.to_string())),
@@ -216,7 +217,7 @@ async fn emergency_stop(_: HttpContext, body: StopBody) -> Result<Action, ApiErr
 // ---- /api/routes ----
 
 /// Path segments arrive percent-encoded (`es9out%231`); output names are ASCII.
-fn decode_segment(segment: &str) -> String {
+pub(super) fn decode_segment(segment: &str) -> String {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -9,6 +9,7 @@
 //! * [`sse`]: `GET /events`.
 //! * [`api`]: the read-only JSON endpoints and `/metrics`.
 //! * [`admin`]: the write endpoints (bearer token).
+//! * [`show`]: show control: the mode, scenes and locks (writes behind the same token).
 //! * [`auth`]: the token check.
 //! * [`limits`]: header deadline, connection and SSE caps, allowed `Host` names, safe paths.
 //! * [`server`]: the accept loop that enforces them in front of the routes.
@@ -20,6 +21,7 @@ pub mod hub;
 pub mod limits;
 pub mod publish;
 pub mod server;
+pub mod show;
 pub mod sse;
 pub mod view;
 mod writes;
@@ -223,6 +225,8 @@ pub fn routes(
         .and(warp::fs::dir(ctx.overlay_dir.clone()));
     api::routes(ctx)
         .or(admin::routes(ctx))
+        .unify()
+        .or(show::routes(ctx))
         .unify()
         .or(sse::route(ctx.hub.clone(), ctx.shutdown.clone(), ctx.sse_keepalive, ctx.limits.clone()))
         .unify()

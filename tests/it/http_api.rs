@@ -2,6 +2,7 @@
 //! /api/state read back to prove a refused write changed nothing; and the read-only endpoints.
 
 mod routes;
+mod show;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -336,6 +337,8 @@ async fn every_endpoint_the_readme_lists_answers_as_documented() {
         ("GET /api/events/health", StatusCode::OK),
         ("GET /api/events/history", StatusCode::OK),
         ("GET /api/routes/es9out%231", StatusCode::OK),
+        ("GET /api/scenes", StatusCode::OK),
+        ("GET /api/locks", StatusCode::OK),
         ("GET /metrics", StatusCode::OK),
         ("GET /healthz", StatusCode::OK),
         ("GET /readyz", StatusCode::OK),
@@ -348,6 +351,13 @@ async fn every_endpoint_the_readme_lists_answers_as_documented() {
         ("POST /api/admin/resume", StatusCode::OK),
         ("POST /api/admin/clear", StatusCode::OK),
         ("POST /api/admin/overlay", StatusCode::BAD_REQUEST),
+        ("POST /api/admin/mode", StatusCode::BAD_REQUEST),
+        ("POST /api/scenes", StatusCode::BAD_REQUEST),
+        // No scene is saved and nothing is locked on a fresh app.
+        ("POST /api/scenes/intro/recall", StatusCode::NOT_FOUND),
+        ("DELETE /api/scenes/intro", StatusCode::NOT_FOUND),
+        ("POST /api/locks", StatusCode::BAD_REQUEST),
+        ("DELETE /api/locks/doorway%231.threshold", StatusCode::CONFLICT),
         ("GET /api/admin/session", StatusCode::OK),
     ];
     let app = TestApp::spawn_admin().await;
@@ -357,6 +367,7 @@ async fn every_endpoint_the_readme_lists_answers_as_documented() {
         let Some((method, path)) = line[3..].split('`').next().and_then(|e| e.split_once(' ')) else { continue };
         let Ok(method) = method.parse::<Method>() else { continue };
         let path = path.split('?').next().unwrap_or(path).replace("{output}", "es9out%231");
+        let path = path.replace("{name}", "intro").replace("{target}", "doorway%231.threshold");
         let row = format!("{method} {path}");
         let Some(&(_, want)) = expected.iter().find(|(r, _)| *r == row) else {
             panic!("README lists {row}, which this test does not know: add it above");

@@ -11,7 +11,7 @@ use cvbot::coord::Outcome;
 
 /// The browser's clock a minute ahead of the server's: placed by the browser's clock alone, a
 /// 2-second ramp would look over before the page first drew it.
-const CLOCK_AHEAD: &str = "const real = Date.now.bind(Date); Date.now = () => real() + 60000;";
+pub(super) const CLOCK_AHEAD: &str = "const real = Date.now.bind(Date); Date.now = () => real() + 60000;";
 
 /// Records, in the page, every progress the bar of `variable` is given, as `[ms since the page
 /// loaded, percent, fill width in %]`: a frame-by-frame account no poll from outside could take.
