@@ -174,7 +174,7 @@ async fn a_lock_refuses_viewers_saying_why_lets_admin_writes_through_and_unlocks
 
     lock("doorway#1").await;
     let refused = viewer(&app, "bob", "doorway#1.gain: 9").await;
-    assert_eq!(refused["refused"], "doorway#1.gain is locked (doorway#1 is locked)");
+    assert_eq!(refused["refused"], "doorway#1.gain is locked (all of doorway#1 is)");
 
     let (status, answer) = write(&app, Method::DELETE, "/api/locks/doorway%231.threshold", &json!({})).await;
     assert_eq!((status, answer["reply"].as_str()), (StatusCode::OK, Some("unlocked doorway#1.threshold")));
