@@ -43,6 +43,7 @@ pub fn answer(answer: &Answer) -> String {
         }
         Answer::Instances(live) => format!("{} instance(s) online: {}", live.len(), live.join(", ")),
         Answer::NotRouted(output) => format!("{output} is not routed"),
+        Answer::Lesson(lesson) => super::help::say(lesson),
     }
 }
 

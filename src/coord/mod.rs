@@ -12,6 +12,7 @@
 
 mod admin;
 use admin::AdminAnswer;
+mod ask;
 mod counters;
 mod outcome;
 
@@ -273,6 +274,7 @@ impl Coordinator {
                 let ramp = ramp_ms.filter(|ms| *ms > 0).map(|ms| Ramp { from, ms });
                 EventKind::Set { variable, value, ramp }
             }
+            Command::Ask(question) => return Outcome::Done(Done::Answer(self.lesson(&question))),
             Command::Admin(admin) => match self.admin_event(admin) {
                 Ok(kind) => kind,
                 Err(AdminAnswer::Answer(answer)) => return Outcome::Done(Done::Answer(answer)),
