@@ -23,4 +23,5 @@ mod redis_server;
 mod redis_tls;
 mod safety;
 mod sse;
+mod teach;
 mod twitch;
