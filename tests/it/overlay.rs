@@ -3,10 +3,12 @@
 //! rendered as text, reconnection after a server restart on the same port, and screenshots under
 //! `target/screenshots/` for a human to look at. `CVBOT_UPDATE_SCREENSHOTS=1` also writes the README's
 //! two (`docs/overlay.png`, `docs/admin.png`); without it the repository is never touched. Timed
-//! ramps and slew limits on both pages are in [`motion`]; the browser itself is in [`browser`].
+//! ramps and slew limits on both pages are in [`motion`], the teaching options (`?hint=1`, `?routed=1`)
+//! in [`teach`]; the browser itself is in [`browser`].
 
 mod browser;
 mod motion;
+mod teach;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
