@@ -66,18 +66,20 @@ fn check_rejection(rejection: &Rejection, catalog: &Catalog) {
         assert!(written.len() <= 40 && written.bytes().all(|b| b.is_ascii_graphic()), "echoed {written:?}");
     };
     match rejection.unknown() {
-        None => {}
-        Some(Unknown::Module(suggestion)) => {
-            if let Some(s) = suggestion {
-                echoed(&s.written);
-                assert!(catalog.module(&s.nearest).is_some(), "suggested module {} is unknown", s.nearest);
-            }
+        None | Some(Unknown::Module(None)) => {}
+        Some(Unknown::Module(Some(s))) => {
+            echoed(&s.written);
+            assert!(catalog.module(&s.nearest).is_some(), "suggested module {} is unknown", s.nearest);
         }
         Some(Unknown::Parameter { module, suggestion }) => {
             assert!(catalog.module(module).is_some(), "{module} is no module");
             if let Some(s) = suggestion {
                 echoed(&s.written);
-                assert!(catalog.variable(module, 1, &s.nearest).is_some(), "suggested {module}.{} is unknown", s.nearest);
+                assert!(
+                    catalog.variable(module, 1, &s.nearest).is_some(),
+                    "suggested {module}.{} is unknown",
+                    s.nearest
+                );
             }
         }
         Some(Unknown::Instance { module, instances }) => {
@@ -219,7 +221,11 @@ pub fn catalog(data: &[u8]) {
                 let line = format!("{variable}: {}", catalog.value_max());
                 if catalog.output(&variable.to_string()).is_none() {
                     let parsed = command::parse(&line, &catalog);
-                    assert_eq!(parsed, Ok(Command::Set { variable, value: catalog.value_max(), ramp_ms: None }), "{line:?}");
+                    assert_eq!(
+                        parsed,
+                        Ok(Command::Set { variable, value: catalog.value_max(), ramp_ms: None }),
+                        "{line:?}"
+                    );
                 }
             }
         }

@@ -172,7 +172,7 @@ pub fn parse(line: &str, catalog: &Catalog) -> Result<Command, Rejection> {
         // The older bot's bare routing form, `es9out#1 → doorway#1.threshold`, starts with an output.
         return Ok(parse_bare_route(line, catalog)?.map(Command::Admin).ok_or(ParseError::Malformed)?);
     }
-    if head.contains('#') && (head.contains('.') || head.contains(':')) || is_bare_set(line, catalog) {
+    if (head.contains('#') && (head.contains('.') || head.contains(':'))) || is_bare_set(line, catalog) {
         return parse_set(line, catalog, true);
     }
     // The older bot accepted these without a prefix from its admin; they must fill the whole line so
