@@ -131,7 +131,7 @@ function render() {
   el("conn").className = connected ? "" : "down";
   const groups = new Map();
   for (const [variable, p] of Object.entries(state.parameters).sort(([a], [b]) => a.localeCompare(b))) {
-    if (!shown(variable)) continue;
+    if (!shown(variable) || !routedShown(variable)) continue;
     const mod = moduleOf(variable);
     if (!groups.has(mod)) groups.set(mod, []);
     groups.get(mod).push([variable, p]);
@@ -146,6 +146,7 @@ function render() {
   }
   el("modules").replaceChildren(...sections);
   el("empty").hidden = groups.size > 0;
+  renderHint();
   markIdle();
   animateSoon();
   renderShow();
@@ -189,7 +190,7 @@ function lockedBy(variable) {
 function openVotes() {
   const now = serverNow();
   return Object.entries(state.votes || {})
-    .filter(([variable, v]) => shown(variable) && v.closes_at_ms > now)
+    .filter(([variable, v]) => shown(variable) && routedShown(variable) && v.closes_at_ms > now)
     .sort(([a], [b]) => a.localeCompare(b));
 }
 // Never more than a whole window: the clock offset is measured a snapshot's transit time late.
@@ -241,6 +242,35 @@ function tickVotes() {
   if (closed) renderShow();
 }
 setInterval(tickVotes, 250);
+
+// ---- teaching: `?hint=1` says what to type, `?routed=1` shows only routed parameters ----
+const hintWanted = query.get("hint") === "1";
+const routedOnly = query.get("routed") === "1";
+// For when nothing is routed: `#1` of the first named parameter of the first module that has one
+// (the catalogue lists modules by name), as the bot's `!cv help` picks it.
+let catalogExample = null;
+let exampleValue = 89;
+function routedShown(variable) {
+  return !routedOnly || Object.values(state.routes || {}).includes(variable);
+}
+// The standing line, from the first route (by output) when there is one: typing that moves something.
+function renderHint() {
+  const routes = state.routes || {};
+  const first = Object.keys(routes).sort()[0];
+  const name = first === undefined ? catalogExample : routes[first];
+  el("hint").hidden = !hintWanted || !name;
+  el("hint").textContent = name ? "type " + name + ": " + exampleValue + " in chat" : "";
+}
+function loadExample() {
+  if (!hintWanted) return;
+  fetch("/api/catalog").then(r => r.json()).then(c => {
+    const named = c.modules.find(m => m.parameters.length > 0);
+    const module = named || c.modules[0];
+    if (module) catalogExample = module.name + "#1." + (named ? named.parameters[0] : "inputJack#1");
+    exampleValue = Math.round(c.value_max * 7 / 10);
+    renderHint();
+  }).catch(() => setTimeout(loadExample, 2000));
+}
 
 // ---- events ----
 function applySnapshot(s) {
@@ -308,3 +338,4 @@ function connect() {
 }
 render();   // shows "connecting…" until the first snapshot says what to show
 connect();
+loadExample();

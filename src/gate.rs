@@ -136,7 +136,8 @@ impl Gate {
         if command.is_admin() && !admin {
             return Err(Denial::NotAdmin);
         }
-        if admin {
+        // A question changes nothing, so it uses no quota; its repeats are held back where it is answered.
+        if admin || command.is_question() {
             return Ok(());
         }
         let nanos = u64::try_from(now.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX);
@@ -258,6 +259,20 @@ mod tests {
             assert_eq!(g.check(&m, &cmd("!admin emergency stop"), t0), Ok(()));
             assert_eq!(g.check(&m, &cmd("doorway#1.gain: 3"), t0), Ok(()));
         }
+    }
+
+    #[test]
+    fn questions_use_no_quota_and_only_admins_may_ask_for_the_admin_commands() {
+        let t0 = Instant::now();
+        let mut g = gate(1000, 1, &[], t0);
+        let ann = Sender::viewer("ann");
+        for line in ["!cv help", "!cv list", "!cv list doorway", "!cv help"] {
+            assert_eq!(g.check(&ann, &cmd(line), t0), Ok(()), "{line}");
+        }
+        assert_eq!(g.check(&ann, &cmd("doorway#1.gain: 3"), t0), Ok(()), "the cooldown and the cap are untouched");
+        assert_eq!(g.check(&ann, &cmd("!admin help"), t0), Err(Denial::NotAdmin));
+        let m = Sender { moderator: true, ..Sender::viewer("mod") };
+        assert_eq!(g.check(&m, &cmd("!admin help"), t0), Ok(()));
     }
 
     #[test]

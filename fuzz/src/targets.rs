@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use cvbot::catalog::{Catalog, CatalogSource, Output};
-use cvbot::command::{self, AdminCommand, Command, MAX_MESSAGE_CHARS};
+use cvbot::command::{self, AdminCommand, Command, MAX_MESSAGE_CHARS, Rejection, Unknown};
 use cvbot::redis_link::wire::{self, Incoming, MAX_PAYLOAD, Signer};
 use cvbot::routes_file;
 use cvbot::state::{EventKind, Route};
@@ -30,7 +30,10 @@ static SIGNER: LazyLock<Signer> = LazyLock::new(|| Signer::new(SIGNING_KEY));
 pub fn chat(data: &[u8]) {
     let line = String::from_utf8_lossy(data);
     let catalog = &*CATALOG;
-    let Ok(parsed) = command::parse(&line, catalog) else { return };
+    let parsed = match command::parse(&line, catalog) {
+        Ok(parsed) => parsed,
+        Err(rejection) => return check_rejection(&rejection, catalog),
+    };
     // The forms the bot itself shows (the log, replies, the admin page's hints) must read back as
     // the same command, or an operator copying one would get something else.
     let canonical = match &parsed {
@@ -50,8 +53,44 @@ pub fn chat(data: &[u8]) {
             format!("!admin emergency stop {message}")
         }
         Command::Admin(admin) => format!("!admin {admin}"),
+        Command::Ask(question) => question.to_string(),
     };
     assert_eq!(command::parse(&canonical, catalog).as_ref(), Ok(&parsed), "{canonical:?} reads back differently");
+}
+
+/// What a refused line tells the viewer is true of the catalogue: a suggested name exists, an
+/// echoed name is short printable ASCII (nearly a catalogue name, never arbitrary chat), and the
+/// instance counts are the catalogue's.
+fn check_rejection(rejection: &Rejection, catalog: &Catalog) {
+    let echoed = |written: &str| {
+        assert!(written.len() <= 40 && written.bytes().all(|b| b.is_ascii_graphic()), "echoed {written:?}");
+    };
+    match rejection.unknown() {
+        None | Some(Unknown::Module(None)) => {}
+        Some(Unknown::Module(Some(s))) => {
+            echoed(&s.written);
+            assert!(catalog.module(&s.nearest).is_some(), "suggested module {} is unknown", s.nearest);
+        }
+        Some(Unknown::Parameter { module, suggestion }) => {
+            assert!(catalog.module(module).is_some(), "{module} is no module");
+            if let Some(s) = suggestion {
+                echoed(&s.written);
+                assert!(
+                    catalog.variable(module, 1, &s.nearest).is_some(),
+                    "suggested {module}.{} is unknown",
+                    s.nearest
+                );
+            }
+        }
+        Some(Unknown::Instance { module, instances }) => {
+            assert_eq!(catalog.module(module).map(|m| m.instances), Some(*instances), "{module}'s instances");
+        }
+        Some(Unknown::InstanceNeeded { example, instances }) => {
+            assert!(*instances > 1, "a module there is one of needs no instance number");
+            let named = catalog.parse_variable(&example.to_string());
+            assert_eq!(named.as_ref(), Some(example), "the name to write, {example}, reads back");
+        }
+    }
 }
 
 /// Pub/sub payloads and state-hash values: `wire::decode`, unsigned and signed.
@@ -200,7 +239,11 @@ pub fn catalog(data: &[u8]) {
                 let line = format!("{variable}: {}", catalog.value_max());
                 if catalog.output(&variable.to_string()).is_none() {
                     let parsed = command::parse(&line, &catalog);
-                    assert_eq!(parsed, Ok(Command::Set { variable, value: catalog.value_max(), ramp_ms: None }), "{line:?}");
+                    assert_eq!(
+                        parsed,
+                        Ok(Command::Set { variable, value: catalog.value_max(), ramp_ms: None }),
+                        "{line:?}"
+                    );
                 }
             }
         }

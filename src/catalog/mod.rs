@@ -9,6 +9,7 @@
 mod load;
 mod output;
 mod parse;
+mod suggest;
 mod variable;
 
 use std::collections::{BTreeMap, HashMap};
@@ -58,6 +59,21 @@ struct ModuleEntry {
     series: String,
     instances: u16,
     parameters: Vec<Arc<str>>,
+}
+
+impl ModuleEntry {
+    fn info(&self) -> ModuleInfo<'_> {
+        ModuleInfo { name: &self.name, instances: self.instances, parameters: &self.parameters }
+    }
+}
+
+/// A module as the catalogue lists it: its name, how many of it there are (`#1` to `#instances`)
+/// and its named parameters in the catalogue's order (`inputJack#k` is on every module besides).
+#[derive(Debug, Clone, Copy)]
+pub struct ModuleInfo<'a> {
+    pub name: &'a Arc<str>,
+    pub instances: u16,
+    pub parameters: &'a [Arc<str>],
 }
 
 #[derive(Debug)]
@@ -222,6 +238,18 @@ impl Catalog {
         let mut v: Vec<Output> = self.outputs.values().map(|e| e.name.clone()).collect();
         v.sort();
         v
+    }
+
+    /// A module by name in any case, as chat's lessons show it.
+    pub fn module(&self, name: &str) -> Option<ModuleInfo<'_>> {
+        self.module_entry(name).map(ModuleEntry::info)
+    }
+
+    /// Every module, sorted by name.
+    pub fn module_list(&self) -> Vec<ModuleInfo<'_>> {
+        let mut list: Vec<ModuleInfo<'_>> = self.modules.values().map(ModuleEntry::info).collect();
+        list.sort_by(|a, b| a.name.cmp(b.name));
+        list
     }
 
     /// Module names with their series and parameters, sorted by name.

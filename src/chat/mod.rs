@@ -17,17 +17,20 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::catalog::Catalog;
-use crate::command::{Command, ParseError, parse};
+use crate::command::{Command, ParseError, Rejection, parse};
 use crate::coord::{Answer, CoordHandle, Done, Outcome, Refusal};
 use crate::gate::Sender;
 use crate::stats::{CounterSet, Stats, Tally};
 
+pub mod help;
 pub mod reply;
 
 /// The intake's counters, registered with [`Stats`].
 #[derive(Debug, Default)]
 pub struct ChatCounters {
     pub lines: AtomicU64,
+    /// Questions asked (`!cv help`, `!cv list`, `!admin help`), answered or not.
+    pub questions: AtomicU64,
     /// Lines that were attempts at a command but invalid, by [`ParseError`] (index = position in `ALL`).
     invalid: Tally<{ ParseError::ALL.len() }>,
     /// Terminal chat lines longer than [`MAX_LINE_BYTES`], discarded as they were read.
@@ -44,6 +47,7 @@ impl CounterSet for ChatCounters {
             }
         }
         out("chat_lines", self.lines.load(Ordering::Relaxed));
+        out("chat_questions", self.questions.load(Ordering::Relaxed));
         out("terminal_too_long", self.terminal_too_long.load(Ordering::Relaxed));
         out("terminal_not_utf8", self.terminal_not_utf8.load(Ordering::Relaxed));
     }
@@ -81,14 +85,20 @@ impl Intake {
     /// Counts and parses one chat line without waiting for anything: the first half of
     /// [`Intake::submit`], for sources that must keep reading (Twitch) and run the command elsewhere
     /// with [`Intake::run`]. Invalid lines are counted by reason.
-    pub fn classify(&self, login: &str, line: &str) -> Result<Command, ParseError> {
+    pub fn classify(&self, login: &str, line: &str) -> Result<Command, Rejection> {
         self.counters.lines.fetch_add(1, Ordering::Relaxed);
         let parsed = self.parse(line);
-        if let Err(reason) = parsed
-            && reason != ParseError::NotACommand
-        {
-            self.counters.invalid.add(&ParseError::ALL, &reason);
-            debug!(user = %login, reason = reason.label(), "invalid command ignored");
+        match &parsed {
+            Ok(command) if command.is_question() => {
+                self.counters.questions.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(rejection) if rejection.reason() == ParseError::NotACommand => {}
+            Err(rejection) => {
+                let reason = rejection.reason();
+                self.counters.invalid.add(&ParseError::ALL, &reason);
+                debug!(user = %login, reason = reason.label(), "invalid command ignored");
+            }
         }
         parsed
     }
@@ -99,7 +109,7 @@ impl Intake {
     }
 
     /// Parses without running; used by sources that must not wait (they hand the command on).
-    pub fn parse(&self, line: &str) -> Result<Command, ParseError> {
+    pub fn parse(&self, line: &str) -> Result<Command, Rejection> {
         parse(truncate(line, MAX_LINE_BYTES), &self.catalog)
     }
 
@@ -279,8 +289,8 @@ fn print_outcome(line: &str, outcome: &Outcome) {
             Some(reply) => println!("  ✓ {reply}"),
             None => println!("  ✓ {}", line.trim()),
         },
-        Outcome::Refused(Refusal::Parse(ParseError::NotACommand)) => {
-            println!("  · not a command (try `doorway#1.threshold: 89` or `!admin routes`)");
+        Outcome::Refused(Refusal::Parse(r)) if r.reason() == ParseError::NotACommand => {
+            println!("  · not a command (try `doorway#1.threshold: 89`, `!cv help` or `!admin help`)");
         }
         Outcome::Refused(reason) => println!("  ✗ {reason}"),
     }

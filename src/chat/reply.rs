@@ -58,6 +58,7 @@ pub fn answer(answer: &Answer) -> String {
             format!("scenes: {}", listed.join(", "))
         }
         Answer::NoScene(name) => format!("no scene named {name} (see scene list)"),
+        Answer::Lesson(lesson) => super::help::say(lesson),
     }
 }
 

@@ -4,9 +4,12 @@
 //! validate names) but nothing of who sent the line, rate limits, Redis or OSC.
 //!
 //! This module holds the commands, the reasons and the viewer forms; `admin` is the `!admin` grammar
-//! (and the older bot's bare admin forms), `volts` a route's `range` and `safe` voltages.
+//! (and the older bot's bare admin forms), `volts` a route's `range` and `safe` voltages, `names` how
+//! a variable is named and what a wrong name is told, `help` the questions and their lessons.
 
 mod admin;
+pub mod help;
+mod names;
 mod volts;
 
 use std::fmt;
@@ -14,6 +17,9 @@ use std::fmt;
 use crate::catalog::{Catalog, Output, Variable, parse_small_number};
 use crate::show::{LockTarget, Mode, SceneName};
 use admin::{parse_admin, parse_bare_route};
+pub use help::{Lesson, Question, Sheet};
+pub use names::{Rejection, Suggestion, Unknown};
+use names::{is_bare_set, read_variable};
 pub use volts::RouteVolts;
 
 /// Longest emergency-stop message kept; the rest is cut so the overlay banner stays readable.
@@ -27,6 +33,8 @@ pub enum Command {
     Set { variable: Variable, value: u8, ramp_ms: Option<u32> },
     /// `!admin …` (and the older bot's bare routing and overlay forms).
     Admin(AdminCommand),
+    /// `!cv help`, `!cv list [MODULE]`, `!admin help`: answered, never gated by cooldowns, changes nothing.
+    Ask(Question),
 }
 
 /// Commands only broadcasters, moderators, listed admins and the terminal operator may run.
@@ -76,8 +84,13 @@ pub enum SceneAction {
 }
 
 impl Command {
+    /// True for what only admins may run: admin commands and the question about them.
     pub fn is_admin(&self) -> bool {
-        matches!(self, Command::Admin(_))
+        matches!(self, Command::Admin(_) | Command::Ask(Question::AdminHelp))
+    }
+
+    pub fn is_question(&self) -> bool {
+        matches!(self, Command::Ask(_))
     }
 }
 
@@ -172,21 +185,28 @@ impl ParseError {
 }
 
 /// Parses one chat line. The first command on the line counts; chatter after it is ignored, because
-/// Twitch refuses identical repeated messages and viewers append text to get around that.
-pub fn parse(line: &str, catalog: &Catalog) -> Result<Command, ParseError> {
+/// Twitch refuses identical repeated messages and viewers append text to get around that. A refusal
+/// carries its [`ParseError`] and, for a wrong name, which part is wrong ([`Rejection`]).
+pub fn parse(line: &str, catalog: &Catalog) -> Result<Command, Rejection> {
     let line = line.trim_start();
     let (head, rest) = split_token(line);
     if head.eq_ignore_ascii_case("!cv") {
+        if let Some(question) = help::viewer_question(rest, catalog) {
+            return question.map(Command::Ask);
+        }
         return parse_set(rest.trim_start(), catalog, false);
     }
     if head.eq_ignore_ascii_case("!admin") {
-        return parse_admin(rest.trim(), catalog).map(Command::Admin);
+        if help::is_admin_help(rest) {
+            return Ok(Command::Ask(Question::AdminHelp));
+        }
+        return Ok(Command::Admin(parse_admin(rest.trim(), catalog)?));
     }
     if starts_with_output(line, catalog) {
         // The older bot's bare routing form, `es9out#1 → doorway#1.threshold`, starts with an output.
-        return parse_bare_route(line, catalog)?.map(Command::Admin).ok_or(ParseError::Malformed);
+        return Ok(parse_bare_route(line, catalog)?.map(Command::Admin).ok_or(ParseError::Malformed)?);
     }
-    if head.contains('#') && (head.contains('.') || head.contains(':')) {
+    if (head.contains('#') && (head.contains('.') || head.contains(':'))) || is_bare_set(line, catalog) {
         return parse_set(line, catalog, true);
     }
     // The older bot accepted these without a prefix from its admin; they must fill the whole line so
@@ -197,7 +217,7 @@ pub fn parse(line: &str, catalog: &Catalog) -> Result<Command, ParseError> {
         {
             Ok(Command::Admin(cmd))
         }
-        _ => Err(ParseError::NotACommand),
+        _ => Err(ParseError::NotACommand.into()),
     }
 }
 
@@ -228,28 +248,28 @@ fn split_token(text: &str) -> (&str, &str) {
     }
 }
 
-/// `module#N.parameter: value [over DURATION] [chatter]`; with `colon_required` false (the `!cv` form) the colon may
-/// be replaced by whitespace.
-fn parse_set(text: &str, catalog: &Catalog, colon_required: bool) -> Result<Command, ParseError> {
+/// `module#N.parameter: value [over DURATION] [chatter]` (or `module.parameter` for a module there is
+/// one of); with `colon_required` false (the `!cv` form) the colon may be replaced by whitespace.
+fn parse_set(text: &str, catalog: &Catalog, colon_required: bool) -> Result<Command, Rejection> {
     let name_end = text.find(|c: char| c == ':' || c.is_whitespace()).unwrap_or(text.len());
     let name = &text[..name_end];
     if name.chars().any(char::is_control) {
-        return Err(ParseError::ControlCharacters);
+        return Err(ParseError::ControlCharacters.into());
     }
     let after = text[name_end..].trim_start();
     let value_text = match after.strip_prefix(':') {
         Some(v) => v.trim_start(),
         None if !colon_required && !after.is_empty() && name_end < text.len() => after,
-        None => return Err(ParseError::Malformed),
+        None => return Err(ParseError::Malformed.into()),
     };
-    let variable = catalog.parse_variable(name).ok_or(ParseError::UnknownVariable)?;
+    let variable = read_variable(name, catalog).map_err(Rejection::Unknown)?;
     let (value_token, after_value) = split_token(value_text);
     if value_token.chars().any(char::is_control) {
-        return Err(ParseError::ControlCharacters);
+        return Err(ParseError::ControlCharacters.into());
     }
     let value: u8 = parse_small_number(value_token).ok_or(ParseError::BadValue)?;
     if value > catalog.value_max() {
-        return Err(ParseError::BadValue);
+        return Err(ParseError::BadValue.into());
     }
     let (word, rest) = split_token(after_value.trim_start());
     let ramp_ms = if word.eq_ignore_ascii_case("over") {
@@ -298,7 +318,10 @@ mod tests {
             Ok(Command::Set { variable, value, ramp_ms: None }) => format!("set {variable} {value}"),
             Ok(Command::Set { variable, value, ramp_ms: Some(ms) }) => format!("set {variable} {value} over {ms}ms"),
             Ok(Command::Admin(a)) => format!("admin {a}"),
-            Err(e) => format!("error {}", e.label()),
+            Ok(Command::Ask(q)) => format!("ask {q}"),
+            // The reason's label, or the whole reply when a test names one.
+            Err(r) if expected.starts_with("error ") => format!("error {}", r.reason().label()),
+            Err(r) => r.to_string(),
         };
         assert_eq!(got, expected, "line {line:?}");
     }
@@ -421,7 +444,7 @@ mod tests {
     fn a_ten_kilobyte_line_is_handled() {
         let catalog = Catalog::builtin();
         let junk = "a".repeat(10_000);
-        assert_eq!(parse(&junk, &catalog), Err(ParseError::NotACommand));
+        assert_eq!(parse(&junk, &catalog), Err(ParseError::NotACommand.into()));
         let cmd_with_junk = format!("doorway#1.threshold: 89 {junk}");
         assert!(matches!(parse(&cmd_with_junk, &catalog), Ok(Command::Set { value: 89, .. })));
         let hashes = "#.".repeat(5_000);

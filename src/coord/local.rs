@@ -41,6 +41,7 @@ impl Coordinator {
                 let ramp = ramp_ms.filter(|ms| *ms > 0).map(|ms| Ramp { from, ms });
                 (vec![EventKind::Set { variable, value, ramp }], Some(Done::Set))
             }
+            Command::Ask(question) => return Outcome::Done(Done::Answer(self.lesson(&question))),
             Command::Admin(command) => {
                 // What a command of several events did, said as one: the recall, or `unlock all`.
                 let recalled = match &command {

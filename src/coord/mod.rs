@@ -11,6 +11,7 @@
 //! done in its own words, and a refusal reads as its error message.
 
 mod admin;
+mod ask;
 mod counters;
 mod democracy;
 mod local;

@@ -4,7 +4,7 @@
 //! (`chat::reply`); a refusal is an error whose `Display` is its reason.
 
 use crate::catalog::{Output, RouteError, Variable};
-use crate::command::ParseError;
+use crate::command::{Lesson, Rejection};
 use crate::gate::Denial;
 use crate::motion::MotionError;
 use crate::show::{LockTarget, Mode, SceneName};
@@ -47,13 +47,15 @@ pub enum Answer {
     Scenes(Vec<(SceneName, usize)>),
     /// `!admin scene recall|delete` of a name no scene has.
     NoScene(SceneName),
+    /// `!cv help`, `!cv list [MODULE]`, `!admin help`: what to type, from the catalogue and the routes.
+    Lesson(Lesson),
 }
 
 /// Why a command did nothing.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refusal {
     #[error("{0}")]
-    Parse(ParseError),
+    Parse(Rejection),
     #[error("{0}")]
     Gate(Denial),
     #[error("emergency stop is active")]

@@ -1,10 +1,10 @@
 //! Show control in the coordinator: democracy's votes and verdicts, locks, scenes.
 
 use super::*;
-use crate::state::Stamp;
 use crate::command::parse;
 use crate::gate::GatePolicy;
 use crate::show::SceneName;
+use crate::state::Stamp;
 use crate::state::VOTE_GRACE_MS;
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 use super::*;
-use crate::motion::Ramp;
-use crate::state::Stamp;
 use crate::command::{AdminCommand, parse};
 use crate::gate::GatePolicy;
 use crate::instances::Alone;
+use crate::motion::Ramp;
+use crate::state::Stamp;
 use std::time::Duration;
 
 fn coordinator(outbox: Option<mpsc::Sender<Event>>) -> Coordinator {

@@ -10,6 +10,7 @@
 //! * [`api`]: the read-only JSON endpoints and `/metrics`.
 //! * [`admin`]: the write endpoints (bearer token).
 //! * [`show`]: show control: the mode, scenes and locks (writes behind the same token).
+//! * [`commands`]: `GET /commands`, the viewers' page of what to type, with the routed parameters marked.
 //! * [`auth`]: the token check.
 //! * [`limits`]: header deadline, connection and SSE caps, allowed `Host` names, safe paths.
 //! * [`server`]: the accept loop that enforces them in front of the routes.
@@ -17,6 +18,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod commands;
 pub mod hub;
 pub mod limits;
 pub mod publish;
@@ -61,12 +63,13 @@ const CSS: &str = "text/css; charset=utf-8";
 
 /// The pages' scripts and styles (files, because the Content-Security-Policy allows no inline
 /// script or style), served from `overlay/` when there and compiled in otherwise, like the pages.
-const EMBEDDED_ASSETS: [(&str, &str, &str); 5] = [
+const EMBEDDED_ASSETS: [(&str, &str, &str); 6] = [
     ("overlay.js", JS, include_str!("../../overlay/overlay.js")),
     ("overlay.css", CSS, include_str!("../../overlay/overlay.css")),
     ("admin.js", JS, include_str!("../../overlay/admin.js")),
     ("admin.css", CSS, include_str!("../../overlay/admin.css")),
     ("home.css", CSS, include_str!("../../overlay/home.css")),
+    ("commands.css", CSS, include_str!("../../overlay/commands.css")),
 ];
 
 /// Largest request body accepted by a write endpoint; larger ones get 413 and change nothing.
@@ -235,6 +238,8 @@ pub fn routes(
         .or(admin_page)
         .unify()
         .or(home)
+        .unify()
+        .or(commands::route(ctx))
         .unify()
         .or(assets)
         .unify()

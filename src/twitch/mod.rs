@@ -41,9 +41,10 @@ use twitch_irc::transport::tcp::{TCPTransport, TLS};
 use twitch_irc::{ClientConfig, TwitchIRCClient};
 
 use crate::chat::Intake;
-use crate::command::ParseError;
+use crate::chat::help::Repeats;
+use crate::command::{Command, ParseError};
 use crate::config::{Config, Secret};
-use crate::coord::{Outcome, Refusal};
+use crate::coord::{Answer, Done, Outcome, Refusal};
 use crate::stats::{CounterSet, LogThrottle, Stats};
 use replies::{Elevated, Priority, Replies};
 
@@ -133,6 +134,8 @@ pub struct TwitchCounters {
     pub replies_dropped: AtomicU64,
     /// Chat replies the IRC connection failed to send.
     pub replies_failed: AtomicU64,
+    /// Questions (`!cv help`, `!cv list`, …) a viewer asked again within 30 s, not answered again.
+    pub questions_repeated: AtomicU64,
 }
 
 impl CounterSet for TwitchCounters {
@@ -143,6 +146,7 @@ impl CounterSet for TwitchCounters {
             ("replies_sent", &self.replies_sent),
             ("replies_dropped", &self.replies_dropped),
             ("replies_failed", &self.replies_failed),
+            ("questions_repeated", &self.questions_repeated),
         ] {
             out(name, c.load(Ordering::Relaxed));
         }
@@ -217,6 +221,7 @@ async fn run_client<T: Transport>(
         recent: roles::RecentIds::default(),
         replies,
         reply_errors: settings.reply_errors,
+        repeats: Repeats::default(),
         elevated,
         status,
         login,
@@ -236,6 +241,8 @@ struct Consumer {
     recent: roles::RecentIds,
     replies: Option<Replies>,
     reply_errors: bool,
+    /// Who asked which question when, so a repeat within 30 s is not answered twice.
+    repeats: Repeats,
     elevated: Elevated,
     status: watch::Sender<TwitchStatus>,
     login: String,
@@ -321,12 +328,15 @@ impl Consumer {
         let sender = roles::sender_of(msg);
         // A `/me` (ACTION) message is read like any other: its text is what the viewer typed after `/me`.
         match self.intake.classify(&sender.login, &msg.message_text) {
+            Ok(Command::Ask(question)) if !self.repeats.first_time(&sender.login, &question, at) => {
+                self.counters.questions_repeated.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(command) => {
                 let admin = command.is_admin();
                 let outcome = self.intake.run(&sender, command, at);
                 self.on_outcome(&msg.channel_login, &sender.login, admin, outcome);
             }
-            Err(ParseError::NotACommand) => {}
+            Err(reason) if reason.reason() == ParseError::NotACommand => {}
             Err(reason) => {
                 let mod_typo = (sender.moderator || sender.broadcaster) && msg.message_text.starts_with("!admin");
                 if let Some(replies) = &self.replies
@@ -343,6 +353,11 @@ impl Consumer {
     fn on_outcome(&self, channel: &str, name: &str, admin: bool, outcome: Outcome) {
         let Some(replies) = &self.replies else { return };
         match outcome {
+            // Asked for, so said whatever `CHAT_REPLY_ERRORS` is; a viewer's lesson leaves room for admins.
+            Outcome::Done(Done::Answer(answer @ Answer::Lesson(_))) => {
+                let priority = if admin { Priority::Admin } else { Priority::Viewer };
+                replies.say(channel, format!("@{name} {}", crate::chat::reply::answer(&answer)), priority);
+            }
             Outcome::Done(done) => {
                 if let Some(text) = crate::chat::reply::done(&done) {
                     replies.say(channel, text, Priority::Admin);

@@ -330,6 +330,7 @@ async fn every_endpoint_the_readme_lists_answers_as_documented() {
         ("GET /", StatusCode::OK),
         ("GET /overlay", StatusCode::OK),
         ("GET /admin", StatusCode::OK),
+        ("GET /commands", StatusCode::OK),
         ("GET /events", StatusCode::OK),
         ("GET /api/state", StatusCode::OK),
         ("GET /api/stats", StatusCode::OK),

@@ -35,7 +35,7 @@ async fn the_index_page_links_every_page_and_endpoint_and_each_link_answers() {
     }
 
     let links = links(&html);
-    for wanted in ["/overlay/home.css", "/overlay", "/admin", "/api/state", "/healthz", "/metrics"] {
+    for wanted in ["/overlay/home.css", "/overlay", "/admin", "/commands", "/api/state", "/healthz", "/metrics"] {
         assert!(links.iter().any(|l| l == wanted), "{wanted} is linked: {links:?}");
     }
     for link in &links {

@@ -24,4 +24,5 @@ mod redis_tls;
 mod safety;
 mod show;
 mod sse;
+mod teach;
 mod twitch;

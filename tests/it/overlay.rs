@@ -4,11 +4,13 @@
 //! `target/screenshots/` for a human to look at. `CVBOT_UPDATE_SCREENSHOTS=1` also writes the README's
 //! two (`docs/overlay.png`, `docs/admin.png`); without it the repository is never touched. Timed
 //! ramps and slew limits on both pages are in [`motion`]; democracy's votes, locks and scenes in
-//! [`show`]; the browser itself is in [`browser`].
+//! [`show`]; the teaching options (`?hint=1`, `?routed=1`) in [`teach`]; the browser itself is in
+//! [`browser`].
 
 mod browser;
 mod motion;
 mod show;
+mod teach;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
