@@ -22,5 +22,6 @@ mod redis_faults;
 mod redis_server;
 mod redis_tls;
 mod safety;
+mod scenes_file;
 mod sse;
 mod twitch;
