@@ -12,7 +12,7 @@
 //! chat (terminal | demo | twitch | HTTP) -> chat::Intake (parse, count) -> coord (gate, stamp, apply to state)
 //!                                                                            |-1-> osc::stage (UDP /cv, /routing; ticks moving outputs)
 //!                                                                            |-2-> outbox -> redis_link
-//!                                                                            '-3-> routes_file, http::hub (SSE /events)
+//!                                                                            '-3-> routes_file, scenes_file, http::hub (SSE /events)
 //! redis_link reader (remote events) -> coord (same apply, never back to the outbox)
 //! ```
 //!
@@ -24,7 +24,7 @@
 //! * [`coord`]: the one owner of State, behind one short lock taken by the caller.
 //! * [`osc`]: the OSC output stage; [`motion`]: ramps and slew steps as pure functions of time (a leaf).
 //! * [`redis_link`]: Redis pub/sub, state hash, history, presence; the only module knowing the wire format.
-//! * [`routes_file`]: the routing file, loaded at start and kept saved.
+//! * [`routes_file`]: the routing file, loaded at start and kept saved; [`scenes_file`]: the same for scenes.
 //! * [`chat`]: the intake, the terminal and demo chat sources, and every reply's words ([`chat::reply`]).
 //! * [`twitch`]: the Twitch chat source: IRC client, roles from badges, throttled replies.
 //! * [`http`]: warp routes: index, overlay and admin pages, SSE (`/events`) through the overlay hub,
@@ -49,6 +49,7 @@ pub mod observe;
 pub mod osc;
 pub mod redis_link;
 pub mod routes_file;
+pub mod scenes_file;
 pub mod secret;
 pub mod show;
 pub mod state;

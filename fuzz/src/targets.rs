@@ -5,8 +5,9 @@
 //!
 //! Beyond "never panics", each target checks what the rest of the bot relies on: accepted values are
 //! in range, what the bot prints or sends is what it reads back (chat commands, envelopes, routing
-//! files), and two decoders that must agree do agree.
+//! and scenes files), and two decoders that must agree do agree.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::LazyLock;
 
@@ -14,6 +15,8 @@ use cvbot::catalog::{Catalog, CatalogSource, Output};
 use cvbot::command::{self, AdminCommand, Command, MAX_MESSAGE_CHARS, Rejection, Unknown};
 use cvbot::redis_link::wire::{self, Incoming, MAX_PAYLOAD, Signer};
 use cvbot::routes_file;
+use cvbot::scenes_file;
+use cvbot::show::{MAX_SCENE_VALUES, MAX_SCENES, Scene, SceneName};
 use cvbot::state::{EventKind, Route};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -220,6 +223,37 @@ pub fn routes(data: &[u8]) {
         v
     };
     assert_eq!(sorted(&reloaded), sorted(&routes), "the rendered file {rendered:?} loads other routes");
+}
+
+/// The scenes file: `scenes_file::parse` with the built-in catalogue.
+pub fn scenes(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let catalog = &*CATALOG;
+    let path = Path::new("scenes.json");
+    let scenes = match scenes_file::parse(&text, path, catalog) {
+        Ok(scenes) => scenes,
+        Err(scenes_file::ScenesFileError::Syntax { line, .. } | scenes_file::ScenesFileError::Invalid { line, .. }) => {
+            // An error names a line of the file, so the operator can find it.
+            assert!(line <= text.lines().count().max(1) + 1, "line {line} is past the end of the file");
+            return;
+        }
+        Err(e) => panic!("parsing text failed as if reading a file: {e}"),
+    };
+    // What the state may hold, and nothing else: a scene loaded from the file is recalled as chat
+    // commands would set its values.
+    assert!(scenes.len() <= MAX_SCENES, "{} scenes", scenes.len());
+    for (name, scene) in &scenes {
+        assert_eq!(SceneName::parse(name.as_str()).as_ref(), Some(name), "the name {name} reads back as another");
+        assert!(scene.values.len() <= MAX_SCENE_VALUES, "{name}: {} values", scene.values.len());
+        assert!(scene.values.values().all(|v| *v <= catalog.value_max()), "{name}: a value above the maximum");
+    }
+    // What the bot saves after a scene change (the state's table, sorted by name) must load back as
+    // the same scenes; a name loaded twice would make that table smaller than the file.
+    let table: BTreeMap<SceneName, Scene> = scenes.iter().cloned().collect();
+    assert_eq!(table.len(), scenes.len(), "one scene loaded twice");
+    let rendered = scenes_file::render(table.iter());
+    let reloaded = scenes_file::parse(&rendered, path, catalog).expect("a rendered scenes file loads");
+    assert_eq!(reloaded, table.into_iter().collect::<Vec<_>>(), "the rendered file {rendered:?} loads other scenes");
 }
 
 /// The catalogue file: `Catalog::parse`, then a few chat lines and routes against what it accepted.

@@ -28,6 +28,7 @@ use crate::redis_link::history::RedisHistory;
 use crate::redis_link::presence::ClusterPresence;
 use crate::redis_link::{LinkCounters, RedisLink};
 use crate::routes_file;
+use crate::scenes_file;
 use crate::state::State;
 use crate::stats::{LinkStatus, Stats};
 use crate::twitch::{TwitchSettings, TwitchStatus};
@@ -43,14 +44,16 @@ use supervisor::Supervisor;
 /// How long shutdown may take before the remaining tasks are abandoned.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
-/// A problem with the files the configuration points at (catalogue, routing file): the user must fix
-/// them, so `main` exits with the configuration status code.
+/// A problem with the files the configuration points at (catalogue, routing file, scenes file): the
+/// user must fix them, so `main` exits with the configuration status code.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
     #[error(transparent)]
     Routes(#[from] routes_file::RoutesFileError),
+    #[error(transparent)]
+    Scenes(#[from] scenes_file::ScenesFileError),
     #[error(transparent)]
     RedisTls(#[from] crate::redis_link::tls::TlsFileError),
 }
@@ -131,7 +134,7 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     // TLS files are read now, so a missing one stops start-up instead of failing every reconnect.
     let redis_tls = Arc::new(crate::redis_link::tls::TlsMaterial::read(&config.redis_tls).map_err(StartupError::from)?);
-    let (catalog, state) = load_catalog_and_routes(&config)?;
+    let (catalog, state) = load_show_files(&config)?;
     let stats = Arc::new(Stats::default());
     let instance: Arc<str> = config.instance_id.as_str().into();
     let sup = Supervisor { tracker: TaskTracker::new(), shutdown: shutdown.clone(), failure: Arc::default() };
@@ -147,14 +150,19 @@ pub async fn start(
 
     if extras.demo {
         // The demo's simulated routes must never reach the show: a saved demo route would be replayed
-        // to Max at the next real start. So with `--demo` routes live in memory only; the routing
-        // file is read (the demo may show the real patch) but never written.
-        info!(file = %config.routing_file.display(), "demo: routes live in memory only; the routing file is not written");
+        // to Max at the next real start. So with `--demo` routes and scenes live in memory only; the
+        // files are read (the demo may show the real patch) but never written.
+        info!(
+            routes = %config.routing_file.display(),
+            scenes = %config.scenes_file().display(),
+            "demo: routes and scenes live in memory only; their files are not written"
+        );
     } else {
         sup.critical(
             "routing-file",
             routes_file::keep_saved(config.routing_file.clone(), catalog.clone(), &coord, &stats, shutdown.clone()),
         );
+        sup.critical("scenes-file", scenes_file::keep_saved(config.scenes_file(), &coord, &stats, shutdown.clone()));
     }
 
     let intake = Intake::new(catalog.clone(), coord.clone(), &stats);
@@ -212,20 +220,26 @@ pub async fn start(
     Ok(Running { http_addr, intake, stats, twitch_status, tracker: sup.tracker, shutdown, failure: sup.failure })
 }
 
-/// The catalogue, and a State seeded with the routes of the routing file.
-fn load_catalog_and_routes(config: &Config) -> anyhow::Result<(Arc<Catalog>, State)> {
+/// The catalogue, and a State seeded with the routes of the routing file and the scenes of the
+/// scenes file (both with the zero stamp, so anything Redis holds wins over them).
+fn load_show_files(config: &Config) -> anyhow::Result<(Arc<Catalog>, State)> {
     let catalog = Arc::new(Catalog::load(config.catalog_path.as_deref()).map_err(StartupError::from)?);
     let routes = routes_file::load(&config.routing_file, &catalog).map_err(StartupError::from)?;
+    let scenes = scenes_file::load(&config.scenes_file(), &catalog).map_err(StartupError::from)?;
     info!(
         catalogue = %catalog.source(),
         modules = catalog.module_count(),
         outputs = catalog.output_count(),
         routes = routes.len(),
-        "catalogue and routes loaded"
+        scenes = scenes.len(),
+        "catalogue, routes and scenes loaded"
     );
     let mut state = State::default();
     for (output, route) in routes {
         state.seed_route(output, route);
+    }
+    for (name, scene) in scenes {
+        state.seed_scene(name, scene);
     }
     Ok((catalog, state))
 }

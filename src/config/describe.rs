@@ -17,6 +17,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("RAMP_MAX_MS", "10000"),
     ("CATALOG_PATH", "(built-in data/catalog.json)"),
     ("ROUTING_FILE", "routing_table.json"),
+    ("SCENES_FILE", "(scenes.json beside ROUTING_FILE)"),
     ("RATE_LIMIT_MS", "1000"),
     ("GLOBAL_RATE_LIMIT", "50"),
     ("ADMIN_USERS", ""),
@@ -76,6 +77,12 @@ impl Config {
                     .map_or("(built-in data/catalog.json)".to_owned(), |p| p.display().to_string()),
             ),
             ("ROUTING_FILE", self.routing_file.display().to_string()),
+            (
+                "SCENES_FILE",
+                self.scenes_file
+                    .as_ref()
+                    .map_or("(scenes.json beside ROUTING_FILE)".to_owned(), |p| p.display().to_string()),
+            ),
             ("RATE_LIMIT_MS", self.rate_limit.as_millis().to_string()),
             ("GLOBAL_RATE_LIMIT", self.global_rate_limit.to_string()),
             ("ADMIN_USERS", join(&mut admins.into_iter().cloned())),

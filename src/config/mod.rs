@@ -61,6 +61,8 @@ pub struct Config {
     /// `None`: the catalogue built into the binary (a copy of `data/catalog.json`).
     pub catalog_path: Option<PathBuf>,
     pub routing_file: PathBuf,
+    /// `None`: `scenes.json` in the routing file's directory ([`Config::scenes_file`]).
+    pub scenes_file: Option<PathBuf>,
     pub rate_limit: Duration,
     pub global_rate_limit: u32,
     /// Lower-case logins and numeric ids.
@@ -162,6 +164,16 @@ impl Config {
         }
         let twitch_irc_addr = v.get("TWITCH_IRC_ADDR").map(|a| resolve("TWITCH_IRC_ADDR", a)).transpose()?;
         let safety = Safety::from_vars(&v)?;
+        let routing_file = PathBuf::from(v.get("ROUTING_FILE").unwrap_or("routing_table.json"));
+        let scenes_file = v.get("SCENES_FILE").map(PathBuf::from);
+        let scenes_path = scenes_file.clone().unwrap_or_else(|| scenes_beside(&routing_file));
+        if scenes_path == routing_file {
+            // Each file's writer would replace the other's table, and the next start would refuse both.
+            return Err(err(
+                "SCENES_FILE",
+                format!("{} is the routing file; give scenes a file of their own", scenes_path.display()),
+            ));
+        }
         Ok(Config {
             instance_id,
             http_addr,
@@ -169,7 +181,8 @@ impl Config {
             osc_format,
             motion: MotionConfig::from_vars(&v)?,
             catalog_path: v.get("CATALOG_PATH").map(PathBuf::from),
-            routing_file: PathBuf::from(v.get("ROUTING_FILE").unwrap_or("routing_table.json")),
+            routing_file,
+            scenes_file,
             rate_limit: Duration::from_millis(number("RATE_LIMIT_MS", v.get("RATE_LIMIT_MS"), 1000, 3_600_000)?),
             global_rate_limit: u32::try_from(number("GLOBAL_RATE_LIMIT", v.get("GLOBAL_RATE_LIMIT"), 50, 100_000)?)
                 .unwrap_or(50),
@@ -218,6 +231,18 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Where scenes are kept: `SCENES_FILE`, or `scenes.json` beside the routing file.
+    pub fn scenes_file(&self) -> PathBuf {
+        self.scenes_file.clone().unwrap_or_else(|| scenes_beside(&self.routing_file))
+    }
+}
+
+/// `scenes.json` in the directory of `routing_file`, so one directory holds a lone instance's show.
+fn scenes_beside(routing_file: &std::path::Path) -> PathBuf {
+    routing_file.parent().unwrap_or(std::path::Path::new("")).join("scenes.json")
+}
+
 #[cfg(test)]
 fn from_pairs(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
     Config::from_vars(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
@@ -243,6 +268,7 @@ mod tests {
         assert_eq!(c.global_rate_limit, 50);
         assert_eq!(c.chat_stdin, StdinMode::Auto);
         assert_eq!(c.routing_file, PathBuf::from("routing_table.json"));
+        assert_eq!(c.scenes_file(), PathBuf::from("scenes.json"));
         assert!(c.catalog_path.is_none());
     }
 
@@ -308,11 +334,27 @@ mod tests {
             ("HTTP_MAX_CONNECTIONS", "0", "HTTP_MAX_CONNECTIONS"),
             ("SSE_MAX_CLIENTS", "0", "SSE_MAX_CLIENTS"),
             ("HTTP_ALLOWED_HOSTS", "http://evil/", "HTTP_ALLOWED_HOSTS"),
+            ("ROUTING_FILE", "show/scenes.json", "SCENES_FILE"),
+            ("SCENES_FILE", "routing_table.json", "SCENES_FILE"),
         ];
         for (name, value, expected) in cases {
             let e = cfg(&[(name, value)]).expect_err(&format!("{name}={value} must be refused"));
             assert_eq!(e.variable, *expected);
             assert!(!e.to_string().contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn the_scenes_file_sits_beside_the_routing_file_unless_set() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "scenes.json"),
+            (&[("ROUTING_FILE", "/srv/show/routing_table.json")], "/srv/show/scenes.json"),
+            (&[("ROUTING_FILE", "show/left.json")], "show/scenes.json"),
+            (&[("ROUTING_FILE", "show/left.json"), ("SCENES_FILE", "show/left-scenes.json")], "show/left-scenes.json"),
+            (&[("SCENES_FILE", "  ")], "scenes.json"),
+        ];
+        for (pairs, wanted) in cases {
+            assert_eq!(cfg(pairs).expect("valid").scenes_file(), PathBuf::from(wanted), "{pairs:?}");
         }
     }
 }

@@ -328,7 +328,7 @@ async fn demo_never_writes_the_routing_file() {
     assert_eq!(code, Some(0));
     assert!(!path.exists(), "--demo wrote {}", std::fs::read_to_string(&path).unwrap_or_default());
     let (_, stderr) = bot.output();
-    assert!(stderr.contains("routes live in memory only"), "{stderr}");
+    assert!(stderr.contains("routes and scenes live in memory only"), "{stderr}");
 
     // A show's routing file: the demo reads it and leaves it byte for byte as it was.
     let show = "{\n  \"es9out#1\": \"doorway#1.threshold\"\n}\n";

@@ -22,6 +22,7 @@ mod redis_faults;
 mod redis_server;
 mod redis_tls;
 mod safety;
+mod scenes_file;
 mod show;
 mod sse;
 mod teach;

@@ -12,10 +12,11 @@ use cvbot_fuzz::targets;
 type Target = fn(&[u8]);
 
 /// Each target with its dictionary.
-const TARGETS: [(&str, Target, &str); 4] = [
+const TARGETS: [(&str, Target, &str); 5] = [
     ("chat", targets::chat, "chat.dict"),
     ("envelope", targets::envelope, "json.dict"),
     ("routes", targets::routes, "json.dict"),
+    ("scenes", targets::scenes, "json.dict"),
     ("catalog", targets::catalog, "json.dict"),
 ];
 
