@@ -90,13 +90,18 @@ impl Browser {
 
     /// One `WebDriver` command; returns its `value`, failing the test on a `WebDriver` error.
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let response = self.try_call(method, path, body).await;
+        assert!(response["value"]["error"].is_null(), "WebDriver {path}: {response}");
+        response["value"].clone()
+    }
+
+    /// One `WebDriver` command's whole response, error or not.
+    async fn try_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response: Value = request.send().await.expect("WebDriver request").json().await.expect("WebDriver JSON");
-        assert!(response["value"]["error"].is_null(), "WebDriver {path}: {response}");
-        response["value"].clone()
+        request.send().await.expect("WebDriver request").json().await.expect("WebDriver JSON")
     }
 
     pub(super) async fn goto(&self, url: &str) {
@@ -133,10 +138,21 @@ impl Browser {
             .to_owned()
     }
 
+    /// Clicks the element `css` finds, as a user would. A page that redraws a table on every state
+    /// update may replace the element between finding and clicking it: then it is found again, as
+    /// a user's second try would (a few times at most).
     pub(super) async fn click(&self, css: &str) {
-        let id = self.element(css).await;
-        self.call(reqwest::Method::POST, &format!("/session/{}/element/{id}/click", self.session), Some(json!({})))
-            .await;
+        for _ in 0..5 {
+            let id = self.element(css).await;
+            let path = format!("/session/{}/element/{id}/click", self.session);
+            let response = self.try_call(reqwest::Method::POST, &path, Some(json!({}))).await;
+            match response["value"]["error"].as_str() {
+                None => return,
+                Some("stale element reference") => {}
+                Some(_) => panic!("WebDriver click on {css}: {response}"),
+            }
+        }
+        panic!("{css} kept being redrawn under the click");
     }
 
     /// Clears a field and types `text` into it, as a user would.
