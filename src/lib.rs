@@ -49,6 +49,7 @@ pub mod observe;
 pub mod osc;
 pub mod redis_link;
 pub mod routes_file;
+pub mod saved_file;
 pub mod scenes_file;
 pub mod secret;
 pub mod show;

@@ -6,22 +6,18 @@
 //! Redis or OSC: it observes route changes and writes in a task of its own.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 use crate::catalog::{Catalog, Output, VoltRange};
 use crate::coord::CoordHandle;
 use crate::motion::checked_slew;
-use crate::observe::Observer;
-use crate::state::{Change, Event, Route, State};
-use crate::stats::{CounterSet, Stats};
+use crate::saved_file::{self, Table};
+use crate::state::{Change, Route, State};
+use crate::stats::Stats;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoutesFileError {
@@ -125,60 +121,7 @@ pub fn render<'a>(routes: impl Iterator<Item = (&'a Output, &'a Route)>, catalog
     text
 }
 
-/// Writes `text` to `path` atomically: a temporary file beside it, flushed to disk, then renamed.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map_or_else(|| "routing".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// The routing file's counters, registered with [`Stats`].
-#[derive(Debug, Default)]
-pub struct RoutesFileCounters {
-    pub saves: AtomicU64,
-    pub save_failures: AtomicU64,
-}
-
-impl CounterSet for RoutesFileCounters {
-    fn report(&self, out: &mut dyn FnMut(&str, u64)) {
-        out("routing_saves", self.saves.load(Ordering::Relaxed));
-        out("routing_save_failures", self.save_failures.load(Ordering::Relaxed));
-    }
-}
-
-type Routes = Arc<BTreeMap<Output, Route>>;
-
-/// The routing file as the coordinator's observer: on a route change it hands the new table to the
-/// writer task (a `watch`, so a burst of changes costs one write of the latest table).
-#[derive(Debug)]
-struct Follow(watch::Sender<Routes>);
-
-fn routes_of(state: &State) -> Routes {
-    Arc::new(state.routes().map(|(o, r)| (o.clone(), r.clone())).collect())
-}
-
-impl Observer for Follow {
-    fn on_change(&mut self, _event: &Event, change: &Change, state: &State) {
-        if matches!(change, Change::Route { .. }) {
-            self.0.send_replace(routes_of(state));
-        }
-    }
-}
-
-/// Follows route changes and rewrites the file after each (the latest table, when several came
-/// while a write was under way). A failed write is logged and counted; the routes stay live in
-/// memory. Observes when called, not when first polled: commands applied before the task first runs
-/// are not lost to it. Ends when the coordinator shuts down.
+/// Keeps the routing file saved: rewritten after every route change (see [`crate::saved_file`]).
 pub fn keep_saved(
     path: PathBuf,
     catalog: Arc<Catalog>,
@@ -186,64 +129,16 @@ pub fn keep_saved(
     stats: &Stats,
     shutdown: CancellationToken,
 ) -> impl Future<Output = anyhow::Result<()>> + Send + use<> {
-    let counters = Arc::new(RoutesFileCounters::default());
-    stats.register(counters.clone());
-    let mut table = None;
-    let observing = coord.observe(|state| {
-        let initial = routes_of(state);
-        let (tx, rx) = watch::channel(initial.clone());
-        table = Some((rx, initial));
-        Box::new(Follow(tx))
-    });
-    follow(path, catalog, counters, shutdown, table.filter(|_| observing))
+    let table = Table {
+        name: "routing",
+        touches: |change| matches!(change, Change::Route { .. }),
+        of: |state: &State| -> Routes { state.routes().map(|(o, r)| (o.clone(), r.clone())).collect() },
+        render: Box::new(move |routes: &Routes| render(routes.iter(), &catalog)),
+    };
+    saved_file::keep_saved(path, table, coord, stats, shutdown)
 }
 
-async fn follow(
-    path: PathBuf,
-    catalog: Arc<Catalog>,
-    counters: Arc<RoutesFileCounters>,
-    shutdown: CancellationToken,
-    table: Option<(watch::Receiver<Routes>, Routes)>,
-) -> anyhow::Result<()> {
-    // `saved` starts as the table when the observer was made, which the file already holds. Changes
-    // made before this task first runs are unseen by `table`, so the first `changed` returns at once.
-    let Some((mut table, mut saved)) = table else { return Ok(()) };
-    loop {
-        let stopping = tokio::select! {
-            () = shutdown.cancelled() => true,
-            changed = table.changed() => changed.is_err(),
-        };
-        let routes = table.borrow_and_update().clone();
-        if stopping {
-            // A change that came in while the last write was under way is not lost to a shutdown.
-            if !Arc::ptr_eq(&routes, &saved) {
-                save(&path, &routes, &catalog, &counters).await?;
-            }
-            return Ok(());
-        }
-        save(&path, &routes, &catalog, &counters).await?;
-        saved = routes;
-    }
-}
-
-/// Writes `routes` to `path`, counting the outcome. Only a writer that cannot run is an error.
-async fn save(path: &Path, routes: &Routes, catalog: &Catalog, counters: &RoutesFileCounters) -> anyhow::Result<()> {
-    let text = render(routes.iter(), catalog);
-    let target = path.to_path_buf();
-    match tokio::task::spawn_blocking(move || write_atomic(&target, &text)).await {
-        Ok(Ok(())) => {
-            counters.saves.fetch_add(1, Ordering::Relaxed);
-            info!(path = %path.display(), routes = routes.len(), "routing table saved");
-            Ok(())
-        }
-        Ok(Err(e)) => {
-            counters.save_failures.fetch_add(1, Ordering::Relaxed);
-            warn!(path = %path.display(), error = %e, "could not save the routing table; routes stay live");
-            Ok(())
-        }
-        Err(e) => Err(anyhow::anyhow!("routing file writer failed: {e}")),
-    }
-}
+type Routes = BTreeMap<Output, Route>;
 
 #[cfg(test)]
 mod tests {
@@ -353,17 +248,6 @@ mod tests {
         assert!(parse(huge, p, &c).is_err());
         let nan_like = "{\"es9out#1\": {\"variable\": \"doorway#1.gain\", \"range\": [0, 1], \"safe\": -1}}";
         assert!(parse(nan_like, p, &c).is_err());
-    }
-
-    #[test]
-    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("routing_table.json");
-        write_atomic(&path, "{\"a\": 1}\n").expect("write");
-        write_atomic(&path, "{}\n").expect("write again");
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{}\n");
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
-        assert_eq!(leftovers.len(), 1);
     }
 
     #[test]

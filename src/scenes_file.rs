@@ -8,25 +8,21 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 use crate::catalog::{Catalog, Variable};
 use crate::coord::CoordHandle;
-use crate::observe::Observer;
+use crate::saved_file::{self, Table};
 use crate::show::{MAX_SCENE_VALUES, MAX_SCENES, Scene, SceneName};
-use crate::state::{Change, Event, State};
-use crate::stats::{CounterSet, Stats};
+use crate::state::{Change, State};
+use crate::stats::Stats;
 
 /// The largest scenes file read: 1 KiB for each of the most values a table may hold, far above
 /// what the bot writes, so only a file that is not a scenes file (or a runaway edit) is refused
@@ -206,123 +202,24 @@ pub fn render<'a>(scenes: impl Iterator<Item = (&'a SceneName, &'a Scene)>) -> S
     text
 }
 
-/// Writes `text` to `path` atomically: a temporary file beside it, flushed to disk, then renamed.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map_or_else(|| "scenes".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// The scenes file's counters, registered with [`Stats`].
-#[derive(Debug, Default)]
-pub struct ScenesFileCounters {
-    pub saves: AtomicU64,
-    pub save_failures: AtomicU64,
-}
-
-impl CounterSet for ScenesFileCounters {
-    fn report(&self, out: &mut dyn FnMut(&str, u64)) {
-        out("scenes_saves", self.saves.load(Ordering::Relaxed));
-        out("scenes_save_failures", self.save_failures.load(Ordering::Relaxed));
-    }
-}
-
-type Scenes = Arc<BTreeMap<SceneName, Scene>>;
-
-/// The scenes file as the coordinator's observer: on a scene saved or deleted it hands the new table
-/// to the writer task (a `watch`, so a burst of changes costs one write of the latest table).
-#[derive(Debug)]
-struct Follow(watch::Sender<Scenes>);
-
-fn scenes_of(state: &State) -> Scenes {
-    Arc::new(state.scenes().map(|(n, s)| (n.clone(), s.clone())).collect())
-}
-
-impl Observer for Follow {
-    fn on_change(&mut self, _event: &Event, change: &Change, state: &State) {
-        if matches!(change, Change::Scene { .. }) {
-            self.0.send_replace(scenes_of(state));
-        }
-    }
-}
-
-/// Follows scene changes and rewrites the file after each (the latest table, when several came
-/// while a write was under way). A failed write is logged and counted; the scenes stay live in
-/// memory. Observes when called, not when first polled: scenes saved before the task first runs are
-/// not lost to it. Ends when the coordinator shuts down.
+/// Keeps the scenes file saved: rewritten after every scene saved or deleted (see
+/// [`crate::saved_file`]).
 pub fn keep_saved(
     path: PathBuf,
     coord: &CoordHandle,
     stats: &Stats,
     shutdown: CancellationToken,
 ) -> impl Future<Output = anyhow::Result<()>> + Send + use<> {
-    let counters = Arc::new(ScenesFileCounters::default());
-    stats.register(counters.clone());
-    let mut table = None;
-    let observing = coord.observe(|state| {
-        let initial = scenes_of(state);
-        let (tx, rx) = watch::channel(initial.clone());
-        table = Some((rx, initial));
-        Box::new(Follow(tx))
-    });
-    follow(path, counters, shutdown, table.filter(|_| observing))
+    let table = Table {
+        name: "scenes",
+        touches: |change| matches!(change, Change::Scene { .. }),
+        of: |state: &State| -> Scenes { state.scenes().map(|(n, s)| (n.clone(), s.clone())).collect() },
+        render: Box::new(|scenes: &Scenes| render(scenes.iter())),
+    };
+    saved_file::keep_saved(path, table, coord, stats, shutdown)
 }
 
-async fn follow(
-    path: PathBuf,
-    counters: Arc<ScenesFileCounters>,
-    shutdown: CancellationToken,
-    table: Option<(watch::Receiver<Scenes>, Scenes)>,
-) -> anyhow::Result<()> {
-    // `saved` starts as the table when the observer was made, which the file already holds. Changes
-    // made before this task first runs are unseen by `table`, so the first `changed` returns at once.
-    let Some((mut table, mut saved)) = table else { return Ok(()) };
-    loop {
-        let stopping = tokio::select! {
-            () = shutdown.cancelled() => true,
-            changed = table.changed() => changed.is_err(),
-        };
-        let scenes = table.borrow_and_update().clone();
-        if stopping {
-            // A scene saved while the last write was under way is not lost to a shutdown.
-            if !Arc::ptr_eq(&scenes, &saved) {
-                save(&path, &scenes, &counters).await?;
-            }
-            return Ok(());
-        }
-        save(&path, &scenes, &counters).await?;
-        saved = scenes;
-    }
-}
-
-/// Writes `scenes` to `path`, counting the outcome. Only a writer that cannot run is an error.
-async fn save(path: &Path, scenes: &Scenes, counters: &ScenesFileCounters) -> anyhow::Result<()> {
-    let text = render(scenes.iter());
-    let target = path.to_path_buf();
-    match tokio::task::spawn_blocking(move || write_atomic(&target, &text)).await {
-        Ok(Ok(())) => {
-            counters.saves.fetch_add(1, Ordering::Relaxed);
-            info!(path = %path.display(), scenes = scenes.len(), "scenes saved");
-            Ok(())
-        }
-        Ok(Err(e)) => {
-            counters.save_failures.fetch_add(1, Ordering::Relaxed);
-            warn!(path = %path.display(), error = %e, "could not save the scenes; they stay live");
-            Ok(())
-        }
-        Err(e) => Err(anyhow::anyhow!("scenes file writer failed: {e}")),
-    }
-}
+type Scenes = BTreeMap<SceneName, Scene>;
 
 #[cfg(test)]
 mod tests {
@@ -502,17 +399,6 @@ mod tests {
         std::fs::write(&path, b"{\"intro\": {\"doorway#1.gain\": 1}, \"\xff\": {}}").expect("write");
         let err = load(&path, &c).expect_err("not UTF-8");
         assert!(err.to_string().starts_with(&format!("cannot read scenes file {}: ", path.display())), "{err}");
-    }
-
-    #[test]
-    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("scenes.json");
-        write_atomic(&path, "{\"a\": {}}\n").expect("write");
-        write_atomic(&path, "{}\n").expect("write again");
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{}\n");
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
-        assert_eq!(leftovers.len(), 1);
     }
 
     #[test]
