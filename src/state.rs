@@ -13,6 +13,7 @@ use crate::catalog::{Output, Variable, VoltRange};
 use crate::motion::Ramp;
 
 mod ballot;
+mod show;
 pub use crate::show::{LockTarget, MAX_LOCKS, MAX_SCENE_VALUES, MAX_SCENES, Mode, Scene, SceneName};
 pub use ballot::{Ballot, MAX_BALLOT_VOTES, Tally, VOTE_GRACE_MS, Verdict, VoteRefusal, window_of};
 
@@ -329,97 +330,9 @@ impl State {
                 });
                 Some(Change::Cleared { variables: removed.into() })
             }
-            EventKind::Mode { mode } => {
-                if !self.mode.write(*mode, stamp) {
-                    return None;
-                }
-                self.ballot = Ballot::default();
-                Some(Change::Mode { mode: *mode, start_ms: self.mode_start_ms() })
+            EventKind::Mode { .. } | EventKind::Lock { .. } | EventKind::Scene { .. } | EventKind::Vote { .. } => {
+                self.apply_show(event)
             }
-            EventKind::Lock { target, locked } => {
-                if !self.locks.contains_key(target) && self.locks.len() >= MAX_LOCKS {
-                    return None;
-                }
-                let register = self.locks.entry(target.clone()).or_insert_with(|| Register::new(false));
-                register.write(*locked, stamp).then(|| Change::Lock { target: target.clone(), locked: *locked })
-            }
-            EventKind::Scene { name, scene } => {
-                if !self.scenes.contains_key(name) && self.scenes.len() >= MAX_SCENES {
-                    return None;
-                }
-                let register = self.scenes.entry(name.clone()).or_insert_with(|| Register::new(None));
-                let saved = scene.is_some();
-                // Saving the same values again still counts: the scene's stamp is newer.
-                let newer = *stamp > register.stamp;
-                register.write(scene.clone(), stamp);
-                newer.then(|| Change::Scene { name: name.clone(), saved })
-            }
-            EventKind::Vote { variable, value } => {
-                let (mode, start_ms) = (self.mode.value, self.mode_start_ms());
-                let (window, tally) = self.ballot.cast(mode, start_ms, variable, &event.user, *value, stamp).ok()?;
-                let closes_at_ms = Ballot::closes_at_ms(mode, start_ms, window)?;
-                Some(Change::Vote { variable: variable.clone(), tally, closes_at_ms })
-            }
-        }
-    }
-
-    /// Why a vote would not count now (for the coordinator to say so before stamping one).
-    pub fn vote_refusal(&self) -> Option<VoteRefusal> {
-        self.mode.value.window_ms().is_none().then_some(VoteRefusal::NoDemocracy)
-    }
-
-    /// Decides every democracy window whose grace ran out by `now_ms`; each voted parameter's result.
-    pub fn decide(&mut self, now_ms: u64) -> Vec<Verdict> {
-        let (mode, start_ms) = (self.mode.value, self.mode_start_ms());
-        self.ballot.decide(mode, start_ms, now_ms)
-    }
-
-    pub fn mode(&self) -> Mode {
-        self.mode.value
-    }
-
-    /// When the current mode began (its stamp's wall clock), which numbers democracy's windows.
-    pub fn mode_start_ms(&self) -> u64 {
-        Hlc::wall_ms(self.mode.stamp.hlc)
-    }
-
-    pub fn ballot(&self) -> &Ballot {
-        &self.ballot
-    }
-
-    /// The lock holding `variable` still, if any (the widest one: `all`, then its module instance).
-    pub fn locked_by(&self, variable: &Variable) -> Option<&LockTarget> {
-        self.locks().find(|target| target.covers(variable))
-    }
-
-    /// Targets locked now, `all` first, then module instances, then parameters.
-    pub fn locks(&self) -> impl Iterator<Item = &LockTarget> {
-        self.locks.iter().filter(|(_, r)| r.value).map(|(t, _)| t)
-    }
-
-    /// True when `target` has a lock register or there is room for one more ([`MAX_LOCKS`]).
-    pub fn has_lock_room(&self, target: &LockTarget) -> bool {
-        self.locks.contains_key(target) || self.locks.len() < MAX_LOCKS
-    }
-
-    pub fn is_locked(&self, target: &LockTarget) -> bool {
-        self.locks.get(target).is_some_and(|r| r.value)
-    }
-
-    pub fn scene(&self, name: &SceneName) -> Option<&Scene> {
-        self.scenes.get(name).and_then(|r| r.value.as_ref())
-    }
-
-    /// Saved scenes, by name.
-    pub fn scenes(&self) -> impl Iterator<Item = (&SceneName, &Scene)> {
-        self.scenes.iter().filter_map(|(n, r)| r.value.as_ref().map(|s| (n, s)))
-    }
-
-    /// Installs a scene with the oldest possible stamp (scenes loaded from the scenes file), so any
-    /// scene event seen later, from anywhere, wins over it.
-    pub fn seed_scene(&mut self, name: SceneName, scene: Scene) {
-        if self.scenes.len() < MAX_SCENES {
-            self.scenes.entry(name).or_insert(Register { value: Some(scene), stamp: Stamp::zero() });
         }
     }
 
