@@ -159,11 +159,7 @@ async fn admin_page_in_chromium_logs_in_and_every_button_works() {
     browser.click("#login-btn").await;
     let refused = "return document.getElementById('login-msg').textContent === 'wrong admin token';";
     browser.wait_until(refused, SLOW, "a wrong token is refused").await;
-    browser.type_into("#token", TOKEN).await;
-    browser.click("#login-btn").await;
-    browser
-        .wait_until("return document.getElementById('status').textContent === 'live';", SLOW, "logged in, live")
-        .await;
+    browser.log_in(TOKEN).await;
 
     browser.type_into("#chat-text", "doorway#1.threshold: 77").await;
     browser.click("#chat-btn").await;
@@ -255,11 +251,7 @@ async fn screenshots_for_the_readme_show_live_values_and_routes() {
     let browser = Browser::start().await;
     browser.goto(&app.url("/admin")).await;
     browser.resize_viewport(ADMIN_SIZE.0, ADMIN_SIZE.1).await;
-    browser.type_into("#token", TOKEN).await;
-    browser.click("#login-btn").await;
-    browser
-        .wait_until("return document.getElementById('status').textContent === 'live';", SLOW, "logged in, live")
-        .await;
+    browser.log_in(TOKEN).await;
     let tables = "return document.querySelectorAll('#params tr').length === 4 && \
                   document.querySelectorAll('#routes tr').length === 3 && \
                   document.querySelectorAll('#history tr').length >= 7 && \

@@ -8,7 +8,7 @@ use super::reason::text;
 use super::routing::routing_kinds;
 use super::sign::verify_and_strip;
 use super::{DropReason, Incoming, MAX_PAYLOAD, Signer};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Variable};
 use crate::motion::Ramp;
 use crate::state::{Event, EventKind, Hlc, LockTarget, MAX_SCENE_VALUES, Mode, Scene, SceneName, Stamp};
 
@@ -76,9 +76,7 @@ fn decode_general(payload: &[u8], catalog: &Catalog, signer: Option<&Signer>) ->
     let mut more_kinds = Vec::new();
     let (user, kind) = match kind.as_str() {
         "parameter_update" => {
-            let variable = catalog.parse_variable(text(data, "variable")?).ok_or(DropReason::UnknownVariable)?;
-            let value = data.get("value").and_then(Value::as_u64).ok_or(DropReason::OutOfRange)?;
-            let value = u8::try_from(value).ok().filter(|v| *v <= catalog.value_max()).ok_or(DropReason::OutOfRange)?;
+            let (variable, value) = variable_and_value(data, catalog)?;
             let ramp = match data.get("ramp") {
                 None | Some(Value::Null) => None,
                 Some(ramp) => {
@@ -112,9 +110,7 @@ fn decode_general(payload: &[u8], catalog: &Catalog, signer: Option<&Signer>) ->
             (user_field("admin"), kind)
         }
         "vote" => {
-            let variable = catalog.parse_variable(text(data, "variable")?).ok_or(DropReason::UnknownVariable)?;
-            let value = data.get("value").and_then(Value::as_u64).ok_or(DropReason::OutOfRange)?;
-            let value = u8::try_from(value).ok().filter(|v| *v <= catalog.value_max()).ok_or(DropReason::OutOfRange)?;
+            let (variable, value) = variable_and_value(data, catalog)?;
             (user_field("user"), EventKind::Vote { variable, value })
         }
         "mode_change" => {
@@ -198,6 +194,14 @@ fn decode_parameter_update(payload: &[u8], catalog: &Catalog) -> Option<Result<I
         kind: EventKind::Set { variable, value, ramp: None },
     };
     Some(Ok(Incoming::Event { event, seq: envelope.seq }))
+}
+
+/// A `parameter_update`'s or a vote's `variable` and chat `value`.
+fn variable_and_value(data: &serde_json::Map<String, Value>, catalog: &Catalog) -> Result<(Variable, u8), DropReason> {
+    let variable = catalog.parse_variable(text(data, "variable")?).ok_or(DropReason::UnknownVariable)?;
+    let value = data.get("value").and_then(Value::as_u64).ok_or(DropReason::OutOfRange)?;
+    let value = u8::try_from(value).ok().filter(|v| *v <= catalog.value_max()).ok_or(DropReason::OutOfRange)?;
+    Ok((variable, value))
 }
 
 /// A scene's `values` object: every name a variable, every value a chat value, at most

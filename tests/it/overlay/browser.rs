@@ -104,6 +104,14 @@ impl Browser {
         request.send().await.expect("WebDriver request").json().await.expect("WebDriver JSON")
     }
 
+    /// Logs in to the admin page it shows with `token` and waits until the page is live.
+    pub(super) async fn log_in(&self, token: &str) {
+        self.type_into("#token", token).await;
+        self.click("#login-btn").await;
+        self.wait_until("return document.getElementById('status').textContent === 'live';", SLOW, "logged in, live")
+            .await;
+    }
+
     pub(super) async fn goto(&self, url: &str) {
         self.call(reqwest::Method::POST, &format!("/session/{}/url", self.session), Some(json!({"url": url}))).await;
     }

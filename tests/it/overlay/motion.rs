@@ -89,11 +89,7 @@ async fn admin_page_in_chromium_sets_a_routes_slew_and_lists_it() {
     let app = TestApp::spawn_admin().await;
     let browser = Browser::start().await;
     browser.goto(&app.url("/admin")).await;
-    browser.type_into("#token", TOKEN).await;
-    browser.click("#login-btn").await;
-    browser
-        .wait_until("return document.getElementById('status').textContent === 'live';", SLOW, "logged in, live")
-        .await;
+    browser.log_in(TOKEN).await;
     let listed = "return document.querySelector('#route-output option[value=\"es9out#1\"]') !== null;";
     browser.wait_until(listed, SLOW, "the catalogue's outputs").await;
     browser.eval("document.getElementById('route-output').value = 'es9out#1'; return true;").await;

@@ -117,11 +117,7 @@ async fn admin_page_in_chromium_sets_the_mode_saves_lists_and_recalls_a_scene_an
     app.op("doorway#1.gain: 7");
     let browser = Browser::start().await;
     browser.goto(&app.url("/admin")).await;
-    browser.type_into("#token", TOKEN).await;
-    browser.click("#login-btn").await;
-    browser
-        .wait_until("return document.getElementById('status').textContent === 'live';", SLOW, "logged in, live")
-        .await;
+    browser.log_in(TOKEN).await;
 
     browser.eval("document.getElementById('mode-select').value = 'democracy'; return true;").await;
     browser.type_into("#mode-window", "5").await;
