@@ -352,6 +352,11 @@ impl Show {
     /// Democracy with `window_ms`, switched on at A, seen by both from one start; when its first
     /// window closes. The taps are emptied of what came before.
     async fn democracy(&self, window_ms: u64) -> anyhow::Result<u64> {
+        // Each instance's ticker wakes every DECIDE_EVERY, so where its ticks fall in the window
+        // decides how long after the grace the verdict comes. This set-up would otherwise fix that
+        // phase run after run (the mode follows A's presence heartbeat, which follows A's start, by
+        // about the same time), so it is drawn afresh: the runs sample it.
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(..DECIDE_EVERY_MS))).await;
         let mode = json!({ "mode": "democracy", "window_ms": window_ms }).to_string();
         let (status, reply) = Client::new(self.a.http, &self.token).post("/api/admin/mode", &mode).await?;
         anyhow::ensure!(status == 200, "POST /api/admin/mode on A answered {status}: {reply}");
