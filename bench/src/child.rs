@@ -128,6 +128,11 @@ impl ChildBot {
     pub fn cpu_time(&self) -> Duration {
         cpu_time(self.pid())
     }
+
+    /// The CPU time used so far, read both ways ([`CpuMark`]).
+    pub fn cpu_mark(&self) -> CpuMark {
+        CpuMark { threads: ThreadCpu::read(self.pid()), total: self.cpu_time() }
+    }
 }
 
 impl Drop for ChildBot {
@@ -226,5 +231,21 @@ impl ThreadCpu {
         }
         let ns = self.0.iter().map(|(tid, ns)| ns.saturating_sub(earlier.0.get(tid).copied().unwrap_or(0))).sum();
         Some(Duration::from_nanos(ns))
+    }
+}
+
+/// A process's CPU time at one moment, read both ways: its threads' scheduler counts
+/// ([`ThreadCpu`]) and the coarser utime + stime ([`cpu_time`]), for when a thread ends in between.
+#[derive(Debug, Clone)]
+pub struct CpuMark {
+    threads: ThreadCpu,
+    total: Duration,
+}
+
+impl CpuMark {
+    /// The CPU time used from `earlier` to this mark: the threads' counts, or the coarser total
+    /// when a thread ended in between.
+    pub fn since(&self, earlier: &CpuMark) -> Duration {
+        self.threads.since(&earlier.threads).unwrap_or_else(|| self.total.saturating_sub(earlier.total))
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod child;
 pub mod command_stats;
+pub mod democracy;
 pub mod floor;
 pub mod measure;
 pub mod motion;
@@ -53,6 +54,9 @@ pub enum Only {
     /// The slew load and the cross-instance ramp agreement ([`motion`]); on its own Redis unless
     /// `--redis-url` names one.
     Motion,
+    /// Democracy's votes and verdict on two child instances ([`democracy`]); on its own Redis
+    /// unless `--redis-url` names one.
+    Democracy,
 }
 
 /// What [`run_only`] measured: the one row asked for.
@@ -67,6 +71,8 @@ pub struct OnlyReport {
     pub twitch: Option<variants::Outcome<twitch::TwitchRow>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub motion: Option<motion::Motion>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub democracy: Option<variants::Outcome<democracy::DemocracyRow>>,
 }
 
 /// How the measuring code was compiled: `"release"`, or `"debug"`, whose figures are not
@@ -95,6 +101,8 @@ pub struct Report {
     pub overlay: Overlay,
     /// 64 outputs slewing on one instance; one ramp drawn by two instances.
     pub motion: motion::Motion,
+    /// Thousands of viewers voting on two instances, then the window's verdict at both jacks.
+    pub democracy: variants::Outcome<democracy::DemocracyRow>,
     /// This and the rows below are `{"Ok": …}`, or `{"Err": "…"}` naming the phase that failed.
     /// Cross-instance at 1k/s on a Sentinel-managed master, beside its floors.
     pub sentinel: variants::Outcome<variants::TopologyRow>,
@@ -289,6 +297,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
 
     // The phases below report a failure in their row, naming the phase, and the run goes on.
     let motion = motion::rows(&url, &catalog, q).await;
+    let democracy = democracy::measured(&url, &catalog, q).await;
     let sentinel = variants::outcome(variants::sentinel_row(&catalog, q).await.context("sentinel row"));
     let sentinel_failover = match &sentinel {
         Ok(_) => variants::outcome(
@@ -320,6 +329,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         memory,
         overlay,
         motion,
+        democracy,
         sentinel,
         sentinel_failover,
         cluster,
@@ -340,8 +350,15 @@ pub async fn run_only(options: &BenchOptions, only: Only) -> anyhow::Result<Only
         tracing::warn!("bench: a {BUILD} build: its figures are not representative (use --release)");
     }
     let catalog = Catalog::builtin();
-    let mut report =
-        OnlyReport { build: BUILD, quick: options.quick, machine: machine(), only, twitch: None, motion: None };
+    let mut report = OnlyReport {
+        build: BUILD,
+        quick: options.quick,
+        machine: machine(),
+        only,
+        twitch: None,
+        motion: None,
+        democracy: None,
+    };
     match only {
         Only::Twitch => {
             progress("twitch: IRC PRIVMSG → OSC through a local IRC server");
@@ -350,6 +367,10 @@ pub async fn run_only(options: &BenchOptions, only: Only) -> anyhow::Result<Only
         Only::Motion => {
             let (url, _own_redis) = redis(options).await?;
             report.motion = Some(motion::rows(&url, &catalog, options.quick).await);
+        }
+        Only::Democracy => {
+            let (url, _own_redis) = redis(options).await?;
+            report.democracy = Some(democracy::measured(&url, &catalog, options.quick).await);
         }
     }
     if let Some(path) = &options.json {

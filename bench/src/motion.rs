@@ -16,13 +16,13 @@ use cvbot::redis_link::wire::PARAMETER_CHANNEL;
 use cvbot::state::Hlc;
 use serde::Serialize;
 
-use super::child::{ChildBot, ThreadCpu};
+use super::child::ChildBot;
 use super::measure::{Samples, Summary, percentile};
 use super::pipeline::{self, BenchBot, BotOptions};
 use super::progress;
 
 mod compare;
-mod tap;
+pub(crate) mod tap;
 
 use compare::compare;
 use tap::{Heard, Log, Tap};
@@ -245,13 +245,12 @@ impl Window {
     /// thread end in the window) and what the tap got, from the window's start to its end, with
     /// nothing else asked of the child between.
     async fn measure(child: &ChildBot, tap: &Tap, window: Duration) -> Window {
-        let (threads, cpu) = (ThreadCpu::read(child.pid()), child.cpu_time());
+        let cpu = child.cpu_mark();
         tap.take();
         let started = Instant::now();
         tokio::time::sleep(window).await;
         let (log, elapsed) = (tap.take(), started.elapsed());
-        let (threads_end, cpu_end) = (ThreadCpu::read(child.pid()), child.cpu_time());
-        Window { cpu: threads_end.since(&threads).unwrap_or_else(|| cpu_end.saturating_sub(cpu)), elapsed, log }
+        Window { cpu: child.cpu_mark().since(&cpu), elapsed, log }
     }
 
     fn cpu_pct(&self) -> f64 {
@@ -322,7 +321,7 @@ async fn ramp_agreement(url: &str, catalog: &Catalog, q: bool) -> anyhow::Result
 }
 
 /// Polls `done` every 10 ms until it holds, or fails naming `what` after `within`.
-async fn wait_for(within: Duration, what: &str, done: impl Fn() -> bool) -> anyhow::Result<()> {
+pub(crate) async fn wait_for(within: Duration, what: &str, done: impl Fn() -> bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     while !done() {
         anyhow::ensure!(Instant::now() < deadline, "{what}: not within {within:?}");

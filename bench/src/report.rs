@@ -1,6 +1,6 @@
 //! The report as a table: every row beside its floor, and what failed, named.
 
-use super::{Only, OnlyReport, Report, Summary, motion, twitch, variants};
+use super::{Only, OnlyReport, Report, Summary, democracy, motion, twitch, variants};
 
 /// The table's first lines: a warning when the build is not a release build, what ran where, and
 /// the column heads.
@@ -99,6 +99,7 @@ pub fn render(report: &Report) -> String {
         o.hold_connected, o.hold_clients, o.hold_delivered_pct, o.hold_rss_mb
     );
     render_motion(&mut out, &report.motion);
+    render_democracy(&mut out, &report.democracy);
     render_variants(&mut out, report);
     out
 }
@@ -108,6 +109,7 @@ pub fn render_only(report: &OnlyReport) -> String {
     let command = match report.only {
         Only::Twitch => "cvbot-bench --only twitch",
         Only::Motion => "cvbot-bench --only motion",
+        Only::Democracy => "cvbot-bench --only democracy",
     };
     let mut out = header(command, report.build, report.quick, &report.machine);
     if let Some(twitch) = &report.twitch {
@@ -115,6 +117,9 @@ pub fn render_only(report: &OnlyReport) -> String {
     }
     if let Some(motion) = &report.motion {
         render_motion(&mut out, motion);
+    }
+    if let Some(democracy) = &report.democracy {
+        render_democracy(&mut out, democracy);
     }
     out
 }
@@ -175,6 +180,78 @@ fn render_motion(out: &mut String, motion: &motion::Motion) {
         Err(e) => {
             let _ = writeln!(out, "FAILED {e}");
         }
+    }
+}
+
+/// The democracy row: the votes and what they cost each instance, the verdict's latency at both
+/// jacks, and every check that failed, or why the row failed.
+fn render_democracy(out: &mut String, democracy: &variants::Outcome<democracy::DemocracyRow>) {
+    use std::fmt::Write;
+    let d = match democracy {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = writeln!(out, "FAILED {e}");
+            return;
+        }
+    };
+    let _ = writeln!(
+        out,
+        "democracy: {} viewers ({} voted twice) on {} parameters, window {} s, POST /api/chat over {} connections \
+         per instance: {}/{} votes counted in {:.2} s, {:.0} votes/s, the last {:.1} s into the window",
+        d.viewers,
+        d.revoters,
+        d.parameters,
+        d.window_ms / 1000,
+        d.connections_per_instance,
+        d.votes_accepted,
+        d.votes_sent,
+        d.voting_ms / 1e3,
+        d.votes_per_s,
+        d.voted_by_ms / 1e3
+    );
+    for i in [&d.a, &d.b] {
+        let _ = writeln!(
+            out,
+            "  {}: CPU {:.0} % of a core while voting ({:.1} µs per vote); RSS {:.1} MB → {:.1} MB holding {} votes \
+             ({}/{} parameters as sent); {} /cv ({} datagrams) while voting",
+            i.instance,
+            i.cpu_pct,
+            i.cpu_us_per_vote,
+            i.rss_before_mb,
+            i.rss_full_mb,
+            i.ballot_votes,
+            i.ballot_matches,
+            d.parameters,
+            i.cv_while_voting,
+            i.datagrams_while_voting
+        );
+        let v = &i.verdict_ms;
+        let _ = writeln!(
+            out,
+            "  {}: window close → /cv p50 {:.1} ms, min {:.1}, max {:.1} (grace {} ms); one /cv for {}/{} parameters \
+             ({} in all); {}/{} values the bench's medians; verdicts applied {}, found applied {}",
+            i.instance,
+            v.p50_ms,
+            v.min_ms,
+            v.max_ms,
+            d.grace_ms,
+            i.one_cv_parameters,
+            d.parameters,
+            i.cv_after_close,
+            i.values_match,
+            d.parameters,
+            i.verdicts_applied,
+            i.verdicts_seen
+        );
+    }
+    let diff = &d.b_minus_a_ms;
+    let _ = writeln!(
+        out,
+        "  democracy: B's /cv less A's p50 {:.2} ms, min {:.2}, max {:.2} ({} parameters)",
+        diff.p50_ms, diff.min_ms, diff.max_ms, diff.n
+    );
+    for m in &d.mismatches {
+        let _ = writeln!(out, "  MISMATCH democracy: {m}");
     }
 }
 
@@ -301,6 +378,7 @@ mod tests {
                 slew_load: Err("slew load row: not run".to_owned()),
                 ramp_agreement: Err("ramp agreement row: not run".to_owned()),
             },
+            democracy: Err("democracy row: not run".to_owned()),
             sentinel: Err("sentinel row: not run".to_owned()),
             sentinel_failover: Err("sentinel failover: not run".to_owned()),
             cluster: Err("cluster row: not run".to_owned()),

@@ -68,6 +68,32 @@ fn only_motion_measures_the_slew_load_and_the_ramp_agreement() {
     );
 }
 
+#[test]
+fn only_democracy_counts_every_vote_sends_no_osc_while_voting_and_lands_each_median_once_on_both() {
+    let (stdout, report) = run_only("democracy");
+    assert!(!stdout.contains("FAILED") && !stdout.contains("MISMATCH"), "{stdout}");
+    assert!(stdout.contains("democracy: ") && !stdout.contains("slew:"), "only the democracy row: {stdout}");
+    assert_eq!(report["only"], "democracy", "{report}");
+    let row = &report["democracy"]["Ok"];
+    let parameters = row["parameters"].as_u64().expect("parameters");
+    assert!(row["revoters"].as_u64().is_some_and(|r| r > 0), "some viewers voted twice: {report}");
+    assert_eq!(row["votes_accepted"], row["votes_sent"], "every vote counted: {report}");
+    assert_eq!(row["mismatches"], serde_json::json!([]), "{report}");
+    let grace = row["grace_ms"].as_f64().expect("grace_ms");
+    for instance in ["a", "b"] {
+        let i = &row[instance];
+        assert_eq!(i["ballot_matches"], parameters, "{instance}'s ballot held what was sent: {report}");
+        assert_eq!(i["datagrams_while_voting"], 0, "{instance}: no OSC while voting: {report}");
+        assert_eq!(i["one_cv_parameters"], parameters, "{instance}: one /cv per parameter: {report}");
+        assert_eq!(i["cv_after_close"], parameters, "{instance}: and no other: {report}");
+        assert_eq!(i["values_match"], parameters, "{instance}: the bench's medians: {report}");
+        // Never before the grace ran out (2 ms for mapping the taps' clock onto the wall clock).
+        assert!(i["verdict_ms"]["min_ms"].as_f64().is_some_and(|ms| ms >= grace - 2.0), "{instance}: {report}");
+    }
+    assert_eq!(row["a"]["verdicts_applied"], parameters, "A, first by name, applied every verdict: {report}");
+    assert_eq!(row["b"]["verdicts_applied"], 0, "B found each applied: {report}");
+}
+
 /// `cvbot-bench --only ROW --quick --json FILE`: it must exit 0; its standard output and the report.
 fn run_only(row: &str) -> (String, serde_json::Value) {
     let dir = tempfile::tempdir().expect("tempdir");

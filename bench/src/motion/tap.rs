@@ -1,4 +1,4 @@
-//! The motion rows' receivers: every `/cv` message with its arrival time.
+//! The motion and democracy rows' receivers: every `/cv` message with its arrival time.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,32 +10,32 @@ use rosc::{OscPacket, OscType};
 
 /// One `/cv` message as a [`Tap`] received it.
 #[derive(Debug)]
-pub(super) struct Heard {
-    pub(super) at: Instant,
-    pub(super) output: String,
-    pub(super) volts: f32,
+pub(crate) struct Heard {
+    pub(crate) at: Instant,
+    pub(crate) output: String,
+    pub(crate) volts: f32,
 }
 
 /// What a [`Tap`] got since it was last taken, counted and kept together so the two agree.
 #[derive(Debug, Default)]
-pub(super) struct Log {
+pub(crate) struct Log {
     /// Datagrams of any kind (a bundle is one).
-    pub(super) datagrams: u64,
-    pub(super) heard: Vec<Heard>,
+    pub(crate) datagrams: u64,
+    pub(crate) heard: Vec<Heard>,
 }
 
 /// A UDP receiver blocking on a thread of its own, keeping every `/cv` message (bundles unpacked)
 /// with its arrival time, and counting datagrams. Stops when dropped.
 #[derive(Debug)]
-pub(super) struct Tap {
-    pub(super) addr: SocketAddr,
+pub(crate) struct Tap {
+    pub(crate) addr: SocketAddr,
     log: Arc<Mutex<Log>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Tap {
-    pub(super) fn start() -> anyhow::Result<Tap> {
+    pub(crate) fn start() -> anyhow::Result<Tap> {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
         // Best effort, as in `udp_receiver`: the kernel caps it at net.core.rmem_max.
         let _ = socket.set_recv_buffer_size(8 << 20);
@@ -66,18 +66,18 @@ impl Tap {
     }
 
     /// Everything got since the last take.
-    pub(super) fn take(&self) -> Log {
+    pub(crate) fn take(&self) -> Log {
         std::mem::take(&mut *self.log.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The last voltage heard for `output` since the last take.
-    pub(super) fn last(&self, output: &str) -> Option<f32> {
+    pub(crate) fn last(&self, output: &str) -> Option<f32> {
         let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         log.heard.iter().rev().find(|h| h.output == output).map(|h| h.volts)
     }
 
     /// How many outputs' last voltage since the last take satisfies `test`.
-    pub(super) fn outputs_at(&self, test: impl Fn(f32) -> bool) -> usize {
+    pub(crate) fn outputs_at(&self, test: impl Fn(f32) -> bool) -> usize {
         let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         let mut last: HashMap<&str, f32> = HashMap::new();
         for h in &log.heard {
