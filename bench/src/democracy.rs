@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use cvbot::app::DECIDE_EVERY;
 use cvbot::catalog::Catalog;
+use cvbot::coord::BACKUP_STEP_MS;
 use cvbot::state::VOTE_GRACE_MS;
 use serde::Serialize;
 use serde_json::json;
@@ -51,13 +53,8 @@ pub const CONNECTIONS: usize = 4;
 const NAMES: [&str; 2] = ["bench-democracy-a", "bench-democracy-b"];
 /// The votes' values are drawn from this seed: one plan, one set of medians, every run.
 const SEED: u64 = 20_261_202;
-/// How often the bot's democracy ticker decides (`DECIDE_EVERY` in `src/app/democracy.rs`): a
-/// result may land this much after the grace.
-const DECIDE_EVERY_MS: u64 = 50;
-/// How long after its own decision an instance other than the tallier applies a verdict nobody
-/// applied (`BACKUP_STEP_MS` in `src/coord/democracy.rs`, per place in the name order): the row
-/// listens past it, so a doubled result would be seen.
-const BACKUP_STEP_MS: u64 = 1_000;
+/// How often the bot's democracy ticker decides: a result may land this much after the grace.
+const DECIDE_EVERY_MS: u64 = DECIDE_EVERY.as_secs() * 1000 + DECIDE_EVERY.subsec_millis() as u64;
 /// Listening this long beyond that as well, for a late datagram.
 const SETTLE_MS: u64 = 500;
 

@@ -319,7 +319,7 @@ fn render_variants(out: &mut String, report: &Report) {
                 };
                 let _ = writeln!(
                     out,
-                    "{name} failover: kill → first command through {:.0} ms (median of {}; runs {} ms); that command                      was typed {} ms after the kill; Redis's new master in place after {} ms",
+                    "{name} failover: kill → first command through {:.0} ms (median of {}; runs {} ms); that command was typed {} ms after the kill; Redis's new master in place after {} ms",
                     f.median_ms,
                     f.runs.len(),
                     list(&|r| format!("{:.0}", r.recovered_ms)),

@@ -34,6 +34,7 @@ use crate::stats::{LinkStatus, Stats};
 use crate::twitch::{TwitchSettings, TwitchStatus};
 
 mod democracy;
+pub use democracy::DECIDE_EVERY;
 mod link;
 mod motion;
 mod supervisor;

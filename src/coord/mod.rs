@@ -36,6 +36,7 @@ use crate::stats::{LogThrottle, Stats};
 
 pub use crate::observe::Observer;
 pub use counters::CoordCounters;
+pub use democracy::BACKUP_STEP_MS;
 
 pub use outcome::{Answer, Done, Outcome, Refusal, Unchanged};
 
