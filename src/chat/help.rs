@@ -202,6 +202,14 @@ mod tests {
             ("!admin overlay off", "overlay on|off"),
             ("!admin emergency stop strobe", "emergency stop [msg]"),
             ("!admin resume", "resume"),
+            ("!admin mode democracy 10s", "mode democracy 10s"),
+            ("!admin mode anarchy", "mode anarchy"),
+            ("!admin scene save intro", "scene save|recall|list|delete NAME"),
+            ("!admin scene recall intro", "scene save|recall|list|delete NAME"),
+            ("!admin scene delete intro", "scene save|recall|list|delete NAME"),
+            ("!admin scene list", "scene save|recall|list|delete NAME"),
+            ("!admin lock doorway#1.threshold", "lock|unlock TARGET|all"),
+            ("!admin unlock all", "lock|unlock TARGET|all"),
         ] {
             assert!(matches!(parse(line, &c), Ok(Command::Admin(_))), "{line}");
             assert!(text.contains(entry), "{entry} in {text}");
