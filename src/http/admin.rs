@@ -21,7 +21,7 @@ use super::writes::{message, operator, output, route_volts, variable};
 use super::{ApiError, HttpContext, MAX_BODY_BYTES, read_limited, respond, with};
 use crate::catalog::Output;
 use crate::command::{AdminCommand, Command};
-use crate::coord::{Outcome, Refusal};
+use crate::coord::{Done, Outcome, Refusal};
 use crate::gate::Sender;
 
 /// Longest user name `POST /api/chat` accepts (Twitch logins are at most 25 characters).
@@ -127,7 +127,7 @@ fn submit(ctx: &HttpContext, sender: &Sender, command: Command) -> Result<serde_
 
 pub(super) fn outcome(outcome: Outcome) -> Result<serde_json::Value, ApiError> {
     match outcome {
-        Outcome::Done(done) => Ok(json!({ "applied": true, "reply": crate::chat::reply::done(&done) })),
+        Outcome::Done(done) => Ok(done_json(&done)),
         Outcome::Refused(r @ Refusal::ShuttingDown) => Err(ApiError::Unavailable(r.to_string())),
         // Values no route or ramp may have: the request is wrong, not the moment.
         Outcome::Refused(r @ (Refusal::OutOfLimit { .. } | Refusal::BadSlew { .. } | Refusal::RampTooLong { .. })) => {
@@ -135,6 +135,16 @@ pub(super) fn outcome(outcome: Outcome) -> Result<serde_json::Value, ApiError> {
         }
         Outcome::Refused(r) => Err(ApiError::Refused(r.to_string())),
     }
+}
+
+/// A done command as a write answers it: `applied`, the reply's words, and for a democracy vote
+/// (which chat answers with nothing) where its parameter's vote stands.
+fn done_json(done: &Done) -> serde_json::Value {
+    let mut answer = json!({ "applied": true, "reply": crate::chat::reply::done(done) });
+    if let Done::Voted { variable, tally } = done {
+        answer["vote"] = json!({"variable": variable.to_string(), "votes": tally.votes, "median": tally.median});
+    }
+    answer
 }
 
 // ---- POST /api/chat ----
@@ -168,7 +178,7 @@ async fn chat(ctx: HttpContext, body: ChatBody) -> Result<Action, ApiError> {
         }
     }
     let result = match ctx.intake.submit(&sender, &body.text) {
-        Outcome::Done(done) => json!({ "applied": true, "reply": crate::chat::reply::done(&done) }),
+        Outcome::Done(done) => done_json(&done),
         Outcome::Refused(reason) => json!({ "applied": false, "refused": reason.to_string() }),
     };
     Ok(Action::Answer(result))

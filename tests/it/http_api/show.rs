@@ -84,6 +84,14 @@ async fn the_mode_switches_to_democracy_and_back_and_shows_in_the_state() {
         write(&app, Method::POST, "/api/admin/mode", &json!({"mode": "democracy", "window_ms": 500})).await;
     assert_eq!(answer["error"], "window_ms must be from 2000 to 120000", "says why");
     assert_eq!(app.state().await["mode"]["window_ms"], 10_000, "a refused mode changed nothing");
+    // A viewer's line is a vote now: chat answers it with nothing, the API with where it stands.
+    for (user, value, votes, median) in [("ann", 40, 1, 40), ("bob", 90, 2, 40), ("cat", 60, 3, 60)] {
+        let line = json!({"user": user, "text": format!("doorway#1.gain: {value}")});
+        let (status, answer) = write(&app, Method::POST, "/api/chat", &line).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let vote = json!({"variable": "doorway#1.gain", "votes": votes, "median": median});
+        assert_eq!(answer, json!({"applied": true, "reply": null, "vote": vote}));
+    }
 
     let (status, answer) = write(&app, Method::POST, "/api/admin/mode", &json!({"mode": "anarchy"})).await;
     assert_eq!((status, answer["reply"].as_str()), (StatusCode::OK, Some("anarchy: every command applies at once")));
