@@ -1,15 +1,16 @@
 //! The `!admin` grammar: the words after `!admin`, and the routing form an admin may also write bare
 //! (`es9out#1 → doorway#1.threshold`).
 
+use super::names::read_variable;
 use super::volts::{parse_route_volts, parse_slew};
-use super::{AdminCommand, MAX_MESSAGE_CHARS, ParseError, SceneAction, parse_duration_ms, split_token};
+use super::{AdminCommand, MAX_MESSAGE_CHARS, ParseError, Rejection, SceneAction, parse_duration_ms, split_token};
 use crate::catalog::Catalog;
 use crate::show::{LockTarget, Mode, SceneName};
 
 /// The words after `!admin`.
-pub(super) fn parse_admin(text: &str, catalog: &Catalog) -> Result<AdminCommand, ParseError> {
+pub(super) fn parse_admin(text: &str, catalog: &Catalog) -> Result<AdminCommand, Rejection> {
     if text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
-        return Err(ParseError::ControlCharacters);
+        return Err(ParseError::ControlCharacters.into());
     }
     let (verb, rest) = split_token(text);
     let rest = rest.trim();
@@ -21,14 +22,14 @@ pub(super) fn parse_admin(text: &str, catalog: &Catalog) -> Result<AdminCommand,
         return match rest.to_ascii_lowercase().as_str() {
             "on" => Ok(AdminCommand::Overlay { enabled: true }),
             "off" => Ok(AdminCommand::Overlay { enabled: false }),
-            _ => Err(ParseError::UnknownAdmin),
+            _ => Err(ParseError::UnknownAdmin.into()),
         };
     }
     if verb_is("emergency") || verb_is("estop") {
         let message = if verb_is("emergency") {
             let (stop, msg) = split_token(rest);
             if !stop.eq_ignore_ascii_case("stop") {
-                return Err(ParseError::UnknownAdmin);
+                return Err(ParseError::UnknownAdmin.into());
             }
             msg
         } else {
@@ -56,19 +57,19 @@ pub(super) fn parse_admin(text: &str, catalog: &Catalog) -> Result<AdminCommand,
         return Ok(AdminCommand::Slew { output, volts_per_second });
     }
     if verb_is("mode") {
-        return parse_mode(rest).map(AdminCommand::Mode);
+        return Ok(AdminCommand::Mode(parse_mode(rest)?));
     }
     if verb_is("scene") {
-        return parse_scene(rest).map(AdminCommand::Scene);
+        return Ok(AdminCommand::Scene(parse_scene(rest)?));
     }
     if verb_is("lock") || verb_is("unlock") {
         let target = LockTarget::parse(rest, catalog).ok_or(ParseError::UnknownVariable)?;
         return Ok(AdminCommand::Lock { target, locked: verb_is("lock") });
     }
     if verb.contains('#') {
-        return parse_bare_route(text, catalog)?.ok_or(ParseError::UnknownAdmin);
+        return parse_bare_route(text, catalog)?.ok_or_else(|| ParseError::UnknownAdmin.into());
     }
-    Err(ParseError::UnknownAdmin)
+    Err(ParseError::UnknownAdmin.into())
 }
 
 /// `democracy 10s`, `anarchy`, or nothing (the question).
@@ -106,7 +107,7 @@ fn parse_scene(rest: &str) -> Result<SceneAction, ParseError> {
 
 /// `output → variable`, `output -> variable` or `output to variable`. `Ok(None)` means the line has
 /// no arrow at all (so it may be a viewer command instead).
-pub(super) fn parse_bare_route(text: &str, catalog: &Catalog) -> Result<Option<AdminCommand>, ParseError> {
+pub(super) fn parse_bare_route(text: &str, catalog: &Catalog) -> Result<Option<AdminCommand>, Rejection> {
     let text = text.trim();
     let split = ["→", "->"].iter().find_map(|arrow| text.split_once(arrow)).or_else(|| {
         let (first, rest) = split_token(text);
@@ -119,7 +120,7 @@ pub(super) fn parse_bare_route(text: &str, catalog: &Catalog) -> Result<Option<A
     let (output, rest) = (output.trim(), variable.trim());
     let (variable, options) = split_token(rest);
     let output = catalog.output(output).ok_or(ParseError::UnknownOutput)?;
-    let variable = catalog.parse_variable(variable).ok_or(ParseError::UnknownVariable)?;
+    let variable = read_variable(variable, catalog).map_err(Rejection::Unknown)?;
     let volts = parse_route_volts(options)?;
     Ok(Some(AdminCommand::Route { output, variable, volts }))
 }

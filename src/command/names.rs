@@ -148,6 +148,13 @@ mod tests {
             ("doorway#9.threshold: 89", "doorway has 8 instances: #1 to #8"),
             ("doorway#0.threshold: 89", "doorway has 8 instances: #1 to #8"),
             ("doorway#x.threshold: 89", "doorway has 8 instances: #1 to #8"),
+            // A moderator's route names the wrong part too.
+            (
+                "!admin es9out#1 → doorway#1.threshhold",
+                "unknown parameter threshhold on doorway — did you mean threshold?",
+            ),
+            ("es9out#1 -> doorwy#1.gain", "unknown module doorwy — did you mean doorway?"),
+            ("!admin es9out#1 → doorway#12.gain", "doorway has 8 instances: #1 to #8"),
             ("doorway#9.threshhold: 89", "unknown parameter threshhold on doorway — did you mean threshold?"),
             ("arch#1.inputJack#17: 5", "unknown parameter on arch: `!cv list arch` names them"),
             ("\u{1F525}\u{1F525}#1.\u{1F525}: 5", "unknown module: `!cv list` names them"),

@@ -101,6 +101,8 @@ async fn moderators_run_the_show_from_chat_with_replies_and_viewers_cannot() {
     // A moderator's typo gets a hint; viewers' refusals stay silent.
     chan.say(&User::new("modperson", 2003, "moderator/1"), "!admin es9out#99 → doorway#1.gain");
     assert_eq!(chan.reply().await, "@modperson unknown output");
+    chan.say(&User::new("modperson", 2003, "moderator/1"), "!admin es9out#2 → doorway#1.gian");
+    assert_eq!(chan.reply().await, "@modperson unknown parameter gian on doorway — did you mean gain?");
     // Replies go out in order: had a viewer been answered, it would come before this one.
     chan.say(&User::new("headmod", 2004, "lead_moderator/1"), "!admin routes");
     assert_eq!(chan.reply().await, "routes: es9out#2 → doorway#1.gain", "no reply to the viewers");
