@@ -65,6 +65,12 @@ impl Coordinator {
                 }
             }
         };
+        if kinds.is_empty()
+            && let Some(done) = &done
+        {
+            // A scene saved with nothing in it (a scenes file may hold one): recalled, nothing to set.
+            return Outcome::Done(done.clone());
+        }
         let applied = self.originate(&sender.login, kinds, wall_ms);
         match (done, applied.first()) {
             (_, None) => {

@@ -192,3 +192,12 @@ impl RefusalText for Outcome {
         }
     }
 }
+
+#[test]
+fn an_empty_scene_from_the_scenes_file_recalls_as_nothing_set_not_as_a_lost_write() {
+    let mut c = coordinator("bot-001", &["bot-001"], None);
+    let name = SceneName::parse("blank").expect("name");
+    c.state.seed_scene(name.clone(), crate::state::Scene::default());
+    let recalled = run_at(&mut c, &Sender::operator("op"), "!admin scene recall blank", T0);
+    assert_eq!(recalled, Outcome::Done(Done::Recalled { name, values: 0 }));
+}
