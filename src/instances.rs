@@ -7,6 +7,12 @@ use std::sync::Arc;
 /// the list its heartbeat reads.
 pub trait Presence: Send + Sync + std::fmt::Debug {
     fn live_instances(&self) -> Vec<String>;
+
+    /// The live instances that publish, which democracy's tally ranks (a display-only instance
+    /// could apply a verdict only to itself); by default every live one.
+    fn talliers(&self) -> Vec<String> {
+        self.live_instances()
+    }
 }
 
 /// Presence when there is no cluster: this instance alone.

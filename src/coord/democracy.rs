@@ -46,11 +46,13 @@ impl Coordinator {
         self.state.mode().window_ms().is_some() || !self.pending.is_empty()
     }
 
-    /// This instance's place among the live instances by name: 0 is the tallier.
+    /// This instance's place among the live instances that publish, by name: 0 is the tallier. One
+    /// that does not publish comes after them all: it applies a verdict to itself only if none
+    /// reached it.
     fn tally_rank(&self) -> u64 {
-        let mut live = self.presence.live_instances();
-        live.sort();
-        let rank = live.iter().position(|name| name.as_str() == self.instance.as_ref()).unwrap_or(live.len());
+        let mut talliers = self.presence.talliers();
+        talliers.sort();
+        let rank = talliers.iter().position(|name| name.as_str() == self.instance.as_ref()).unwrap_or(talliers.len());
         u64::try_from(rank).unwrap_or(u64::MAX)
     }
 

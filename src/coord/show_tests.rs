@@ -8,7 +8,7 @@ use crate::state::Stamp;
 use crate::state::VOTE_GRACE_MS;
 use std::time::Duration;
 
-/// A fixed live set, as the Redis link would report it.
+/// A fixed live set, as the Redis link would report it (every one publishing).
 #[derive(Debug)]
 struct Live(Vec<String>);
 
@@ -18,9 +18,29 @@ impl Presence for Live {
     }
 }
 
+/// A live set in which only some publish (the others are display-only).
+#[derive(Debug)]
+struct Publishing {
+    live: Vec<String>,
+    publishing: Vec<String>,
+}
+
+impl Presence for Publishing {
+    fn live_instances(&self) -> Vec<String> {
+        self.live.clone()
+    }
+    fn talliers(&self) -> Vec<String> {
+        self.publishing.clone()
+    }
+}
+
 const T0: u64 = 1_700_000_000_000;
 
 fn coordinator(me: &str, live: &[&str], outbox: Option<mpsc::Sender<Event>>) -> Coordinator {
+    coordinator_with(me, Arc::new(Live(live.iter().map(|s| (*s).to_owned()).collect())), outbox)
+}
+
+fn coordinator_with(me: &str, presence: Arc<dyn Presence>, outbox: Option<mpsc::Sender<Event>>) -> Coordinator {
     let policy = GatePolicy {
         user_cooldown: Duration::ZERO,
         global_per_second: 0,
@@ -32,7 +52,7 @@ fn coordinator(me: &str, live: &[&str], outbox: Option<mpsc::Sender<Event>>) -> 
         State::default(),
         Gate::new(&policy, Instant::now()),
         outbox,
-        Arc::new(Live(live.iter().map(|s| (*s).to_owned()).collect())),
+        presence,
         &Stats::default(),
     )
 }
@@ -200,4 +220,17 @@ fn an_empty_scene_from_the_scenes_file_recalls_as_nothing_set_not_as_a_lost_writ
     c.state.seed_scene(name.clone(), crate::state::Scene::default());
     let recalled = run_at(&mut c, &Sender::operator("op"), "!admin scene recall blank", T0);
     assert_eq!(recalled, Outcome::Done(Done::Recalled { name, values: 0 }));
+}
+
+#[test]
+fn a_display_only_instance_first_by_name_is_passed_over_by_the_tally() {
+    for (me, applies_at_close) in [("b-studio", true), ("a-display", false)] {
+        let presence =
+            Publishing { live: vec!["a-display".into(), "b-studio".into()], publishing: vec!["b-studio".into()] };
+        let mut c = coordinator_with(me, Arc::new(presence), None);
+        run_at(&mut c, &Sender::operator("op"), "!admin mode democracy 2s", T0);
+        run_at(&mut c, &Sender::viewer("ann"), "doorway#1.gain: 40", T0 + 10);
+        c.decide(T0 + 2_000 + VOTE_GRACE_MS);
+        assert_eq!(value(&c, "doorway#1.gain").is_some(), applies_at_close, "{me} at the close");
+    }
 }

@@ -34,6 +34,10 @@ impl RedisLink {
                 .arg(self.names.instances())
                 .arg(&self.instance)
                 .ignore()
+                .cmd("ZREM")
+                .arg(self.names.talliers())
+                .arg(&self.instance)
+                .ignore()
                 .query_async(cmd)
                 .await;
         }

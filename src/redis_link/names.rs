@@ -32,6 +32,10 @@ impl Names {
     pub fn instances(&self) -> String {
         format!("{}{{cv}}:instances", self.prefix)
     }
+    /// The live instances that publish (democracy's talliers), scored like `instances`.
+    pub fn talliers(&self) -> String {
+        format!("{}{{cv}}:talliers", self.prefix)
+    }
     /// A random token set once per data set: gone or changed means Redis lost its data.
     pub fn epoch(&self) -> String {
         format!("{}{{cv}}:epoch", self.prefix)
@@ -57,7 +61,7 @@ mod tests {
     #[test]
     fn keys_share_one_hash_tag_and_channels_keep_the_seed_names() {
         let n = Names::new("studio-a:", "bot-7");
-        for key in [n.state(), n.history(), n.dlq(), n.claim(), n.instances()] {
+        for key in [n.state(), n.history(), n.dlq(), n.claim(), n.instances(), n.talliers()] {
             assert!(key.starts_with("studio-a:{cv}:"), "{key}");
         }
         assert_eq!(n.channel(wire::PARAMETER_CHANNEL), "studio-a:cv:parameter:update");

@@ -201,11 +201,16 @@ impl Claims {
 pub struct ClusterPresence {
     me: String,
     live: Mutex<Vec<String>>,
+    talliers: Mutex<Vec<String>>,
 }
 
 impl ClusterPresence {
     pub fn new(me: &str) -> Arc<ClusterPresence> {
-        Arc::new(ClusterPresence { me: me.to_owned(), live: Mutex::new(vec![me.to_owned()]) })
+        Arc::new(ClusterPresence {
+            me: me.to_owned(),
+            live: Mutex::new(vec![me.to_owned()]),
+            talliers: Mutex::new(vec![me.to_owned()]),
+        })
     }
 
     pub fn set_live(&self, mut live: Vec<String>) {
@@ -215,11 +220,21 @@ impl ClusterPresence {
         live.sort();
         *self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = live;
     }
+
+    /// The live instances that publish, as the heartbeat read them (this one only if it publishes).
+    pub fn set_talliers(&self, mut talliers: Vec<String>) {
+        talliers.sort();
+        *self.talliers.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = talliers;
+    }
 }
 
 impl Presence for ClusterPresence {
     fn live_instances(&self) -> Vec<String> {
         self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn talliers(&self) -> Vec<String> {
+        self.talliers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 

@@ -242,26 +242,25 @@ impl RedisLink {
             }
         }
         let ttl_ms = u64::try_from(self.claim_ttl().as_millis()).unwrap_or(u64::MAX);
-        let listed: redis::RedisResult<(Vec<String>,)> = redis::pipe()
-            .cmd("ZADD")
-            .arg(self.names.instances())
-            .arg(now)
-            .arg(&self.instance)
-            .ignore()
-            .cmd("ZREMRANGEBYSCORE")
-            .arg(self.names.instances())
-            .arg("-inf")
-            .arg(now.saturating_sub(ttl_ms))
-            .ignore()
-            .cmd("ZRANGE")
-            .arg(self.names.instances())
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut session.cmd)
-            .await;
+        let mut pipe = redis::pipe();
+        // The talliers are the live instances that publish: a display-only one is live, but a
+        // verdict it applied would reach nobody else.
+        let mut lists = vec![self.names.instances()];
+        if self.settings.publish {
+            lists.push(self.names.talliers());
+        }
+        for list in &lists {
+            pipe.cmd("ZADD").arg(list).arg(now).arg(&self.instance).ignore();
+        }
+        for list in [self.names.instances(), self.names.talliers()] {
+            pipe.cmd("ZREMRANGEBYSCORE").arg(&list).arg("-inf").arg(now.saturating_sub(ttl_ms)).ignore();
+            pipe.cmd("ZRANGE").arg(&list).arg(0).arg(-1);
+        }
+        let listed: redis::RedisResult<(Vec<String>, Vec<String>)> = pipe.query_async(&mut session.cmd).await;
         match listed {
-            Ok((live,)) => {
+            Ok((live, talliers)) => {
                 self.presence.set_live(live);
+                self.presence.set_talliers(talliers);
                 self.side_ok(SideWrite::Presence);
             }
             Err(e) => self.side_failed(SideWrite::Presence, SideFault::of(&e)),
