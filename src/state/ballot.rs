@@ -120,7 +120,6 @@ impl Ballot {
     /// Decides every window that closed at least [`VOTE_GRACE_MS`] before `now_ms`: their votes
     /// go, later votes for them are refused, and each voted parameter's result is returned.
     pub(super) fn decide(&mut self, mode: Mode, start_ms: u64, now_ms: u64) -> Vec<Verdict> {
-        let Some(len) = mode.window_ms().map(u64::from) else { return Vec::new() };
         let Some(current) = window_of(mode, start_ms, now_ms.saturating_sub(VOTE_GRACE_MS)) else {
             return Vec::new();
         };
@@ -130,7 +129,7 @@ impl Ballot {
             if window >= current {
                 break;
             }
-            let closed_at_ms = start_ms.saturating_add(window.saturating_add(1).saturating_mul(len));
+            let closed_at_ms = Self::closes_at_ms(mode, start_ms, window).unwrap_or(u64::MAX);
             for (variable, voters) in entry.remove() {
                 self.held = self.held.saturating_sub(voters.len());
                 let mut values: Vec<u8> = voters.values().map(|v| v.value).collect();
