@@ -23,7 +23,7 @@ impl State {
                 Some(Change::Mode { mode: *mode, start_ms: self.mode_start_ms() })
             }
             EventKind::Lock { target, locked } => {
-                if !make_room(&mut self.locks, target, MAX_LOCKS, |locked| !*locked) {
+                if !make_room(&mut self.locks, target, MAX_LOCKS, UNLOCKED) {
                     return None;
                 }
                 let register = self.locks.entry(target.clone()).or_insert_with(|| Register::new(false));
@@ -81,7 +81,7 @@ impl State {
 
     /// True when `target` has a lock register or there is room for one more ([`MAX_LOCKS`]).
     pub fn has_lock_room(&self, target: &LockTarget) -> bool {
-        self.locks.contains_key(target) || self.locks.len() < MAX_LOCKS || self.locks.values().any(|r| !r.value)
+        has_room(&self.locks, target, MAX_LOCKS, UNLOCKED)
     }
 
     pub fn is_locked(&self, target: &LockTarget) -> bool {
@@ -106,21 +106,33 @@ impl State {
     }
 }
 
-/// True when `map` holds `key` or has room for it, making room by forgetting the oldest tombstone
-/// (an unlock, a deleted scene) when it is full. A forgotten tombstone could let a late copy of
-/// what it removed back in; at this bound that takes hundreds of newer removals first.
+/// A lock register's tombstone: the lock was lifted.
+const UNLOCKED: fn(&bool) -> bool = |locked| !*locked;
+
+/// True when `map` holds `key`, has room for one more, or holds a tombstone that could make room.
+fn has_room<K: Ord, V>(map: &BTreeMap<K, Register<V>>, key: &K, max: usize, tombstone: fn(&V) -> bool) -> bool {
+    map.contains_key(key) || map.len() < max || map.values().any(|r| tombstone(&r.value))
+}
+
+/// True when `map` holds `key` or has room for it ([`has_room`]), making room by forgetting the
+/// oldest tombstone (an unlock, a deleted scene) when it is full. A forgotten tombstone could let a
+/// late copy of what it removed back in; at this bound that takes hundreds of newer removals first.
 fn make_room<K: Ord + Clone, V>(
     map: &mut BTreeMap<K, Register<V>>,
     key: &K,
     max: usize,
     tombstone: fn(&V) -> bool,
 ) -> bool {
-    if map.contains_key(key) || map.len() < max {
-        return true;
+    if !has_room(map, key, max, tombstone) {
+        return false;
     }
-    let oldest =
-        map.iter().filter(|(_, r)| tombstone(&r.value)).min_by_key(|(_, r)| r.stamp.clone()).map(|(k, _)| k.clone());
-    oldest.is_some_and(|k| map.remove(&k).is_some())
+    if !map.contains_key(key) && map.len() >= max {
+        let oldest = map.iter().filter(|(_, r)| tombstone(&r.value)).min_by_key(|(_, r)| r.stamp.clone());
+        if let Some(oldest) = oldest.map(|(k, _)| k.clone()) {
+            map.remove(&oldest);
+        }
+    }
+    true
 }
 
 #[cfg(test)]
